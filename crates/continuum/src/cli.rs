@@ -1,0 +1,196 @@
+//! The command line: `continuum serve | import | migrate`, each taking `--database`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use store::{DatabaseUrl, Store, StoreOptions};
+
+use crate::config::{Config, FlagConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "continuum",
+    version,
+    about = "Care coordination for a pediatric care alliance: a FHIR R4 server on SQLite or PostgreSQL"
+)]
+pub struct Cli {
+    /// A TOML configuration file (default: $CONTINUUM_CONFIG, then ./continuum.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the data lives: sqlite://PATH (default sqlite://./continuum-data/continuum.db) or postgres://USER@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// The public FHIR base URL to put in links, when behind a proxy.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// Largest accepted request body in bytes (default 16 MiB).
+        #[arg(long, value_name = "BYTES")]
+        max_body_bytes: Option<usize>,
+    },
+    /// Load FHIR data: NDJSON (.ndjson), Bundles (transaction, batch, collection) or resources.
+    Import {
+        /// Files to load.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Bring the database schema up to date and exit.
+    Migrate,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut flags = FlagConfig {
+        database: cli.database.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve {
+        listen,
+        public_url,
+        max_body_bytes,
+    } = &cli.command
+    {
+        flags.listen = listen.clone();
+        flags.public_base_url = public_url.clone();
+        flags.max_body_bytes = *max_body_bytes;
+    }
+    let config = Config::load(cli.config.as_deref(), &env, &flags)?;
+    init_logging(&config);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve { .. } => runtime.block_on(serve(config)),
+        Command::Import { files } => runtime.block_on(import(config, files)),
+        Command::Migrate => migrate(config),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn open_store(config: &Config, migrate: bool) -> Result<Store> {
+    let url = DatabaseUrl::parse(config.database.expose())?;
+    let store = Store::open(
+        &url,
+        &StoreOptions {
+            connections: config.db_connections,
+            migrate,
+        },
+        Arc::new(care::SystemClock),
+    )
+    .with_context(|| format!("cannot open the database {}", url.redacted()))?;
+    Ok(store)
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let store = open_store(&config, true)?;
+    let server_config = server::ServerConfig {
+        listen: config.listen,
+        public_base_url: config.public_base_url.clone(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let (listener, addr) = server::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let app = server::app(store.clone(), &server_config);
+    tracing::info!(database = %store.description(), "Continuum is listening on http://{addr} (FHIR base http://{addr}/fhir)");
+    eprintln!(
+        "Continuum is listening on http://{addr}/fhir  (database: {})",
+        store.description()
+    );
+    server::serve(listener, app, shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
+    let store = open_store(&config, true)?;
+    let api = server::FhirApi::new(
+        store,
+        server::RestConfig {
+            public_base_url: config.public_base_url.clone(),
+        },
+    );
+    let start = std::time::Instant::now();
+    let totals = crate::import::import_files(&api, &files).await?;
+    let secs = start.elapsed().as_secs_f64();
+    for r in totals.rejected.iter().take(20) {
+        eprintln!("rejected {}: {}", r.origin, r.reason);
+    }
+    if totals.rejected.len() > 20 {
+        eprintln!("… and {} more rejected", totals.rejected.len() - 20);
+    }
+    println!(
+        "imported {} resources in {:.1} s ({:.0}/s); {} rejected",
+        totals.stored,
+        secs,
+        totals.stored as f64 / secs.max(1e-9),
+        totals.rejected.len()
+    );
+    if !totals.rejected.is_empty() {
+        bail!("{} resources were rejected", totals.rejected.len());
+    }
+    Ok(())
+}
+
+fn migrate(config: Config) -> Result<()> {
+    let url = DatabaseUrl::parse(config.database.expose())?;
+    let _store = open_store(&config, true)?;
+    println!(
+        "{} is at schema version {}",
+        url.redacted(),
+        store::migrations::latest_version()
+    );
+    Ok(())
+}

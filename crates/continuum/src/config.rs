@@ -1,0 +1,249 @@
+//! Layered configuration: defaults → TOML file → `CONTINUUM_*` environment → command-line
+//! flags. The database URL is kept wrapped so a password never reaches a log.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The default embedded database.
+pub const DEFAULT_DATABASE: &str = "sqlite://./continuum-data/continuum.db";
+
+/// A value that must not be printed (it may hold a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The settings a TOML file may hold (all optional; unknown keys are an error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database: Option<String>,
+    pub listen: Option<String>,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub db_connections: Option<usize>,
+    pub log: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// Flags given on the command line (`None` when not given).
+#[derive(Debug, Default, Clone)]
+pub struct FlagConfig {
+    pub database: Option<String>,
+    pub listen: Option<String>,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: Secret,
+    pub listen: SocketAddr,
+    pub public_base_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub db_connections: usize,
+    pub log: String,
+    pub log_json: bool,
+    /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
+    pub warnings: Vec<String>,
+}
+
+const ENV_KEYS: &[&str] = &[
+    "CONTINUUM_CONFIG",
+    "CONTINUUM_DATABASE_URL",
+    "CONTINUUM_LISTEN",
+    "CONTINUUM_PUBLIC_BASE_URL",
+    "CONTINUUM_MAX_BODY_BYTES",
+    "CONTINUUM_DB_CONNECTIONS",
+    "CONTINUUM_LOG",
+    "CONTINUUM_LOG_FORMAT",
+];
+
+impl Config {
+    /// Resolves the layers. `config_file` is `--config`; without it `CONTINUUM_CONFIG`, then
+    /// `./continuum.toml` if present.
+    pub fn load(
+        config_file: Option<&Path>,
+        env: &HashMap<String, String>,
+        flags: &FlagConfig,
+    ) -> Result<Config> {
+        let mut warnings = Vec::new();
+        for key in env.keys().filter(|k| k.starts_with("CONTINUUM_")) {
+            if !ENV_KEYS.contains(&key.as_str()) && !key.starts_with("CONTINUUM_TEST_") {
+                warnings.push(format!(
+                    "unknown environment variable {key} (known: {})",
+                    ENV_KEYS.join(", ")
+                ));
+            }
+        }
+        let path: Option<PathBuf> = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("CONTINUUM_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from("continuum.toml")).filter(|p| p.exists()));
+        let file: FileConfig = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the configuration file {}", p.display())
+                })?;
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid configuration file {}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let pick =
+            |flag: &Option<String>, env_key: &str, file: &Option<String>| -> Option<String> {
+                flag.clone()
+                    .or_else(|| env.get(env_key).cloned())
+                    .or_else(|| file.clone())
+            };
+        let database = pick(&flags.database, "CONTINUUM_DATABASE_URL", &file.database)
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let listen_text = pick(&flags.listen, "CONTINUUM_LISTEN", &file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("listen address '{listen_text}' is not HOST:PORT (e.g. 127.0.0.1:8080 or 0.0.0.0:8080)"))?;
+        let public_base_url = pick(
+            &flags.public_base_url,
+            "CONTINUUM_PUBLIC_BASE_URL",
+            &file.public_base_url,
+        );
+        if let Some(u) = &public_base_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("public base URL '{u}' must start with http:// or https://");
+        }
+        let number = |flag: Option<usize>,
+                      key: &str,
+                      file: Option<usize>,
+                      default: usize|
+         -> Result<usize> {
+            if let Some(v) = flag {
+                return Ok(v);
+            }
+            if let Some(v) = env.get(key) {
+                return v
+                    .parse()
+                    .with_context(|| format!("{key}='{v}' is not a whole number"));
+            }
+            Ok(file.unwrap_or(default))
+        };
+        let max_body_bytes = number(
+            flags.max_body_bytes,
+            "CONTINUUM_MAX_BODY_BYTES",
+            file.max_body_bytes,
+            16 * 1024 * 1024,
+        )?;
+        let db_connections = number(None, "CONTINUUM_DB_CONNECTIONS", file.db_connections, 4)?;
+        if db_connections == 0 {
+            bail!("db_connections must be at least 1");
+        }
+        let log = env
+            .get("CONTINUUM_LOG")
+            .cloned()
+            .or(file.log)
+            .unwrap_or_else(|| "info".into());
+        let log_format = env
+            .get("CONTINUUM_LOG_FORMAT")
+            .cloned()
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        let log_json = match log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => bail!("log format '{other}' is not text or json"),
+        };
+        Ok(Config {
+            database: Secret(database),
+            listen,
+            public_base_url,
+            max_body_bytes,
+            db_connections,
+            log,
+            log_json,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "database = \"sqlite://file.db\"\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &env(&[]), &FlagConfig::default()).unwrap();
+        assert_eq!(c.database.expose(), "sqlite://file.db");
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.max_body_bytes, 10);
+        let c = Config::load(
+            Some(&file),
+            &env(&[("CONTINUUM_DATABASE_URL", "sqlite://env.db")]),
+            &FlagConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.database.expose(), "sqlite://env.db");
+        let flags = FlagConfig {
+            database: Some("sqlite://flag.db".into()),
+            ..Default::default()
+        };
+        let c = Config::load(
+            Some(&file),
+            &env(&[("CONTINUUM_DATABASE_URL", "sqlite://env.db")]),
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.database.expose(), "sqlite://flag.db");
+        assert_eq!(format!("{:?}", c.database), "Secret(***)");
+    }
+
+    #[test]
+    fn defaults_and_warnings() {
+        let c = Config::load(
+            None,
+            &env(&[("CONTINUUM_DATABSE_URL", "x")]),
+            &FlagConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.database.expose(), DEFAULT_DATABASE);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            Config::load(
+                None,
+                &env(&[("CONTINUUM_LISTEN", "nope")]),
+                &FlagConfig::default()
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! `continuum import FILE…`: NDJSON (one resource per line), transaction/batch Bundles (run as
+//! `POST /fhir` would), and collection/searchset Bundles or single resources (each entry
+//! stored), with a progress bar and a final count.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use server::FhirApi;
+use server::rest::import::Rejected;
+
+/// Resources per store transaction.
+const CHUNK: usize = 500;
+
+#[derive(Default)]
+pub struct Totals {
+    pub stored: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+pub async fn import_files(api: &FhirApi, files: &[std::path::PathBuf]) -> Result<Totals> {
+    let mut totals = Totals::default();
+    for file in files {
+        import_file(api, file, &mut totals).await?;
+    }
+    Ok(totals)
+}
+
+fn bar(len: u64, what: &str, unit: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let template =
+        format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})");
+    pb.set_style(
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+async fn flush(api: &FhirApi, chunk: &mut Vec<(String, Value)>, totals: &mut Totals) -> Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let report = api.import_chunk(std::mem::take(chunk)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "import failed: {}",
+            e.issues
+                .iter()
+                .map(|i| i.diagnostics.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    totals.stored += report.stored;
+    totals.rejected.extend(report.rejected);
+    Ok(())
+}
+
+async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<()> {
+    let name = path.display().to_string();
+    let is_ndjson = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"));
+    if is_ndjson {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let pb = bar(size, &name, "bytes");
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for (n, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {name}"))?;
+            pb.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let origin = format!("{name}:{}", n + 1);
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) => chunk.push((origin, v)),
+                Err(e) => totals.rejected.push(Rejected {
+                    origin,
+                    reason: format!("not JSON: {e}"),
+                }),
+            }
+            if chunk.len() >= CHUNK {
+                flush(api, &mut chunk, totals).await?;
+            }
+        }
+        flush(api, &mut chunk, totals).await?;
+        pb.finish_and_clear();
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{name} is not JSON (NDJSON files must end in .ndjson)"))?;
+    match (
+        value.get("resourceType").and_then(Value::as_str),
+        value.get("type").and_then(Value::as_str),
+    ) {
+        (Some("Bundle"), Some("transaction" | "batch")) => {
+            let entries = value
+                .get("entry")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let pb = bar(entries as u64, &name, "entries");
+            let response = api.import_bundle(value).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{name}: {}",
+                    e.issues
+                        .iter()
+                        .map(|i| format!(
+                            "{} ({})",
+                            i.diagnostics,
+                            i.expression.clone().unwrap_or_default()
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            for (i, entry) in response
+                .get("entry")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let status = entry
+                    .pointer("/response/status")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if status.starts_with('2') {
+                    totals.stored += 1;
+                } else {
+                    totals.rejected.push(Rejected {
+                        origin: format!("{name} entry {i}"),
+                        reason: entry
+                            .pointer("/response/outcome/issue/0/diagnostics")
+                            .and_then(Value::as_str)
+                            .unwrap_or(status)
+                            .to_string(),
+                    });
+                }
+            }
+            pb.finish_and_clear();
+        }
+        (Some("Bundle"), _) => {
+            let entries: Vec<Value> = value
+                .get("entry")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let pb = bar(entries.len() as u64, &name, "entries");
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for (i, e) in entries.into_iter().enumerate() {
+                pb.inc(1);
+                if let Some(r) = e.get("resource") {
+                    chunk.push((format!("{name} entry {i}"), r.clone()));
+                }
+                if chunk.len() >= CHUNK {
+                    flush(api, &mut chunk, totals).await?;
+                }
+            }
+            flush(api, &mut chunk, totals).await?;
+            pb.finish_and_clear();
+        }
+        (Some(_), _) => {
+            let mut chunk = vec![(name.clone(), value)];
+            flush(api, &mut chunk, totals).await?;
+        }
+        (None, _) => bail!(
+            "{name} has no resourceType: expected a FHIR resource, a Bundle, or NDJSON with a .ndjson extension"
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! `continuum`: the binary. All the work happens in the library crates; this file only parses
+//! the command line and reports errors.
+
+mod cli;
+mod config;
+mod import;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,755 @@
+//! Parsing a FHIR search query string into a typed [`SearchRequest`]: each parameter checked
+//! against the R4 definitions of the resource type, each value against its parameter type.
+
+use super::index::split_reference;
+use super::normalize::normalize_string;
+use super::registry::{Column, ParamType, Registry, SearchParam};
+use crate::outcome::{Issue, IssueType};
+use crate::primitive::{Precision, Range, parse_date_time};
+
+/// The page size when `_count` is not given.
+pub const DEFAULT_COUNT: usize = 50;
+/// The largest `_count` accepted.
+pub const MAX_COUNT: usize = 1000;
+
+/// A parsed search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub resource_type: String,
+    /// ANDed clauses; the values inside one clause are ORed.
+    pub clauses: Vec<Clause>,
+    pub count: usize,
+    pub total: TotalMode,
+    pub summary: Summary,
+    pub elements: Option<Vec<String>>,
+    pub sort: Vec<SortKey>,
+    /// The opaque paging cursor of a `next` link.
+    pub cursor: Option<String>,
+    /// The parameters that were applied, for the Bundle's `self` link.
+    pub applied: Vec<(String, String)>,
+    /// Parameters ignored under `Prefer: handling=lenient`.
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalMode {
+    /// Default: a total when it costs nothing extra or the page is full.
+    Auto,
+    None,
+    Estimate,
+    Accurate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    False,
+    True,
+    Text,
+    Data,
+    Count,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub column: SortColumn,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortColumn {
+    Id,
+    LastUpdated,
+}
+
+/// One parameter occurrence: `name:modifier=v1,v2`.
+#[derive(Debug, Clone)]
+pub struct Clause {
+    pub param: String,
+    pub kind: ParamType,
+    pub column: Column,
+    pub modifier: Modifier,
+    pub values: Vec<SearchValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modifier {
+    None,
+    Exact,
+    Contains,
+    Missing(bool),
+    Not,
+    Text,
+    Below,
+    Above,
+    /// `subject:Patient=...`
+    Type(String),
+}
+
+/// The comparison prefix of an ordered value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    Sa,
+    Eb,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemMatch {
+    /// `code`: any system.
+    Any,
+    /// `|code`: no system.
+    NoSystem,
+    /// `system|code` or `system|`.
+    Is(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SearchValue {
+    /// Normalised for default/`:contains`, as given for `:exact`.
+    String {
+        norm: String,
+        exact: String,
+    },
+    Token {
+        system: SystemMatch,
+        code: Option<String>,
+    },
+    /// `:text` on a token: normalised.
+    Text(String),
+    Reference {
+        target_type: Option<String>,
+        id: String,
+    },
+    ReferenceUrl(String),
+    Date {
+        prefix: Prefix,
+        range: Range,
+    },
+    Number {
+        prefix: Prefix,
+        low: f64,
+        high: f64,
+        value: f64,
+    },
+    Quantity {
+        prefix: Prefix,
+        low: f64,
+        high: f64,
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Uri(String),
+    /// For `_id`.
+    Id(String),
+    /// For `:missing`.
+    Missing(bool),
+}
+
+/// What the caller tells the parser.
+pub struct ParseOptions<'a> {
+    /// `Prefer: handling=lenient`: unknown parameters are ignored rather than rejected.
+    pub lenient: bool,
+    /// This server's base URL, so absolute references to it match local ones.
+    pub base_url: &'a str,
+}
+
+/// Parses search parameters (already percent-decoded) for a resource type.
+pub fn parse_search(
+    registry: &Registry,
+    resource_type: &str,
+    params: &[(String, String)],
+    opts: &ParseOptions,
+) -> Result<SearchRequest, Vec<Issue>> {
+    let mut req = SearchRequest {
+        resource_type: resource_type.to_string(),
+        clauses: Vec::new(),
+        count: DEFAULT_COUNT,
+        total: TotalMode::Auto,
+        summary: Summary::False,
+        elements: None,
+        sort: Vec::new(),
+        cursor: None,
+        applied: Vec::new(),
+        ignored: Vec::new(),
+    };
+    let mut issues = Vec::new();
+    for (name, value) in params {
+        let before = issues.len();
+        let applied = parse_one(registry, &mut req, name, value, opts, &mut issues);
+        if issues.len() == before && applied {
+            req.applied.push((name.clone(), value.clone()));
+        }
+    }
+    if issues.is_empty() {
+        Ok(req)
+    } else {
+        Err(issues)
+    }
+}
+
+fn bad(name: &str, code: IssueType, msg: impl Into<String>) -> Issue {
+    Issue::error(code, msg).at(name.to_string())
+}
+
+/// Returns whether the parameter was applied (false when ignored).
+fn parse_one(
+    registry: &Registry,
+    req: &mut SearchRequest,
+    name: &str,
+    value: &str,
+    opts: &ParseOptions,
+    issues: &mut Vec<Issue>,
+) -> bool {
+    match name {
+        "_count" => {
+            match value.parse::<usize>() {
+                Ok(n) if n <= MAX_COUNT => req.count = n,
+                Ok(n) => issues.push(bad(
+                    name,
+                    IssueType::TooCostly,
+                    format!("_count={n} is over the maximum page size of {MAX_COUNT}"),
+                )),
+                Err(_) => issues.push(bad(
+                    name,
+                    IssueType::Value,
+                    format!("_count must be a whole number, not '{value}'"),
+                )),
+            }
+            return true;
+        }
+        "_total" => {
+            req.total = match value {
+                "none" => TotalMode::None,
+                "estimate" => TotalMode::Estimate,
+                "accurate" => TotalMode::Accurate,
+                _ => {
+                    issues.push(bad(
+                        name,
+                        IssueType::Value,
+                        format!("_total must be none, estimate or accurate, not '{value}'"),
+                    ));
+                    return false;
+                }
+            };
+            return true;
+        }
+        "_summary" => {
+            req.summary = match value {
+                "true" => Summary::True,
+                "false" => Summary::False,
+                "text" => Summary::Text,
+                "data" => Summary::Data,
+                "count" => Summary::Count,
+                _ => {
+                    issues.push(bad(
+                        name,
+                        IssueType::Value,
+                        format!("_summary must be true, false, text, data or count, not '{value}'"),
+                    ));
+                    return false;
+                }
+            };
+            return true;
+        }
+        "_elements" => {
+            let list: Vec<String> = value
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            req.elements = Some(list);
+            return true;
+        }
+        "_sort" => {
+            for key in value.split(',') {
+                let (descending, code) = match key.strip_prefix('-') {
+                    Some(c) => (true, c),
+                    None => (false, key),
+                };
+                let column = match code {
+                    "_id" => SortColumn::Id,
+                    "_lastUpdated" => SortColumn::LastUpdated,
+                    other => {
+                        if opts.lenient {
+                            req.ignored.push(format!("_sort={other}"));
+                            continue;
+                        }
+                        issues.push(bad(name, IssueType::NotSupported, format!("sorting by '{other}' is not supported yet; _sort accepts _id and _lastUpdated")));
+                        continue;
+                    }
+                };
+                req.sort.push(SortKey { column, descending });
+            }
+            return true;
+        }
+        "_cursor" => {
+            req.cursor = Some(value.to_string());
+            return false;
+        }
+        "_format" | "_pretty" => return false,
+        _ => {}
+    }
+    let (code, modifier_text) = match name.split_once(':') {
+        Some((c, m)) => (c, Some(m)),
+        None => (name, None),
+    };
+    let Some(param) = registry.param(&req.resource_type, code) else {
+        let why = if code.contains('.') || code.starts_with("_has") {
+            format!("chained and reverse-chained parameters ('{name}') are not supported yet")
+        } else if code.starts_with('_') {
+            format!("the parameter '{name}' is not supported")
+        } else {
+            format!(
+                "'{code}' is not a search parameter of {}",
+                req.resource_type
+            )
+        };
+        if opts.lenient {
+            req.ignored.push(name.to_string());
+            return false;
+        }
+        let kind = if code.starts_with('_') || code.contains('.') {
+            IssueType::NotSupported
+        } else {
+            IssueType::NotFound
+        };
+        issues.push(bad(name, kind, why));
+        return false;
+    };
+    let modifier = match parse_modifier(param, modifier_text) {
+        Ok(m) => m,
+        Err(msg) => {
+            issues.push(bad(name, IssueType::NotSupported, msg));
+            return false;
+        }
+    };
+    if value.is_empty() {
+        issues.push(bad(
+            name,
+            IssueType::Value,
+            format!("the parameter '{name}' has no value"),
+        ));
+        return false;
+    }
+    let mut values = Vec::new();
+    for raw in split_unescaped(value, ',') {
+        match parse_value(param, &modifier, &raw, opts) {
+            Ok(v) => values.push(v),
+            Err(msg) => issues.push(bad(name, IssueType::Value, msg)),
+        }
+    }
+    req.clauses.push(Clause {
+        param: param.code.clone(),
+        kind: param.kind,
+        column: param.column,
+        modifier,
+        values,
+    });
+    true
+}
+
+fn parse_modifier(param: &SearchParam, m: Option<&str>) -> Result<Modifier, String> {
+    let Some(m) = m else {
+        return Ok(Modifier::None);
+    };
+    let ok = match (param.kind, m) {
+        (_, "missing") => return Ok(Modifier::Missing(false)),
+        (ParamType::String, "exact") => Modifier::Exact,
+        (ParamType::String, "contains") => Modifier::Contains,
+        (ParamType::Token, "not") => Modifier::Not,
+        (ParamType::Token, "text") if param.column == Column::Index => Modifier::Text,
+        (ParamType::Uri, "below") => Modifier::Below,
+        (ParamType::Uri, "above") => Modifier::Above,
+        (ParamType::Reference, t) if param.targets.iter().any(|x| x == t) => {
+            Modifier::Type(t.to_string())
+        }
+        (ParamType::Reference, t) if t.starts_with(char::is_uppercase) => {
+            return Err(format!(
+                "'{}' cannot refer to a {t}; it refers to {}",
+                param.code,
+                param.targets.join(", ")
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "the modifier ':{m}' is not supported on the {} parameter '{}'",
+                param.kind.code(),
+                param.code
+            ));
+        }
+    };
+    Ok(ok)
+}
+
+/// Splits on unescaped `sep` and removes the FHIR search escapes (`\,` `\|` `\$` `\\`).
+pub fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) if n == sep => cur.push(n),
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+                None => cur.push('\\'),
+            }
+        } else if c == sep {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\,", ",")
+        .replace("\\|", "|")
+        .replace("\\$", "$")
+        .replace("\\\\", "\\")
+}
+
+fn parse_prefix(v: &str) -> (Prefix, &str) {
+    let p = match v.get(..2) {
+        Some("eq") => Prefix::Eq,
+        Some("ne") => Prefix::Ne,
+        Some("gt") => Prefix::Gt,
+        Some("lt") => Prefix::Lt,
+        Some("ge") => Prefix::Ge,
+        Some("le") => Prefix::Le,
+        Some("sa") => Prefix::Sa,
+        Some("eb") => Prefix::Eb,
+        _ => return (Prefix::Eq, v),
+    };
+    (p, &v[2..])
+}
+
+/// The implicit range of a decimal as written: `100` → [99.5, 100.5].
+fn number_range(s: &str) -> Result<(f64, f64, f64), String> {
+    let value: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !value.is_finite() {
+        return Err(format!("'{s}' is not a number"));
+    }
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (
+            &s[..i],
+            s[i + 1..]
+                .parse::<i32>()
+                .map_err(|_| format!("'{s}' is not a number"))?,
+        ),
+        None => (s, 0),
+    };
+    let decimals = mantissa
+        .split_once('.')
+        .map(|(_, d)| d.len() as i32)
+        .unwrap_or(0);
+    let half = 0.5 * 10f64.powi(exp - decimals);
+    Ok((value - half, value + half, value))
+}
+
+fn parse_value(
+    param: &SearchParam,
+    modifier: &Modifier,
+    raw: &str,
+    opts: &ParseOptions,
+) -> Result<SearchValue, String> {
+    if let Modifier::Missing(_) = modifier {
+        return match raw {
+            "true" => Ok(SearchValue::Missing(true)),
+            "false" => Ok(SearchValue::Missing(false)),
+            _ => Err(format!(":missing takes true or false, not '{raw}'")),
+        };
+    }
+    if param.column == Column::Id {
+        let v = unescape(raw);
+        if !crate::primitive::is_id(&v) {
+            return Err(format!("'{v}' is not a valid resource id"));
+        }
+        return Ok(SearchValue::Id(v));
+    }
+    match param.kind {
+        ParamType::String => {
+            let exact = unescape(raw);
+            Ok(SearchValue::String {
+                norm: normalize_string(&exact),
+                exact,
+            })
+        }
+        ParamType::Token => {
+            if *modifier == Modifier::Text {
+                return Ok(SearchValue::Text(normalize_string(&unescape(raw))));
+            }
+            let parts = split_unescaped(raw, '|');
+            match parts.as_slice() {
+                [code] => Ok(SearchValue::Token {
+                    system: SystemMatch::Any,
+                    code: Some(unescape(code)),
+                }),
+                [system, code] => {
+                    let system = if system.is_empty() {
+                        SystemMatch::NoSystem
+                    } else {
+                        SystemMatch::Is(unescape(system))
+                    };
+                    let code = if code.is_empty() {
+                        None
+                    } else {
+                        Some(unescape(code))
+                    };
+                    if system == SystemMatch::NoSystem && code.is_none() {
+                        return Err(
+                            "a token needs a system, a code or both ('|' alone matches nothing)"
+                                .into(),
+                        );
+                    }
+                    Ok(SearchValue::Token { system, code })
+                }
+                _ => Err(format!(
+                    "'{raw}' is not a token: use code, system|code, |code or system|"
+                )),
+            }
+        }
+        ParamType::Reference => parse_reference(param, modifier, &unescape(raw), opts),
+        ParamType::Date => {
+            let (prefix, rest) = parse_prefix(raw);
+            if raw.starts_with("ap") {
+                return Err("the 'ap' (approximately) prefix is not supported".into());
+            }
+            let v = parse_date_time(rest, Precision::Fraction, true)?;
+            Ok(SearchValue::Date {
+                prefix,
+                range: v.range(),
+            })
+        }
+        ParamType::Number => {
+            let (prefix, rest) = parse_prefix(raw);
+            if raw.starts_with("ap") {
+                return Err("the 'ap' (approximately) prefix is not supported".into());
+            }
+            let (low, high, value) = number_range(rest)?;
+            Ok(SearchValue::Number {
+                prefix,
+                low,
+                high,
+                value,
+            })
+        }
+        ParamType::Quantity => {
+            let parts = split_unescaped(raw, '|');
+            let (prefix, num) = parse_prefix(&parts[0]);
+            if raw.starts_with("ap") {
+                return Err("the 'ap' (approximately) prefix is not supported".into());
+            }
+            let (low, high, value) = number_range(num)?;
+            let (system, code) = match parts.len() {
+                1 => (None, None),
+                3 => (
+                    Some(unescape(&parts[1])).filter(|s| !s.is_empty()),
+                    Some(unescape(&parts[2])).filter(|s| !s.is_empty()),
+                ),
+                _ => {
+                    return Err(format!(
+                        "'{raw}' is not a quantity: use [prefix]number, or [prefix]number|system|code"
+                    ));
+                }
+            };
+            Ok(SearchValue::Quantity {
+                prefix,
+                low,
+                high,
+                value,
+                system,
+                code,
+            })
+        }
+        ParamType::Uri => Ok(SearchValue::Uri(unescape(raw))),
+        ParamType::Composite | ParamType::Special => {
+            Err("this parameter type is not supported".into())
+        }
+    }
+}
+
+fn parse_reference(
+    param: &SearchParam,
+    modifier: &Modifier,
+    v: &str,
+    opts: &ParseOptions,
+) -> Result<SearchValue, String> {
+    let typed = match modifier {
+        Modifier::Type(t) => Some(t.clone()),
+        _ => None,
+    };
+    let local = v
+        .strip_prefix(opts.base_url.trim_end_matches('/'))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|_| !opts.base_url.is_empty())
+        .unwrap_or(v);
+    if local.contains("://") || local.starts_with("urn:") {
+        return Ok(SearchValue::ReferenceUrl(
+            v.split('|').next().unwrap_or(v).to_string(),
+        ));
+    }
+    if let Some((rt, id)) = split_reference(local) {
+        if !param.targets.is_empty() && !param.targets.iter().any(|t| t == rt) {
+            return Err(format!(
+                "'{}' cannot refer to a {rt}; it refers to {}",
+                param.code,
+                param.targets.join(", ")
+            ));
+        }
+        if let Some(t) = &typed
+            && t != rt
+        {
+            return Err(format!("'{v}' is not a {t}"));
+        }
+        return Ok(SearchValue::Reference {
+            target_type: Some(rt.to_string()),
+            id: id.to_string(),
+        });
+    }
+    if crate::primitive::is_id(local) {
+        let target_type =
+            typed.or_else(|| (param.targets.len() == 1).then(|| param.targets[0].clone()));
+        return Ok(SearchValue::Reference {
+            target_type,
+            id: local.to_string(),
+        });
+    }
+    if param.targets.is_empty() || local.contains('/') {
+        // a canonical or other URL-like value
+        return Ok(SearchValue::ReferenceUrl(
+            v.split('|').next().unwrap_or(v).to_string(),
+        ));
+    }
+    Err(format!(
+        "'{v}' is not a reference: use an id, Type/id or an absolute URL"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::registry::registry;
+
+    fn parse(rt: &str, q: &[(&str, &str)]) -> Result<SearchRequest, Vec<Issue>> {
+        let params: Vec<(String, String)> = q
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        parse_search(
+            registry(),
+            rt,
+            &params,
+            &ParseOptions {
+                lenient: false,
+                base_url: "http://localhost:8080/fhir",
+            },
+        )
+    }
+
+    #[test]
+    fn tokens_and_escapes() {
+        let r = parse("Patient", &[("identifier", "urn:mrn|12\\,3,|x")]).unwrap();
+        assert_eq!(
+            r.clauses[0].values,
+            vec![
+                SearchValue::Token {
+                    system: SystemMatch::Is("urn:mrn".into()),
+                    code: Some("12,3".into())
+                },
+                SearchValue::Token {
+                    system: SystemMatch::NoSystem,
+                    code: Some("x".into())
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn references_in_every_form() {
+        let r = parse(
+            "Observation",
+            &[
+                ("subject", "Patient/1"),
+                ("subject:Patient", "2"),
+                ("subject", "http://localhost:8080/fhir/Patient/3"),
+                ("subject", "http://elsewhere/fhir/Patient/4"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            r.clauses[0].values[0],
+            SearchValue::Reference {
+                target_type: Some("Patient".into()),
+                id: "1".into()
+            }
+        );
+        assert_eq!(
+            r.clauses[1].values[0],
+            SearchValue::Reference {
+                target_type: Some("Patient".into()),
+                id: "2".into()
+            }
+        );
+        assert_eq!(
+            r.clauses[2].values[0],
+            SearchValue::Reference {
+                target_type: Some("Patient".into()),
+                id: "3".into()
+            }
+        );
+        assert_eq!(
+            r.clauses[3].values[0],
+            SearchValue::ReferenceUrl("http://elsewhere/fhir/Patient/4".into())
+        );
+        assert!(parse("Patient", &[("general-practitioner", "Observation/1")]).is_err());
+    }
+
+    #[test]
+    fn dates_and_numbers() {
+        let r = parse("Patient", &[("birthdate", "ge2010-01")]).unwrap();
+        let SearchValue::Date { prefix, range } = &r.clauses[0].values[0] else {
+            panic!()
+        };
+        assert_eq!(*prefix, Prefix::Ge);
+        assert_eq!(
+            crate::primitive::format_instant(range.high),
+            "2010-01-31T23:59:59.999Z"
+        );
+        assert!(parse("Patient", &[("birthdate", "2010-13")]).is_err());
+        let (low, high, _) = number_range("100").unwrap();
+        assert_eq!((low, high), (99.5, 100.5));
+        let (low, high, _) = number_range("1.50").unwrap();
+        assert!((low - 1.495).abs() < 1e-9 && (high - 1.505).abs() < 1e-9);
+    }
+
+    #[test]
+    fn strictness() {
+        let e = parse("Patient", &[("nonsense", "x")]).unwrap_err();
+        assert_eq!(e[0].expression.as_deref(), Some("nonsense"));
+        assert!(parse("Patient", &[("_count", "5000")]).is_err());
+        assert!(parse("Patient", &[("name:fuzzy", "x")]).is_err());
+        let params = vec![("nonsense".to_string(), "x".to_string())];
+        let ok = parse_search(
+            registry(),
+            "Patient",
+            &params,
+            &ParseOptions {
+                lenient: true,
+                base_url: "",
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.ignored, vec!["nonsense".to_string()]);
+    }
+}

@@ -1,0 +1,82 @@
+//! The one error type of the HTTP edge: an HTTP status and the OperationOutcome issues to send.
+//! Every lower-level error is mapped here, once.
+
+use fhir::{Issue, IssueType};
+use store::StoreError;
+
+/// A failed request: status plus issues.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub issues: Vec<Issue>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: IssueType, diagnostics: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            issues: vec![Issue::error(code, diagnostics)],
+        }
+    }
+
+    pub fn with_issues(status: u16, issues: Vec<Issue>) -> ApiError {
+        ApiError { status, issues }
+    }
+
+    pub fn bad_request(code: IssueType, diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(400, code, diagnostics)
+    }
+
+    pub fn not_found(diagnostics: impl Into<String>) -> ApiError {
+        ApiError::new(404, IssueType::NotFound, diagnostics)
+    }
+
+    /// Adds a location to the first issue.
+    pub fn at(mut self, expression: impl Into<String>) -> ApiError {
+        if let Some(first) = self.issues.first_mut() {
+            first.expression = Some(expression.into());
+        }
+        self
+    }
+
+    /// Prefixes every diagnostic (e.g. with the bundle entry it came from).
+    pub fn context(mut self, prefix: &str) -> ApiError {
+        for i in &mut self.issues {
+            i.diagnostics = format!("{prefix}: {}", i.diagnostics);
+        }
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Conflict(_) => ApiError::new(
+                409,
+                IssueType::Conflict,
+                "another request changed the same data at the same time; retry the request",
+            ),
+            StoreError::BadCursor(why) => ApiError::new(
+                400,
+                IssueType::Invalid,
+                format!("invalid paging link: {why}"),
+            ),
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %e, "database unavailable");
+                ApiError::new(
+                    503,
+                    IssueType::Transient,
+                    "the database is unavailable; retry later",
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "storage error");
+                ApiError::new(
+                    500,
+                    IssueType::Exception,
+                    "internal storage error; the request was not applied",
+                )
+            }
+        }
+    }
+}

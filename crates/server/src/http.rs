@@ -1,0 +1,369 @@
+//! The axum adapter: turns HTTP requests into [`FhirRequest`]s and [`FhirResponse`]s back into
+//! HTTP, with content negotiation, the body size limit, request ids, logs and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body as AxumBody, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use fhir::{Issue, IssueType, operation_outcome};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::metrics::Metrics;
+use crate::rest::{Body, ContentType, FhirApi, FhirRequest, FhirResponse, Method, Prefer};
+
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// What the HTTP layer is configured with.
+#[derive(Clone)]
+pub struct AppState {
+    pub api: FhirApi,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+/// Which interaction a response came from, for the access log and metrics.
+#[derive(Clone)]
+struct RouteInfo {
+    interaction: &'static str,
+    resource_type: Option<String>,
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/fhir", any(fhir_handler))
+        .route("/fhir/", any(fhir_handler))
+        .route("/fhir/{*rest}", any(fhir_handler))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(CatchPanicLayer::custom(|_| {
+            outcome_response(
+                500,
+                IssueType::Exception,
+                "internal error; the request was not applied",
+            )
+        }))
+        .with_state(state)
+}
+
+fn outcome_response(status: u16, code: IssueType, msg: &str) -> Response {
+    let body = operation_outcome(&[Issue::error(code, msg)]).to_string();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [(header::CONTENT_TYPE, FHIR_JSON)],
+        body,
+    )
+        .into_response()
+}
+
+async fn home() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({
+            "name": "Continuum",
+            "fhir": "/fhir",
+            "capabilities": "/fhir/metadata",
+            "health": "/healthz",
+            "readiness": "/readyz",
+            "metrics": "/metrics",
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    outcome_response(
+        404,
+        IssueType::NotFound,
+        "no such endpoint; the FHIR API is at /fhir",
+    )
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.api.store().ping().await {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"ready\",\"database\":\"ok\"}",
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"status\":\"unavailable\",\"database\":\"unreachable\"}",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let (writer, reader) = state.api.store().queue_depths();
+    state
+        .metrics
+        .db_queue
+        .with_label_values(&["writer"])
+        .set(writer as i64);
+    state
+        .metrics
+        .db_queue
+        .with_label_values(&["reader"])
+        .set(reader as i64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Whether the client accepts JSON (`Accept` and `_format`).
+fn accepts_json(headers: &HeaderMap, query: &[(String, String)]) -> Result<(), String> {
+    if let Some((_, f)) = query.iter().find(|(k, _)| k == "_format") {
+        let f = f.to_ascii_lowercase();
+        if !matches!(
+            f.as_str(),
+            "json"
+                | "application/json"
+                | "application/fhir+json"
+                | "application/json+fhir"
+                | "fhir+json"
+        ) {
+            return Err(format!(
+                "_format={f} is not available; this server speaks FHIR JSON only"
+            ));
+        }
+        return Ok(());
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let ok = accept.split(',').any(|part| {
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            mime.as_str(),
+            "" | "*/*"
+                | "application/*"
+                | "application/json"
+                | "application/fhir+json"
+                | "application/json+fhir"
+        )
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "Accept: {accept} is not available; this server speaks FHIR JSON (application/fhir+json) only"
+        ))
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    if let Err(msg) = accepts_json(&parts.headers, &query) {
+        return outcome_response(406, IssueType::NotSupported, &msg);
+    }
+    let bytes = match to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return outcome_response(
+                413,
+                IssueType::TooLong,
+                &format!(
+                    "the request body is larger than the limit of {} bytes",
+                    state.max_body_bytes
+                ),
+            );
+        }
+    };
+    let path = parts.uri.path();
+    let rest = path.strip_prefix("/fhir").unwrap_or(path);
+    let segments: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let host = header_str(&parts.headers, header::HOST).unwrap_or_else(|| "localhost".into());
+    let scheme = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    let pretty = query.iter().any(|(k, v)| k == "_pretty" && v == "true");
+    let fhir_req = FhirRequest {
+        method: Method::parse(parts.method.as_str()),
+        path: segments,
+        query,
+        content_type: ContentType::parse(
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        prefer: Prefer::parse(
+            parts
+                .headers
+                .get_all("prefer")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_str()
+                .into(),
+        ),
+        if_match: header_str(&parts.headers, header::IF_MATCH),
+        if_none_match: header_str(&parts.headers, header::IF_NONE_MATCH),
+        if_none_exist: header_str(&parts.headers, HeaderName::from_static("if-none-exist")),
+        body: bytes.to_vec(),
+        base_url: format!("{scheme}://{host}/fhir"),
+    };
+    let resp = state.api.handle(fhir_req).await;
+    into_http(resp, pretty)
+}
+
+fn into_http(resp: FhirResponse, pretty: bool) -> Response {
+    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match resp.body {
+        Body::Empty => None,
+        Body::Json(v) => Some(if pretty {
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        } else {
+            v.to_string()
+        }),
+        Body::Text(t) => Some(if pretty {
+            serde_json::from_str::<serde_json::Value>(&t)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(t)
+        } else {
+            t
+        }),
+    };
+    let mut response = match body {
+        Some(b) => Response::new(AxumBody::from(b)),
+        None => Response::new(AxumBody::empty()),
+    };
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    }
+    for (name, value) in resp.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(header_name(name)), v);
+        }
+    }
+    response.extensions_mut().insert(RouteInfo {
+        interaction: resp.interaction,
+        resource_type: resp.resource_type,
+    });
+    response
+}
+
+fn header_name(name: &'static str) -> &'static str {
+    match name {
+        "ETag" => "etag",
+        "Last-Modified" => "last-modified",
+        "Location" => "location",
+        "Content-Location" => "content-location",
+        _ => "x-continuum",
+    }
+}
+
+/// Request ids, the access log (no bodies, no query strings: they can hold patient data) and
+/// request metrics.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert("x-request-id", v);
+    }
+    let method = req.method().clone();
+    let route = route_label(req.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let mut response = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    let elapsed = start.elapsed();
+    let info = response.extensions().get::<RouteInfo>().cloned();
+    let interaction = info.as_ref().map(|i| i.interaction).unwrap_or(route);
+    let rtype = info
+        .as_ref()
+        .and_then(|i| i.resource_type.clone())
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    state.metrics.observe(interaction, &rtype, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            interaction,
+            resource_type = %rtype,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// A low-cardinality, PHI-free label for a path.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "home",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        p if p == "/fhir" || p.starts_with("/fhir/") => "fhir",
+        _ => "other",
+    }
+}

@@ -1,0 +1,70 @@
+//! Continuum's HTTP edge: the FHIR REST API at `/fhir` (router in [`rest`], axum adapter in
+//! [`http`]), health and readiness probes, and Prometheus metrics. Only this crate knows HTTP.
+
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod rest;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use store::Store;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use rest::{FhirApi, RestConfig};
+
+/// How the server listens and answers.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// The FHIR base URL to put in links (`https://continuum.example.org/fhir`); by default the
+    /// one each request came in on.
+    pub public_base_url: Option<String>,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: None,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Builds the axum application over a store.
+pub fn app(store: Store, config: &ServerConfig) -> axum::Router {
+    let api = FhirApi::new(
+        store,
+        RestConfig {
+            public_base_url: config.public_base_url.clone(),
+        },
+    );
+    http::router(http::AppState {
+        api,
+        metrics: Arc::new(metrics::Metrics::new()),
+        max_body_bytes: config.max_body_bytes,
+    })
+}
+
+/// Binds the listener (port 0 picks a free port) and returns it with its address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,92 @@
+//! `GET /fhir/metadata`: the CapabilityStatement, generated from the same registry the router
+//! uses, so it lists exactly the types, interactions and search parameters that work.
+
+use fhir::search::Registry;
+use serde_json::{Value, json};
+
+/// The interactions every supported type answers.
+const TYPE_INTERACTIONS: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+];
+
+pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
+    let resources: Vec<Value> = registry
+        .resource_types()
+        .map(|rt| {
+            let params: Vec<Value> = registry
+                .params(rt)
+                .map(|p| {
+                    json!({
+                        "name": p.code,
+                        "definition": p.url,
+                        "type": p.kind.code(),
+                        "documentation": p.expression_text,
+                    })
+                })
+                .collect();
+            json!({
+                "type": rt,
+                "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
+                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
+                "conditionalCreate": true,
+                "conditionalRead": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchParam": params,
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-28",
+        "publisher": "Continuum",
+        "kind": "instance",
+        "software": {"name": "Continuum", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Continuum care-coordination server", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb, uri (:below, :above), :missing on every type; _id, _lastUpdated, _count (max 1000), _total, _summary, _elements, _sort on _id and _lastUpdated; cursor paging via next links. Unknown parameters are an error unless 'Prefer: handling=lenient'.",
+            "resource": resources,
+            "interaction": [
+                {"code": "transaction"},
+                {"code": "batch"},
+                {"code": "history-system"},
+            ],
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_supported_types_and_their_parameters() {
+        let cs = capability_statement(fhir::search::registry(), "http://x/fhir");
+        let resources = cs["rest"][0]["resource"].as_array().unwrap();
+        assert_eq!(resources.len(), fhir::SUPPORTED_RESOURCE_TYPES.len());
+        let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
+        let names: Vec<&str> = patient["searchParam"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"birthdate") && names.contains(&"_id") && !names.contains(&"phonetic")
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Bulk loading for `continuum import`: many resources per store transaction, each validated
+//! and indexed exactly as the REST API does. Resources with an id keep it (update-as-create);
+//! resources without one get a server id.
+
+use fhir::search::extract;
+use fhir::validate_resource;
+use serde_json::Value;
+
+use super::FhirApi;
+use super::execute;
+use super::interaction::{Interaction, route};
+use super::{Ctx, Method, Prefer};
+use crate::error::ApiError;
+
+/// One resource that could not be imported, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Where it came from (`file.ndjson:12`, `bundle.json entry 3`).
+    pub origin: String,
+    pub reason: String,
+}
+
+/// What a chunk import did.
+#[derive(Debug, Default, Clone)]
+pub struct ImportReport {
+    pub stored: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+impl FhirApi {
+    /// Imports resources in one transaction; invalid ones are reported, valid ones stored.
+    pub async fn import_chunk(
+        &self,
+        items: Vec<(String, Value)>,
+    ) -> Result<ImportReport, ApiError> {
+        let registry = self.registry;
+        let mut report = ImportReport::default();
+        let mut valid = Vec::with_capacity(items.len());
+        for (origin, resource) in items {
+            let rt = match validate_resource(&resource) {
+                Ok(rt) => rt.to_string(),
+                Err(issues) => {
+                    let reason = issues
+                        .iter()
+                        .take(3)
+                        .map(|i| {
+                            format!(
+                                "{} ({})",
+                                i.diagnostics,
+                                i.expression.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    report.rejected.push(Rejected { origin, reason });
+                    continue;
+                }
+            };
+            if !registry.supports(&rt) {
+                report.rejected.push(Rejected {
+                    origin,
+                    reason: format!("the resource type {rt} is not supported"),
+                });
+                continue;
+            }
+            let index = extract(registry, &resource);
+            valid.push((origin, rt, resource, index));
+        }
+        let stored = self
+            .store()
+            .write(move |tx| {
+                let mut n = 0;
+                for (_origin, rt, mut resource, index) in valid {
+                    match resource
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                    {
+                        Some(id) => match tx.current(&rt, &id, true)? {
+                            Some(prev) => {
+                                tx.update(&prev, &mut resource, &index)?;
+                            }
+                            None => {
+                                tx.create(&rt, &id, &mut resource, &index)?;
+                            }
+                        },
+                        None => {
+                            let id = tx.new_id();
+                            tx.create(&rt, &id, &mut resource, &index)?;
+                        }
+                    }
+                    n += 1;
+                }
+                Ok::<usize, ApiError>(n)
+            })
+            .await?;
+        report.stored = stored;
+        Ok(report)
+    }
+
+    /// Runs a transaction or batch Bundle exactly as `POST /fhir` would; returns the response
+    /// Bundle.
+    pub async fn import_bundle(&self, bundle: Value) -> Result<Value, ApiError> {
+        let base = self
+            .config
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| "http://localhost/fhir".into());
+        let interaction = route(
+            Method::Post,
+            &[],
+            Vec::new(),
+            Some(bundle),
+            &Default::default(),
+            self.registry,
+            &base,
+        )?;
+        let Interaction::Bundle { .. } = &interaction else {
+            return Err(ApiError::bad_request(
+                fhir::IssueType::Invalid,
+                "not a batch or transaction Bundle",
+            ));
+        };
+        let ctx = Ctx {
+            base_url: base,
+            prefer: Prefer {
+                return_: super::Return::Minimal,
+                lenient: false,
+            },
+            registry: self.registry,
+        };
+        let outcome = self
+            .store()
+            .write(move |tx| execute::execute(tx, &ctx, interaction))
+            .await?;
+        match outcome {
+            execute::Outcome::Json(_, v) => Ok(v),
+            _ => Ok(Value::Null),
+        }
+    }
+}

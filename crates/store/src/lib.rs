@@ -1,0 +1,19 @@
+//! The versioned FHIR resource store: resources as JSON in a current table and a history
+//! table, search index rows written in the same transaction, and search over them. One
+//! implementation for SQLite (embedded default) and PostgreSQL, behind one SQL surface.
+
+pub mod db;
+pub mod error;
+pub mod migrations;
+mod pool;
+mod postgres;
+mod search_sql;
+mod sqlite;
+mod tx;
+
+pub use db::{Conn, Dialect, Row, SqlValue};
+pub use error::StoreError;
+pub use pool::{DatabaseUrl, Store, StoreOptions};
+pub use tx::{
+    HistoryEntry, HistoryPage, HistoryScope, INDEX_TABLES, Method, SearchPage, Stored, Tx,
+};

@@ -1,0 +1,373 @@
+//! The connection pool: database connections owned by dedicated threads, fed whole units of
+//! work (one transaction each) through a channel. SQLite gets one writer thread and several
+//! reader threads (WAL lets them run side by side); PostgreSQL a pool of equal workers.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use care::Clock;
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use tokio::sync::oneshot;
+
+use crate::db::{Conn, Dialect};
+use crate::error::StoreError;
+use crate::migrations;
+use crate::postgres::PgConn;
+use crate::sqlite::SqliteConn;
+use crate::tx::Tx;
+
+type Job = Box<dyn FnOnce(&mut dyn Conn) + Send>;
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `sqlite://PATH` (relative or absolute), `sqlite:PATH`, a bare path, or `postgres://…` /
+    /// `postgresql://…`.
+    pub fn parse(url: &str) -> Result<DatabaseUrl, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(StoreError::BadUrl(url.to_string()));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if url.contains("://") || url.is_empty() {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(url)))
+    }
+
+    /// A description safe to log (no password).
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            DatabaseUrl::Postgres(u) => match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}***{}", &u[..s + 3], &u[at..]),
+                _ => u.clone(),
+            },
+        }
+    }
+}
+
+/// Pool sizing.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite reader threads, or PostgreSQL connections.
+    pub connections: usize,
+    /// Run pending migrations when opening (otherwise refuse to open an out-of-date schema).
+    pub migrate: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            connections: 4,
+            migrate: true,
+        }
+    }
+}
+
+/// The resource store: a handle to the worker threads. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dialect: Dialect,
+    writer: Sender<Job>,
+    readers: Sender<Job>,
+    clock: Arc<dyn Clock>,
+    description: String,
+}
+
+impl Store {
+    /// Connects, migrates and starts the worker threads.
+    pub fn open(
+        url: &DatabaseUrl,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        let connections = opts.connections.max(1);
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut writer = SqliteConn::open(path)?;
+                prepare_schema(&mut writer, opts.migrate)?;
+                let (wtx, wrx) = unbounded::<Job>();
+                spawn_worker("sqlite-writer".into(), Box::new(writer), wrx, None);
+                let (rtx, rrx) = unbounded::<Job>();
+                for i in 0..connections {
+                    let conn = SqliteConn::open(path)?;
+                    spawn_worker(
+                        format!("sqlite-reader-{i}"),
+                        Box::new(conn),
+                        rrx.clone(),
+                        None,
+                    );
+                }
+                Ok(Store {
+                    inner: Arc::new(Inner {
+                        dialect: Dialect::Sqlite,
+                        writer: wtx,
+                        readers: rtx,
+                        clock,
+                        description: url.redacted(),
+                    }),
+                })
+            }
+            DatabaseUrl::Postgres(u) => {
+                let mut first = PgConn::connect(u)?;
+                prepare_schema(&mut first, opts.migrate)?;
+                let (tx, rx) = unbounded::<Job>();
+                spawn_worker("pg-0".into(), Box::new(first), rx.clone(), Some(u.clone()));
+                for i in 1..connections {
+                    let conn = PgConn::connect(u)?;
+                    spawn_worker(
+                        format!("pg-{i}"),
+                        Box::new(conn),
+                        rx.clone(),
+                        Some(u.clone()),
+                    );
+                }
+                Ok(Store {
+                    inner: Arc::new(Inner {
+                        dialect: Dialect::Postgres,
+                        writer: tx.clone(),
+                        readers: tx,
+                        clock,
+                        description: url.redacted(),
+                    }),
+                })
+            }
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The database, described without secrets.
+    pub fn description(&self) -> &str {
+        &self.inner.description
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Runs `f` in a read-only transaction (a consistent snapshot).
+    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let rx = self.submit(false, f);
+        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    /// Runs `f` in a read-write transaction: committed if it returns `Ok`, rolled back
+    /// otherwise.
+    pub async fn write<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let rx = self.submit(true, f);
+        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    /// `write` for callers outside an async runtime (the CLI).
+    pub fn write_blocking<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let rx = self.submit(true, f);
+        rx.blocking_recv().unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    /// `read` for callers outside an async runtime.
+    pub fn read_blocking<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let rx = self.submit(false, f);
+        rx.blocking_recv().unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    /// Units of work waiting for the writer and for readers.
+    pub fn queue_depths(&self) -> (usize, usize) {
+        (self.inner.writer.len(), self.inner.readers.len())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|tx| tx.ping()).await
+    }
+
+    fn submit<R, E, F>(&self, write: bool, f: F) -> oneshot::Receiver<Result<R, E>>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let clock = self.inner.clock.clone();
+        let job: Job = Box::new(move |conn: &mut dyn Conn| {
+            let result = run_transaction(conn, write, clock.as_ref(), f);
+            let _ = reply.send(result);
+        });
+        let channel = if write {
+            &self.inner.writer
+        } else {
+            &self.inner.readers
+        };
+        // the workers live as long as the store; a failed send drops the reply, which the
+        // caller sees as `worker_gone`
+        let _ = channel.send(job);
+        rx
+    }
+}
+
+fn worker_gone<E: From<StoreError>>() -> E {
+    E::from(StoreError::Unavailable(
+        "the database worker stopped while running this request".into(),
+    ))
+}
+
+fn prepare_schema(conn: &mut dyn Conn, migrate: bool) -> Result<(), StoreError> {
+    if migrate {
+        migrations::migrate(conn)?;
+        return Ok(());
+    }
+    let rows = conn
+        .query("SELECT MAX(version) FROM schema_migrations", &[])
+        .unwrap_or_default();
+    let current = rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    if current != migrations::latest_version() {
+        return Err(StoreError::Unavailable(format!(
+            "the database schema is at version {current} but this binary needs {}; run `continuum migrate`",
+            migrations::latest_version()
+        )));
+    }
+    Ok(())
+}
+
+fn run_transaction<R, E, F>(
+    conn: &mut dyn Conn,
+    write: bool,
+    clock: &dyn Clock,
+    f: F,
+) -> Result<R, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut Tx) -> Result<R, E>,
+{
+    let begin = match (conn.dialect(), write) {
+        (Dialect::Sqlite, true) => "BEGIN IMMEDIATE",
+        (Dialect::Sqlite, false) => "BEGIN",
+        (Dialect::Postgres, true) => "BEGIN",
+        (Dialect::Postgres, false) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    };
+    conn.batch(begin).map_err(E::from)?;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut tx = Tx::new(conn, clock, write);
+        f(&mut tx)
+    }));
+    match outcome {
+        Ok(Ok(value)) => {
+            if let Err(e) = conn.batch("COMMIT") {
+                let _ = conn.batch("ROLLBACK");
+                return Err(E::from(e));
+            }
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+        Err(panic) => {
+            let _ = conn.batch("ROLLBACK");
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "a database unit of work panicked; rolled back");
+            Err(E::from(StoreError::Sql(format!("internal error: {what}"))))
+        }
+    }
+}
+
+fn spawn_worker(
+    name: String,
+    mut conn: Box<dyn Conn + Send>,
+    jobs: Receiver<Job>,
+    pg_url: Option<String>,
+) {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            while let Ok(job) = jobs.recv() {
+                job(conn.as_mut());
+                if let Some(url) = &pg_url
+                    && conn.is_broken()
+                {
+                    // the server went away: reconnect before the next unit of work
+                    match PgConn::connect(url) {
+                        Ok(fresh) => conn = Box::new(fresh),
+                        Err(e) => tracing::warn!(worker = %name, error = %e, "reconnect failed"),
+                    }
+                }
+            }
+        })
+        .expect("spawn a database worker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://./d/c.db").unwrap(),
+            DatabaseUrl::Sqlite("./d/c.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/c.db").unwrap(),
+            DatabaseUrl::Sqlite("/tmp/c.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u:pw@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u:pw@h/db")
+                .unwrap()
+                .redacted(),
+            "postgres://***@h/db"
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+}

@@ -1,0 +1,567 @@
+//! One database transaction and the versioned-resource operations inside it: read, write a new
+//! version (resource row, history row and search index rows together), delete, history and
+//! search.
+
+use fhir::primitive::format_instant;
+use fhir::search::{IndexEntry, IndexValue, SearchRequest};
+use serde_json::{Value, json};
+
+use crate::db::{Conn, Dialect, Row, SqlValue};
+use crate::error::StoreError;
+use crate::search_sql;
+use care::Clock;
+
+/// A stored version of a resource.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub rid: i64,
+    pub resource_type: String,
+    pub id: String,
+    pub version: i64,
+    /// Epoch milliseconds.
+    pub last_updated: i64,
+    pub deleted: bool,
+    /// The resource JSON (with `meta.versionId`/`lastUpdated`); `None` for a deletion.
+    pub body: Option<String>,
+}
+
+/// How a history entry came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Method {
+    pub fn http(self) -> &'static str {
+        match self {
+            Method::Create => "POST",
+            Method::Update => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    fn parse(s: &str) -> Method {
+        match s {
+            "POST" => Method::Create,
+            "DELETE" => Method::Delete,
+            _ => Method::Update,
+        }
+    }
+}
+
+/// A history entry.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub method: Method,
+    pub version: Stored,
+}
+
+/// Which history to list.
+#[derive(Debug, Clone)]
+pub enum HistoryScope {
+    Instance { resource_type: String, id: String },
+    Type(String),
+    System,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    pub next_cursor: Option<String>,
+    pub total: Option<i64>,
+}
+
+/// A page of search matches.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub matches: Vec<Stored>,
+    pub next_cursor: Option<String>,
+    pub total: Option<i64>,
+}
+
+/// A transaction in progress. Everything done through it commits or rolls back together.
+pub struct Tx<'c> {
+    conn: &'c mut dyn Conn,
+    clock: &'c dyn Clock,
+    write: bool,
+    savepoints: u32,
+}
+
+impl<'c> Tx<'c> {
+    pub(crate) fn new(conn: &'c mut dyn Conn, clock: &'c dyn Clock, write: bool) -> Tx<'c> {
+        Tx {
+            conn,
+            clock,
+            write,
+            savepoints: 0,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.conn.dialect()
+    }
+
+    /// The current time, from the injected clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut dyn Conn {
+        self.conn
+    }
+
+    pub(crate) fn ping(&mut self) -> Result<(), StoreError> {
+        self.conn.query("SELECT 1", &[])?;
+        Ok(())
+    }
+
+    /// Runs `f` inside a savepoint: its writes are undone if it fails, the rest of the
+    /// transaction goes on (used by `batch` bundles).
+    pub fn savepoint<R, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&mut Tx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        self.savepoints += 1;
+        let name = format!("sp{}", self.savepoints);
+        self.conn
+            .batch(&format!("SAVEPOINT {name}"))
+            .map_err(E::from)?;
+        let result = f(self);
+        match &result {
+            Ok(_) => self
+                .conn
+                .batch(&format!("RELEASE SAVEPOINT {name}"))
+                .map_err(E::from)?,
+            Err(_) => {
+                self.conn
+                    .batch(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                    .map_err(E::from)?;
+                self.conn
+                    .batch(&format!("RELEASE SAVEPOINT {name}"))
+                    .map_err(E::from)?;
+            }
+        }
+        result
+    }
+
+    /// Serialises writers that test the same condition (conditional create/update), so two
+    /// of them cannot both find nothing and both create. SQLite has one writer already.
+    pub fn lock_condition(&mut self, key: &str) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            let hash = fnv1a(key.as_bytes()) as i64;
+            self.conn
+                .query("SELECT pg_advisory_xact_lock(?)", &[hash.into()])?;
+        }
+        Ok(())
+    }
+
+    /// The current version of a resource, deleted or not; `lock` holds it for update.
+    pub fn current(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        lock: bool,
+    ) -> Result<Option<Stored>, StoreError> {
+        let sql = if lock && self.write && self.dialect() == Dialect::Postgres {
+            "SELECT rid, version, last_updated, deleted, body FROM resources WHERE rtype = ? AND id = ? FOR UPDATE"
+        } else {
+            "SELECT rid, version, last_updated, deleted, body FROM resources WHERE rtype = ? AND id = ?"
+        };
+        let rows = self.conn.query(sql, &[resource_type.into(), id.into()])?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| stored_from(resource_type, id, r)))
+    }
+
+    /// One version of a resource, from history.
+    pub fn version(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Stored>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT rid, version, last_updated, CASE WHEN method = 'DELETE' THEN 1 ELSE 0 END, body
+             FROM history WHERE rtype = ? AND id = ? AND version = ?",
+            &[resource_type.into(), id.into(), version.into()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|r| stored_from(resource_type, id, r)))
+    }
+
+    /// A fresh server-assigned id.
+    pub fn new_id(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    /// Stores version 1 of a new resource with the given id.
+    pub fn create(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Stored, StoreError> {
+        let now = self.now();
+        let body = stamp(resource, id, 1, now);
+        let rows = self.conn.query(
+            "INSERT INTO resources (rtype, id, version, last_updated, deleted, body) VALUES (?, ?, 1, ?, 0, ?) RETURNING rid",
+            &[resource_type.into(), id.into(), now.into(), body.clone().into()],
+        )?;
+        let rid = rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::as_i64)
+            .ok_or_else(|| StoreError::Sql("insert returned no row id".into()))?;
+        let stored = Stored {
+            rid,
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            version: 1,
+            last_updated: now,
+            deleted: false,
+            body: Some(body),
+        };
+        self.insert_history(&stored, Method::Create)?;
+        self.insert_index(rid, resource_type, index)?;
+        Ok(stored)
+    }
+
+    /// Stores the next version of an existing (possibly deleted) resource.
+    pub fn update(
+        &mut self,
+        previous: &Stored,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Stored, StoreError> {
+        let now = self.now().max(previous.last_updated);
+        let version = previous.version + 1;
+        let body = stamp(resource, &previous.id, version, now);
+        let changed = self.conn.execute(
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = 0, body = ? WHERE rid = ? AND version = ?",
+            &[version.into(), now.into(), body.clone().into(), previous.rid.into(), previous.version.into()],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Conflict(format!(
+                "{}/{} changed while this update ran",
+                previous.resource_type, previous.id
+            )));
+        }
+        let stored = Stored {
+            rid: previous.rid,
+            resource_type: previous.resource_type.clone(),
+            id: previous.id.clone(),
+            version,
+            last_updated: now,
+            deleted: false,
+            body: Some(body),
+        };
+        self.insert_history(&stored, Method::Update)?;
+        self.delete_index(previous.rid)?;
+        self.insert_index(previous.rid, &previous.resource_type, index)?;
+        Ok(stored)
+    }
+
+    /// Records a deletion as a new version; the resource then reads as gone.
+    pub fn delete(&mut self, previous: &Stored) -> Result<Stored, StoreError> {
+        let now = self.now().max(previous.last_updated);
+        let version = previous.version + 1;
+        let changed = self.conn.execute(
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = 1, body = NULL WHERE rid = ? AND version = ?",
+            &[version.into(), now.into(), previous.rid.into(), previous.version.into()],
+        )?;
+        if changed != 1 {
+            return Err(StoreError::Conflict(format!(
+                "{}/{} changed while this delete ran",
+                previous.resource_type, previous.id
+            )));
+        }
+        let stored = Stored {
+            rid: previous.rid,
+            resource_type: previous.resource_type.clone(),
+            id: previous.id.clone(),
+            version,
+            last_updated: now,
+            deleted: true,
+            body: None,
+        };
+        self.insert_history(&stored, Method::Delete)?;
+        self.delete_index(previous.rid)?;
+        Ok(stored)
+    }
+
+    fn insert_history(&mut self, s: &Stored, method: Method) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO history (rid, rtype, id, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                s.rid.into(),
+                s.resource_type.as_str().into(),
+                s.id.as_str().into(),
+                s.version.into(),
+                s.last_updated.into(),
+                method.http().into(),
+                s.body.clone().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_index(&mut self, rid: i64) -> Result<(), StoreError> {
+        for table in INDEX_TABLES {
+            self.conn
+                .execute(&format!("DELETE FROM {table} WHERE rid = ?"), &[rid.into()])?;
+        }
+        Ok(())
+    }
+
+    fn insert_index(
+        &mut self,
+        rid: i64,
+        rtype: &str,
+        entries: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        for e in entries {
+            let head = [SqlValue::Int(rid), rtype.into(), e.param.as_str().into()];
+            let (sql, tail): (&str, Vec<SqlValue>) = match &e.value {
+                IndexValue::String { norm, exact } => (
+                    "INSERT INTO idx_string (rid, rtype, param, norm, exact) VALUES (?, ?, ?, ?, ?)",
+                    vec![norm.as_str().into(), exact.as_str().into()],
+                ),
+                IndexValue::Token { system, code, text } => (
+                    "INSERT INTO idx_token (rid, rtype, param, system, code, text) VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        system.as_deref().into(),
+                        code.as_deref().into(),
+                        text.as_deref().into(),
+                    ],
+                ),
+                IndexValue::Reference {
+                    target_type,
+                    target_id,
+                    url,
+                } => (
+                    "INSERT INTO idx_reference (rid, rtype, param, target_type, target_id, url) VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        target_type.as_deref().into(),
+                        target_id.as_deref().into(),
+                        url.as_deref().into(),
+                    ],
+                ),
+                IndexValue::Date { low, high } => (
+                    "INSERT INTO idx_date (rid, rtype, param, low, high) VALUES (?, ?, ?, ?, ?)",
+                    vec![(*low).into(), (*high).into()],
+                ),
+                IndexValue::Number { value } => (
+                    "INSERT INTO idx_number (rid, rtype, param, value) VALUES (?, ?, ?, ?)",
+                    vec![(*value).into()],
+                ),
+                IndexValue::Quantity {
+                    value,
+                    system,
+                    code,
+                } => (
+                    "INSERT INTO idx_quantity (rid, rtype, param, value, system, code) VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        (*value).into(),
+                        system.as_deref().into(),
+                        code.as_deref().into(),
+                    ],
+                ),
+                IndexValue::Uri { value } => (
+                    "INSERT INTO idx_uri (rid, rtype, param, value) VALUES (?, ?, ?, ?)",
+                    vec![value.as_str().into()],
+                ),
+            };
+            let mut params = head.to_vec();
+            params.extend(tail);
+            self.conn.execute(sql, &params)?;
+        }
+        Ok(())
+    }
+
+    /// A page of history, newest first.
+    pub fn history(
+        &mut self,
+        scope: &HistoryScope,
+        since: Option<i64>,
+        count: usize,
+        cursor: Option<&str>,
+    ) -> Result<HistoryPage, StoreError> {
+        let mut sql = String::from(
+            "SELECT hid, rid, rtype, id, version, last_updated, method, body FROM history WHERE 1 = 1",
+        );
+        let mut params: Vec<SqlValue> = Vec::new();
+        match scope {
+            HistoryScope::Instance { resource_type, id } => {
+                sql.push_str(" AND rtype = ? AND id = ?");
+                params.push(resource_type.as_str().into());
+                params.push(id.as_str().into());
+            }
+            HistoryScope::Type(rt) => {
+                sql.push_str(" AND rtype = ?");
+                params.push(rt.as_str().into());
+            }
+            HistoryScope::System => {}
+        }
+        if let Some(since) = since {
+            sql.push_str(" AND last_updated >= ?");
+            params.push(since.into());
+        }
+        let filter_params = params.clone();
+        let filter_sql = sql.clone();
+        if let Some(c) = cursor {
+            let hid = decode_history_cursor(c)?;
+            sql.push_str(" AND hid < ?");
+            params.push(hid.into());
+        }
+        sql.push_str(" ORDER BY hid DESC LIMIT ?");
+        params.push(((count + 1) as i64).into());
+        let mut rows = self.conn.query(&sql, &params)?;
+        let more = rows.len() > count;
+        rows.truncate(count);
+        let next_cursor = if more {
+            rows.last()
+                .and_then(|r| r[0].as_i64())
+                .map(encode_history_cursor)
+        } else {
+            None
+        };
+        let entries = rows
+            .into_iter()
+            .map(|r| {
+                let mut it = r.into_iter();
+                let _hid = it.next();
+                let rid = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+                let rtype = it
+                    .next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default();
+                let id = it
+                    .next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default();
+                let version = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+                let last_updated = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+                let method = Method::parse(
+                    it.next()
+                        .and_then(|v| v.into_string())
+                        .as_deref()
+                        .unwrap_or(""),
+                );
+                let body = it.next().and_then(SqlValue::into_string);
+                HistoryEntry {
+                    method,
+                    version: Stored {
+                        rid,
+                        resource_type: rtype,
+                        id,
+                        version,
+                        last_updated,
+                        deleted: method == Method::Delete,
+                        body,
+                    },
+                }
+            })
+            .collect();
+        let total = if matches!(scope, HistoryScope::Instance { .. }) {
+            let count_sql = filter_sql.replacen(
+                "SELECT hid, rid, rtype, id, version, last_updated, method, body",
+                "SELECT COUNT(*)",
+                1,
+            );
+            let rows = self.conn.query(&count_sql, &filter_params)?;
+            rows.first().and_then(|r| r[0].as_i64())
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            entries,
+            next_cursor,
+            total,
+        })
+    }
+
+    /// Runs a parsed search.
+    pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
+        search_sql::run(self, req)
+    }
+}
+
+/// The search index tables, one per parameter type.
+pub const INDEX_TABLES: &[&str] = &[
+    "idx_string",
+    "idx_token",
+    "idx_reference",
+    "idx_date",
+    "idx_number",
+    "idx_quantity",
+    "idx_uri",
+];
+
+pub(crate) fn stored_from(resource_type: &str, id: &str, r: Row) -> Stored {
+    let mut it = r.into_iter();
+    let rid = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+    let version = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+    let last_updated = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+    let deleted = it.next().and_then(|v| v.as_i64()).unwrap_or_default() != 0;
+    let body = it.next().and_then(SqlValue::into_string);
+    Stored {
+        rid,
+        resource_type: resource_type.to_string(),
+        id: id.to_string(),
+        version,
+        last_updated,
+        deleted,
+        body,
+    }
+}
+
+/// Sets `id` and `meta.versionId`/`meta.lastUpdated` and returns the JSON text to store.
+fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) -> String {
+    if let Value::Object(obj) = resource {
+        obj.insert("id".into(), Value::String(id.to_string()));
+        let meta = obj.entry("meta").or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        if let Value::Object(m) = meta {
+            m.insert("versionId".into(), Value::String(version.to_string()));
+            m.insert("lastUpdated".into(), Value::String(format_instant(now)));
+        }
+        // keep resourceType, id and meta first, as people expect to read them
+        let mut ordered = serde_json::Map::with_capacity(obj.len());
+        for key in ["resourceType", "id", "meta"] {
+            if let Some(v) = obj.remove(key) {
+                ordered.insert(key.to_string(), v);
+            }
+        }
+        ordered.append(obj);
+        *obj = ordered;
+    }
+    serde_json::to_string(resource).unwrap_or_default()
+}
+
+fn encode_history_cursor(hid: i64) -> String {
+    format!("h{hid}")
+}
+
+fn decode_history_cursor(c: &str) -> Result<i64, StoreError> {
+    c.strip_prefix('h')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::BadCursor(format!("'{c}' is not a history cursor")))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
