@@ -55,6 +55,7 @@ pub const SUPPORTED_RESOURCE_TYPES: &[&str] = &[
     "Questionnaire",
     "QuestionnaireResponse",
     "RelatedPerson",
+    "RiskAssessment",
     "Schedule",
     "ServiceRequest",
     "Slot",

@@ -127,12 +127,27 @@ impl Store {
                 })
             }
             DatabaseUrl::Postgres(u) => {
-                let mut first = PgConn::connect(u)?;
-                prepare_schema(&mut first, opts.migrate)?;
+                // the synchronous client runs its own small runtime, which must not start
+                // inside the caller's async runtime: connect from a plain thread
+                let conns = std::thread::scope(|s| {
+                    s.spawn(|| -> Result<Vec<PgConn>, StoreError> {
+                        let mut first = PgConn::connect(u)?;
+                        prepare_schema(&mut first, opts.migrate)?;
+                        let mut conns = vec![first];
+                        for _ in 1..connections {
+                            conns.push(PgConn::connect(u)?);
+                        }
+                        Ok(conns)
+                    })
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Unavailable(
+                            "connecting to PostgreSQL panicked".into(),
+                        ))
+                    })
+                })?;
                 let (tx, rx) = unbounded::<Job>();
-                spawn_worker("pg-0".into(), Box::new(first), rx.clone(), Some(u.clone()));
-                for i in 1..connections {
-                    let conn = PgConn::connect(u)?;
+                for (i, conn) in conns.into_iter().enumerate() {
                     spawn_worker(
                         format!("pg-{i}"),
                         Box::new(conn),

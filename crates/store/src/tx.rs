@@ -153,7 +153,7 @@ impl<'c> Tx<'c> {
         if self.dialect() == Dialect::Postgres {
             let hash = fnv1a(key.as_bytes()) as i64;
             self.conn
-                .query("SELECT pg_advisory_xact_lock(?)", &[hash.into()])?;
+                .execute("SELECT pg_advisory_xact_lock(?)", &[hash.into()])?;
         }
         Ok(())
     }
@@ -485,6 +485,21 @@ impl<'c> Tx<'c> {
             next_cursor,
             total,
         })
+    }
+
+    /// Row counts of every table (diagnostics, and tests that prove nothing was written).
+    pub fn row_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for table in ["resources", "history"].iter().chain(INDEX_TABLES) {
+            let rows = self
+                .conn
+                .query(&format!("SELECT COUNT(*) FROM {table}"), &[])?;
+            out.push((
+                table.to_string(),
+                rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0),
+            ));
+        }
+        Ok(out)
     }
 
     /// Runs a parsed search.

@@ -1,0 +1,239 @@
+//! `TestApp`: the real server on port 0 with a fresh database (a SQLite file in a temporary
+//! folder, or a new PostgreSQL database on the server named by `CONTINUUM_TEST_POSTGRES_URL`),
+//! with typed request helpers. `both_engines!` runs a test on each engine.
+
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use store::{DatabaseUrl, Store, StoreOptions};
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    #[allow(dead_code)]
+    pub engine: Engine,
+    _dir: Option<tempfile::TempDir>,
+    pg_database: Option<(String, String)>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The first issue's code, when the body is an OperationOutcome.
+    pub fn issue_code(&self) -> String {
+        let v = self.json();
+        assert_eq!(
+            v["resourceType"], "OperationOutcome",
+            "expected an OperationOutcome, got {}",
+            self.text
+        );
+        v["issue"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The admin URL of the test PostgreSQL server. Tests fail (never skip) without it.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CONTINUUM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("CONTINUUM_TEST_POSTGRES_URL is not set: run the tests with scripts/test, which starts PostgreSQL")
+    })
+}
+
+fn admin_sql(url: &str, sql: &str) {
+    let url = url.to_string();
+    let sql = sql.to_string();
+    // the synchronous client must not run on an async runtime thread
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls)
+            .expect("connect to the test PostgreSQL");
+        c.batch_execute(&sql).expect("admin SQL");
+    })
+    .join()
+    .expect("admin thread");
+}
+
+impl TestApp {
+    pub async fn spawn(engine: Engine) -> TestApp {
+        Self::spawn_with(engine, server::ServerConfig::default()).await
+    }
+
+    pub async fn spawn_with(engine: Engine, mut config: server::ServerConfig) -> TestApp {
+        let (url, dir, pg_database) = match engine {
+            Engine::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("test.db");
+                (DatabaseUrl::Sqlite(path), Some(dir), None)
+            }
+            Engine::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("continuum_test_{}", uuid::Uuid::new_v4().simple());
+                admin_sql(&admin, &format!("CREATE DATABASE {name}"));
+                let (prefix, _) = admin.rsplit_once('/').expect("URL with a database");
+                (
+                    DatabaseUrl::Postgres(format!("{prefix}/{name}")),
+                    None,
+                    Some((admin, name)),
+                )
+            }
+        };
+        let store = Store::open(
+            &url,
+            &StoreOptions {
+                connections: 3,
+                migrate: true,
+            },
+            Arc::new(care::SystemClock),
+        )
+        .expect("open store");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (listener, addr) = server::bind(config.listen).await.expect("bind");
+        let app = server::app(store.clone(), &config);
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(server::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            base: format!("http://{addr}/fhir"),
+            client: reqwest::Client::new(),
+            store,
+            engine,
+            _dir: dir,
+            pg_database,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else if path.starts_with('/') {
+            format!("http://{}{path}", self.addr)
+        } else {
+            format!("{}/{path}", self.base)
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
+        let r = req.send().await.expect("request sent");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        Resp {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("Content-Type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            self.client
+                .put(self.url(path))
+                .header("Content-Type", "application/fhir+json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.client.delete(self.url(path))).await
+    }
+
+    /// Creates a resource and returns it as stored.
+    pub async fn create(&self, body: Value) -> Value {
+        let rt = body["resourceType"]
+            .as_str()
+            .expect("resourceType")
+            .to_string();
+        let r = self.post(&rt, &body).await;
+        assert_eq!(r.status, 201, "create {rt}: {}", r.text);
+        r.json()
+    }
+
+    /// Row counts of every table, to prove a rejected request wrote nothing.
+    pub async fn row_counts(&self) -> Vec<(String, i64)> {
+        self.store
+            .read(|tx| tx.row_counts())
+            .await
+            .expect("row counts")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some((admin, name)) = self.pg_database.take() {
+            admin_sql(
+                &admin,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// Runs `async fn $name(app: TestApp)` on SQLite and on PostgreSQL, as `$name::sqlite` and
+/// `$name::postgres`.
+#[macro_export]
+macro_rules! both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::helpers::TestApp::spawn($crate::helpers::Engine::Sqlite).await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::helpers::TestApp::spawn($crate::helpers::Engine::Postgres).await).await
+                }
+            }
+        )*
+    };
+}

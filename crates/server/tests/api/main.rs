@@ -1,0 +1,7 @@
+//! Integration tests of the HTTP API: the real server on port 0, a fresh database per test, each
+//! test on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod crud;
+mod search;
