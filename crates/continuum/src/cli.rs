@@ -86,9 +86,11 @@ pub fn run(cli: Cli) -> Result<()> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if config.log_json {
         builder.json().init();
     } else {
@@ -121,7 +123,7 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let app = server::app(store.clone(), &server_config);
-    tracing::info!(database = %store.description(), "Continuum is listening on http://{addr} (FHIR base http://{addr}/fhir)");
+    tracing::info!(database = %store.description(), %addr, "listening");
     eprintln!(
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()

@@ -148,10 +148,13 @@ pub struct Definitions {
     kinds: HashMap<String, Kind>,
 }
 
+/// One element row of the data file: path, min, max, types, isSummary.
+type ElementRow = (String, u32, String, Vec<String>, u8);
+
 #[derive(Deserialize)]
 struct ElementsFile {
     kinds: HashMap<String, String>,
-    elements: HashMap<String, Vec<(String, u32, String, Vec<String>, u8)>>,
+    elements: HashMap<String, Vec<ElementRow>>,
 }
 
 /// The R4 definitions, parsed on first use.

@@ -144,7 +144,7 @@ fn is_base64(s: &str) -> bool {
         }
         n += 1;
     }
-    n % 4 == 0
+    n.is_multiple_of(4)
 }
 
 fn is_time(s: &str) -> bool {

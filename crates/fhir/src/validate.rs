@@ -87,7 +87,7 @@ impl Validator {
             }
         };
         let here = match path {
-            Some(p) => format!("{p}"),
+            Some(p) => p.to_string(),
             None => rt.to_string(),
         };
         self.object(rt, obj, &here, true);

@@ -239,10 +239,7 @@ fn clause_sql(rtype: &str, clause: &Clause, out: &mut Sql) {
         Column::Id => {
             if let Modifier::Missing(_) = clause.modifier {
                 // every resource has an id
-                let missing = clause
-                    .values
-                    .iter()
-                    .any(|v| *v == SearchValue::Missing(true));
+                let missing = clause.values.contains(&SearchValue::Missing(true));
                 out.push(if missing { "1 = 0" } else { "1 = 1" });
                 return;
             }

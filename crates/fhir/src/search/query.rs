@@ -223,11 +223,12 @@ fn parse_one(
             }
             return true;
         }
-        "_total" => {
+        // `_totalMethod` is Aidbox's name, sent by fhirpy's count(): a synonym
+        "_total" | "_totalMethod" => {
             req.total = match value {
                 "none" => TotalMode::None,
                 "estimate" => TotalMode::Estimate,
-                "accurate" => TotalMode::Accurate,
+                "accurate" | "count" => TotalMode::Accurate,
                 _ => {
                     issues.push(bad(
                         name,

@@ -58,7 +58,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb, uri (:below, :above), :missing on every type; _id, _lastUpdated, _count (max 1000), _total, _summary, _elements, _sort on _id and _lastUpdated; cursor paging via next links. Unknown parameters are an error unless 'Prefer: handling=lenient'.",
+            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb, uri (:below, :above), :missing on every type; _id, _lastUpdated, _count (max 1000), _total (fhirpy's _totalMethod is a synonym), _summary, _elements, _sort on _id and _lastUpdated; cursor paging via next links. Unknown parameters are an error unless 'Prefer: handling=lenient'.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},

@@ -3,5 +3,9 @@
 
 mod helpers;
 
+mod bad_input;
+mod bundles;
 mod crud;
+mod examples;
+mod ops;
 mod search;

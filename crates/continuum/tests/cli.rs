@@ -1,0 +1,247 @@
+//! The `continuum` binary as a user runs it: `serve` (and what it logs), `import`, `migrate`,
+//! on SQLite and on PostgreSQL.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_continuum");
+
+fn postgres_url() -> String {
+    let admin = std::env::var("CONTINUUM_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("CONTINUUM_TEST_POSTGRES_URL is not set: run the tests with scripts/test")
+    });
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("continuum_cli_{}_{n}", std::process::id());
+    let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(database: &str) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .env("CONTINUUM_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start continuum serve");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut base = None;
+        while base.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server prints where it listens");
+            if let Some(rest) = line.strip_prefix("Continuum is listening on ") {
+                base = Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+        Server {
+            child,
+            base: base.unwrap(),
+            log: rx,
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::thread::sleep(Duration::from_millis(300));
+        self.log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    // a tiny blocking HTTP/1.1 client keeps this test free of an async runtime
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    use std::io::{Read, Write};
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn serve_logs_without_phi(database: &str) {
+    let server = Server::start(database);
+    let (status, _) = http(
+        "POST",
+        &format!("{}/Patient", server.base),
+        Some(
+            r#"{"resourceType":"Patient","name":[{"family":"Zyxwvutsrq"}],"birthDate":"2010-01-01"}"#,
+        ),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = http(
+        "GET",
+        &format!("{}/Patient?family=Zyxwvutsrq", server.base),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("Zyxwvutsrq"));
+    let logs = server.logs();
+    assert!(
+        logs.contains("request_id"),
+        "logs carry request ids: {logs}"
+    );
+    assert!(
+        logs.contains("interaction=\"create\"") || logs.contains("interaction=create"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("Zyxwvutsrq"),
+        "a patient name reached the logs: {logs}"
+    );
+    assert!(
+        !logs.contains("2010-01-01"),
+        "a birth date reached the logs: {logs}"
+    );
+}
+
+fn import_and_migrate(database: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let ndjson = dir.path().join("patients.ndjson");
+    let mut lines = String::new();
+    for i in 0..1200 {
+        lines.push_str(&format!("{{\"resourceType\":\"Patient\",\"id\":\"imp-{i}\",\"name\":[{{\"family\":\"Imported{i}\"}}]}}\n"));
+    }
+    lines.push_str("{\"resourceType\":\"Patient\",\"birthDate\":\"2020-02-30\"}\n");
+    std::fs::write(&ndjson, lines).unwrap();
+    let tx = dir.path().join("tx.json");
+    std::fs::write(
+        &tx,
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+          {"fullUrl":"urn:uuid:7e0c1a2b-0000-4000-8000-000000000001","request":{"method":"POST","url":"Organization"},"resource":{"resourceType":"Organization","name":"Imported Clinic"}},
+          {"request":{"method":"PUT","url":"Practitioner/imp-dr"},"resource":{"resourceType":"Practitioner","id":"imp-dr"}},
+          {"request":{"method":"POST","url":"PractitionerRole"},"resource":{"resourceType":"PractitionerRole","organization":{"reference":"urn:uuid:7e0c1a2b-0000-4000-8000-000000000001"},"practitioner":{"reference":"Practitioner/imp-dr"}}}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "--database", database])
+        .arg(&ndjson)
+        .arg(&tx)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains("imported 1203 resources"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(stdout.contains("1 rejected"), "{stdout}");
+    assert!(
+        stderr.contains("patients.ndjson:1201"),
+        "the rejected line is named: {stderr}"
+    );
+    assert!(
+        !out.status.success(),
+        "a rejected resource makes the import fail"
+    );
+    // importing again updates in place (ids are kept)
+    let again = Command::new(BIN)
+        .args(["import", "--database", database])
+        .arg(&tx)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let m = Command::new(BIN)
+        .args(["migrate", "--database", database])
+        .output()
+        .unwrap();
+    assert!(m.status.success());
+    assert!(String::from_utf8_lossy(&m.stdout).contains("schema version"));
+    let server = Server::start(database);
+    let (_, body) = http(
+        "GET",
+        &format!("{}/Patient?name=imported&_summary=count", server.base),
+        None,
+    );
+    assert!(body.contains("\"total\":1200"), "{body}");
+    // the PUT updated in place; the unconditional POST created a second role
+    let (_, body) = http("GET", &format!("{}/Practitioner/imp-dr", server.base), None);
+    assert!(body.contains("\"versionId\":\"2\""), "{body}");
+    let (_, body) = http(
+        "GET",
+        &format!("{}/PractitionerRole?practitioner=imp-dr", server.base),
+        None,
+    );
+    assert!(body.contains("\"total\":2"), "{body}");
+}
+
+#[test]
+fn serve_logs_without_phi_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    serve_logs_without_phi(&format!("sqlite://{}", dir.path().join("c.db").display()));
+}
+
+#[test]
+fn serve_logs_without_phi_postgres() {
+    serve_logs_without_phi(&postgres_url());
+}
+
+#[test]
+fn import_and_migrate_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    import_and_migrate(&format!("sqlite://{}", dir.path().join("c.db").display()));
+}
+
+#[test]
+fn import_and_migrate_postgres() {
+    import_and_migrate(&(postgres_url() + ""));
+}
+
+#[test]
+fn bad_configuration_is_explained() {
+    let out = Command::new(BIN)
+        .args(["serve", "--database", "mysql://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported database URL"));
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not HOST:PORT"));
+}

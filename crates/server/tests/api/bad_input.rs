@@ -1,0 +1,189 @@
+//! Bad input never writes and never answers 500: a table of requests, each with the status and
+//! OperationOutcome issue code it must get, checked against the row counts of every table.
+
+use serde_json::json;
+
+use crate::helpers::{Engine, TestApp};
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: String,
+    status: u16,
+    code: &'static str,
+    /// The expected location, when the problem is inside the resource.
+    expression: Option<&'static str>,
+}
+
+const JSON: &[(&str, &str)] = &[("Content-Type", "application/fhir+json")];
+
+fn case(
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: impl Into<String>,
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        name,
+        method,
+        path,
+        headers: JSON,
+        body: body.into(),
+        status,
+        code,
+        expression: None,
+    }
+}
+
+fn at(mut c: Case, expression: &'static str) -> Case {
+    c.expression = Some(expression);
+    c
+}
+
+fn with_headers(mut c: Case, headers: &'static [(&'static str, &'static str)]) -> Case {
+    c.headers = headers;
+    c
+}
+
+fn cases() -> Vec<Case> {
+    let patient = |extra: serde_json::Value| {
+        let mut p = json!({"resourceType": "Patient", "name": [{"family": "Bad"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p.to_string()
+    };
+    let big = format!(
+        "{{\"resourceType\":\"Patient\",\"text\":{{\"status\":\"generated\",\"div\":\"<div>{}</div>\"}}}}",
+        "x".repeat(70_000)
+    );
+    vec![
+        case("malformed JSON", "POST", "Patient", "{\"resourceType\": \"Patient\",", 400, "structure"),
+        case("empty body", "POST", "Patient", "", 400, "structure"),
+        case("a JSON array", "POST", "Patient", "[{\"resourceType\": \"Patient\"}]", 400, "structure"),
+        at(case("missing resourceType", "POST", "Patient", "{\"name\": [{\"family\": \"x\"}]}", 400, "required"), "resourceType"),
+        at(case("resourceType not matching the URL", "POST", "Patient", "{\"resourceType\": \"Observation\"}", 400, "invalid"), "resourceType"),
+        case("resourceType not a string", "POST", "Patient", "{\"resourceType\": 7}", 400, "structure"),
+        case("unknown resource type", "POST", "Spaceship", "{\"resourceType\": \"Spaceship\"}", 404, "not-found"),
+        case("a real type this server does not serve", "GET", "Claim", "", 404, "not-found"),
+        at(case("body id differs from the URL id", "PUT", "Patient/x", patient(json!({"id": "y"})), 400, "invalid"), "Patient.id"),
+        at(case("update without an id in the body", "PUT", "Patient/x", patient(json!({})), 400, "required"), "Patient.id"),
+        case("illegal characters in the URL id", "GET", "Patient/bad%20id!", "", 400, "value"),
+        at(case("illegal characters in the body id", "POST", "Patient", patient(json!({"id": "a b"})), 400, "value"), "Patient.id"),
+        at(case("a month that does not exist", "POST", "Patient", patient(json!({"birthDate": "2012-13-01"})), 400, "value"), "Patient.birthDate"),
+        at(case("February 30th", "POST", "Patient", patient(json!({"birthDate": "2012-02-30"})), 400, "value"), "Patient.birthDate"),
+        at(case("a US-style date", "POST", "Patient", patient(json!({"birthDate": "04/05/2012"})), 400, "value"), "Patient.birthDate"),
+        at(case("a boolean given as a string", "POST", "Patient", patient(json!({"active": "true"})), 400, "value"), "Patient.active"),
+        at(case("an integer given as a string", "POST", "Patient", patient(json!({"multipleBirthInteger": "2"})), 400, "value"), "Patient.multipleBirthInteger"),
+        at(case("an unknown element", "POST", "Patient", patient(json!({"favouriteColour": "blue"})), 400, "structure"), "Patient.favouriteColour"),
+        at(case("an array for a single element", "POST", "Patient", patient(json!({"birthDate": ["2012-01-01"]})), 400, "structure"), "Patient.birthDate"),
+        at(case("an object for a repeating element", "POST", "Patient", patient(json!({"name": {"family": "x"}})), 400, "structure"), "Patient.name"),
+        at(case("a required element missing", "POST", "Observation", json!({"resourceType": "Observation", "code": {"text": "x"}}).to_string(), 400, "required"), "Observation.status"),
+        at(case("a dateTime with a time but no zone", "POST", "Observation", json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "effectiveDateTime": "2020-01-01T10:00:00"}).to_string(), 400, "value"), "Observation.effectiveDateTime"),
+        at(case("an empty string", "POST", "Patient", patient(json!({"gender": ""})), 400, "value"), "Patient.gender"),
+        at(case("two choices of one element", "POST", "Patient", patient(json!({"deceasedBoolean": true, "deceasedDateTime": "2020"})), 400, "structure"), "Patient.deceasedDateTime"),
+        at(case("a bad date inside a contained resource", "POST", "Patient", patient(json!({"contained": [{"resourceType": "RelatedPerson", "id": "m", "patient": {"reference": "#"}, "birthDate": "1990-02-30"}]})), 400, "value"), "Patient.contained[0].birthDate"),
+        at(case("an extension without url", "POST", "Patient", patient(json!({"extension": [{"valueString": "x"}]})), 400, "required"), "Patient.extension[0].url"),
+        with_headers(case("XML content", "POST", "Patient", "<Patient xmlns=\"http://hl7.org/fhir\"/>", 415, "not-supported"), &[("Content-Type", "application/fhir+xml")]),
+        with_headers(case("no content type", "POST", "Patient", patient(json!({})), 415, "not-supported"), &[]),
+        with_headers(case("a form body on create", "POST", "Patient", "name=x", 415, "not-supported"), &[("Content-Type", "application/x-www-form-urlencoded")]),
+        with_headers(case("asking for XML", "GET", "Patient", "", 406, "not-supported"), &[("Accept", "application/fhir+xml")]),
+        case("_format=xml", "GET", "Patient?_format=xml", "", 406, "not-supported"),
+        case("a body over the limit", "POST", "Patient", big, 413, "too-long"),
+        at(case("an unknown search parameter", "GET", "Patient?nickname=x", "", 400, "not-found"), "nickname"),
+        at(case("an impossible date in a search", "GET", "Patient?birthdate=2020-13", "", 400, "value"), "birthdate"),
+        at(case("_count over the maximum", "GET", "Patient?_count=5000", "", 400, "too-costly"), "_count"),
+        at(case("a token that is only a bar", "GET", "Patient?identifier=|", "", 400, "value"), "identifier"),
+        at(case("a unsupported modifier", "GET", "Patient?name:fuzzy=x", "", 400, "not-supported"), "name:fuzzy"),
+        at(case("a reference to a type the parameter cannot hold", "GET", "Patient?general-practitioner=Observation/1", "", 400, "value"), "general-practitioner"),
+        at(case("the approximately prefix", "GET", "Patient?birthdate=ap2010", "", 400, "value"), "birthdate"),
+        case("PATCH", "PATCH", "Patient/x", "[]", 405, "not-supported"),
+        with_headers(case("a malformed If-Match", "PUT", "Patient/x", patient(json!({"id": "x"})), 400, "value"), &[("Content-Type", "application/fhir+json"), ("If-Match", "version-two")]),
+        with_headers(case("bad If-None-Exist criteria", "POST", "Patient", patient(json!({})), 400, "not-found"), &[("Content-Type", "application/fhir+json"), ("If-None-Exist", "nickname=x")]),
+        at(case("a collection Bundle posted to the base", "POST", "", json!({"resourceType": "Bundle", "type": "collection"}).to_string(), 400, "invalid"), "Bundle.type"),
+        case("an invalid entry in a transaction", "POST", "", json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient", "active": "yes"}}]}).to_string(), 400, "value"),
+        case("a transaction entry without a request", "POST", "", json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": {"resourceType": "Patient"}}]}).to_string(), 400, "required"),
+        case("a transaction referring to a missing entry", "POST", "", json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:0a9b5a52-1f0a-4c55-9f55-5f0b0f0b0f0b", "request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}}}]}).to_string(), 400, "not-found"),
+        at(case("a history with a bad _since", "GET", "Patient/_history?_since=yesterday", "", 400, "value"), "_since"),
+        at(case("a version that is not a number", "GET", "Patient/x/_history/two", "", 400, "value"), "Patient/x/_history/two"),
+    ]
+}
+
+async fn run(engine: Engine) {
+    let app = TestApp::spawn_with(
+        engine,
+        server::ServerConfig {
+            max_body_bytes: 64 * 1024,
+            ..Default::default()
+        },
+    )
+    .await;
+    app.put("Patient/x", &json!({"resourceType": "Patient", "id": "x"}))
+        .await;
+    let table = cases();
+    assert!(table.len() >= 25);
+    let mut failures = Vec::new();
+    for c in &table {
+        let before = app.row_counts().await;
+        let method = reqwest::Method::from_bytes(c.method.as_bytes()).unwrap();
+        let mut req = app
+            .client
+            .request(method, app.url(c.path))
+            .body(c.body.clone());
+        for (k, v) in c.headers {
+            req = req.header(*k, *v);
+        }
+        let r = app.send(req).await;
+        let after = app.row_counts().await;
+        let json: serde_json::Value = serde_json::from_str(&r.text).unwrap_or_default();
+        let code = json["issue"][0]["code"].as_str().unwrap_or("");
+        let expr = json["issue"][0]["expression"][0].as_str();
+        let expression_ok = match c.expression {
+            Some(e) if e.contains('/') => true,
+            Some(e) => expr == Some(e),
+            None => true,
+        };
+        if r.status != c.status
+            || code != c.code
+            || before != after
+            || json["resourceType"] != "OperationOutcome"
+            || !expression_ok
+        {
+            failures.push(format!(
+                "{}: got {} {code} at {expr:?} (want {} {} at {:?}); wrote: {}; body: {}",
+                c.name,
+                r.status,
+                c.status,
+                c.code,
+                c.expression,
+                before != after,
+                &r.text[..r.text.len().min(300)]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad-input cases failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+    println!(
+        "bad input: {} cases rejected with the right status and code, nothing written ({engine:?})",
+        table.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_table_sqlite() {
+    run(Engine::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_table_postgres() {
+    run(Engine::Postgres).await
+}
