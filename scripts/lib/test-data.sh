@@ -3,7 +3,7 @@
 # CONTINUUM_EXAMPLES_DIR. Never committed.
 
 continuum_fetch_examples() {
-  local cache="${CONTINUUM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/continuum}"
+  local cache="${CONTINUUM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/continuum}"
   local dir="$cache/hl7.fhir.r4.examples-4.0.1"
   if [ ! -f "$dir/package/Patient-example.json" ]; then
     command -v npm >/dev/null || { echo "test data: npm is needed to fetch hl7.fhir.r4.examples" >&2; return 1; }

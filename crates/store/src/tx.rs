@@ -241,29 +241,8 @@ impl<'c> Tx<'c> {
         index: &[IndexEntry],
     ) -> Result<Stored, StoreError> {
         let now = self.now().max(previous.last_updated);
-        let version = previous.version + 1;
-        let body = stamp(resource, &previous.id, version, now);
-        let changed = self.conn.execute(
-            "UPDATE resources SET version = ?, last_updated = ?, deleted = 0, body = ? WHERE rid = ? AND version = ?",
-            &[version.into(), now.into(), body.clone().into(), previous.rid.into(), previous.version.into()],
-        )?;
-        if changed != 1 {
-            return Err(StoreError::Conflict(format!(
-                "{}/{} changed while this update ran",
-                previous.resource_type, previous.id
-            )));
-        }
-        let stored = Stored {
-            rid: previous.rid,
-            resource_type: previous.resource_type.clone(),
-            id: previous.id.clone(),
-            version,
-            last_updated: now,
-            deleted: false,
-            body: Some(body),
-        };
-        self.insert_history(&stored, Method::Update)?;
-        self.delete_index(previous.rid)?;
+        let body = stamp(resource, &previous.id, previous.version + 1, now);
+        let stored = self.next_version(previous, now, Some(body), Method::Update)?;
         self.insert_index(previous.rid, &previous.resource_type, index)?;
         Ok(stored)
     }
@@ -271,15 +250,37 @@ impl<'c> Tx<'c> {
     /// Records a deletion as a new version; the resource then reads as gone.
     pub fn delete(&mut self, previous: &Stored) -> Result<Stored, StoreError> {
         let now = self.now().max(previous.last_updated);
+        self.next_version(previous, now, None, Method::Delete)
+    }
+
+    /// Writes version `previous.version + 1` (a body, or `None` for a deletion) if nobody else
+    /// did first, with its history row, and drops the old index rows.
+    fn next_version(
+        &mut self,
+        previous: &Stored,
+        now: i64,
+        body: Option<String>,
+        method: Method,
+    ) -> Result<Stored, StoreError> {
         let version = previous.version + 1;
+        let deleted = body.is_none();
         let changed = self.conn.execute(
-            "UPDATE resources SET version = ?, last_updated = ?, deleted = 1, body = NULL WHERE rid = ? AND version = ?",
-            &[version.into(), now.into(), previous.rid.into(), previous.version.into()],
+            "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ? WHERE rid = ? AND version = ?",
+            &[
+                version.into(),
+                now.into(),
+                (deleted as i64).into(),
+                body.clone().into(),
+                previous.rid.into(),
+                previous.version.into(),
+            ],
         )?;
         if changed != 1 {
             return Err(StoreError::Conflict(format!(
-                "{}/{} changed while this delete ran",
-                previous.resource_type, previous.id
+                "{}/{} changed while this {} ran",
+                previous.resource_type,
+                previous.id,
+                method.http()
             )));
         }
         let stored = Stored {
@@ -288,10 +289,10 @@ impl<'c> Tx<'c> {
             id: previous.id.clone(),
             version,
             last_updated: now,
-            deleted: true,
-            body: None,
+            deleted,
+            body,
         };
-        self.insert_history(&stored, Method::Delete)?;
+        self.insert_history(&stored, method)?;
         self.delete_index(previous.rid)?;
         Ok(stored)
     }

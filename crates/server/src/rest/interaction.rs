@@ -333,22 +333,7 @@ pub fn route(
         }
         (Method::Put, [rt]) => {
             let rt = check_type(rt)?;
-            if query.is_empty() {
-                return Err(ApiError::new(
-                    405,
-                    IssueType::NotSupported,
-                    "PUT needs a resource id (Type/id) or search criteria (Type?param=value)",
-                ));
-            }
-            let search = search(
-                registry,
-                &rt,
-                &query,
-                &ParseOptions {
-                    lenient: false,
-                    base_url,
-                },
-            )?;
+            let search = conditional_criteria(registry, &rt, &query, base_url, "PUT")?;
             let resource = resource_body(body, &rt)?;
             Ok(Interaction::ConditionalUpdate {
                 rt,
@@ -359,22 +344,7 @@ pub fn route(
         }
         (Method::Delete, [rt]) => {
             let rt = check_type(rt)?;
-            if query.is_empty() {
-                return Err(ApiError::new(
-                    405,
-                    IssueType::NotSupported,
-                    "DELETE needs a resource id (Type/id) or search criteria (Type?param=value)",
-                ));
-            }
-            let search = search(
-                registry,
-                &rt,
-                &query,
-                &ParseOptions {
-                    lenient: false,
-                    base_url,
-                },
-            )?;
+            let search = conditional_criteria(registry, &rt, &query, base_url, "DELETE")?;
             Ok(Interaction::ConditionalDelete { rt, search })
         }
         (_, [rt, "_history"]) if is_get => {
@@ -464,11 +434,38 @@ pub fn route(
             )))
         }
         _ => Err(ApiError::new(
-            if segs.is_empty() { 405 } else { 404 },
+            if segs.is_empty() || matches!(method, Method::Other | Method::Patch) || segs.len() <= 2
+            {
+                405
+            } else {
+                404
+            },
             IssueType::NotSupported,
             format!("no FHIR interaction matches {method:?} /{}", segs.join("/")),
         )),
     }
+}
+
+/// The criteria of a conditional update or delete (`PUT Patient?identifier=…`), always strict.
+fn conditional_criteria(
+    registry: &Registry,
+    rt: &str,
+    query: &[(String, String)],
+    base_url: &str,
+    method: &str,
+) -> Result<SearchRequest, ApiError> {
+    if query.is_empty() {
+        return Err(ApiError::new(
+            405,
+            IssueType::NotSupported,
+            format!("{method} needs a resource id (Type/id) or search criteria (Type?param=value)"),
+        ));
+    }
+    let strict = ParseOptions {
+        lenient: false,
+        base_url,
+    };
+    search(registry, rt, query, &strict)
 }
 
 fn resource_body(body: Option<Value>, rt: &str) -> Result<Value, ApiError> {
