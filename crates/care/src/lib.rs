@@ -1,6 +1,7 @@
 //! The alliance's rules, as pure code: nothing here does I/O or knows about HTTP or SQL.
 //! Time comes from an injected [`Clock`], so every rule is testable at any instant.
 
+pub mod access;
 pub mod clock;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -2,6 +2,7 @@
 //! FHIRPath subset of search definitions, search index extraction and query parsing.
 //! Pure code: no I/O, no clock.
 
+pub mod compartment;
 pub mod definitions;
 pub mod fhirpath;
 pub mod outcome;

@@ -1,0 +1,17 @@
+//! Access control: SMART scopes, the roles of the alliance, and the one policy that decides
+//! what a caller may read and change.
+
+pub mod age;
+pub mod policy;
+pub mod scopes;
+
+pub use age::{BirthDate, age_on};
+pub use policy::{
+    AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision, Grant,
+    Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide, permits,
+    view,
+};
+pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
+
+#[cfg(test)]
+mod matrix_tests;

@@ -1,0 +1,514 @@
+//! The access policy: who may do what with which resource. One pure module, one entry point
+//! for single decisions ([`decide`]) and one for what a caller may see ([`view`]), which the
+//! store turns into the SQL filter of every read — so a search, its total, its pages and a read
+//! by id all agree with `decide`.
+//!
+//! Rules (domain-rules.md, "Access, proxy and confidentiality"):
+//! - alliance administrators and backend services (`system/` scopes, no role) see everything;
+//! - coordinators and clinicians see the compartments of patients with a care relationship with
+//!   their organisation (open referral, appointment, care team, registration), or of a patient
+//!   they broke the glass for (reason required, time-limited, flagged);
+//! - a patient sees their own record from a configurable age (12);
+//! - a proxy (parent/guardian, a RelatedPerson) sees everything of a child under 12, nothing
+//!   labelled sensitive (ETH PSY SEX HIV STD SDV BH SUD) or restricted (R, V) from 12 to 17, and
+//!   nothing from the 18th birthday unless the patient permits it by Consent or a guardianship
+//!   is recorded;
+//! - Consent provisions naming the caller are applied before these defaults: a deny hides the
+//!   patient (or the labels it names), a permit grants access;
+//! - auditors read the audit trail; patients read the accounting of their own record;
+//! - SMART scopes are intersected with all of it.
+
+use super::age::{BirthDate, age_on};
+use super::scopes::{Action, ScopeContext, Scopes};
+
+/// Sensitivity codes (v3 ActCode) that withhold a resource from a 12–17-year-old's proxy.
+pub const SENSITIVE_CODES: &[&str] = &["ETH", "PSY", "SEX", "HIV", "STD", "SDV", "BH", "SUD"];
+/// Confidentiality codes (v3 Confidentiality) that do the same.
+pub const RESTRICTED_CONFIDENTIALITY: &[&str] = &["R", "V"];
+pub const ACT_CODE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+pub const CONFIDENTIALITY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+
+/// Every label code that a limited proxy view hides.
+pub fn withheld_from_limited_proxies() -> Vec<&'static str> {
+    SENSITIVE_CODES
+        .iter()
+        .chain(RESTRICTED_CONFIDENTIALITY)
+        .copied()
+        .collect()
+}
+
+/// Resource types every signed-in caller may read: the alliance directory.
+pub const DIRECTORY_TYPES: &[&str] = &[
+    "Endpoint",
+    "HealthcareService",
+    "Location",
+    "Medication",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Questionnaire",
+    "Schedule",
+    "Slot",
+];
+
+/// A role, bound to an organisation where it applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    AllianceAdmin,
+    Coordinator,
+    Clinician,
+    ReferringClinician,
+    Patient,
+    Proxy,
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::AllianceAdmin,
+        Role::Coordinator,
+        Role::Clinician,
+        Role::ReferringClinician,
+        Role::Patient,
+        Role::Proxy,
+        Role::Auditor,
+    ];
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::AllianceAdmin => "alliance-admin",
+            Role::Coordinator => "coordinator",
+            Role::Clinician => "clinician",
+            Role::ReferringClinician => "referring-clinician",
+            Role::Patient => "patient",
+            Role::Proxy => "proxy",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Whether the role is held on behalf of an organisation.
+    pub fn needs_organization(self) -> bool {
+        matches!(
+            self,
+            Role::Coordinator | Role::Clinician | Role::ReferringClinician
+        )
+    }
+
+    fn cares(self) -> bool {
+        self.needs_organization()
+    }
+}
+
+/// A role held, with its organisation (an Organization id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    pub organization: Option<String>,
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user or client id, for the audit trail.
+    pub id: String,
+    pub grants: Vec<Grant>,
+    /// The FHIR resource the caller is (`Practitioner/…`, `Patient/…`, `RelatedPerson/…`).
+    pub fhir_user: Option<(String, String)>,
+    pub scopes: Scopes,
+}
+
+impl Subject {
+    pub fn has(&self, role: Role) -> bool {
+        self.grants.iter().any(|g| g.role == role)
+    }
+
+    /// A backend service: an API client with `system/` scopes and no role.
+    pub fn is_backend_service(&self) -> bool {
+        self.grants.is_empty() && self.scopes.has_system()
+    }
+
+    /// The organisations the caller provides care for.
+    pub fn care_organizations(&self) -> Vec<String> {
+        let mut orgs: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| g.role.cares())
+            .filter_map(|g| g.organization.clone())
+            .collect();
+        orgs.sort();
+        orgs.dedup();
+        orgs
+    }
+
+    fn unrestricted(&self) -> bool {
+        self.has(Role::AllianceAdmin) || self.is_backend_service()
+    }
+}
+
+/// Ages and durations an alliance may change.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// A proxy sees everything of a child younger than this.
+    pub proxy_full_until: i32,
+    /// A proxy's access ends on this birthday (unless consented or a guardian).
+    pub proxy_ends_at: i32,
+    /// A patient sees their own record from this age.
+    pub patient_self_from: i32,
+    /// How long break-the-glass access lasts.
+    pub break_glass_minutes: i64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            proxy_full_until: 12,
+            proxy_ends_at: 18,
+            patient_self_from: 12,
+            break_glass_minutes: 60,
+        }
+    }
+}
+
+/// A patient the caller is a proxy for.
+#[derive(Debug, Clone)]
+pub struct ProxyLink {
+    pub patient_id: String,
+    pub birth_date: Option<BirthDate>,
+    /// A legal guardianship or conservatorship is recorded (it outlives the 18th birthday).
+    pub guardianship: bool,
+}
+
+/// A Consent provision that names the caller (or its organisation) as actor.
+#[derive(Debug, Clone)]
+pub struct ConsentRule {
+    pub patient_id: String,
+    pub permit: bool,
+    /// The labels the provision is about; empty means the whole record.
+    pub labels: Vec<String>,
+    /// Validity in epoch milliseconds; open when `None`.
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+/// Break-the-glass access the caller holds.
+#[derive(Debug, Clone)]
+pub struct BreakGlass {
+    pub patient_id: String,
+    pub expires_ms: i64,
+}
+
+/// The facts about the caller that the rules need, loaded at the start of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub now_ms: i64,
+    /// The caller's own Patient record and birth date (role patient).
+    pub own_patient: Option<(String, Option<BirthDate>)>,
+    pub proxy_for: Vec<ProxyLink>,
+    pub consents: Vec<ConsentRule>,
+    pub break_glass: Vec<BreakGlass>,
+}
+
+/// How much of one patient's compartment is visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Nothing labelled sensitive or restricted.
+    WithoutSensitive,
+    Full,
+}
+
+/// Access to one patient's compartment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientAccess {
+    pub patient_id: String,
+    pub level: Level,
+    /// Granted by break-the-glass: every access is flagged in the audit trail.
+    pub break_glass: bool,
+}
+
+/// Who may read the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditAccess {
+    None,
+    All,
+    /// The accounting of these patients' records.
+    Patients(Vec<String>),
+}
+
+/// What a caller may read. The store turns it into SQL; [`permits`] applies it to one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessView {
+    /// Everything (administrators, backend services).
+    pub everything: bool,
+    /// The directory types.
+    pub directory: bool,
+    /// Full access to the compartments of patients with a care relationship with these.
+    pub care_organizations: Vec<String>,
+    /// Access to these patients' compartments.
+    pub patients: Vec<PatientAccess>,
+    /// Patients hidden whatever else grants them (Consent deny).
+    pub denied_patients: Vec<String>,
+    /// Labels hidden for one patient (Consent deny with labels).
+    pub withheld: Vec<(String, Vec<String>)>,
+    pub audit: AuditAccess,
+}
+
+impl AccessView {
+    fn nothing() -> AccessView {
+        AccessView {
+            everything: false,
+            directory: false,
+            care_organizations: Vec::new(),
+            patients: Vec::new(),
+            denied_patients: Vec::new(),
+            withheld: Vec::new(),
+            audit: AuditAccess::None,
+        }
+    }
+
+    fn grant(&mut self, patient_id: &str, level: Level, break_glass: bool) {
+        match self
+            .patients
+            .iter_mut()
+            .find(|p| p.patient_id == patient_id)
+        {
+            Some(p) => {
+                if level > p.level {
+                    p.level = level;
+                }
+                p.break_glass |= break_glass && level == Level::Full;
+            }
+            None => self.patients.push(PatientAccess {
+                patient_id: patient_id.to_string(),
+                level,
+                break_glass,
+            }),
+        }
+    }
+}
+
+/// What the rules need to know about one resource.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceFacts {
+    pub resource_type: String,
+    /// The patients whose compartment holds it.
+    pub patients: Vec<String>,
+    /// Security label codes from `meta.security`.
+    pub labels: Vec<String>,
+    /// The organisations with a care relationship with any of those patients.
+    pub care_organizations: Vec<String>,
+}
+
+/// A decision, with the reason when it is a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Permit,
+    Deny(String),
+}
+
+impl Decision {
+    pub fn is_permit(&self) -> bool {
+        *self == Decision::Permit
+    }
+}
+
+fn consent_in_force(c: &ConsentRule, now: i64) -> bool {
+    c.start_ms.is_none_or(|s| s <= now) && c.end_ms.is_none_or(|e| now <= e)
+}
+
+/// What `subject` may read, given the facts in `ctx`.
+pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessView {
+    let mut v = AccessView::nothing();
+    if subject.unrestricted() {
+        v.everything = true;
+        v.directory = true;
+        v.audit = AuditAccess::All;
+        return v;
+    }
+    let patient_scope_only = !subject.scopes.scopes.is_empty()
+        && subject
+            .scopes
+            .scopes
+            .iter()
+            .all(|s| s.context == ScopeContext::Patient);
+    if !subject.grants.is_empty() {
+        v.directory = true;
+    }
+    if subject.has(Role::Auditor) {
+        v.audit = AuditAccess::All;
+    }
+    if !patient_scope_only {
+        v.care_organizations = subject.care_organizations();
+        // break the glass: full access, flagged, until it expires
+        if subject.grants.iter().any(|g| g.role.cares()) {
+            for bg in ctx.break_glass.iter().filter(|b| b.expires_ms > ctx.now_ms) {
+                v.grant(&bg.patient_id, Level::Full, true);
+            }
+        }
+    }
+    if subject.has(Role::Patient)
+        && let Some((pid, birth)) = &ctx.own_patient
+    {
+        let old_enough = birth.is_none_or(|b| age_on(b, ctx.now_ms) >= config.patient_self_from);
+        if old_enough {
+            v.grant(pid, Level::Full, false);
+            v.audit = match std::mem::replace(&mut v.audit, AuditAccess::None) {
+                AuditAccess::All => AuditAccess::All,
+                AuditAccess::Patients(mut ids) => {
+                    ids.push(pid.clone());
+                    AuditAccess::Patients(ids)
+                }
+                AuditAccess::None => AuditAccess::Patients(vec![pid.clone()]),
+            };
+        }
+    }
+    if subject.has(Role::Proxy) {
+        for link in &ctx.proxy_for {
+            // an unknown birth date is treated as a teenager's: nothing sensitive
+            let level = match link.birth_date.map(|b| age_on(b, ctx.now_ms)) {
+                Some(age) if age < config.proxy_full_until => Some(Level::Full),
+                Some(age) if age < config.proxy_ends_at => Some(Level::WithoutSensitive),
+                Some(_) if link.guardianship => Some(Level::Full),
+                Some(_) => None,
+                None => Some(Level::WithoutSensitive),
+            };
+            if let Some(level) = level {
+                v.grant(&link.patient_id, level, false);
+            }
+        }
+    }
+    // Consent provisions come before the defaults above
+    for c in ctx
+        .consents
+        .iter()
+        .filter(|c| consent_in_force(c, ctx.now_ms))
+    {
+        match (c.permit, c.labels.is_empty()) {
+            (true, _) => v.grant(&c.patient_id, Level::Full, false),
+            (false, true) => v.denied_patients.push(c.patient_id.clone()),
+            (false, false) => v.withheld.push((c.patient_id.clone(), c.labels.clone())),
+        }
+    }
+    v.denied_patients.sort();
+    v.denied_patients.dedup();
+    v
+}
+
+/// Whether a view admits a resource. The store's SQL filter implements exactly this.
+pub fn permits(v: &AccessView, r: &ResourceFacts) -> Decision {
+    if v.everything {
+        return Decision::Permit;
+    }
+    if r.resource_type == "AuditEvent" {
+        return match &v.audit {
+            AuditAccess::All => Decision::Permit,
+            AuditAccess::Patients(ids) if r.patients.iter().any(|p| ids.contains(p)) => {
+                Decision::Permit
+            }
+            _ => Decision::Deny(
+                "the audit trail is for auditors, and for patients about their own record".into(),
+            ),
+        };
+    }
+    if DIRECTORY_TYPES.contains(&r.resource_type.as_str()) {
+        return if v.directory {
+            Decision::Permit
+        } else {
+            Decision::Deny("the directory is for alliance users".into())
+        };
+    }
+    if r.patients.is_empty() {
+        return Decision::Deny(format!(
+            "this {} belongs to no patient the caller may see",
+            r.resource_type
+        ));
+    }
+    if r.patients.iter().any(|p| v.denied_patients.contains(p)) {
+        return Decision::Deny("a Consent withholds this patient's record from the caller".into());
+    }
+    if v.withheld
+        .iter()
+        .any(|(p, labels)| r.patients.contains(p) && r.labels.iter().any(|l| labels.contains(l)))
+    {
+        return Decision::Deny(
+            "a Consent withholds resources with this label from the caller".into(),
+        );
+    }
+    let related = r
+        .care_organizations
+        .iter()
+        .any(|o| v.care_organizations.contains(o));
+    if related {
+        return Decision::Permit;
+    }
+    let sensitive = r
+        .labels
+        .iter()
+        .any(|l| withheld_from_limited_proxies().contains(&l.as_str()));
+    for p in &v.patients {
+        if r.patients.contains(&p.patient_id) && (p.level == Level::Full || !sensitive) {
+            return Decision::Permit;
+        }
+    }
+    if v.patients
+        .iter()
+        .any(|p| r.patients.contains(&p.patient_id))
+    {
+        return Decision::Deny("this resource is labelled sensitive and is not shared with a proxy of a 12–17-year-old".into());
+    }
+    Decision::Deny("no care relationship, consent or proxy right covers this patient".into())
+}
+
+/// The one decision: may `subject` do `action` on the resource described by `facts`?
+/// For updates, call it for the stored version and for the new one.
+pub fn decide(
+    subject: &Subject,
+    action: Action,
+    facts: &ResourceFacts,
+    ctx: &Context,
+    config: &PolicyConfig,
+) -> Decision {
+    if !subject.scopes.allows(&facts.resource_type, action) {
+        return Decision::Deny(format!(
+            "the granted scopes ({}) do not allow {} on {}",
+            subject.scopes.to_scope_string(),
+            action_name(action),
+            facts.resource_type
+        ));
+    }
+    let v = view(subject, ctx, config);
+    if !action.is_write() {
+        return permits(&v, facts);
+    }
+    if facts.resource_type == "AuditEvent" {
+        return Decision::Deny("AuditEvents are written by the server only".into());
+    }
+    if subject.unrestricted() {
+        return Decision::Permit;
+    }
+    let writer = subject.grants.iter().any(|g| g.role.cares());
+    if !writer {
+        return Decision::Deny("this role may read but not change records".into());
+    }
+    if DIRECTORY_TYPES.contains(&facts.resource_type.as_str()) {
+        return if subject.has(Role::Coordinator) {
+            Decision::Permit
+        } else {
+            Decision::Deny("only coordinators and administrators change the directory".into())
+        };
+    }
+    permits(&v, facts)
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Create => "create",
+        Action::Read => "read",
+        Action::Update => "update",
+        Action::Delete => "delete",
+        Action::Search => "search",
+    }
+}
