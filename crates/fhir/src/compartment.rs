@@ -37,7 +37,7 @@ pub fn patients_of(resource_type: &str, id: &str, index: &[IndexEntry]) -> Vec<S
     }
     if let Some(codes) = params().get(resource_type) {
         for e in index {
-            if !codes.iter().any(|c| *c == e.param) {
+            if !codes.contains(&e.param) {
                 continue;
             }
             if let IndexValue::Reference {
