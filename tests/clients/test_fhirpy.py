@@ -2,7 +2,11 @@
 with paging (fetch_all), counts and deletes. scripts/test starts the server and sets
 CONTINUUM_FHIR_URL; run it by hand with `pytest tests/clients` against any Continuum."""
 
+import base64
+import json
 import os
+import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -12,9 +16,32 @@ from fhirpy.base.exceptions import OperationOutcome, ResourceNotFound
 URL = os.environ["CONTINUUM_FHIR_URL"]
 
 
+def access_token():
+    """OAuth2 client credentials at /auth/token, as any backend service would do it."""
+    basic = base64.b64encode(f"{os.environ['CONTINUUM_CLIENT_ID']}:{os.environ['CONTINUUM_CLIENT_SECRET']}".encode()).decode()
+    req = urllib.request.Request(
+        URL.removesuffix("/fhir") + "/auth/token",
+        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        return json.load(resp)["access_token"]
+
+
+@pytest.fixture(scope="session")
+def token():
+    return access_token()
+
+
 @pytest.fixture
-def client():
-    return SyncFHIRClient(URL)
+def client(token):
+    return SyncFHIRClient(URL, authorization=f"Bearer {token}")
+
+
+def test_no_token_no_data():
+    anonymous = SyncFHIRClient(URL)
+    with pytest.raises(Exception):
+        anonymous.resources("Patient").fetch()
 
 
 def test_create_read_update_delete(client):

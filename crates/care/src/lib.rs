@@ -3,5 +3,7 @@
 
 pub mod access;
 pub mod clock;
+pub mod labels;
+pub mod relationships;
 
 pub use clock::{Clock, FixedClock, SystemClock};

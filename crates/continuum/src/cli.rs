@@ -49,6 +49,26 @@ pub enum Command {
     },
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Console users: add, list, disable, enable, passwd.
+    Users {
+        #[command(subcommand)]
+        command: crate::admin::UsersCommand,
+    },
+    /// API clients (OAuth2 client credentials): add, list, disable.
+    Clients {
+        #[command(subcommand)]
+        command: crate::admin::ClientsCommand,
+    },
+    /// Token signing keys: rotate, list.
+    Keys {
+        #[command(subcommand)]
+        command: crate::admin::KeysCommand,
+    },
+    /// The audit trail: verify its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: crate::admin::AuditCommand,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -77,9 +97,17 @@ pub fn run(cli: Cli) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { .. } => runtime.block_on(serve(config)),
+        Command::Serve { .. } => {
+            let store = open_store(&config, true)?;
+            crate::admin::ensure_admin(&store, config.admin_password.as_ref().map(|s| s.expose()))?;
+            runtime.block_on(serve(config, store))
+        }
         Command::Import { files } => runtime.block_on(import(config, files)),
         Command::Migrate => migrate(config),
+        Command::Users { command } => crate::admin::users(&open_store(&config, true)?, command),
+        Command::Clients { command } => crate::admin::clients(&open_store(&config, true)?, command),
+        Command::Keys { command } => crate::admin::keys(&open_store(&config, true)?, command),
+        Command::Audit { command } => crate::admin::audit(&open_store(&config, true)?, command),
     }
 }
 
@@ -112,17 +140,26 @@ fn open_store(config: &Config, migrate: bool) -> Result<Store> {
     Ok(store)
 }
 
-async fn serve(config: Config) -> Result<()> {
-    let store = open_store(&config, true)?;
+async fn serve(config: Config, store: Store) -> Result<()> {
     let server_config = server::ServerConfig {
         listen: config.listen,
         public_base_url: config.public_base_url.clone(),
         max_body_bytes: config.max_body_bytes,
+        auth: server::auth::AuthConfig {
+            audience: config
+                .public_base_url
+                .clone()
+                .unwrap_or_else(|| "continuum".into()),
+            secure_cookies: config.secure_cookies,
+            ..Default::default()
+        },
     };
     let (listener, addr) = server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let app = server::app(store.clone(), &server_config);
+    let app = server::app(store.clone(), &server_config)
+        .await
+        .context("cannot load the token signing keys")?;
     tracing::info!(database = %store.description(), %addr, "listening");
     eprintln!(
         "Continuum is listening on http://{addr}/fhir  (database: {})",

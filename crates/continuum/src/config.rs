@@ -39,6 +39,7 @@ pub struct FileConfig {
     pub db_connections: Option<usize>,
     pub log: Option<String>,
     pub log_format: Option<String>,
+    pub secure_cookies: Option<bool>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -60,6 +61,10 @@ pub struct Config {
     pub db_connections: usize,
     pub log: String,
     pub log_json: bool,
+    /// Mark session cookies `Secure` (default true; turn off only behind plain-HTTP test rigs).
+    pub secure_cookies: bool,
+    /// `CONTINUUM_ADMIN_PASSWORD`: creates the first administrator when there is none.
+    pub admin_password: Option<Secret>,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -73,6 +78,8 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_DB_CONNECTIONS",
     "CONTINUUM_LOG",
     "CONTINUUM_LOG_FORMAT",
+    "CONTINUUM_ADMIN_PASSWORD",
+    "CONTINUUM_SECURE_COOKIES",
 ];
 
 impl Config {
@@ -169,7 +176,14 @@ impl Config {
             "text" => false,
             other => bail!("log format '{other}' is not text or json"),
         };
+        let secure_cookies = match env.get("CONTINUUM_SECURE_COOKIES").map(String::as_str) {
+            Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") | None => file.secure_cookies.unwrap_or(true),
+            Some(other) => bail!("CONTINUUM_SECURE_COOKIES='{other}' is not true or false"),
+        };
         Ok(Config {
+            secure_cookies,
+            admin_password: env.get("CONTINUUM_ADMIN_PASSWORD").cloned().map(Secret),
             database: Secret(database),
             listen,
             public_base_url,

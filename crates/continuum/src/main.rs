@@ -1,6 +1,7 @@
 //! `continuum`: the binary. All the work happens in the library crates; this file only parses
 //! the command line and reports errors.
 
+mod admin;
 mod cli;
 mod config;
 mod import;

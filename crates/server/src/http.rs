@@ -9,13 +9,17 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use fhir::{Issue, IssueType, operation_outcome};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::auth::Auth;
+use crate::auth::routes::{self as auth_routes, cookie_value};
 use crate::metrics::Metrics;
-use crate::rest::{Body, ContentType, FhirApi, FhirRequest, FhirResponse, Method, Prefer};
+use crate::rest::{
+    Body, ContentType, FhirApi, FhirRequest, FhirResponse, Method, Prefer, RequestOrigin,
+};
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -23,6 +27,7 @@ pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 #[derive(Clone)]
 pub struct AppState {
     pub api: FhirApi,
+    pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
 }
@@ -41,6 +46,26 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/auth/token", post(auth_routes::token))
+        .route("/auth/session", get(auth_routes::session))
+        .route(
+            "/login",
+            get(auth_routes::login_page).post(auth_routes::login),
+        )
+        .route("/logout", post(auth_routes::logout))
+        .route(
+            "/setup",
+            get(auth_routes::setup_page).post(auth_routes::setup),
+        )
+        .route(
+            "/.well-known/smart-configuration",
+            get(auth_routes::smart_configuration),
+        )
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(auth_routes::smart_configuration),
+        )
+        .route("/.well-known/jwks.json", get(auth_routes::jwks))
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
@@ -72,6 +97,9 @@ async fn home() -> Response {
         json!({
             "name": "Continuum",
             "fhir": "/fhir",
+            "token": "/auth/token",
+            "signIn": "/login",
+            "smartConfiguration": "/.well-known/smart-configuration",
             "capabilities": "/fhir/metadata",
             "health": "/healthz",
             "readiness": "/readyz",
@@ -257,7 +285,33 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
         body: bytes.to_vec(),
         base_url: format!("{scheme}://{host}/fhir"),
     };
-    let resp = state.api.handle(fhir_req).await;
+    let authorization = header_str(&parts.headers, header::AUTHORIZATION);
+    let session = cookie_value(&parts.headers, crate::auth::SESSION_COOKIE);
+    let who = match state
+        .auth
+        .authenticate(authorization.as_deref(), session.as_deref())
+        .await
+    {
+        Ok(who) => who,
+        Err(e) => {
+            let mut r = outcome_response(401, IssueType::Login, &e.to_string());
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"continuum\", error=\"invalid_token\""),
+            );
+            return r;
+        }
+    };
+    let address = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let origin = RequestOrigin {
+        who,
+        csrf: header_str(&parts.headers, HeaderName::from_static("x-csrf-token")),
+        address,
+    };
+    let resp = state.api.handle(fhir_req, origin).await;
     into_http(resp, pretty)
 }
 
@@ -306,6 +360,7 @@ fn header_name(name: &'static str) -> &'static str {
         "Last-Modified" => "last-modified",
         "Location" => "location",
         "Content-Location" => "content-location",
+        "WWW-Authenticate" => "www-authenticate",
         _ => "x-continuum",
     }
 }

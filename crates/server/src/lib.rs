@@ -1,6 +1,8 @@
 //! Continuum's HTTP edge: the FHIR REST API at `/fhir` (router in [`rest`], axum adapter in
 //! [`http`]), health and readiness probes, and Prometheus metrics. Only this crate knows HTTP.
 
+pub mod audit;
+pub mod auth;
 pub mod error;
 pub mod http;
 pub mod metrics;
@@ -24,6 +26,8 @@ pub struct ServerConfig {
     pub public_base_url: Option<String>,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Tokens, sessions and the access policy.
+    pub auth: auth::AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -32,23 +36,26 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: None,
             max_body_bytes: 16 * 1024 * 1024,
+            auth: auth::AuthConfig::default(),
         }
     }
 }
 
-/// Builds the axum application over a store.
-pub fn app(store: Store, config: &ServerConfig) -> axum::Router {
+/// Builds the axum application over a store (loading or creating the token signing key).
+pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, store::StoreError> {
     let api = FhirApi::new(
-        store,
+        store.clone(),
         RestConfig {
             public_base_url: config.public_base_url.clone(),
         },
     );
-    http::router(http::AppState {
+    let auth = auth::Auth::new(store, config.auth.clone()).await?;
+    Ok(http::router(http::AppState {
         api,
+        auth: Arc::new(auth),
         metrics: Arc::new(metrics::Metrics::new()),
         max_body_bytes: config.max_body_bytes,
-    })
+    }))
 }
 
 /// Binds the listener (port 0 picks a free port) and returns it with its address.
@@ -64,7 +71,10 @@ pub async fn serve(
     app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

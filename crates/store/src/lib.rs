@@ -2,8 +2,11 @@
 //! table, search index rows written in the same transaction, and search over them. One
 //! implementation for SQLite (embedded default) and PostgreSQL, behind one SQL surface.
 
+pub mod access;
+pub mod audit;
 pub mod db;
 pub mod error;
+pub mod identity;
 pub mod migrations;
 mod pool;
 mod postgres;
@@ -11,6 +14,7 @@ mod search_sql;
 mod sqlite;
 mod tx;
 
+pub use access::{AuditTrail, Caller, CallerTx, Refusal};
 pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
 pub use pool::{DatabaseUrl, Store, StoreOptions};

@@ -12,10 +12,11 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "resources, history and search index",
-    sql: r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "resources, history and search index",
+        sql: r#"
 CREATE TABLE resources (
     rid {pk},
     rtype {text_c} NOT NULL,
@@ -94,7 +95,85 @@ CREATE TABLE idx_uri (
 CREATE INDEX idx_uri_lookup ON idx_uri (rtype, param, value);
 CREATE INDEX idx_uri_rid ON idx_uri (rid);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "access control: compartments, care relationships, identities, break-the-glass, audit chain",
+        sql: r#"
+CREATE TABLE compartments (rid BIGINT NOT NULL, patient_id {text_c} NOT NULL);
+CREATE INDEX compartments_patient ON compartments (patient_id, rid);
+CREATE INDEX compartments_rid ON compartments (rid);
+
+CREATE TABLE care_relationships (
+    patient_id {text_c} NOT NULL, organization_id {text_c} NOT NULL, source_rid BIGINT NOT NULL
+);
+CREATE INDEX care_relationships_org ON care_relationships (organization_id, patient_id);
+CREATE INDEX care_relationships_patient ON care_relationships (patient_id);
+CREATE INDEX care_relationships_source ON care_relationships (source_rid);
+
+CREATE TABLE users (
+    id {text_c} PRIMARY KEY,
+    username {text_c} NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    display_name TEXT,
+    roles TEXT NOT NULL,
+    fhir_user TEXT,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    failed_logins BIGINT NOT NULL DEFAULT 0,
+    locked_until BIGINT,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE sessions (
+    token_hash {text_c} PRIMARY KEY,
+    user_id {text_c} NOT NULL,
+    csrf_token TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_user ON sessions (user_id);
+
+CREATE TABLE api_clients (
+    client_id {text_c} PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    fhir_user TEXT,
+    disabled BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    kid {text_c} PRIMARY KEY,
+    algorithm TEXT NOT NULL,
+    private_key TEXT NOT NULL,
+    public_jwk TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT
+);
+
+CREATE TABLE setup_tokens (token_hash {text_c} PRIMARY KEY, expires_at BIGINT NOT NULL);
+
+CREATE TABLE break_glass (
+    id {pk},
+    subject {text_c} NOT NULL,
+    patient_id {text_c} NOT NULL,
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX break_glass_subject ON break_glass (subject, expires_at);
+
+CREATE TABLE audit_chain (
+    seq {pk},
+    rid BIGINT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"#,
+    },
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i64 {

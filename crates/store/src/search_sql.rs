@@ -10,6 +10,7 @@ use fhir::search::{
 };
 use serde_json::{Value, json};
 
+use crate::access::AccessFilter;
 use crate::db::SqlValue;
 use crate::error::StoreError;
 use crate::tx::{SearchPage, Stored, Tx};
@@ -33,10 +34,24 @@ impl Sql {
 }
 
 pub(crate) fn run(tx: &mut Tx, req: &SearchRequest) -> Result<SearchPage, StoreError> {
+    run_filtered(tx, req, None)
+}
+
+/// Runs a search with an access filter ANDed in, so matches, total and pages agree.
+pub(crate) fn run_filtered(
+    tx: &mut Tx,
+    req: &SearchRequest,
+    access: Option<&AccessFilter>,
+) -> Result<SearchPage, StoreError> {
     let mut filter = Sql::default();
     filter.push("r.rtype = ");
     filter.bind(req.resource_type.as_str());
     filter.push(" AND r.deleted = 0");
+    if let Some(a) = access {
+        filter.push(" AND ");
+        filter.push(&a.sql);
+        filter.params.extend(a.params.iter().cloned());
+    }
     for clause in &req.clauses {
         filter.push(" AND ");
         clause_sql(&req.resource_type, clause, &mut filter);

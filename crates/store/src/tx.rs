@@ -124,27 +124,25 @@ impl<'c> Tx<'c> {
         &mut self,
         f: impl FnOnce(&mut Tx) -> Result<R, E>,
     ) -> Result<R, E> {
+        let name = self.begin_savepoint().map_err(E::from)?;
+        let result = f(self);
+        self.end_savepoint(&name, result.is_ok()).map_err(E::from)?;
+        result
+    }
+
+    pub(crate) fn begin_savepoint(&mut self) -> Result<String, StoreError> {
         self.savepoints += 1;
         let name = format!("sp{}", self.savepoints);
-        self.conn
-            .batch(&format!("SAVEPOINT {name}"))
-            .map_err(E::from)?;
-        let result = f(self);
-        match &result {
-            Ok(_) => self
-                .conn
-                .batch(&format!("RELEASE SAVEPOINT {name}"))
-                .map_err(E::from)?,
-            Err(_) => {
-                self.conn
-                    .batch(&format!("ROLLBACK TO SAVEPOINT {name}"))
-                    .map_err(E::from)?;
-                self.conn
-                    .batch(&format!("RELEASE SAVEPOINT {name}"))
-                    .map_err(E::from)?;
-            }
+        self.conn.batch(&format!("SAVEPOINT {name}"))?;
+        Ok(name)
+    }
+
+    /// Keeps (`keep`) or undoes what was written since the savepoint.
+    pub(crate) fn end_savepoint(&mut self, name: &str, keep: bool) -> Result<(), StoreError> {
+        if !keep {
+            self.conn.batch(&format!("ROLLBACK TO SAVEPOINT {name}"))?;
         }
-        result
+        self.conn.batch(&format!("RELEASE SAVEPOINT {name}"))
     }
 
     /// Serialises writers that test the same condition (conditional create/update), so two
@@ -230,6 +228,7 @@ impl<'c> Tx<'c> {
         };
         self.insert_history(&stored, Method::Create)?;
         self.insert_index(rid, resource_type, index)?;
+        self.index_access(rid, resource_type, id, resource, index)?;
         Ok(stored)
     }
 
@@ -243,18 +242,33 @@ impl<'c> Tx<'c> {
         let now = self.now().max(previous.last_updated);
         let body = stamp(resource, &previous.id, previous.version + 1, now);
         let stored = self.next_version(previous, now, Some(body), Method::Update)?;
+        self.delete_index(previous.rid)?;
         self.insert_index(previous.rid, &previous.resource_type, index)?;
+        self.index_access(
+            previous.rid,
+            &previous.resource_type,
+            &previous.id,
+            resource,
+            index,
+        )?;
         Ok(stored)
     }
 
-    /// Records a deletion as a new version; the resource then reads as gone.
+    /// Records a deletion as a new version; the resource then reads as gone. Its index rows
+    /// and compartments stay (searches skip deleted resources), so that who may learn of the
+    /// deletion is decided exactly as for the resource; the care links it made end.
     pub fn delete(&mut self, previous: &Stored) -> Result<Stored, StoreError> {
         let now = self.now().max(previous.last_updated);
-        self.next_version(previous, now, None, Method::Delete)
+        let stored = self.next_version(previous, now, None, Method::Delete)?;
+        self.conn.execute(
+            "DELETE FROM care_relationships WHERE source_rid = ?",
+            &[previous.rid.into()],
+        )?;
+        Ok(stored)
     }
 
     /// Writes version `previous.version + 1` (a body, or `None` for a deletion) if nobody else
-    /// did first, with its history row, and drops the old index rows.
+    /// did first, with its history row.
     fn next_version(
         &mut self,
         previous: &Stored,
@@ -293,8 +307,57 @@ impl<'c> Tx<'c> {
             body,
         };
         self.insert_history(&stored, method)?;
-        self.delete_index(previous.rid)?;
         Ok(stored)
+    }
+
+    /// Keeps the rows access control reads in step with a resource version: the patients
+    /// whose compartment holds it, and the care relationships it establishes.
+    fn index_access(
+        &mut self,
+        rid: i64,
+        rtype: &str,
+        id: &str,
+        resource: &Value,
+        index: &[IndexEntry],
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM compartments WHERE rid = ?", &[rid.into()])?;
+        for patient in fhir::compartment::patients_of(rtype, id, index) {
+            self.conn.execute(
+                "INSERT INTO compartments (rid, patient_id) VALUES (?, ?)",
+                &[rid.into(), patient.into()],
+            )?;
+        }
+        self.conn.execute(
+            "DELETE FROM care_relationships WHERE source_rid = ?",
+            &[rid.into()],
+        )?;
+        for link in care::relationships::care_links(resource) {
+            let orgs = match &link.organization {
+                care::relationships::OrgRef::Organization(o) => vec![o.clone()],
+                care::relationships::OrgRef::Via(t, via_id) => self.organizations_of(t, via_id)?,
+            };
+            for org in orgs {
+                self.conn.execute(
+                    "INSERT INTO care_relationships (patient_id, organization_id, source_rid) VALUES (?, ?, ?)",
+                    &[link.patient_id.as_str().into(), org.into(), rid.into()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Organization ids a PractitionerRole, Location or HealthcareService names.
+    fn organizations_of(&mut self, rtype: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT i.target_id FROM idx_reference i JOIN resources r ON r.rid = i.rid
+             WHERE r.rtype = ? AND r.id = ? AND r.deleted = 0 AND i.param = 'organization' AND i.target_type = 'Organization'",
+            &[rtype.into(), id.into()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+            .collect())
     }
 
     fn insert_history(&mut self, s: &Stored, method: Method) -> Result<(), StoreError> {
@@ -394,10 +457,29 @@ impl<'c> Tx<'c> {
         count: usize,
         cursor: Option<&str>,
     ) -> Result<HistoryPage, StoreError> {
+        self.history_filtered(scope, since, count, cursor, None)
+    }
+
+    /// A page of history of the resources an access filter admits, newest first.
+    pub(crate) fn history_filtered(
+        &mut self,
+        scope: &HistoryScope,
+        since: Option<i64>,
+        count: usize,
+        cursor: Option<&str>,
+        filter: Option<&crate::access::AccessFilter>,
+    ) -> Result<HistoryPage, StoreError> {
         let mut sql = String::from(
-            "SELECT hid, rid, rtype, id, version, last_updated, method, body FROM history WHERE 1 = 1",
+            "SELECT hid, rid, rtype, id, version, last_updated, method, body FROM history h WHERE 1 = 1",
         );
         let mut params: Vec<SqlValue> = Vec::new();
+        if let Some(f) = filter {
+            sql.push_str(&format!(
+                " AND h.rid IN (SELECT r.rid FROM resources r WHERE {})",
+                f.sql
+            ));
+            params.extend(f.params.iter().cloned());
+        }
         match scope {
             HistoryScope::Instance { resource_type, id } => {
                 sql.push_str(" AND rtype = ? AND id = ?");
@@ -488,13 +570,21 @@ impl<'c> Tx<'c> {
         })
     }
 
-    /// Row counts of every table (diagnostics, and tests that prove nothing was written).
+    /// Row counts of every data table (diagnostics, and tests that prove nothing was written).
+    /// The audit trail is left out: a refused request is recorded there, and that is not data.
     pub fn row_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        for table in ["resources", "history"].iter().chain(INDEX_TABLES) {
-            let rows = self
-                .conn
-                .query(&format!("SELECT COUNT(*) FROM {table}"), &[])?;
+        for table in ["resources", "history"]
+            .iter()
+            .chain(INDEX_TABLES)
+            .chain(["compartments", "care_relationships"].iter())
+        {
+            let sql = match *table {
+                "compartments" => "SELECT COUNT(*) FROM compartments WHERE rid NOT IN (SELECT rid FROM resources WHERE rtype = 'AuditEvent')".to_string(),
+                "care_relationships" => "SELECT COUNT(*) FROM care_relationships".to_string(),
+                _ => format!("SELECT COUNT(*) FROM {table} WHERE rtype <> 'AuditEvent'"),
+            };
+            let rows = self.conn.query(&sql, &[])?;
             out.push((
                 table.to_string(),
                 rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0),

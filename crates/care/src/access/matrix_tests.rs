@@ -35,7 +35,10 @@ fn subject(who: &str, now: i64) -> (Subject, Context) {
     let user = |grants: Vec<Grant>, fhir_user: Option<(&str, &str)>| Subject {
         id: who.to_string(),
         grants,
-        fhir_user: fhir_user.map(|(t, i)| (t.to_string(), i.to_string())),
+        fhir_users: fhir_user
+            .map(|(t, i)| (t.to_string(), i.to_string()))
+            .into_iter()
+            .collect(),
         scopes: Scopes::all_user(),
     };
     let s = match who {
@@ -118,13 +121,13 @@ fn subject(who: &str, now: i64) -> (Subject, Context) {
         "backend" => Subject {
             id: who.into(),
             grants: vec![],
-            fhir_user: None,
+            fhir_users: vec![],
             scopes: Scopes::parse("system/*.cruds").unwrap(),
         },
         "backend-patients-only" => Subject {
             id: who.into(),
             grants: vec![],
-            fhir_user: None,
+            fhir_users: vec![],
             scopes: Scopes::parse("system/Patient.rs").unwrap(),
         },
         "clinician@cc-readonly-token" => Subject {

@@ -116,8 +116,9 @@ pub struct Subject {
     /// The user or client id, for the audit trail.
     pub id: String,
     pub grants: Vec<Grant>,
-    /// The FHIR resource the caller is (`Practitioner/…`, `Patient/…`, `RelatedPerson/…`).
-    pub fhir_user: Option<(String, String)>,
+    /// The FHIR resources the caller is (`Practitioner/…`, `Patient/…`, `RelatedPerson/…`; a
+    /// parent of two children is two RelatedPersons).
+    pub fhir_users: Vec<(String, String)>,
     pub scopes: Scopes,
 }
 
@@ -129,6 +130,15 @@ impl Subject {
     /// A backend service: an API client with `system/` scopes and no role.
     pub fn is_backend_service(&self) -> bool {
         self.grants.is_empty() && self.scopes.has_system()
+    }
+
+    /// The ids of the caller's FHIR resources of one type.
+    pub fn fhir_ids(&self, resource_type: &str) -> Vec<String> {
+        self.fhir_users
+            .iter()
+            .filter(|(t, _)| t == resource_type)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// The organisations the caller provides care for.

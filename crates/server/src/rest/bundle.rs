@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use fhir::IssueType;
 use fhir::search::SearchRequest;
 use serde_json::{Value, json};
-use store::Tx;
+use store::CallerTx;
 
 use super::execute::{self, Outcome};
 use super::interaction::{Conditions, Interaction, condition, route};
@@ -26,7 +26,7 @@ struct Entry {
 }
 
 pub(crate) fn execute(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     transaction: bool,
     bundle: Value,
@@ -153,7 +153,7 @@ fn parse_entry(ctx: &Ctx, index: usize, raw: &Value) -> Result<Entry, ApiError> 
     })
 }
 
-fn run_batch(tx: &mut Tx, ctx: &Ctx, raw_entries: Vec<Value>) -> Value {
+fn run_batch(tx: &mut CallerTx, ctx: &Ctx, raw_entries: Vec<Value>) -> Value {
     let mut out = Vec::with_capacity(raw_entries.len());
     for (i, raw) in raw_entries.iter().enumerate() {
         let result = parse_entry(ctx, i, raw)
@@ -171,7 +171,11 @@ fn run_batch(tx: &mut Tx, ctx: &Ctx, raw_entries: Vec<Value>) -> Value {
     })
 }
 
-fn run_transaction(tx: &mut Tx, ctx: &Ctx, raw_entries: Vec<Value>) -> Result<Value, ApiError> {
+fn run_transaction(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    raw_entries: Vec<Value>,
+) -> Result<Value, ApiError> {
     let mut entries = Vec::with_capacity(raw_entries.len());
     for (i, raw) in raw_entries.iter().enumerate() {
         entries.push(parse_entry(ctx, i, raw).map_err(|e| entry_error(i, e))?);
@@ -361,7 +365,7 @@ fn run_transaction(tx: &mut Tx, ctx: &Ctx, raw_entries: Vec<Value>) -> Result<Va
 /// Replaces `reference` values that name a fullUrl of this transaction, or that are
 /// conditional (`Patient?identifier=…`), with the resolved `Type/id`.
 fn rewrite_references(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     value: &mut Value,
     ids: &HashMap<String, String>,

@@ -31,10 +31,22 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                     })
                 })
                 .collect();
+            // AuditEvents are written by the server only
+            let interactions: Vec<Value> = TYPE_INTERACTIONS
+                .iter()
+                .filter(|i| {
+                    rt != "AuditEvent"
+                        || matches!(
+                            **i,
+                            "read" | "vread" | "history-instance" | "history-type" | "search-type"
+                        )
+                })
+                .map(|i| json!({"code": i}))
+                .collect();
             json!({
                 "type": rt,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
-                "interaction": TYPE_INTERACTIONS.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "interaction": interactions,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,

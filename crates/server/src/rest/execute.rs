@@ -1,11 +1,12 @@
-//! Executing an interaction inside one store transaction. These functions hold the FHIR
-//! semantics of each interaction (versions, preconditions, conditional variants); the store
-//! below them only keeps versions and index rows consistent.
+//! Executing an interaction inside one store transaction bound to the caller. These functions
+//! hold the FHIR semantics of each interaction (versions, preconditions, conditional variants);
+//! the caller-bound store below them decides what the caller may see and change.
 
+use care::access::Action;
 use fhir::IssueType;
 use fhir::search::{SearchRequest, extract};
-use serde_json::Value;
-use store::{HistoryPage, HistoryScope, SearchPage, Stored, Tx};
+use serde_json::{Value, json};
+use store::{CallerTx, HistoryPage, HistoryScope, Refusal, SearchPage, Stored};
 
 use super::Ctx;
 use super::bundle;
@@ -37,8 +38,25 @@ pub enum Outcome {
     Json(u16, Value),
 }
 
+/// The answer for a resource that is absent — or hidden from the caller, which must look the same.
+pub(crate) fn not_known(rt: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("{rt}/{id} is not known"))
+}
+
+fn refused(r: Refusal, rt: &str, id: &str) -> ApiError {
+    match r {
+        Refusal::Hidden => not_known(rt, id),
+        Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
+    }
+}
+
+fn scope(tx: &CallerTx, rt: &str, action: Action) -> Result<(), ApiError> {
+    tx.scope_allows(rt, action)
+        .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))
+}
+
 pub(crate) fn execute(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     interaction: Interaction,
 ) -> Result<Outcome, ApiError> {
@@ -53,6 +71,7 @@ pub(crate) fn execute(
             if_none_match,
             view,
         } => {
+            scope(tx, &rt, Action::Read)?;
             let stored = live(tx.current(&rt, &id, false)?, &rt, &id)?;
             if if_none_match == Some(stored.version) {
                 return Ok(Outcome::NotModified(stored));
@@ -69,6 +88,7 @@ pub(crate) fn execute(
             version,
             view,
         } => {
+            scope(tx, &rt, Action::Read)?;
             let Some(stored) = tx.version(&rt, &id, version)? else {
                 return Err(ApiError::not_found(format!(
                     "{rt}/{id} has no version {version}"
@@ -91,19 +111,26 @@ pub(crate) fn execute(
             rt,
             resource,
             if_none_exist,
-        } => create(tx, ctx, &rt, resource, if_none_exist.as_ref()),
+        } => {
+            scope(tx, &rt, Action::Create)?;
+            create(tx, ctx, &rt, resource, if_none_exist.as_ref())
+        }
         Interaction::Update {
             rt,
             id,
             resource,
             if_match,
-        } => update(tx, ctx, &rt, &id, resource, if_match),
+        } => {
+            scope(tx, &rt, Action::Update)?;
+            update(tx, ctx, &rt, &id, resource, if_match)
+        }
         Interaction::ConditionalUpdate {
             rt,
             search,
             resource,
             if_match,
         } => {
+            scope(tx, &rt, Action::Update)?;
             lock_search(tx, &search)?;
             let found = matches(tx, &search)?;
             let body_id = resource
@@ -134,8 +161,12 @@ pub(crate) fn execute(
                 _ => Err(multiple_matches(&rt)),
             }
         }
-        Interaction::Delete { rt, id } => delete(tx, &rt, &id),
+        Interaction::Delete { rt, id } => {
+            scope(tx, &rt, Action::Delete)?;
+            delete(tx, &rt, &id)
+        }
         Interaction::ConditionalDelete { rt, search } => {
+            scope(tx, &rt, Action::Delete)?;
             let found = matches(tx, &search)?;
             match found.as_slice() {
                 [] => Ok(Outcome::Deleted(None)),
@@ -147,24 +178,31 @@ pub(crate) fn execute(
             }
         }
         Interaction::Search(req) => {
+            scope(tx, &req.resource_type, Action::Search)?;
             let page = tx.search(&req)?;
             Ok(Outcome::SearchSet { req, page })
         }
         Interaction::History {
-            scope,
+            scope: hscope,
             since,
             count,
             cursor,
         } => {
-            if let HistoryScope::Instance { resource_type, id } = &scope
-                && tx.current(resource_type, id, false)?.is_none()
-            {
-                return Err(ApiError::not_found(format!(
-                    "{resource_type}/{id} is not known"
-                )));
+            if let HistoryScope::Instance { resource_type, id } = &hscope {
+                scope(tx, resource_type, Action::Read)?;
+                if tx.current(resource_type, id, false)?.is_none() {
+                    return Err(not_known(resource_type, id));
+                }
             }
-            let page = tx.history(&scope, since, count, cursor.as_deref())?;
-            Ok(Outcome::History { scope, page, count })
+            if let HistoryScope::Type(rt) = &hscope {
+                scope(tx, rt, Action::Read)?;
+            }
+            let page = tx.history(&hscope, since, count, cursor.as_deref())?;
+            Ok(Outcome::History {
+                scope: hscope,
+                page,
+                count,
+            })
         }
         Interaction::Bundle {
             transaction,
@@ -173,13 +211,16 @@ pub(crate) fn execute(
             let response = bundle::execute(tx, ctx, transaction, bundle)?;
             Ok(Outcome::Json(200, response))
         }
+        Interaction::BreakGlass { patient_id, reason } => {
+            break_glass(tx, ctx, &patient_id, &reason)
+        }
     }
 }
 
 /// The current version if it exists and is not deleted; otherwise 404 or 410.
 fn live(current: Option<Stored>, rt: &str, id: &str) -> Result<Stored, ApiError> {
     match current {
-        None => Err(ApiError::not_found(format!("{rt}/{id} is not known"))),
+        None => Err(not_known(rt, id)),
         Some(s) if s.deleted => Err(ApiError::new(
             410,
             IssueType::Deleted,
@@ -198,14 +239,14 @@ fn multiple_matches(rt: &str) -> ApiError {
 }
 
 /// Serialises conditional writers on the same criteria.
-fn lock_search(tx: &mut Tx, search: &SearchRequest) -> Result<(), ApiError> {
+fn lock_search(tx: &mut CallerTx, search: &SearchRequest) -> Result<(), ApiError> {
     let key = format!("{}?{:?}", search.resource_type, search.applied);
     tx.lock_condition(&key)?;
     Ok(())
 }
 
-/// Up to two matches of a conditional interaction's criteria.
-pub(crate) fn matches(tx: &mut Tx, search: &SearchRequest) -> Result<Vec<Stored>, ApiError> {
+/// Up to two matches (among what the caller can see) of a conditional interaction's criteria.
+pub(crate) fn matches(tx: &mut CallerTx, search: &SearchRequest) -> Result<Vec<Stored>, ApiError> {
     let mut req = search.clone();
     req.count = 2;
     req.total = fhir::search::TotalMode::None;
@@ -214,7 +255,7 @@ pub(crate) fn matches(tx: &mut Tx, search: &SearchRequest) -> Result<Vec<Stored>
 }
 
 pub(crate) fn create(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     rt: &str,
     resource: Value,
@@ -241,14 +282,17 @@ pub(crate) fn create(
 }
 
 pub(crate) fn create_with_id(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     rt: &str,
     id: &str,
     mut resource: Value,
 ) -> Result<Outcome, ApiError> {
+    apply_automatic_labels(tx, &mut resource)?;
     let index = extract(ctx.registry, &resource);
-    let stored = tx.create(rt, id, &mut resource, &index)?;
+    let stored = tx
+        .create(rt, id, &mut resource, &index)?
+        .map_err(|r| refused(r, rt, id))?;
     Ok(Outcome::Resource {
         status: 201,
         stored,
@@ -257,16 +301,16 @@ pub(crate) fn create_with_id(
 }
 
 pub(crate) fn update(
-    tx: &mut Tx,
+    tx: &mut CallerTx,
     ctx: &Ctx,
     rt: &str,
     id: &str,
     mut resource: Value,
     if_match: Option<i64>,
 ) -> Result<Outcome, ApiError> {
-    let current = tx.current(rt, id, true)?;
-    match current {
-        None => {
+    match tx.current_for_write(rt, id)? {
+        store::access::Current::Hidden => Err(not_known(rt, id)),
+        store::access::Current::Absent => {
             if if_match.is_some() {
                 return Err(ApiError::new(
                     412,
@@ -279,7 +323,7 @@ pub(crate) fn update(
             }
             create_with_id(tx, ctx, rt, id, resource)
         }
-        Some(prev) => {
+        store::access::Current::Visible(prev) => {
             if let Some(expected) = if_match
                 && expected != prev.version
             {
@@ -292,9 +336,12 @@ pub(crate) fn update(
                     ),
                 ));
             }
+            apply_automatic_labels(tx, &mut resource)?;
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
-            let stored = tx.update(&prev, &mut resource, &index)?;
+            let stored = tx
+                .update(&prev, &mut resource, &index)?
+                .map_err(|r| refused(r, rt, id))?;
             Ok(Outcome::Resource {
                 status: if was_deleted { 201 } else { 200 },
                 stored,
@@ -304,9 +351,101 @@ pub(crate) fn update(
     }
 }
 
-pub(crate) fn delete(tx: &mut Tx, rt: &str, id: &str) -> Result<Outcome, ApiError> {
-    match tx.current(rt, id, true)? {
-        Some(prev) if !prev.deleted => Ok(Outcome::Deleted(Some(tx.delete(&prev)?))),
+pub(crate) fn delete(tx: &mut CallerTx, rt: &str, id: &str) -> Result<Outcome, ApiError> {
+    match tx.current_for_write(rt, id)? {
+        store::access::Current::Visible(prev) if !prev.deleted => {
+            let stored = tx.delete(&prev)?.map_err(|r| refused(r, rt, id))?;
+            Ok(Outcome::Deleted(Some(stored)))
+        }
         _ => Ok(Outcome::Deleted(None)),
     }
+}
+
+/// Resources from care a minor consented to alone (their Encounter carries the
+/// minor-consented-care extension) get that sensitivity label and R, whoever writes them.
+fn apply_automatic_labels(tx: &mut CallerTx, resource: &mut Value) -> Result<(), ApiError> {
+    let mut encounters: Vec<Value> = Vec::new();
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Encounter") {
+        encounters.push(resource.clone());
+    }
+    let mut refs: Vec<String> = Vec::new();
+    if let Some(r) = resource
+        .pointer("/encounter/reference")
+        .and_then(Value::as_str)
+    {
+        refs.push(r.to_string());
+    }
+    for e in resource
+        .pointer("/context/encounter")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(r) = e.get("reference").and_then(Value::as_str) {
+            refs.push(r.to_string());
+        }
+    }
+    for r in refs {
+        if let Some((t, id)) = fhir::search::index::split_reference(&r)
+            && t == "Encounter"
+            && let Some(enc) = tx.raw().current("Encounter", id, false)?
+            && let Some(body) = enc
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        {
+            encounters.push(body);
+        }
+    }
+    let labels: Vec<(String, String)> = encounters
+        .iter()
+        .flat_map(care::labels::minor_consented_labels)
+        .collect();
+    care::labels::add_labels(resource, &labels);
+    Ok(())
+}
+
+fn break_glass(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    patient_id: &str,
+    reason: &str,
+) -> Result<Outcome, ApiError> {
+    let subject = tx.caller().subject.clone();
+    if !subject.grants.iter().any(|g| g.role.needs_organization()) {
+        return Err(ApiError::new(
+            403,
+            IssueType::Forbidden,
+            "only clinicians and coordinators may break the glass",
+        ));
+    }
+    if reason.trim().len() < 10 {
+        return Err(ApiError::bad_request(IssueType::Required, "break-the-glass needs a reason (at least 10 characters) saying why the record is needed now").at("reason"));
+    }
+    let exists = tx
+        .raw()
+        .current("Patient", patient_id, false)?
+        .is_some_and(|p| !p.deleted);
+    if !exists {
+        return Err(not_known("Patient", patient_id));
+    }
+    let minutes = tx.caller().policy.break_glass_minutes;
+    let expires = tx.now() + minutes * 60_000;
+    tx.raw()
+        .insert_break_glass(&subject.id, patient_id, reason, expires)?;
+    tx.trail.break_glass = true;
+    tx.trail.patients.push(patient_id.to_string());
+    tx.trail.resources.push(format!("Patient/{patient_id}"));
+    let _ = ctx;
+    Ok(Outcome::Json(
+        200,
+        json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "patient", "valueReference": {"reference": format!("Patient/{patient_id}")}},
+                {"name": "expires", "valueInstant": fhir::primitive::format_instant(expires)},
+                {"name": "reason", "valueString": reason},
+            ]
+        }),
+    ))
 }

@@ -12,6 +12,20 @@ use super::interaction::{Interaction, route};
 use super::{Ctx, Method, Prefer};
 use crate::error::ApiError;
 
+/// The caller the command line acts as: a backend service with full access (the operator who
+/// runs it already holds the database).
+pub fn system_caller(name: &str) -> store::Caller {
+    store::Caller {
+        subject: care::access::Subject {
+            id: name.to_string(),
+            grants: vec![],
+            fhir_users: vec![],
+            scopes: care::access::Scopes::parse("system/*.cruds").expect("a valid scope"),
+        },
+        policy: care::access::PolicyConfig::default(),
+    }
+}
+
 /// One resource that could not be imported, and why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
@@ -70,6 +84,7 @@ impl FhirApi {
             .store()
             .write(move |tx| {
                 let mut n = 0;
+                let mut trail = store::AuditTrail::default();
                 for (_origin, rt, mut resource, index) in valid {
                     match resource
                         .get("id")
@@ -89,8 +104,31 @@ impl FhirApi {
                             tx.create(&rt, &id, &mut resource, &index)?;
                         }
                     }
+                    let id = resource
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    trail.resources.push(format!("{rt}/{id}"));
+                    for p in fhir::compartment::patients_of(&rt, &id, &index) {
+                        if !trail.patients.contains(&p) {
+                            trail.patients.push(p);
+                        }
+                    }
                     n += 1;
                 }
+                let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
+                    interaction: "import",
+                    subject_id: "cli:import",
+                    fhir_users: &[],
+                    address: None,
+                    outcome: crate::audit::AuditOutcome::Success,
+                    description: Some(format!("continuum import stored {n} resources")),
+                    trail: &trail,
+                    query: None,
+                    now_ms: tx.now(),
+                });
+                tx.append_audit(&mut event)?;
                 Ok::<usize, ApiError>(n)
             })
             .await?;
@@ -129,9 +167,27 @@ impl FhirApi {
             },
             registry: self.registry,
         };
+        let caller = system_caller("cli:import");
         let outcome = self
             .store()
-            .write(move |tx| execute::execute(tx, &ctx, interaction))
+            .write(move |tx| {
+                let mut bound = store::CallerTx::bind(tx, &caller)?;
+                let outcome = execute::execute(&mut bound, &ctx, interaction)?;
+                let trail = std::mem::take(&mut bound.trail);
+                let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
+                    interaction: "transaction",
+                    subject_id: "cli:import",
+                    fhir_users: &[],
+                    address: None,
+                    outcome: crate::audit::AuditOutcome::Success,
+                    description: Some("continuum import of a Bundle".into()),
+                    trail: &trail,
+                    query: None,
+                    now_ms: bound.now(),
+                });
+                bound.raw().append_audit(&mut event)?;
+                Ok::<_, ApiError>(outcome)
+            })
             .await?;
         match outcome {
             execute::Outcome::Json(_, v) => Ok(v),

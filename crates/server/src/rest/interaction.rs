@@ -64,6 +64,11 @@ pub enum Interaction {
         count: usize,
         cursor: Option<String>,
     },
+    /// `POST Patient/{id}/$break-glass`: emergency access with a reason.
+    BreakGlass {
+        patient_id: String,
+        reason: String,
+    },
     /// A `batch` or `transaction` Bundle posted to the base.
     Bundle {
         transaction: bool,
@@ -95,6 +100,7 @@ impl Interaction {
                 transaction: true, ..
             } => "transaction",
             Interaction::Bundle { .. } => "batch",
+            Interaction::BreakGlass { .. } => "break-the-glass",
         }
     }
 
@@ -108,6 +114,7 @@ impl Interaction {
             | Interaction::Delete { rt, .. }
             | Interaction::ConditionalDelete { rt, .. } => Some(rt),
             Interaction::Search(s) => Some(&s.resource_type),
+            Interaction::BreakGlass { .. } => Some("Patient"),
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
                 ..
@@ -130,6 +137,7 @@ impl Interaction {
                 | Interaction::Delete { .. }
                 | Interaction::ConditionalDelete { .. }
                 | Interaction::Bundle { .. }
+                | Interaction::BreakGlass { .. }
         )
     }
 }
@@ -420,6 +428,33 @@ pub fn route(
                 id,
                 version,
                 view: view(&query)?,
+            })
+        }
+        (Method::Post, ["Patient", id, "$break-glass"]) => {
+            let id = check_id(id)?;
+            let params = body.ok_or_else(|| {
+                ApiError::bad_request(IssueType::Required, "send Parameters with a 'reason'")
+            })?;
+            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueType::Invalid,
+                    "$break-glass takes a Parameters resource with a 'reason' (valueString)",
+                )
+                .at("resourceType"));
+            }
+            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            let reason = params
+                .get("parameter")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|p| p.get("name").and_then(Value::as_str) == Some("reason"))
+                .and_then(|p| p.get("valueString").and_then(Value::as_str))
+                .unwrap_or("")
+                .to_string();
+            Ok(Interaction::BreakGlass {
+                patient_id: id,
+                reason,
             })
         }
         (Method::Patch, [_, _]) => Err(ApiError::new(

@@ -13,10 +13,12 @@ mod render;
 
 use std::sync::Arc;
 
+use fhir::IssueType;
 use fhir::search::Registry;
 use serde_json::Value;
-use store::Store;
+use store::{AuditTrail, Caller, CallerTx, Store, StoreError};
 
+use crate::auth::{Authenticated, Via};
 use crate::error::ApiError;
 pub use interaction::Interaction;
 
@@ -183,6 +185,30 @@ pub(crate) struct Ctx {
     pub registry: &'static Registry,
 }
 
+/// Who sent a request, as far as the router needs to know.
+#[derive(Debug, Clone)]
+pub struct RequestOrigin {
+    pub who: Option<Authenticated>,
+    /// The `X-CSRF-Token` header (required for cookie-authenticated writes).
+    pub csrf: Option<String>,
+    pub address: Option<String>,
+}
+
+/// A failed unit of work, with what it touched (for the audit trail).
+pub(crate) struct Failure {
+    pub error: ApiError,
+    pub trail: AuditTrail,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            error: ApiError::from(e),
+            trail: AuditTrail::default(),
+        }
+    }
+}
+
 impl FhirApi {
     pub fn new(store: Store, config: RestConfig) -> FhirApi {
         FhirApi {
@@ -196,14 +222,42 @@ impl FhirApi {
         &self.store
     }
 
-    /// Handles one request end to end.
-    pub async fn handle(&self, mut req: FhirRequest) -> FhirResponse {
+    /// Handles one request end to end: parse, authenticate, execute in one transaction bound
+    /// to the caller, audit, render.
+    pub async fn handle(&self, mut req: FhirRequest, origin: RequestOrigin) -> FhirResponse {
         if let Some(base) = &self.config.public_base_url {
             req.base_url = base.trim_end_matches('/').to_string();
         }
         let interaction = match interaction::parse(&req, self.registry) {
             Ok(i) => i,
-            Err(e) => return FhirResponse::error(&e, "invalid"),
+            Err(e) => {
+                let Some(who) = &origin.who else {
+                    // a malformed request from an unauthenticated client is still an auth problem
+                    return unauthenticated(
+                        "authentication is required: send 'Authorization: Bearer <token>' (see /auth/token)",
+                    );
+                };
+                // refused before any data was touched; still on the record
+                let audit = AuditInput {
+                    interaction: "invalid",
+                    address: origin.address.clone(),
+                    query: None,
+                };
+                let mut event = audit.event(
+                    &who.caller,
+                    &AuditTrail::default(),
+                    e.status,
+                    self.store.clock().now_ms(),
+                );
+                if let Err(err) = self
+                    .store
+                    .write(move |tx| tx.append_audit(&mut event))
+                    .await
+                {
+                    return FhirResponse::error(&ApiError::from(err), "invalid");
+                }
+                return FhirResponse::error(&e, "invalid");
+            }
         };
         let name = interaction.name();
         let rt = interaction.resource_type().map(str::to_string);
@@ -212,27 +266,159 @@ impl FhirApi {
             prefer: req.prefer,
             registry: self.registry,
         };
-        let result = if let Interaction::Capabilities = interaction {
-            Ok(execute::Outcome::Json(
-                200,
-                capability::capability_statement(self.registry, &ctx.base_url),
-            ))
-        } else if interaction.writes() {
+        if let Interaction::Capabilities = interaction {
+            let cs = capability::capability_statement(self.registry, &ctx.base_url);
+            return render::response(execute::Outcome::Json(200, cs), req.prefer, &req.base_url);
+        }
+        let Some(who) = origin.who.clone() else {
+            return unauthenticated(
+                "authentication is required: send 'Authorization: Bearer <token>' (see /auth/token)",
+            );
+        };
+        if let Via::Session { csrf } = &who.via
+            && interaction.writes()
+            && !origin
+                .csrf
+                .as_deref()
+                .is_some_and(|c| crate::auth::secrets::constant_time_eq(c, csrf))
+        {
+            let e = ApiError::new(
+                403,
+                IssueType::Forbidden,
+                "a signed-in console session must send its CSRF token in the X-CSRF-Token header to change data",
+            );
+            return FhirResponse::error(&e, name);
+        }
+        let query = match &interaction {
+            Interaction::Search(s) => Some(format!(
+                "{}?{}",
+                s.resource_type,
+                s.applied
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            )),
+            _ => None,
+        };
+        let caller = who.caller.clone();
+        let audit = AuditInput {
+            interaction: name,
+            address: origin.address.clone(),
+            query,
+        };
+        let result: Result<(execute::Outcome, AuditTrail), Failure> = if interaction.writes() {
+            let audit = audit.clone();
+            let caller = caller.clone();
             self.store
-                .write(move |tx| execute::execute(tx, &ctx, interaction))
+                .write(move |tx| {
+                    let mut bound = CallerTx::bind(tx, &caller)?;
+                    match execute::execute(&mut bound, &ctx, interaction) {
+                        Ok(outcome) => {
+                            let trail = std::mem::take(&mut bound.trail);
+                            let mut event = audit.event(&caller, &trail, 200, bound.now());
+                            bound.raw().append_audit(&mut event)?;
+                            Ok((outcome, trail))
+                        }
+                        Err(error) => Err(Failure {
+                            error,
+                            trail: std::mem::take(&mut bound.trail),
+                        }),
+                    }
+                })
                 .await
         } else {
+            let caller = caller.clone();
             self.store
-                .read(move |tx| execute::execute(tx, &ctx, interaction))
+                .read(move |tx| {
+                    let mut bound = CallerTx::bind(tx, &caller)?;
+                    match execute::execute(&mut bound, &ctx, interaction) {
+                        Ok(outcome) => Ok((outcome, std::mem::take(&mut bound.trail))),
+                        Err(error) => Err(Failure {
+                            error,
+                            trail: std::mem::take(&mut bound.trail),
+                        }),
+                    }
+                })
                 .await
         };
         let prefer = req.prefer;
-        let mut resp = match result {
-            Ok(outcome) => render::response(outcome, prefer, &req.base_url),
-            Err(e) => FhirResponse::error(&e, name),
+        let (mut resp, trail_to_record) = match result {
+            Ok((outcome, trail)) => {
+                let resp = render::response(outcome, prefer, &req.base_url);
+                // writes were audited inside their transaction; reads are recorded now
+                (
+                    resp,
+                    if audit.interaction_writes() {
+                        None
+                    } else {
+                        Some(trail)
+                    },
+                )
+            }
+            Err(Failure { error, trail }) => (FhirResponse::error(&error, name), Some(trail)),
         };
+        if let Some(trail) = trail_to_record {
+            let mut event = audit.event(&caller, &trail, resp.status, self.store.clock().now_ms());
+            if let Err(e) = self
+                .store
+                .write(move |tx| tx.append_audit(&mut event))
+                .await
+            {
+                tracing::error!(error = %e, "could not record the audit event; withholding the response");
+                resp = FhirResponse::error(&ApiError::from(e), name);
+            }
+        }
         resp.interaction = name;
         resp.resource_type = rt;
         resp
+    }
+}
+
+fn unauthenticated(msg: &str) -> FhirResponse {
+    let mut r = FhirResponse::error(
+        &ApiError::new(401, IssueType::Login, msg),
+        "unauthenticated",
+    );
+    r.headers
+        .push(("WWW-Authenticate", "Bearer realm=\"continuum\"".to_string()));
+    r
+}
+
+/// What the audit record of a request needs besides its trail.
+#[derive(Clone)]
+struct AuditInput {
+    interaction: &'static str,
+    address: Option<String>,
+    query: Option<String>,
+}
+
+impl AuditInput {
+    fn interaction_writes(&self) -> bool {
+        matches!(
+            self.interaction,
+            "create" | "update" | "delete" | "transaction" | "batch" | "break-the-glass"
+        )
+    }
+
+    fn event(&self, caller: &Caller, trail: &AuditTrail, status: u16, now_ms: i64) -> Value {
+        let outcome = if trail.denied && status < 400 {
+            200
+        } else {
+            status
+        };
+        crate::audit::audit_event(&crate::audit::AuditFacts {
+            interaction: self.interaction,
+            subject_id: &caller.subject.id,
+            fhir_users: &caller.subject.fhir_users,
+            address: self.address.as_deref(),
+            outcome: crate::audit::AuditOutcome::from_status(outcome),
+            description: trail
+                .denied
+                .then(|| "access to some resources was refused or hidden".to_string()),
+            trail,
+            query: self.query.as_deref(),
+            now_ms,
+        })
     }
 }

@@ -58,7 +58,7 @@ async fn run(engine: Engine) {
         },
     )
     .await;
-    let (mut accepted, mut rejected_as_listed, mut considered) = (0, 0, 0);
+    let (mut accepted, mut rejected_as_listed, mut considered, mut audit_examples) = (0, 0, 0, 0);
     let mut problems = Vec::new();
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
@@ -73,6 +73,15 @@ async fn run(engine: Engine) {
             continue;
         };
         if !fhir::SUPPORTED_RESOURCE_TYPES.contains(&rt) {
+            continue;
+        }
+        if rt == "AuditEvent" {
+            // the audit trail is written by the server only (the CapabilityStatement says so)
+            let r = app.post(rt, &example).await;
+            assert_eq!(r.status, 403, "{name}: {}", r.text);
+            fhir::validate_resource(&example)
+                .unwrap_or_else(|e| panic!("{name} does not validate: {e:?}"));
+            audit_examples += 1;
             continue;
         }
         considered += 1;
@@ -123,7 +132,7 @@ async fn run(engine: Engine) {
         accepted += 1;
     }
     println!(
-        "official examples ({engine:?}): {accepted} of {considered} of supported types accepted by create and update and read back equal; {rejected_as_listed} rejected as listed in tests/data/examples-rejected.txt"
+        "official examples ({engine:?}): {accepted} of {considered} of writable supported types accepted by create and update and read back equal; {rejected_as_listed} rejected as listed in tests/data/examples-rejected.txt; {audit_examples} AuditEvent examples valid but refused (server-written only)"
     );
     assert!(
         considered > 400,

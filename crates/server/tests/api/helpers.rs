@@ -18,7 +18,10 @@ pub enum Engine {
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub base: String,
+    /// Sends the default identity's token (a backend service with full access).
     pub client: reqwest::Client,
+    /// Sends no credentials.
+    pub anonymous: reqwest::Client,
     pub store: Store,
     #[allow(dead_code)]
     pub engine: Engine,
@@ -117,21 +120,81 @@ impl TestApp {
         .expect("open store");
         config.listen = "127.0.0.1:0".parse().unwrap();
         let (listener, addr) = server::bind(config.listen).await.expect("bind");
-        let app = server::app(store.clone(), &config);
+        let app = server::app(store.clone(), &config).await.expect("app");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, app, async move {
             let _ = rx.await;
         }));
-        TestApp {
+        let mut app = TestApp {
             addr,
             base: format!("http://{addr}/fhir"),
             client: reqwest::Client::new(),
+            anonymous: reqwest::Client::new(),
             store,
             engine,
             _dir: dir,
             pg_database,
             shutdown: Some(tx),
-        }
+        };
+        // by default every request is a backend service with full access
+        let token = app.token_for("system/*.cruds", &[], &[]).await;
+        app.client = app.client_with(&token);
+        app
+    }
+
+    /// Registers an API client with these scopes, roles (`clinician@org`) and FHIR identities,
+    /// and returns a fresh access token for it.
+    pub async fn token_for(&self, scopes: &str, roles: &[&str], fhir_users: &[&str]) -> String {
+        let client_id = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let secret = "test-secret-of-sufficient-length".to_string();
+        let record = store::identity::ClientRecord {
+            client_id: client_id.clone(),
+            name: "test".into(),
+            secret_hash: server::auth::secrets::hash_secret(&secret),
+            scopes: scopes.to_string(),
+            grants: roles
+                .iter()
+                .map(|r| server::auth::parse_grant(r).expect("role"))
+                .collect(),
+            fhir_users: fhir_users.iter().map(|s| s.to_string()).collect(),
+            disabled: false,
+        };
+        self.store
+            .write(move |tx| tx.insert_client(&record))
+            .await
+            .expect("insert client");
+        let r = self
+            .anonymous
+            .post(format!("http://{}/auth/token", self.addr))
+            .basic_auth(&client_id, Some(&secret))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .expect("token request");
+        let body: Value = r.json().await.expect("token JSON");
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {body}"))
+            .to_string()
+    }
+
+    /// An HTTP client that sends this bearer token on every request.
+    pub fn client_with(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("client")
+    }
+
+    /// GET with another client (another identity).
+    pub async fn get_as(&self, client: &reqwest::Client, path: &str) -> Resp {
+        self.send(client.get(self.url(path))).await
     }
 
     pub fn url(&self, path: &str) -> String {

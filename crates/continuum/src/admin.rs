@@ -1,0 +1,378 @@
+//! The administration subcommands: `users`, `clients`, `keys`, `audit verify`, and the
+//! first-start rule that the server never runs without an administrator.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use server::auth::parse_grant;
+use server::auth::secrets::{check_password_strength, digest, hash_secret, random_token};
+use store::Store;
+use store::identity::{ClientRecord, UserRecord};
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a console user. The password is read from stdin with --password-stdin, or generated
+    /// and printed once.
+    Add {
+        username: String,
+        /// A role, `role@ORGANIZATION_ID` for coordinator/clinician/referring-clinician (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The FHIR resource the user is (Practitioner/…, Patient/…, RelatedPerson/…; repeatable).
+        #[arg(long = "fhir-user")]
+        fhir_users: Vec<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user (their sessions end at once).
+    Disable { username: String },
+    /// Enable a disabled user.
+    Enable { username: String },
+    /// Set a user's password (read from stdin with --password-stdin, or generated).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register an API client; prints its client_id and client_secret once.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// SMART scopes, space-separated or repeated: `system/Patient.rs`, `user/*.cruds`, …
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Act in a role (`clinician@ORG`); without one a client with system/ scopes is a backend service.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long = "fhir-user")]
+        fhir_users: Vec<String>,
+    },
+    /// List clients.
+    List,
+    /// Disable a client (its tokens stop being issued; issued ones expire within 15 minutes).
+    Disable { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key; older keys keep verifying the tokens they signed until those expire.
+    Rotate,
+    /// List signing keys.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain and name the first broken link.
+    Verify,
+}
+
+fn read_password(stdin: bool) -> Result<(String, bool)> {
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        check_password_strength(&pw).map_err(anyhow::Error::msg)?;
+        return Ok((pw, false));
+    }
+    Ok((random_token(18), true))
+}
+
+fn check_refs(refs: &[String]) -> Result<()> {
+    for r in refs {
+        match r.split_once('/') {
+            Some((t, id))
+                if fhir::definitions::definitions().is_resource_type(t)
+                    && fhir::primitive::is_id(id) => {}
+            _ => bail!("'{r}' is not a FHIR reference like Practitioner/123"),
+        }
+    }
+    Ok(())
+}
+
+pub fn users(store: &Store, cmd: UsersCommand) -> Result<()> {
+    match cmd {
+        UsersCommand::Add {
+            username,
+            roles,
+            fhir_users,
+            display_name,
+            password_stdin,
+        } => {
+            let grants = roles
+                .iter()
+                .map(|r| parse_grant(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            check_refs(&fhir_users)?;
+            let (password, generated) = read_password(password_stdin)?;
+            let record = UserRecord {
+                id: uuid_like(),
+                username: username.clone(),
+                password_hash: hash_secret(&password),
+                display_name,
+                grants,
+                fhir_users,
+                disabled: false,
+                failed_logins: 0,
+                locked_until: None,
+            };
+            let name = username.clone();
+            store
+                .write_blocking(move |tx| {
+                    if tx.user_by_name(&name)?.is_some() {
+                        return Ok::<bool, store::StoreError>(false);
+                    }
+                    tx.insert_user(&record)?;
+                    Ok(true)
+                })?
+                .then_some(())
+                .with_context(|| format!("a user named '{username}' already exists"))?;
+            println!("added user {username}");
+            if generated {
+                println!(
+                    "password: {password}\n(shown once; change it with `continuum users passwd {username} --password-stdin`)"
+                );
+            }
+        }
+        UsersCommand::List => {
+            let users = store.read_blocking(|tx| tx.list_users())?;
+            println!(
+                "{:<20} {:<9} {:<40} fhir user",
+                "username", "status", "roles"
+            );
+            for u in users {
+                let roles: Vec<String> = u
+                    .grants
+                    .iter()
+                    .map(|g| match &g.organization {
+                        Some(o) => format!("{}@{o}", g.role.as_str()),
+                        None => g.role.as_str().to_string(),
+                    })
+                    .collect();
+                println!(
+                    "{:<20} {:<9} {:<40} {}",
+                    u.username,
+                    if u.disabled { "disabled" } else { "active" },
+                    roles.join(","),
+                    u.fhir_users.join(" ")
+                );
+            }
+        }
+        UsersCommand::Disable { username } => {
+            let n = username.clone();
+            if !store.write_blocking(move |tx| tx.set_user_disabled(&n, true))? {
+                bail!("no user named '{username}'");
+            }
+            println!("disabled {username}; their sessions are ended");
+        }
+        UsersCommand::Enable { username } => {
+            let n = username.clone();
+            if !store.write_blocking(move |tx| tx.set_user_disabled(&n, false))? {
+                bail!("no user named '{username}'");
+            }
+            println!("enabled {username}");
+        }
+        UsersCommand::Passwd {
+            username,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            let (n, h) = (username.clone(), hash_secret(&password));
+            if !store.write_blocking(move |tx| tx.set_user_password(&n, &h))? {
+                bail!("no user named '{username}'");
+            }
+            println!("password of {username} changed");
+            if generated {
+                println!("password: {password}\n(shown once)");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    let t = random_token(16);
+    t.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(20)
+        .collect()
+}
+
+pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
+    match cmd {
+        ClientsCommand::Add {
+            name,
+            scopes,
+            roles,
+            fhir_users,
+        } => {
+            let scope_text = scopes.join(" ");
+            let parsed = care::access::Scopes::parse(&scope_text)?;
+            if parsed.scopes.is_empty() {
+                bail!("give at least one resource scope, like --scope system/Patient.rs");
+            }
+            let grants = roles
+                .iter()
+                .map(|r| parse_grant(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            check_refs(&fhir_users)?;
+            let client_id = format!("c-{}", uuid_like());
+            let secret = random_token(32);
+            let record = ClientRecord {
+                client_id: client_id.clone(),
+                name: name.clone(),
+                secret_hash: hash_secret(&secret),
+                scopes: parsed.to_scope_string(),
+                grants,
+                fhir_users,
+                disabled: false,
+            };
+            store.write_blocking(move |tx| tx.insert_client(&record))?;
+            println!("client_id: {client_id}");
+            println!("client_secret: {secret}");
+            println!("scopes: {}", parsed.to_scope_string());
+            println!(
+                "(the secret is shown once; get a token with: curl -u {client_id}:SECRET -d grant_type=client_credentials http://HOST/auth/token)"
+            );
+        }
+        ClientsCommand::List => {
+            let clients = store.read_blocking(|tx| tx.list_clients())?;
+            println!("{:<24} {:<9} {:<24} scopes", "client_id", "status", "name");
+            for c in clients {
+                println!(
+                    "{:<24} {:<9} {:<24} {}",
+                    c.client_id,
+                    if c.disabled { "disabled" } else { "active" },
+                    c.name,
+                    c.scopes
+                );
+            }
+        }
+        ClientsCommand::Disable { client_id } => {
+            let id = client_id.clone();
+            if !store.write_blocking(move |tx| tx.set_client_disabled(&id, true))? {
+                bail!("no client '{client_id}'");
+            }
+            println!("disabled {client_id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn keys(store: &Store, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Rotate => {
+            let kid = store.write_blocking(|tx| {
+                let now = tx.now();
+                let key = server::auth::tokens::generate_key(now);
+                let kid = key.kid.clone();
+                tx.insert_key(&key)?;
+                tx.retire_keys_except(&kid)?;
+                // a retired key verifies for a day, far longer than any token lives
+                tx.purge_keys_retired_before(now - 24 * 3_600_000)?;
+                Ok::<_, store::StoreError>(kid)
+            })?;
+            println!(
+                "new signing key {kid}; running servers pick it up on the next token they verify with it"
+            );
+        }
+        KeysCommand::List => {
+            for k in store.read_blocking(|tx| tx.keys())? {
+                println!(
+                    "{} {} created {} {}",
+                    k.kid,
+                    k.algorithm,
+                    fhir::primitive::format_instant(k.created_at),
+                    k.retired_at
+                        .map(|r| format!("retired {}", fhir::primitive::format_instant(r)))
+                        .unwrap_or_else(|| "active".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn audit(store: &Store, cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Verify => {
+            let v = store.read_blocking(store::audit::verify)?;
+            match v.first_broken {
+                None => {
+                    println!("audit chain intact: {} records verified", v.checked);
+                    Ok(())
+                }
+                Some((seq, why)) => {
+                    println!(
+                        "audit chain BROKEN at record {seq} (after {} good records): {why}",
+                        v.checked
+                    );
+                    bail!("the audit trail has been tampered with")
+                }
+            }
+        }
+    }
+}
+
+/// The server must not run open: with no administrator, create one from
+/// `CONTINUUM_ADMIN_PASSWORD`, or print a one-time setup token for `/setup`.
+pub fn ensure_admin(store: &Store, admin_password: Option<&str>) -> Result<()> {
+    let admins = store.read_blocking(|tx| tx.count_admins())?;
+    if admins > 0 {
+        return Ok(());
+    }
+    if let Some(pw) = admin_password {
+        check_password_strength(pw)
+            .map_err(|e| anyhow::anyhow!("CONTINUUM_ADMIN_PASSWORD: {e}"))?;
+        let record = UserRecord {
+            id: uuid_like(),
+            username: "admin".into(),
+            password_hash: hash_secret(pw),
+            display_name: Some("Administrator".into()),
+            grants: vec![care::access::Grant {
+                role: care::access::Role::AllianceAdmin,
+                organization: None,
+            }],
+            fhir_users: vec![],
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+        };
+        store.write_blocking(move |tx| {
+            if tx.user_by_name("admin")?.is_some() {
+                return Err(store::StoreError::Conflict(
+                    "a user named admin exists but is not an administrator".into(),
+                ));
+            }
+            tx.insert_user(&record)
+        })?;
+        eprintln!("created the administrator 'admin' from CONTINUUM_ADMIN_PASSWORD");
+        return Ok(());
+    }
+    let token = random_token(24);
+    let hash = digest(&token);
+    store.write_blocking(move |tx| {
+        let expires = tx.now() + 24 * 3_600_000;
+        tx.insert_setup_token(&hash, expires)
+    })?;
+    eprintln!("No administrator exists yet.");
+    eprintln!("  One-time setup token (valid 24 h): {token}");
+    eprintln!("  Open /setup?token={token} on this server to create the administrator,");
+    eprintln!("  or restart with CONTINUUM_ADMIN_PASSWORD set.");
+    Ok(())
+}

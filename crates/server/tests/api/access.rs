@@ -1,0 +1,698 @@
+//! Access control end to end: proxies and teenagers' confidential care, the age-18 cut-off and
+//! Consent, care relationships, break-the-glass, patients' own records and their accounting,
+//! tokens, console sessions, and an AuditEvent for every interaction.
+
+use serde_json::{Value, json};
+use time::{Date, OffsetDateTime};
+
+use crate::both_engines;
+use crate::helpers::TestApp;
+
+const PSY: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+fn today() -> Date {
+    OffsetDateTime::now_utc().date()
+}
+
+/// The birth date of someone who is `years` old today, `days_short` days before that birthday.
+fn born(years: i32, days_short: i64) -> String {
+    let t = today();
+    let birthday = t.replace_year(t.year() - years).unwrap_or(t);
+    let d = birthday + time::Duration::days(days_short);
+    format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+}
+
+async fn put(app: &TestApp, body: Value) {
+    let path = format!(
+        "{}/{}",
+        body["resourceType"].as_str().unwrap(),
+        body["id"].as_str().unwrap()
+    );
+    let r = app.put(&path, &body).await;
+    assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
+}
+
+fn condition(id: &str, patient: &str, label: Option<&str>) -> Value {
+    let mut c = json!({"resourceType": "Condition", "id": id, "subject": {"reference": format!("Patient/{patient}")}, "code": {"text": format!("condition {id}")}});
+    if let Some(l) = label {
+        c["meta"] = json!({"security": [{"system": PSY, "code": l}]});
+    }
+    c
+}
+
+/// Two organisations; a 15-year-old registered at `cc` with a mother on record; a plain and a
+/// PSY-labelled Condition.
+async fn seed(app: &TestApp) {
+    put(
+        app,
+        json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's"}),
+    )
+    .await;
+    put(
+        app,
+        json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}),
+    )
+    .await;
+    put(app, json!({"resourceType": "Patient", "id": "teen", "birthDate": born(15, 0), "managingOrganization": {"reference": "Organization/cc"}})).await;
+    put(app, json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
+        "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]})).await;
+    put(app, condition("plain", "teen", None)).await;
+    put(app, condition("psy", "teen", Some("PSY"))).await;
+}
+
+fn ids(bundle: &Value) -> Vec<String> {
+    let mut v: Vec<String> = bundle["entry"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|x| x["search"]["mode"] != "outcome")
+                .map(|x| x["resource"]["id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+async fn parent_of_a_teen_cannot_learn_of_sensitive_care(app: TestApp) {
+    seed(&app).await;
+    let mom = app.client_with(
+        &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
+            .await,
+    );
+    // read: the hidden Condition answers exactly like one that does not exist
+    let hidden = app.get_as(&mom, "Condition/psy").await;
+    let absent = app.get_as(&mom, "Condition/nosuch").await;
+    assert_eq!(hidden.status, 404);
+    assert_eq!(hidden.status, absent.status);
+    assert_eq!(
+        hidden.text.replace("psy", "X"),
+        absent.text.replace("nosuch", "X")
+    );
+    assert_eq!(app.get_as(&mom, "Condition/plain").await.status, 200);
+    assert_eq!(app.get_as(&mom, "Patient/teen").await.status, 200);
+    // search, total, _id and counting
+    let s = app.get_as(&mom, "Condition?patient=teen").await.json();
+    assert_eq!(s["total"], 1);
+    assert_eq!(ids(&s), vec!["plain".to_string()]);
+    assert_eq!(
+        app.get_as(&mom, "Condition?_summary=count").await.json()["total"],
+        1
+    );
+    assert_eq!(
+        app.get_as(&mom, "Condition?_id=psy").await.json()["total"],
+        0
+    );
+    assert_eq!(
+        app.get_as(&mom, "Condition?code:text=condition")
+            .await
+            .json()["total"],
+        1
+    );
+    // history and vread
+    assert_eq!(app.get_as(&mom, "Condition/psy/_history").await.status, 404);
+    assert_eq!(
+        app.get_as(&mom, "Condition/psy/_history/1").await.status,
+        404
+    );
+    let th = app.get_as(&mom, "Condition/_history").await.json();
+    assert!(
+        th["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["resource"]["id"] != "psy")
+    );
+    let sys = app.get_as(&mom, "_history?_count=1000").await.text;
+    assert!(!sys.contains("Condition/psy"));
+    // paging one at a time never reaches it
+    let mut next = Some(format!("{}/Condition?_count=1", app.base));
+    let mut seen = Vec::new();
+    while let Some(url) = next {
+        let page = app.get_as(&mom, &url).await.json();
+        seen.extend(ids(&page));
+        next = page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, vec!["plain".to_string()]);
+    // an old sensitive version stays hidden after the label is removed
+    let mut relabelled = condition("psy", "teen", None);
+    relabelled["note"] = json!([{"text": "reviewed"}]);
+    put(&app, relabelled).await;
+    assert_eq!(app.get_as(&mom, "Condition/psy").await.status, 200);
+    assert_eq!(
+        app.get_as(&mom, "Condition/psy/_history/1").await.status,
+        404
+    );
+    let h = app.get_as(&mom, "Condition/psy/_history").await.json();
+    assert_eq!(h["entry"].as_array().unwrap().len(), 1);
+    // and the other way: labelled later, hidden entirely
+    put(&app, condition("plain", "teen", Some("SUD"))).await;
+    assert_eq!(app.get_as(&mom, "Condition/plain").await.status, 404);
+    assert_eq!(
+        app.get_as(&mom, "Condition/plain/_history/1").await.status,
+        404
+    );
+    // a proxy reads but never writes
+    let w = app.send(mom.post(app.url("Observation")).header("Content-Type", "application/fhir+json").body(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/teen"}}).to_string())).await;
+    assert_eq!(w.status, 403);
+}
+
+async fn proxy_ends_at_eighteen_unless_consented(app: TestApp) {
+    seed(&app).await;
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "adult", "birthDate": born(18, 0)}),
+    )
+    .await;
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "almost", "birthDate": born(18, 1)}),
+    )
+    .await;
+    put(&app, json!({"resourceType": "RelatedPerson", "id": "dad-a", "patient": {"reference": "Patient/adult"}})).await;
+    put(&app, json!({"resourceType": "RelatedPerson", "id": "dad-b", "patient": {"reference": "Patient/almost"}})).await;
+    put(&app, condition("a1", "adult", None)).await;
+    put(&app, condition("b1", "almost", None)).await;
+    put(&app, condition("b2", "almost", Some("PSY"))).await;
+    let dad = app.client_with(
+        &app.token_for(
+            "user/*.rs",
+            &["proxy"],
+            &["RelatedPerson/dad-a", "RelatedPerson/dad-b"],
+        )
+        .await,
+    );
+    // 18y0d: nothing; 17y364d: the record but not the sensitive part
+    assert_eq!(app.get_as(&dad, "Patient/adult").await.status, 404);
+    assert_eq!(app.get_as(&dad, "Condition/a1").await.status, 404);
+    assert_eq!(app.get_as(&dad, "Patient/almost").await.status, 200);
+    assert_eq!(
+        ids(&app.get_as(&dad, "Condition").await.json()),
+        vec!["b1".to_string()]
+    );
+    // the young adult permits it by Consent: access resumes
+    put(&app, json!({"resourceType": "Consent", "id": "c1", "status": "active",
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/adult"},
+        "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": {"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "FTH"}]}, "reference": {"reference": "RelatedPerson/dad-a"}}]}})).await;
+    assert_eq!(app.get_as(&dad, "Patient/adult").await.status, 200);
+    assert_eq!(
+        ids(&app.get_as(&dad, "Condition").await.json()),
+        vec!["a1".to_string(), "b1".to_string()]
+    );
+    // and stops again when the Consent is withdrawn
+    assert_eq!(app.delete("Consent/c1").await.status, 204);
+    assert_eq!(app.get_as(&dad, "Patient/adult").await.status, 404);
+}
+
+async fn clinicians_see_the_patients_they_care_for(app: TestApp) {
+    seed(&app).await;
+    let cc = app.client_with(
+        &app.token_for("user/*.cruds", &["clinician@cc"], &["Practitioner/d1"])
+            .await,
+    );
+    let hhc = app.client_with(
+        &app.token_for("user/*.cruds", &["clinician@hhc"], &["Practitioner/d2"])
+            .await,
+    );
+    // registration at cc: cc sees everything, sensitive included; hhc nothing
+    assert_eq!(app.get_as(&cc, "Condition/psy").await.status, 200);
+    assert_eq!(
+        app.get_as(&cc, "Condition?patient=teen").await.json()["total"],
+        2
+    );
+    assert_eq!(app.get_as(&hhc, "Patient/teen").await.status, 404);
+    assert_eq!(
+        app.get_as(&hhc, "Condition?patient=teen").await.json()["total"],
+        0
+    );
+    // the directory is shared
+    assert_eq!(app.get_as(&hhc, "Organization/cc").await.status, 200);
+    // an unrelated clinician cannot write into the record
+    let obs = json!({"resourceType": "Observation", "status": "final", "code": {"text": "bp"}, "subject": {"reference": "Patient/teen"}});
+    let w = app
+        .send(
+            hhc.post(app.url("Observation"))
+                .header("Content-Type", "application/fhir+json")
+                .body(obs.to_string()),
+        )
+        .await;
+    assert_eq!(w.status, 403);
+    assert_eq!(w.issue_code(), "forbidden");
+    // a referral from cc to hhc opens the record to hhc
+    let task = json!({"resourceType": "Task", "status": "requested", "intent": "order", "for": {"reference": "Patient/teen"},
+        "requester": {"reference": "Organization/cc"}, "owner": {"reference": "Organization/hhc"}});
+    let r = app
+        .send(
+            cc.post(app.url("Task"))
+                .header("Content-Type", "application/fhir+json")
+                .body(task.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let task_id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(app.get_as(&hhc, "Patient/teen").await.status, 200);
+    assert_eq!(
+        app.get_as(&hhc, "Condition?patient=teen").await.json()["total"],
+        2
+    );
+    let w = app
+        .send(
+            hhc.post(app.url("Observation"))
+                .header("Content-Type", "application/fhir+json")
+                .body(obs.to_string()),
+        )
+        .await;
+    assert_eq!(w.status, 201);
+    // closing the referral closes the relationship
+    let mut done = r.json();
+    done["status"] = json!("completed");
+    let u = app
+        .send(
+            hhc.put(app.url(&format!("Task/{task_id}")))
+                .header("Content-Type", "application/fhir+json")
+                .body(done.to_string()),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+    assert_eq!(app.get_as(&hhc, "Patient/teen").await.status, 404);
+    // clinicians cannot relabel; coordinators can
+    let mut unlabel = condition("psy", "teen", None);
+    unlabel["note"] = json!([{"text": "x"}]);
+    let u = app
+        .send(
+            cc.put(app.url("Condition/psy"))
+                .header("Content-Type", "application/fhir+json")
+                .body(unlabel.to_string()),
+        )
+        .await;
+    assert_eq!(u.status, 403);
+    let coord = app.client_with(
+        &app.token_for("user/*.cruds", &["coordinator@cc"], &[])
+            .await,
+    );
+    let u = app
+        .send(
+            coord
+                .put(app.url("Condition/psy"))
+                .header("Content-Type", "application/fhir+json")
+                .body(unlabel.to_string()),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.text);
+}
+
+async fn break_the_glass_is_time_limited_and_flagged(app: TestApp) {
+    seed(&app).await;
+    let hhc = app.client_with(
+        &app.token_for("user/*.cruds", &["clinician@hhc"], &["Practitioner/d2"])
+            .await,
+    );
+    let mom = app.client_with(
+        &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
+            .await,
+    );
+    assert_eq!(app.get_as(&hhc, "Patient/teen").await.status, 404);
+    let params = |reason: &str| {
+        json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": reason}]}).to_string()
+    };
+    let no_reason = app
+        .send(
+            hhc.post(app.url("Patient/teen/$break-glass"))
+                .header("Content-Type", "application/fhir+json")
+                .body(params("now")),
+        )
+        .await;
+    assert_eq!(no_reason.status, 400);
+    let not_allowed = app
+        .send(
+            mom.post(app.url("Patient/teen/$break-glass"))
+                .header("Content-Type", "application/fhir+json")
+                .body(params("unconscious in the ED, need history")),
+        )
+        .await;
+    assert_eq!(not_allowed.status, 403);
+    let ok = app
+        .send(
+            hhc.post(app.url("Patient/teen/$break-glass"))
+                .header("Content-Type", "application/fhir+json")
+                .body(params("unconscious in the ED, need history")),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert!(ok.json()["parameter"][1]["valueInstant"].as_str().is_some());
+    assert_eq!(app.get_as(&hhc, "Condition/psy").await.status, 200);
+    // the accesses are flagged BTG in the audit trail
+    let audit = app
+        .get("AuditEvent?entity=Patient/teen&_count=100")
+        .await
+        .json();
+    let flagged = audit["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["purposeOfEvent"][0]["coding"][0]["code"] == "BTG")
+        .count();
+    assert!(
+        flagged >= 2,
+        "the break-the-glass request and the read are flagged: {flagged}"
+    );
+}
+
+async fn patients_see_their_record_and_who_looked_at_it(app: TestApp) {
+    seed(&app).await;
+    put(
+        &app,
+        json!({"resourceType": "Patient", "id": "kid", "birthDate": born(11, 1)}),
+    )
+    .await;
+    let mom = app.client_with(
+        &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
+            .await,
+    );
+    app.get_as(&mom, "Condition/plain").await;
+    let teen = app.client_with(
+        &app.token_for("patient/*.rs", &["patient"], &["Patient/teen"])
+            .await,
+    );
+    assert_eq!(app.get_as(&teen, "Patient/teen").await.status, 200);
+    assert_eq!(
+        app.get_as(&teen, "Condition/psy").await.status,
+        200,
+        "the minor controls their confidential care"
+    );
+    assert_eq!(app.get_as(&teen, "Patient/kid").await.status, 404);
+    let accounting = app
+        .get_as(&teen, "AuditEvent?entity=Patient/teen&_count=200")
+        .await
+        .json();
+    let who: Vec<String> = accounting["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["resource"]["agent"][0]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(who.iter().any(|w| w.starts_with("client:")), "{who:?}");
+    assert!(
+        accounting["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["agent"][0]["who"]["reference"] == "RelatedPerson/mom")
+    );
+    // of another patient's accounting, the teen sees only their own attempts
+    app.get_as(&mom, "Patient/kid").await;
+    let other = app
+        .get_as(&teen, "AuditEvent?entity=Patient/kid")
+        .await
+        .json();
+    for e in other["entry"].as_array().into_iter().flatten() {
+        assert_eq!(
+            e["resource"]["agent"][0]["who"]["reference"], "Patient/teen",
+            "{e}"
+        );
+    }
+    // under 12, the child's own account does not open the record (the parent's does)
+    let kid = app.client_with(
+        &app.token_for("patient/*.rs", &["patient"], &["Patient/kid"])
+            .await,
+    );
+    assert_eq!(app.get_as(&kid, "Patient/kid").await.status, 404);
+    // auditors read the trail, not the record
+    let auditor = app.client_with(&app.token_for("user/*.rs", &["auditor"], &[]).await);
+    assert!(
+        app.get_as(&auditor, "AuditEvent?_summary=count")
+            .await
+            .json()["total"]
+            .as_i64()
+            .unwrap()
+            > 5
+    );
+    assert_eq!(app.get_as(&auditor, "Condition/plain").await.status, 404);
+    // and nobody writes the trail through the API
+    let e = app.post("AuditEvent", &json!({"resourceType": "AuditEvent", "type": {"code": "x"}, "recorded": "2020-01-01T00:00:00Z", "agent": [{"requestor": true}], "source": {"observer": {"display": "x"}}})).await;
+    assert_eq!(e.status, 403);
+}
+
+async fn tokens_are_checked(app: TestApp) {
+    seed(&app).await;
+    let anon = &app.anonymous;
+    let r = app.send(anon.get(app.url("Patient"))).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.issue_code(), "login");
+    assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
+    for path in [
+        "Patient/teen",
+        "_history",
+        "Patient/teen/_history",
+        "Condition?patient=teen",
+    ] {
+        assert_eq!(
+            app.send(anon.get(app.url(path))).await.status,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        app.send(
+            anon.post(app.url(""))
+                .header("Content-Type", "application/fhir+json")
+                .body("{}")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(app.send(anon.get(app.url("metadata"))).await.status, 200);
+    assert_eq!(
+        app.send(anon.get(app.url("/.well-known/smart-configuration")))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.send(anon.get(app.url(".well-known/smart-configuration")))
+            .await
+            .status,
+        200
+    );
+    let jwks = app
+        .send(anon.get(app.url("/.well-known/jwks.json")))
+        .await
+        .json();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+
+    let token = app.token_for("system/Patient.rs", &[], &[]).await;
+    let limited = app.client_with(&token);
+    assert_eq!(app.get_as(&limited, "Patient/teen").await.status, 200);
+    let r = app.get_as(&limited, "Condition/plain").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.issue_code(), "forbidden");
+    let w = app
+        .send(
+            limited
+                .post(app.url("Patient"))
+                .header("Content-Type", "application/fhir+json")
+                .body("{\"resourceType\":\"Patient\"}"),
+        )
+        .await;
+    assert_eq!(w.status, 403);
+
+    // a tampered signature
+    let mut bad = token.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    let r = app.get_as(&app.client_with(&bad), "Patient/teen").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.issue_code(), "login");
+    // expired, or for another audience: signed with the server's own key to isolate the check
+    let keys = app.store.read(|tx| tx.keys()).await.unwrap();
+    let key = &keys[0];
+    let sign = |exp: i64, aud: &str| {
+        use base64::Engine as _;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&key.private_key)
+            .unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(key.kid.clone());
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let claims = json!({"iss": "continuum", "sub": "x", "aud": aud, "exp": exp, "iat": now - 1000, "jti": "j", "scope": "system/*.cruds"});
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&der),
+        )
+        .unwrap()
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let expired = app
+        .get_as(
+            &app.client_with(&sign(now - 600, "continuum")),
+            "Patient/teen",
+        )
+        .await;
+    assert_eq!(expired.status, 401);
+    assert!(expired.text.contains("expired"));
+    let wrong_aud = app
+        .get_as(
+            &app.client_with(&sign(now + 600, "someone-else")),
+            "Patient/teen",
+        )
+        .await;
+    assert_eq!(wrong_aud.status, 401);
+    assert!(wrong_aud.text.contains("audience"));
+    assert_eq!(
+        app.get_as(
+            &app.client_with(&sign(now + 600, "continuum")),
+            "Patient/teen"
+        )
+        .await
+        .status,
+        200
+    );
+    let malformed = app
+        .send(
+            anon.get(app.url("Patient"))
+                .header("Authorization", "Token abc"),
+        )
+        .await;
+    assert_eq!(malformed.status, 401);
+
+    // the token endpoint
+    let t = app
+        .send(
+            anon.post(app.url("/auth/token"))
+                .basic_auth("nobody", Some("nothing"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials"),
+        )
+        .await;
+    assert_eq!(t.status, 401);
+    assert_eq!(t.json()["error"], "invalid_client");
+    let t = app
+        .send(
+            anon.post(app.url("/auth/token"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("grant_type=password"),
+        )
+        .await;
+    assert_eq!(t.json()["error"], "unsupported_grant_type");
+}
+
+async fn every_fhir_interaction_writes_an_audit_event(app: TestApp) {
+    seed(&app).await;
+    let chain = || async { app.store.read(|tx| store::audit::verify(tx)).await.unwrap() };
+    let tx_bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}}]});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient/teen"}}]});
+    let routes: Vec<(&str, &str, &str, Option<Value>)> = vec![
+        (
+            "create",
+            "POST",
+            "Patient",
+            Some(json!({"resourceType": "Patient"})),
+        ),
+        ("read", "GET", "Patient/teen", None),
+        ("read of a missing resource", "GET", "Patient/none", None),
+        ("vread", "GET", "Patient/teen/_history/1", None),
+        (
+            "update",
+            "PUT",
+            "Condition/plain",
+            Some(condition("plain", "teen", None)),
+        ),
+        (
+            "conditional update",
+            "PUT",
+            "Organization?name=Hartford",
+            Some(json!({"resourceType": "Organization", "name": "Hartford HealthCare"})),
+        ),
+        ("delete", "DELETE", "Condition/plain", None),
+        (
+            "conditional delete",
+            "DELETE",
+            "Condition?_id=nothing",
+            None,
+        ),
+        ("search", "GET", "Condition?patient=teen", None),
+        ("search by POST", "POST", "Condition/_search", None),
+        (
+            "history of an instance",
+            "GET",
+            "Patient/teen/_history",
+            None,
+        ),
+        ("history of a type", "GET", "Patient/_history", None),
+        ("history of the system", "GET", "_history", None),
+        ("transaction", "POST", "", Some(tx_bundle)),
+        ("batch", "POST", "", Some(batch)),
+        ("a refused request", "GET", "Nonsense", None),
+        (
+            "break the glass",
+            "POST",
+            "Patient/teen/$break-glass",
+            Some(
+                json!({"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": "a long enough emergency reason"}]}),
+            ),
+        ),
+    ];
+    let clinician = app.client_with(&app.token_for("user/*.cruds", &["clinician@hhc"], &[]).await);
+    for (name, method, path, body) in routes {
+        let before = chain().await.checked;
+        let client = if name == "break the glass" {
+            &clinician
+        } else {
+            &app.client
+        };
+        let mut req = client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            app.url(path),
+        );
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/fhir+json")
+                .body(b.to_string());
+        } else if method == "POST" {
+            req = req
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("patient=teen");
+        }
+        let r = app.send(req).await;
+        assert!(r.status < 500, "{name}: {}", r.text);
+        let after = chain().await;
+        assert!(after.first_broken.is_none());
+        assert_eq!(
+            after.checked,
+            before + 1,
+            "{name} ({method} /fhir/{path}) wrote {} AuditEvents",
+            after.checked - before
+        );
+    }
+    // the reads name the patient, so they show in the patient's accounting
+    let teen_events = app
+        .get("AuditEvent?entity=Patient/teen&_summary=count")
+        .await
+        .json();
+    assert!(teen_events["total"].as_i64().unwrap() >= 8);
+}
+
+both_engines!(
+    parent_of_a_teen_cannot_learn_of_sensitive_care,
+    proxy_ends_at_eighteen_unless_consented,
+    clinicians_see_the_patients_they_care_for,
+    break_the_glass_is_time_limited_and_flagged,
+    patients_see_their_record_and_who_looked_at_it,
+    tokens_are_checked,
+    every_fhir_interaction_writes_an_audit_event,
+);

@@ -1,0 +1,787 @@
+//! The caller-bound store. Every request reads and writes through a [`CallerTx`]: it loads the
+//! facts the policy needs about the caller, asks `care::access` for the caller's view, and
+//! turns that view into one SQL filter that every read applies — a read by id, a search, its
+//! total, its pages and history — so a hidden resource is indistinguishable from an absent
+//! one. Writes are decided by `care::access::decide` on the resource's facts.
+
+use care::access::{
+    AccessView, Action, AuditAccess, BirthDate, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES,
+    Decision, Level, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide, view,
+};
+use fhir::search::{IndexEntry, SearchRequest};
+use serde_json::Value;
+
+use crate::db::SqlValue;
+use crate::error::StoreError;
+use crate::tx::{HistoryPage, HistoryScope, SearchPage, Stored, Tx};
+
+/// Who is calling, with the policy settings in force.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub subject: Subject,
+    pub policy: PolicyConfig,
+}
+
+/// A SQL condition on the `resources` row aliased `r`.
+#[derive(Debug, Clone, Default)]
+pub struct AccessFilter {
+    pub sql: String,
+    pub params: Vec<SqlValue>,
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// The resource is not visible to the caller: answer exactly as if it did not exist.
+    Hidden,
+    /// Visible (or new), but the action is not allowed.
+    Forbidden(String),
+}
+
+/// A resource's state as a writer sees it.
+#[derive(Debug, Clone)]
+pub enum Current {
+    Absent,
+    /// Exists, but the caller may not see it: treat as absent in answers, but do not reuse the id.
+    Hidden,
+    Visible(Stored),
+}
+
+/// What the request touched, for its AuditEvent.
+#[derive(Debug, Clone, Default)]
+pub struct AuditTrail {
+    /// `Type/id` of each resource read or written.
+    pub resources: Vec<String>,
+    /// The patients whose records were touched.
+    pub patients: Vec<String>,
+    /// Some access was granted by break-the-glass.
+    pub break_glass: bool,
+    /// Some access was refused.
+    pub denied: bool,
+}
+
+impl AuditTrail {
+    fn add(&mut self, rtype: &str, id: &str, patients: &[String]) {
+        let r = format!("{rtype}/{id}");
+        if !self.resources.contains(&r) {
+            self.resources.push(r);
+        }
+        for p in patients {
+            if !self.patients.contains(p) {
+                self.patients.push(p.clone());
+            }
+        }
+    }
+}
+
+/// A transaction bound to a caller.
+pub struct CallerTx<'a, 'c> {
+    tx: &'a mut Tx<'c>,
+    caller: &'a Caller,
+    ctx: Context,
+    view: AccessView,
+    filter: Option<AccessFilter>,
+    pub trail: AuditTrail,
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+fn text_values(items: &[impl AsRef<str>]) -> Vec<SqlValue> {
+    items
+        .iter()
+        .map(|s| SqlValue::Text(s.as_ref().to_string()))
+        .collect()
+}
+
+/// Turns a view into SQL. The shape mirrors `care::access::permits` clause by clause.
+pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
+    if view.everything {
+        return None;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut params: Vec<SqlValue> = Vec::new();
+    if view.directory {
+        parts.push(format!(
+            "r.rtype IN ({})",
+            placeholders(DIRECTORY_TYPES.len())
+        ));
+        params.extend(text_values(DIRECTORY_TYPES));
+    }
+    match &view.audit {
+        AuditAccess::All => parts.push("r.rtype = 'AuditEvent'".into()),
+        AuditAccess::Patients(ids) if !ids.is_empty() => {
+            parts.push(format!(
+                "(r.rtype = 'AuditEvent' AND r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})))",
+                placeholders(ids.len())
+            ));
+            params.extend(text_values(ids));
+        }
+        _ => {}
+    }
+    let mut grants: Vec<String> = Vec::new();
+    let mut grant_params: Vec<SqlValue> = Vec::new();
+    if !view.care_organizations.is_empty() {
+        grants.push(format!(
+            "r.rid IN (SELECT c.rid FROM compartments c JOIN care_relationships cr ON cr.patient_id = c.patient_id WHERE cr.organization_id IN ({}))",
+            placeholders(view.care_organizations.len())
+        ));
+        grant_params.extend(text_values(&view.care_organizations));
+    }
+    let full: Vec<&str> = view
+        .patients
+        .iter()
+        .filter(|p| p.level == Level::Full)
+        .map(|p| p.patient_id.as_str())
+        .collect();
+    let limited: Vec<&str> = view
+        .patients
+        .iter()
+        .filter(|p| p.level == Level::WithoutSensitive)
+        .map(|p| p.patient_id.as_str())
+        .collect();
+    if !full.is_empty() {
+        grants.push(format!(
+            "r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
+            placeholders(full.len())
+        ));
+        grant_params.extend(text_values(&full));
+    }
+    if !limited.is_empty() {
+        let sensitive = care::access::policy::withheld_from_limited_proxies();
+        grants.push(format!(
+            "(r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND r.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
+            placeholders(limited.len()),
+            placeholders(sensitive.len())
+        ));
+        grant_params.extend(text_values(&limited));
+        grant_params.extend(text_values(&sensitive));
+    }
+    if !grants.is_empty() {
+        let mut cond = format!(
+            "(r.rtype NOT IN ({}) AND r.rtype <> 'AuditEvent' AND ({})",
+            placeholders(DIRECTORY_TYPES.len()),
+            grants.join(" OR ")
+        );
+        params.extend(text_values(DIRECTORY_TYPES));
+        params.extend(grant_params);
+        if !view.denied_patients.is_empty() {
+            cond.push_str(&format!(
+                " AND r.rid NOT IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
+                placeholders(view.denied_patients.len())
+            ));
+            params.extend(text_values(&view.denied_patients));
+        }
+        for (patient, labels) in &view.withheld {
+            cond.push_str(&format!(
+                " AND NOT (r.rid IN (SELECT rid FROM compartments WHERE patient_id = ?) AND r.rid IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
+                placeholders(labels.len())
+            ));
+            params.push(SqlValue::Text(patient.clone()));
+            params.extend(text_values(labels));
+        }
+        cond.push(')');
+        parts.push(cond);
+    }
+    if parts.is_empty() {
+        return Some(AccessFilter {
+            sql: "1 = 0".into(),
+            params,
+        });
+    }
+    Some(AccessFilter {
+        sql: format!("({})", parts.join(" OR ")),
+        params,
+    })
+}
+
+fn reference_id(v: &Value, expected_type: &str) -> Option<String> {
+    let r = v.get("reference")?.as_str()?;
+    let (t, id) = fhir::search::index::split_reference(r)?;
+    (t == expected_type).then(|| id.to_string())
+}
+
+fn instant_ms(s: &str) -> Option<i64> {
+    fhir::primitive::parse_date_time(s, fhir::primitive::Precision::Fraction, true)
+        .ok()
+        .map(|v| v.range().low)
+}
+
+fn label_codes(resource: &Value) -> Vec<String> {
+    resource
+        .get("meta")
+        .and_then(|m| m.get("security"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+impl<'a, 'c> CallerTx<'a, 'c> {
+    /// Binds a transaction to a caller: loads the facts and computes the view.
+    pub fn bind(tx: &'a mut Tx<'c>, caller: &'a Caller) -> Result<CallerTx<'a, 'c>, StoreError> {
+        let ctx = load_context(tx, &caller.subject)?;
+        let view = view(&caller.subject, &ctx, &caller.policy);
+        let filter = filter_for(&view);
+        let trail = AuditTrail::default();
+        Ok(CallerTx {
+            tx,
+            caller,
+            ctx,
+            view,
+            filter,
+            trail,
+        })
+    }
+
+    pub fn caller(&self) -> &Caller {
+        self.caller
+    }
+
+    /// Records a touched resource; touching a patient reached by break-the-glass flags the trail.
+    fn note(&mut self, rtype: &str, id: &str, patients: &[String]) {
+        if patients.iter().any(|p| {
+            self.view
+                .patients
+                .iter()
+                .any(|a| a.break_glass && a.patient_id == *p)
+        }) {
+            self.trail.break_glass = true;
+        }
+        self.trail.add(rtype, id, patients);
+    }
+
+    pub fn view(&self) -> &AccessView {
+        &self.view
+    }
+
+    pub fn now(&self) -> i64 {
+        self.tx.now()
+    }
+
+    pub fn new_id(&self) -> String {
+        self.tx.new_id()
+    }
+
+    /// The raw transaction, for work that is not about reading or writing resources (audit,
+    /// identities).
+    pub fn raw(&mut self) -> &mut Tx<'c> {
+        self.tx
+    }
+
+    /// Whether the scopes allow an action on a type at all (a type-level 403, not a hiding).
+    pub fn scope_allows(&self, resource_type: &str, action: Action) -> Result<(), String> {
+        if self.caller.subject.scopes.allows(resource_type, action) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the granted scopes ({}) do not allow this on {resource_type}",
+                self.caller.subject.scopes.to_scope_string()
+            ))
+        }
+    }
+
+    fn visible(&mut self, rid: i64) -> Result<bool, StoreError> {
+        let Some(f) = &self.filter else {
+            return Ok(true);
+        };
+        let mut params = vec![SqlValue::Int(rid)];
+        params.extend(f.params.iter().cloned());
+        let rows = self.tx.conn().query(
+            &format!("SELECT 1 FROM resources r WHERE r.rid = ? AND {}", f.sql),
+            &params,
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn patients_of_rid(&mut self, rid: i64) -> Result<Vec<String>, StoreError> {
+        let rows = self.tx.conn().query(
+            "SELECT patient_id FROM compartments WHERE rid = ? ORDER BY patient_id",
+            &[rid.into()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+            .collect())
+    }
+
+    /// The current version if the caller may see it; `None` when absent or hidden.
+    pub fn current(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        lock: bool,
+    ) -> Result<Option<Stored>, StoreError> {
+        let Some(s) = self.tx.current(rtype, id, lock)? else {
+            return Ok(None);
+        };
+        if !self.visible(s.rid)? {
+            self.trail.denied = true;
+            self.trail.add(rtype, id, &[]);
+            return Ok(None);
+        }
+        let patients = self.patients_of_rid(s.rid)?;
+        self.note(rtype, id, &patients);
+        Ok(Some(s))
+    }
+
+    /// The current version for an update or delete, telling hidden apart from absent.
+    pub fn current_for_write(&mut self, rtype: &str, id: &str) -> Result<Current, StoreError> {
+        let Some(s) = self.tx.current(rtype, id, true)? else {
+            return Ok(Current::Absent);
+        };
+        if !self.visible(s.rid)? {
+            self.trail.denied = true;
+            self.trail.add(rtype, id, &[]);
+            return Ok(Current::Hidden);
+        }
+        Ok(Current::Visible(s))
+    }
+
+    /// One version, if the caller may see the resource (and, for a limited view, that version
+    /// carries no withheld label).
+    pub fn version(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        version: i64,
+    ) -> Result<Option<Stored>, StoreError> {
+        let Some(current) = self.tx.current(rtype, id, false)? else {
+            return Ok(None);
+        };
+        if !self.visible(current.rid)? {
+            self.trail.denied = true;
+            return Ok(None);
+        }
+        let found = self.tx.version(rtype, id, version)?;
+        let patients = self.patients_of_rid(current.rid)?;
+        self.note(rtype, id, &patients);
+        match found {
+            Some(v) if self.version_visible(&v, &patients)? => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The current version decides visibility (by SQL); an older version may have carried a
+    /// label the current one does not, and is hidden if the view withholds that label.
+    fn version_visible(&mut self, v: &Stored, patients: &[String]) -> Result<bool, StoreError> {
+        if self.view.everything {
+            return Ok(true);
+        }
+        let Some(body) = &v.body else { return Ok(true) };
+        let Ok(value) = serde_json::from_str::<Value>(body) else {
+            return Ok(false);
+        };
+        let labels = label_codes(&value);
+        if labels.is_empty() {
+            return Ok(true);
+        }
+        let facts = ResourceFacts {
+            resource_type: v.resource_type.clone(),
+            patients: patients.to_vec(),
+            labels,
+            care_organizations: self.care_orgs(patients)?,
+        };
+        Ok(care::access::permits(&self.view, &facts).is_permit())
+    }
+
+    pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
+        let page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
+        for m in &page.matches {
+            let patients = self.patients_of_rid(m.rid)?;
+            self.note(&m.resource_type, &m.id, &patients);
+        }
+        Ok(page)
+    }
+
+    pub fn history(
+        &mut self,
+        scope: &HistoryScope,
+        since: Option<i64>,
+        count: usize,
+        cursor: Option<&str>,
+    ) -> Result<HistoryPage, StoreError> {
+        let mut page =
+            self.tx
+                .history_filtered(scope, since, count, cursor, self.filter.as_ref())?;
+        if !self.view.everything {
+            let mut kept = Vec::with_capacity(page.entries.len());
+            for e in page.entries {
+                let patients = self.patients_of_rid(e.version.rid)?;
+                if self.version_visible(&e.version, &patients)? {
+                    self.note(&e.version.resource_type, &e.version.id, &patients);
+                    kept.push(e);
+                }
+            }
+            page.entries = kept;
+        }
+        Ok(page)
+    }
+
+    /// The facts `decide` needs about a resource version that is about to be written.
+    fn facts_for(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        resource: &Value,
+        index: &[IndexEntry],
+    ) -> Result<ResourceFacts, StoreError> {
+        let patients = fhir::compartment::patients_of(rtype, id, index);
+        let mut orgs = self.care_orgs(&patients)?;
+        // the links this very resource makes count (a registration, a referral to us)
+        for link in care::relationships::care_links(resource) {
+            if let care::relationships::OrgRef::Organization(o) = link.organization
+                && !orgs.contains(&o)
+            {
+                orgs.push(o);
+            }
+        }
+        Ok(ResourceFacts {
+            resource_type: rtype.to_string(),
+            patients,
+            labels: label_codes(resource),
+            care_organizations: orgs,
+        })
+    }
+
+    fn care_orgs(&mut self, patients: &[String]) -> Result<Vec<String>, StoreError> {
+        if patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.tx.conn().query(
+            &format!(
+                "SELECT DISTINCT organization_id FROM care_relationships WHERE patient_id IN ({})",
+                placeholders(patients.len())
+            ),
+            &text_values(patients),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+            .collect())
+    }
+
+    fn check_write(&mut self, action: Action, facts: &ResourceFacts) -> Result<(), Refusal> {
+        match decide(
+            &self.caller.subject,
+            action,
+            facts,
+            &self.ctx,
+            &self.caller.policy,
+        ) {
+            Decision::Permit => Ok(()),
+            Decision::Deny(why) => {
+                self.trail.denied = true;
+                Err(Refusal::Forbidden(why))
+            }
+        }
+    }
+
+    /// Checks and stores a new resource.
+    pub fn create(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<Stored, Refusal>, StoreError> {
+        let facts = self.facts_for(rtype, id, resource, index)?;
+        if let Err(r) = self.check_write(Action::Create, &facts) {
+            return Ok(Err(r));
+        }
+        let stored = self.tx.create(rtype, id, resource, index)?;
+        self.note(rtype, id, &facts.patients);
+        Ok(Ok(stored))
+    }
+
+    /// Checks and stores the next version of a resource the caller can see.
+    pub fn update(
+        &mut self,
+        previous: &Stored,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<Stored, Refusal>, StoreError> {
+        if !previous.deleted && !self.visible(previous.rid)? {
+            return Ok(Err(Refusal::Hidden));
+        }
+        let facts = self.facts_for(&previous.resource_type, &previous.id, resource, index)?;
+        if let Err(r) = self.check_write(Action::Update, &facts) {
+            return Ok(Err(r));
+        }
+        if !self.may_label() && !previous.deleted {
+            let old = previous
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .map(|v| label_codes(&v))
+                .unwrap_or_default();
+            let mut a = old.clone();
+            let mut b = facts.labels.clone();
+            a.sort();
+            b.sort();
+            if a != b {
+                self.trail.denied = true;
+                return Ok(Err(Refusal::Forbidden(
+                    "only coordinators and administrators change security labels".into(),
+                )));
+            }
+        }
+        let stored = self.tx.update(previous, resource, index)?;
+        self.note(&previous.resource_type, &previous.id, &facts.patients);
+        Ok(Ok(stored))
+    }
+
+    /// Checks and records a deletion.
+    pub fn delete(&mut self, previous: &Stored) -> Result<Result<Stored, Refusal>, StoreError> {
+        if !self.visible(previous.rid)? {
+            return Ok(Err(Refusal::Hidden));
+        }
+        let patients = self.patients_of_rid(previous.rid)?;
+        let orgs = self.care_orgs(&patients)?;
+        let labels = previous
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            .map(|v| label_codes(&v))
+            .unwrap_or_default();
+        let facts = ResourceFacts {
+            resource_type: previous.resource_type.clone(),
+            patients: patients.clone(),
+            labels,
+            care_organizations: orgs,
+        };
+        if let Err(r) = self.check_write(Action::Delete, &facts) {
+            return Ok(Err(r));
+        }
+        let stored = self.tx.delete(previous)?;
+        self.note(&previous.resource_type, &previous.id, &patients);
+        Ok(Ok(stored))
+    }
+
+    /// Whether the caller may set or change `meta.security`.
+    pub fn may_label(&self) -> bool {
+        let s = &self.caller.subject;
+        s.has(Role::Coordinator) || s.has(Role::AllianceAdmin) || s.is_backend_service()
+    }
+
+    pub fn lock_condition(&mut self, key: &str) -> Result<(), StoreError> {
+        self.tx.lock_condition(key)
+    }
+
+    pub fn savepoint<R, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&mut CallerTx<'a, 'c>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let name = self.tx.begin_savepoint().map_err(E::from)?;
+        let result = f(self);
+        self.tx
+            .end_savepoint(&name, result.is_ok())
+            .map_err(E::from)?;
+        result
+    }
+}
+
+/// Loads what the policy needs to know about the caller.
+fn load_context(tx: &mut Tx, subject: &Subject) -> Result<Context, StoreError> {
+    let now = tx.now();
+    let mut ctx = Context {
+        now_ms: now,
+        ..Default::default()
+    };
+    if subject.has(Role::Patient)
+        && let Some(pid) = subject.fhir_ids("Patient").into_iter().next()
+        && let Some(p) = tx.current("Patient", &pid, false)?
+        && let Some(body) = p
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+    {
+        let birth = body
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .and_then(BirthDate::parse);
+        ctx.own_patient = Some((pid, birth));
+    }
+    if subject.has(Role::Proxy) {
+        for rp_id in subject.fhir_ids("RelatedPerson") {
+            let Some(rp) = tx.current("RelatedPerson", &rp_id, false)? else {
+                continue;
+            };
+            let Some(rp) = rp
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            else {
+                continue;
+            };
+            if rp.get("active").and_then(Value::as_bool) == Some(false) {
+                continue;
+            }
+            if let Some(end) = rp
+                .pointer("/period/end")
+                .and_then(Value::as_str)
+                .and_then(instant_ms)
+                && end < now
+            {
+                continue;
+            }
+            let Some(patient_id) = rp.get("patient").and_then(|p| reference_id(p, "Patient"))
+            else {
+                continue;
+            };
+            let guardianship = rp
+                .get("relationship")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|cc| {
+                    cc.get("coding")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
+                .any(|c| {
+                    matches!(
+                        c.get("code").and_then(Value::as_str),
+                        Some("GUARD" | "POWATT" | "DPOWATT" | "HPOWATT")
+                    )
+                });
+            let birth = tx
+                .current("Patient", &patient_id, false)?
+                .and_then(|p| p.body)
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .and_then(|b| {
+                    b.get("birthDate")
+                        .and_then(Value::as_str)
+                        .and_then(BirthDate::parse)
+                });
+            ctx.proxy_for.push(ProxyLink {
+                patient_id,
+                birth_date: birth,
+                guardianship,
+            });
+        }
+    }
+    ctx.consents = load_consents(tx, subject)?;
+    let rows = tx.conn().query(
+        "SELECT patient_id, expires_at FROM break_glass WHERE subject = ? AND expires_at > ?",
+        &[subject.id.as_str().into(), now.into()],
+    )?;
+    for r in rows {
+        let mut it = r.into_iter();
+        if let (Some(SqlValue::Text(p)), Some(exp)) =
+            (it.next(), it.next().and_then(|v| v.as_i64()))
+        {
+            ctx.break_glass.push(BreakGlass {
+                patient_id: p,
+                expires_ms: exp,
+            });
+        }
+    }
+    Ok(ctx)
+}
+
+/// Active Consents whose provisions name the caller (one of its FHIR identities or
+/// organisations) as actor, flattened into rules.
+fn load_consents(tx: &mut Tx, subject: &Subject) -> Result<Vec<ConsentRule>, StoreError> {
+    let mut actors: Vec<(String, String)> = subject.fhir_users.clone();
+    for o in subject.care_organizations() {
+        actors.push(("Organization".into(), o));
+    }
+    if actors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = String::from(
+        "SELECT r.body FROM resources r WHERE r.rtype = 'Consent' AND r.deleted = 0 AND r.rid IN (SELECT rid FROM idx_reference WHERE rtype = 'Consent' AND param = 'actor' AND (",
+    );
+    let mut params = Vec::new();
+    for (i, (t, id)) in actors.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str("(target_type = ? AND target_id = ?)");
+        params.push(SqlValue::Text(t.clone()));
+        params.push(SqlValue::Text(id.clone()));
+    }
+    sql.push_str("))");
+    let rows = tx.conn().query(&sql, &params)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(body) = r.into_iter().next().and_then(SqlValue::into_string) else {
+            continue;
+        };
+        let Ok(consent) = serde_json::from_str::<Value>(&body) else {
+            continue;
+        };
+        if consent.get("status").and_then(Value::as_str) != Some("active") {
+            continue;
+        }
+        let Some(patient_id) = consent
+            .get("patient")
+            .and_then(|p| reference_id(p, "Patient"))
+        else {
+            continue;
+        };
+        let mut stack: Vec<(&Value, bool)> = consent
+            .get("provision")
+            .map(|p| vec![(p, true)])
+            .unwrap_or_default();
+        while let Some((prov, inherited_permit)) = stack.pop() {
+            let permit = match prov.get("type").and_then(Value::as_str) {
+                Some("permit") => true,
+                Some("deny") => false,
+                _ => inherited_permit,
+            };
+            let names_actor = prov
+                .get("actor")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.get("reference"))
+                .filter_map(|r| r.get("reference").and_then(Value::as_str))
+                .filter_map(fhir::search::index::split_reference)
+                .any(|(t, id)| actors.iter().any(|(at, aid)| at == t && aid == id));
+            if names_actor {
+                let labels = prov
+                    .get("securityLabel")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                out.push(ConsentRule {
+                    patient_id: patient_id.clone(),
+                    permit,
+                    labels,
+                    start_ms: prov
+                        .pointer("/period/start")
+                        .and_then(Value::as_str)
+                        .and_then(instant_ms),
+                    end_ms: prov
+                        .pointer("/period/end")
+                        .and_then(Value::as_str)
+                        .and_then(|e| {
+                            fhir::primitive::parse_date_time(
+                                e,
+                                fhir::primitive::Precision::Fraction,
+                                true,
+                            )
+                            .ok()
+                            .map(|v| v.range().high)
+                        }),
+                });
+            }
+            for nested in prov
+                .get("provision")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                stack.push((nested, permit));
+            }
+        }
+    }
+    Ok(out)
+}
