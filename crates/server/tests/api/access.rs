@@ -593,7 +593,7 @@ async fn tokens_are_checked(app: TestApp) {
 
 async fn every_fhir_interaction_writes_an_audit_event(app: TestApp) {
     seed(&app).await;
-    let chain = || async { app.store.read(|tx| store::audit::verify(tx)).await.unwrap() };
+    let chain = || async { app.store.read(store::audit::verify).await.unwrap() };
     let tx_bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}}]});
     let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [{"request": {"method": "GET", "url": "Patient/teen"}}]});
     let routes: Vec<(&str, &str, &str, Option<Value>)> = vec![
