@@ -346,6 +346,179 @@ fn import_and_migrate_postgres() {
     import_and_migrate(&postgres_url());
 }
 
+/// Runs SQL directly against the database, as someone with file or superuser access might.
+fn tamper(database: &str, sql: &str) {
+    if let Some(path) = database.strip_prefix("sqlite://") {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch(sql).unwrap();
+    } else {
+        let mut c = postgres::Client::connect(database, postgres::NoTls).unwrap();
+        c.batch_execute(sql).unwrap();
+    }
+}
+
+fn verify(database: &str) -> (bool, String) {
+    let v = Command::new(BIN)
+        .args(["audit", "verify", "--database", database])
+        .output()
+        .unwrap();
+    (
+        v.status.success(),
+        String::from_utf8_lossy(&v.stdout).to_string(),
+    )
+}
+
+fn audit_tampering_is_detected(database: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let f = dir.path().join(format!("p{i}.ndjson"));
+        std::fs::write(
+            &f,
+            format!("{{\"resourceType\":\"Patient\",\"id\":\"t{i}\"}}\n"),
+        )
+        .unwrap();
+        assert!(
+            Command::new(BIN)
+                .args(["import", "--database", database])
+                .arg(&f)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    let (ok, out) = verify(database);
+    assert!(ok && out.contains("3 records verified"), "{out}");
+    // an altered record
+    tamper(
+        database,
+        "UPDATE resources SET body = REPLACE(body, 'stored 1 resources', 'stored 9 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+    );
+    let (ok, out) = verify(database);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("BROKEN at record 2") && out.contains("altered"),
+        "{out}"
+    );
+    tamper(
+        database,
+        "UPDATE resources SET body = REPLACE(body, 'stored 9 resources', 'stored 1 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+    );
+    assert!(verify(database).0);
+    // a removed record
+    tamper(
+        database,
+        "DELETE FROM audit_chain WHERE seq = (SELECT seq FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+    );
+    let (ok, out) = verify(database);
+    assert!(
+        !ok && out.contains("BROKEN at record 3") && out.contains("removed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn audit_tampering_is_detected_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    audit_tampering_is_detected(&format!("sqlite://{}", dir.path().join("c.db").display()));
+}
+
+#[test]
+fn audit_tampering_is_detected_postgres() {
+    audit_tampering_is_detected(&postgres_url());
+}
+
+#[test]
+fn first_start_refuses_to_run_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("c.db").display());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .env_remove("CONTINUUM_ADMIN_PASSWORD")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut token = None;
+    let mut base = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Some(t) = line.split("setup token (valid 24 h): ").nth(1) {
+            token = Some(t.trim().to_string());
+        }
+        if let Some(rest) = line.strip_prefix("Continuum is listening on ") {
+            base = Some(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches("/fhir")
+                    .to_string(),
+            );
+            break;
+        }
+    }
+    let (token, root) = (token.expect("a setup token is printed"), base.unwrap());
+    // the setup page sets a CSRF cookie; post the form with it
+    let (_, page) = http_with("GET", &format!("{root}/setup?token={token}"), None, &[]);
+    assert!(page.contains("Create the first administrator"), "{page}");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let cookie = format!("continuum_csrf={csrf}");
+    let form = format!("csrf={csrf}&token=wrong&username=root&password=a+very+good+passphrase");
+    let (status, _) = http_with(
+        "POST",
+        &format!("{root}/setup"),
+        Some(&form),
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    assert_eq!(status, 403);
+    let form = format!("csrf={csrf}&token={token}&username=root&password=a+very+good+passphrase");
+    let (status, body) = http_with(
+        "POST",
+        &format!("{root}/setup"),
+        Some(&form),
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("was created"));
+    // the token is used up
+    let (status, _) = http_with(
+        "POST",
+        &format!("{root}/setup"),
+        Some(&form),
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+    );
+    assert_ne!(status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let list = Command::new(BIN)
+        .args(["users", "list", "--database", &database])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("root"));
+}
+
 #[test]
 fn bad_configuration_is_explained() {
     let out = Command::new(BIN)

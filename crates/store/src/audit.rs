@@ -111,14 +111,14 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
             if rtype.as_deref() != Some("AuditEvent") || version != Some(1) {
                 return broken("the AuditEvent it points to was changed through the API".into());
             }
-            if history_body.as_deref() != Some(body.as_str()) {
-                return broken("the AuditEvent's history copy differs from the record".into());
-            }
             if link_hash(&prev, &body) != hash {
                 return broken(
                     "the AuditEvent's content does not match its hash (the record was altered)"
                         .into(),
                 );
+            }
+            if history_body.as_deref() != Some(body.as_str()) {
+                return broken("the AuditEvent's history copy differs from the record".into());
             }
             expected_prev = hash;
             checked += 1;

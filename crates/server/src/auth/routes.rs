@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use axum::body::{Body, to_bytes};
+use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -578,9 +578,24 @@ pub async fn setup(
     }
 }
 
-/// Empty-body helper for handlers that only redirect.
-pub fn empty(status: StatusCode) -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = status;
-    r
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_render_and_escape() {
+        let html = templates()
+            .get_template("login.html")
+            .unwrap()
+            .render(context! { title => "Sign in", csrf => "t", username => "<script>x</script>", error => "bad & wrong" })
+            .unwrap();
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>x"));
+        assert!(html.contains("bad &amp; wrong"));
+        let setup = templates()
+            .get_template("setup.html")
+            .unwrap()
+            .render(context! { title => "Set up", csrf => "t", token => "", username => "admin" })
+            .unwrap();
+        assert!(setup.contains("Create administrator"));
+    }
 }

@@ -696,3 +696,186 @@ both_engines!(
     tokens_are_checked,
     every_fhir_interaction_writes_an_audit_event,
 );
+
+/// The cookies a response sets, as `name=value` pairs, and their attributes.
+fn set_cookies(r: &crate::helpers::Resp) -> Vec<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+fn cookie_pair(cookies: &[String], name: &str) -> String {
+    cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let i = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+async fn console_sessions_need_csrf_and_lock_out_guessing(app: TestApp) {
+    seed(&app).await;
+    let user = store::identity::UserRecord {
+        id: "u-carol".into(),
+        username: "carol".into(),
+        password_hash: server::auth::secrets::hash_secret("a coordinator passphrase"),
+        display_name: Some("Carol".into()),
+        grants: vec![server::auth::parse_grant("coordinator@cc").unwrap()],
+        fhir_users: vec![],
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+    };
+    app.store
+        .write(move |tx| tx.insert_user(&user))
+        .await
+        .unwrap();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login_page = app.send(browser.get(app.url("/login"))).await;
+    assert_eq!(login_page.status, 200);
+    assert!(login_page.text.contains("<label for=\"username\">"));
+    let csrf_cookie = cookie_pair(&set_cookies(&login_page), "continuum_csrf");
+    let csrf = hidden_csrf(&login_page.text);
+    let post = |form: String, cookie: String| {
+        browser
+            .post(app.url("/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Cookie", cookie)
+            .body(form)
+    };
+    // no CSRF token: refused
+    let r = app
+        .send(post(
+            "username=carol&password=a+coordinator+passphrase".into(),
+            String::new(),
+        ))
+        .await;
+    assert_eq!(r.status, 403);
+    // wrong password: a generic message
+    let r = app
+        .send(post(
+            format!("username=carol&password=wrong&csrf={csrf}"),
+            csrf_cookie.clone(),
+        ))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.text.contains("Wrong user name or password"));
+    // right password: a session cookie with the right attributes
+    let r = app
+        .send(post(
+            format!("username=carol&password=a+coordinator+passphrase&csrf={csrf}"),
+            csrf_cookie.clone(),
+        ))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let cookies = set_cookies(&r);
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("continuum_session="))
+        .unwrap();
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    let session_cookie = cookie_pair(&cookies, "continuum_session");
+    // the session reads the API as a coordinator at cc
+    let r = app
+        .send(
+            browser
+                .get(app.url("Condition/psy"))
+                .header("Cookie", &session_cookie),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let me = app
+        .send(
+            browser
+                .get(app.url("/auth/session"))
+                .header("Cookie", &session_cookie),
+        )
+        .await
+        .json();
+    assert_eq!(me["user"], "carol");
+    let session_csrf = me["csrf"].as_str().unwrap().to_string();
+    // a write with the cookie alone is refused; with the session's CSRF token it goes through
+    let body = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/teen"}}).to_string();
+    let r = app
+        .send(
+            browser
+                .post(app.url("Observation"))
+                .header("Cookie", &session_cookie)
+                .header("Content-Type", "application/fhir+json")
+                .body(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .send(
+            browser
+                .post(app.url("Observation"))
+                .header("Cookie", &session_cookie)
+                .header("X-CSRF-Token", &session_csrf)
+                .header("Content-Type", "application/fhir+json")
+                .body(body),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // sign out ends the session
+    let r = app
+        .send(
+            browser
+                .post(app.url("/logout"))
+                .header("Cookie", &session_cookie)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={session_csrf}")),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        app.send(
+            browser
+                .get(app.url("Patient/teen"))
+                .header("Cookie", &session_cookie)
+        )
+        .await
+        .status,
+        401
+    );
+    // five wrong passwords lock the account, even against the right one
+    for _ in 0..5 {
+        app.send(post(
+            format!("username=carol&password=nope&csrf={csrf}"),
+            csrf_cookie.clone(),
+        ))
+        .await;
+    }
+    let r = app
+        .send(post(
+            format!("username=carol&password=a+coordinator+passphrase&csrf={csrf}"),
+            csrf_cookie.clone(),
+        ))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.text.contains("locked"));
+    // failed logins are in the audit trail
+    let logins = app.get("AuditEvent?type=110114&_count=50").await.json();
+    assert!(
+        logins["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["resource"]["outcome"] == "4")
+            .count()
+            >= 6
+    );
+}
+
+both_engines!(console_sessions_need_csrf_and_lock_out_guessing);
