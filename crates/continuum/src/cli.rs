@@ -118,7 +118,10 @@ fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        // a closed stderr must not turn requests into 500s (the default reports write errors
+        // with eprintln!, which panics)
+        .log_internal_errors(false);
     if config.log_json {
         builder.json().init();
     } else {

@@ -519,6 +519,40 @@ fn first_start_refuses_to_run_open() {
     assert!(String::from_utf8_lossy(&list.stdout).contains("root"));
 }
 
+/// Regression: tracing reported failed log writes with `eprintln!`, which panicked once the
+/// server's stderr was closed, so every request answered 500.
+#[test]
+fn a_closed_stderr_does_not_break_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("c.db").display());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &database])
+        .env("CONTINUUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut base = None;
+    {
+        let stderr = child.stderr.take().unwrap();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("Continuum is listening on ") {
+                base = Some(rest.split_whitespace().next().unwrap().to_string());
+                break;
+            }
+        }
+    } // the read end of the pipe closes here
+    let base = base.unwrap();
+    for _ in 0..3 {
+        let (status, _) = http_with("GET", &format!("{base}/metadata"), None, &[]);
+        assert_eq!(status, 200);
+        let (status, _) = http_with("GET", &format!("{base}/Patient"), None, &[]);
+        assert_eq!(status, 401);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn bad_configuration_is_explained() {
     let out = Command::new(BIN)

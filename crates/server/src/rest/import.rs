@@ -80,43 +80,39 @@ impl FhirApi {
             let index = extract(registry, &resource);
             valid.push((origin, rt, resource, index));
         }
+        let caller = system_caller("cli:import");
         let stored = self
             .store()
             .write(move |tx| {
                 let mut n = 0;
-                let mut trail = store::AuditTrail::default();
-                for (_origin, rt, mut resource, index) in valid {
-                    match resource
+                let mut bound = store::CallerTx::bind(tx, &caller)?;
+                for (origin, rt, mut resource, index) in valid {
+                    let given = resource
                         .get("id")
                         .and_then(Value::as_str)
-                        .map(str::to_string)
-                    {
-                        Some(id) => match tx.current(&rt, &id, true)? {
-                            Some(prev) => {
-                                tx.update(&prev, &mut resource, &index)?;
-                            }
-                            None => {
-                                tx.create(&rt, &id, &mut resource, &index)?;
-                            }
-                        },
-                        None => {
-                            let id = tx.new_id();
-                            tx.create(&rt, &id, &mut resource, &index)?;
+                        .map(str::to_string);
+                    let id = given.clone().unwrap_or_else(|| bound.new_id());
+                    let written = match bound.current_for_write(&rt, &id)? {
+                        store::access::Current::Visible(prev) => {
+                            bound.update(&prev, &mut resource, &index)?
                         }
-                    }
-                    let id = resource
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    trail.resources.push(format!("{rt}/{id}"));
-                    for p in fhir::compartment::patients_of(&rt, &id, &index) {
-                        if !trail.patients.contains(&p) {
-                            trail.patients.push(p);
-                        }
+                        _ => bound.create(&rt, &id, &mut resource, &index)?,
+                    };
+                    if let Err(refusal) = written {
+                        let why = match refusal {
+                            store::Refusal::Forbidden(why) => why,
+                            store::Refusal::Hidden => "not permitted".into(),
+                        };
+                        return Err(ApiError::new(
+                            403,
+                            fhir::IssueType::Forbidden,
+                            format!("{origin}: {why}"),
+                        ));
                     }
                     n += 1;
                 }
+                let trail = std::mem::take(&mut bound.trail);
+                let tx = bound.raw();
                 let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
                     interaction: "import",
                     subject_id: "cli:import",
