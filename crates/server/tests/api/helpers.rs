@@ -145,6 +145,16 @@ impl TestApp {
     /// Registers an API client with these scopes, roles (`clinician@org`) and FHIR identities,
     /// and returns a fresh access token for it.
     pub async fn token_for(&self, scopes: &str, roles: &[&str], fhir_users: &[&str]) -> String {
+        self.client_for(scopes, roles, fhir_users).await.1
+    }
+
+    /// As `token_for`, also returning the client id (the audit trail names `client:<id>`).
+    pub async fn client_for(
+        &self,
+        scopes: &str,
+        roles: &[&str],
+        fhir_users: &[&str],
+    ) -> (String, String) {
         let client_id = format!("test-{}", uuid::Uuid::new_v4().simple());
         let secret = "test-secret-of-sufficient-length".to_string();
         let record = store::identity::ClientRecord {
@@ -173,10 +183,11 @@ impl TestApp {
             .await
             .expect("token request");
         let body: Value = r.json().await.expect("token JSON");
-        body["access_token"]
+        let token = body["access_token"]
             .as_str()
             .unwrap_or_else(|| panic!("no token: {body}"))
-            .to_string()
+            .to_string();
+        (client_id, token)
     }
 
     /// An HTTP client that sends this bearer token on every request.

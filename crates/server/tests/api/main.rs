@@ -9,4 +9,5 @@ mod bundles;
 mod crud;
 mod examples;
 mod ops;
+mod policy_matrix;
 mod search;
