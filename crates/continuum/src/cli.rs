@@ -154,6 +154,17 @@ async fn serve(config: Config, store: Store) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| "continuum".into()),
             secure_cookies: config.secure_cookies,
+            oidc: config
+                .oidc
+                .clone()
+                .map(
+                    |(issuer, jwks_url, audience, roles_claim)| server::auth::oidc::OidcConfig {
+                        issuer,
+                        jwks_url,
+                        audience,
+                        roles_claim,
+                    },
+                ),
             ..Default::default()
         },
     };

@@ -40,6 +40,10 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub log_format: Option<String>,
     pub secure_cookies: Option<bool>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_jwks_url: Option<String>,
+    pub oidc_audience: Option<String>,
+    pub oidc_roles_claim: Option<String>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -65,6 +69,8 @@ pub struct Config {
     pub secure_cookies: bool,
     /// `CONTINUUM_ADMIN_PASSWORD`: creates the first administrator when there is none.
     pub admin_password: Option<Secret>,
+    /// An external OpenID Connect issuer: (issuer, JWKS URL, audience, roles claim).
+    pub oidc: Option<(String, String, String, String)>,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -80,6 +86,10 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_LOG_FORMAT",
     "CONTINUUM_ADMIN_PASSWORD",
     "CONTINUUM_SECURE_COOKIES",
+    "CONTINUUM_OIDC_ISSUER",
+    "CONTINUUM_OIDC_JWKS_URL",
+    "CONTINUUM_OIDC_AUDIENCE",
+    "CONTINUUM_OIDC_ROLES_CLAIM",
 ];
 
 impl Config {
@@ -184,6 +194,26 @@ impl Config {
         Ok(Config {
             secure_cookies,
             admin_password: env.get("CONTINUUM_ADMIN_PASSWORD").cloned().map(Secret),
+            oidc: {
+                let get = |key: &str, file: &Option<String>| {
+                    env.get(key).cloned().or_else(|| file.clone())
+                };
+                match (
+                    get("CONTINUUM_OIDC_ISSUER", &file.oidc_issuer),
+                    get("CONTINUUM_OIDC_JWKS_URL", &file.oidc_jwks_url),
+                ) {
+                    (Some(issuer), Some(jwks)) => Some((
+                        issuer,
+                        jwks,
+                        get("CONTINUUM_OIDC_AUDIENCE", &file.oidc_audience)
+                            .unwrap_or_else(|| "continuum".into()),
+                        get("CONTINUUM_OIDC_ROLES_CLAIM", &file.oidc_roles_claim)
+                            .unwrap_or_else(|| "continuum_roles".into()),
+                    )),
+                    (None, None) => None,
+                    _ => bail!("an OpenID Connect issuer needs both oidc_issuer and oidc_jwks_url"),
+                }
+            },
             database: Secret(database),
             listen,
             public_base_url,

@@ -3,6 +3,7 @@
 //! `HttpOnly; Secure; SameSite=Strict` cookie. Either way the result is a
 //! [`store::Caller`] — the subject the access policy decides for.
 
+pub mod oidc;
 pub mod routes;
 pub mod secrets;
 pub mod tokens;
@@ -35,6 +36,8 @@ pub struct AuthConfig {
     /// Mark cookies `Secure` (on by default; browsers treat http://localhost as secure).
     pub secure_cookies: bool,
     pub policy: PolicyConfig,
+    /// An external OpenID Connect issuer whose tokens are accepted too.
+    pub oidc: Option<oidc::OidcConfig>,
 }
 
 impl Default for AuthConfig {
@@ -44,6 +47,7 @@ impl Default for AuthConfig {
             session_hours: 8,
             secure_cookies: true,
             policy: PolicyConfig::default(),
+            oidc: None,
         }
     }
 }
@@ -109,6 +113,7 @@ pub struct Auth {
     pub keys: KeyRing,
     pub config: AuthConfig,
     pub limiter: RateLimiter,
+    pub oidc: Option<oidc::Oidc>,
 }
 
 fn parse_refs(s: &str) -> Vec<(String, String)> {
@@ -123,11 +128,13 @@ fn parse_refs(s: &str) -> Vec<(String, String)> {
 impl Auth {
     pub async fn new(store: Store, config: AuthConfig) -> Result<Auth, StoreError> {
         let keys = KeyRing::load(store.clone(), config.audience.clone()).await?;
+        let oidc = config.oidc.clone().map(oidc::Oidc::new);
         Ok(Auth {
             store,
             keys,
             config,
             limiter: RateLimiter::default(),
+            oidc,
         })
     }
 
@@ -163,7 +170,17 @@ impl Auth {
                 .strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
                 .ok_or(AuthError::Malformed)?;
-            let claims = self.keys.verify(token.trim()).await?;
+            let token = token.trim();
+            if let Some(oidc) = &self.oidc
+                && oidc::claimed_issuer(token).as_deref() == Some(oidc.issuer())
+            {
+                let subject = oidc.verify(token).await?;
+                return Ok(Some(Authenticated {
+                    caller: self.caller(subject),
+                    via: Via::Bearer,
+                }));
+            }
+            let claims = self.keys.verify(token).await?;
             let scopes = Scopes::parse(&claims.scope)
                 .map_err(|e| AuthError::Token(TokenError::Invalid(e.to_string())))?;
             let grants = grants_from_json(&claims.continuum_roles.to_string());

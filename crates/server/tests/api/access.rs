@@ -879,3 +879,143 @@ async fn console_sessions_need_csrf_and_lock_out_guessing(app: TestApp) {
 }
 
 both_engines!(console_sessions_need_csrf_and_lock_out_guessing);
+
+/// Signs claims with a generated Ed25519 key record (as an external identity provider would).
+fn idp_token(key: &store::identity::KeyRecord, claims: &Value) -> String {
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&key.private_key)
+        .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )
+    .unwrap()
+}
+
+async fn external_oidc_issuer_tokens(engine: crate::helpers::Engine, jwks_over_http: bool) {
+    let key = server::auth::tokens::generate_key(0);
+    let jwks = json!({"keys": [key.public_jwk]}).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_url = if jwks_over_http {
+        let body = jwks.clone();
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/jwks")
+    } else {
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, &jwks).unwrap();
+        format!("file://{}", path.display())
+    };
+    let mut config = server::ServerConfig::default();
+    config.auth.oidc = Some(server::auth::oidc::OidcConfig {
+        issuer: "https://idp.example.org".into(),
+        jwks_url,
+        audience: "continuum".into(),
+        roles_claim: "continuum_roles".into(),
+    });
+    let app = TestApp::spawn_with(engine, config).await;
+    seed(&app).await;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |iss: &str, aud: &str, exp: i64, roles: Value| json!({"iss": iss, "sub": "dr-nine", "aud": aud, "exp": exp, "iat": now, "continuum_roles": roles, "fhirUser": "Practitioner/d9"});
+    let good = idp_token(
+        &key,
+        &claims(
+            "https://idp.example.org",
+            "continuum",
+            now + 300,
+            json!(["clinician@cc"]),
+        ),
+    );
+    let as_idp = app.client_with(&good);
+    assert_eq!(app.get_as(&as_idp, "Condition/psy").await.status, 200);
+    let other_org = idp_token(
+        &key,
+        &claims(
+            "https://idp.example.org",
+            "continuum",
+            now + 300,
+            json!([{"role": "clinician", "organization": "hhc"}]),
+        ),
+    );
+    assert_eq!(
+        app.get_as(&app.client_with(&other_org), "Condition/psy")
+            .await
+            .status,
+        404
+    );
+    let expired = idp_token(
+        &key,
+        &claims(
+            "https://idp.example.org",
+            "continuum",
+            now - 300,
+            json!(["clinician@cc"]),
+        ),
+    );
+    assert_eq!(
+        app.get_as(&app.client_with(&expired), "Condition/psy")
+            .await
+            .status,
+        401
+    );
+    let wrong_aud = idp_token(
+        &key,
+        &claims(
+            "https://idp.example.org",
+            "elsewhere",
+            now + 300,
+            json!(["clinician@cc"]),
+        ),
+    );
+    assert_eq!(
+        app.get_as(&app.client_with(&wrong_aud), "Condition/psy")
+            .await
+            .status,
+        401
+    );
+    let stranger = server::auth::tokens::generate_key(0);
+    let forged = idp_token(
+        &stranger,
+        &claims(
+            "https://idp.example.org",
+            "continuum",
+            now + 300,
+            json!(["alliance-admin"]),
+        ),
+    );
+    assert_eq!(
+        app.get_as(&app.client_with(&forged), "Condition/psy")
+            .await
+            .status,
+        401
+    );
+    // the audit trail names the external subject
+    let audit = app
+        .get("AuditEvent?entity=Patient/teen&_count=100")
+        .await
+        .json();
+    assert!(
+        audit["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["resource"]["agent"][0]["who"]["reference"] == "Practitioner/d9")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_oidc_issuer_sqlite_jwks_file() {
+    external_oidc_issuer_tokens(crate::helpers::Engine::Sqlite, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_oidc_issuer_postgres_jwks_http() {
+    external_oidc_issuer_tokens(crate::helpers::Engine::Postgres, true).await
+}
