@@ -224,6 +224,51 @@ fn serve_logs_without_phi(database: &str) {
             "a secret reached the logs: {logs}"
         );
     }
+    // key rotation: tokens signed by the old key keep working, new ones use the new key
+    let rotated = Command::new(BIN)
+        .args(["keys", "rotate", "--database", database])
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let (status, _) = http(
+        "GET",
+        &format!("{}/Patient?family=Zyxwvutsrq", server.base),
+        None,
+        &tok,
+    );
+    assert_eq!(status, 200);
+    let tok2 = token(&server.base, &id, &secret);
+    let kid = |t: &str| {
+        use base64::Engine as _;
+        let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(kid(&tok), kid(&tok2));
+    let (status, _) = http(
+        "GET",
+        &format!("{}/Patient?family=Zyxwvutsrq", server.base),
+        None,
+        &tok2,
+    );
+    assert_eq!(status, 200);
+    let root = server.base.trim_end_matches("/fhir").to_string();
+    let (_, jwks) = http_with("GET", &format!("{root}/.well-known/jwks.json"), None, &[]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&jwks).unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 fn import_and_migrate(database: &str) {

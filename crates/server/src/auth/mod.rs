@@ -291,6 +291,8 @@ impl Auth {
                 .unwrap_or(Value::Null),
             fhir_user: (!client.fhir_users.is_empty()).then(|| client.fhir_users.join(" ")),
         };
+        // a key rotated by `continuum keys rotate` signs from the next token on
+        let _ = self.keys.reload().await;
         let token = self
             .keys
             .sign(&claims)

@@ -101,7 +101,7 @@ impl KeyRing {
         &self.audience
     }
 
-    async fn reload(&self) -> Result<(), StoreError> {
+    pub async fn reload(&self) -> Result<(), StoreError> {
         let keys = self.store.read(|tx| tx.keys()).await?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(())

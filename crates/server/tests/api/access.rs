@@ -1019,3 +1019,51 @@ async fn external_oidc_issuer_sqlite_jwks_file() {
 async fn external_oidc_issuer_postgres_jwks_http() {
     external_oidc_issuer_tokens(crate::helpers::Engine::Postgres, true).await
 }
+
+async fn minor_consented_care_is_labelled_automatically(app: TestApp) {
+    seed(&app).await;
+    put(&app, json!({"resourceType": "Encounter", "id": "conf", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": "Patient/teen"}, "serviceProvider": {"reference": "Organization/cc"},
+        "extension": [{"url": "http://continuum-alliance.org/fhir/StructureDefinition/minor-consented-care", "valueCode": "SUD"}]})).await;
+    let obs = app
+        .post(
+            "Observation",
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "screening"},
+        "subject": {"reference": "Patient/teen"}, "encounter": {"reference": "Encounter/conf"}}),
+        )
+        .await;
+    assert_eq!(obs.status, 201);
+    let labels: Vec<String> = obs.json()["meta"]["security"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        labels.contains(&"SUD".to_string()) && labels.contains(&"R".to_string()),
+        "{labels:?}"
+    );
+    let enc = app.get("Encounter/conf").await.json();
+    assert_eq!(enc["meta"]["security"].as_array().unwrap().len(), 2);
+    let mom = app.client_with(
+        &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
+            .await,
+    );
+    let id = obs.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get_as(&mom, &format!("Observation/{id}")).await.status,
+        404
+    );
+    assert_eq!(app.get_as(&mom, "Encounter/conf").await.status, 404);
+    let teen = app.client_with(
+        &app.token_for("patient/*.rs", &["patient"], &["Patient/teen"])
+            .await,
+    );
+    assert_eq!(
+        app.get_as(&teen, &format!("Observation/{id}")).await.status,
+        200
+    );
+}
+
+both_engines!(minor_consented_care_is_labelled_automatically);
