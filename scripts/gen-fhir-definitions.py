@@ -77,7 +77,7 @@ def main():
         if sp.get("target"):
             row["target"] = sp["target"]
         if sp.get("component"):
-            row["component"] = [c["definition"] for c in sp["component"]]
+            row["component"] = [{"definition": c["definition"], "expression": c["expression"]} for c in sp["component"]]
         params.append(row)
     compartments(base)
     params.sort(key=lambda r: (r["code"], r["url"]))

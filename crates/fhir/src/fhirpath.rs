@@ -125,6 +125,24 @@ pub fn evaluate<'a>(expr: &Expr, resource: &'a Value) -> Vec<Item<'a>> {
     eval(expr, std::slice::from_ref(&root), &root)
 }
 
+/// Evaluates an expression relative to one item of a resource (the components of a composite
+/// search parameter are relative to what the composite's expression selected).
+pub fn evaluate_relative<'a>(expr: &Expr, focus: &Item<'a>, resource: &'a Value) -> Vec<Item<'a>> {
+    let rt = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("Resource");
+    let root = Item::Node {
+        value: resource,
+        ty: Type {
+            node: rt,
+            name: rt,
+            primitive: None,
+        },
+    };
+    eval(expr, std::slice::from_ref(focus), &root)
+}
+
 fn eval<'a>(expr: &Expr, focus: &[Item<'a>], root: &Item<'a>) -> Vec<Item<'a>> {
     match expr {
         Expr::TypeRoot(name) => match root {

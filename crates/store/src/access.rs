@@ -22,11 +22,18 @@ pub struct Caller {
     pub policy: PolicyConfig,
 }
 
-/// A SQL condition on the `resources` row aliased `r`.
+/// A SQL condition on a `resources` row; `{r}` in the text stands for the row's alias.
 #[derive(Debug, Clone, Default)]
 pub struct AccessFilter {
     pub sql: String,
     pub params: Vec<SqlValue>,
+}
+
+impl AccessFilter {
+    /// The condition for the `resources` row aliased `alias`.
+    pub fn on(&self, alias: &str) -> String {
+        self.sql.replace("{r}", alias)
+    }
 }
 
 /// Why a write was refused.
@@ -104,16 +111,16 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     let mut params: Vec<SqlValue> = Vec::new();
     if view.directory {
         parts.push(format!(
-            "r.rtype IN ({})",
+            "{{r}}.rtype IN ({})",
             placeholders(DIRECTORY_TYPES.len())
         ));
         params.extend(text_values(DIRECTORY_TYPES));
     }
     match &view.audit {
-        AuditAccess::All => parts.push("r.rtype = 'AuditEvent'".into()),
+        AuditAccess::All => parts.push("{r}.rtype = 'AuditEvent'".into()),
         AuditAccess::Patients(ids) if !ids.is_empty() => {
             parts.push(format!(
-                "(r.rtype = 'AuditEvent' AND r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})))",
+                "({{r}}.rtype = 'AuditEvent' AND {{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})))",
                 placeholders(ids.len())
             ));
             params.extend(text_values(ids));
@@ -124,7 +131,7 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     let mut grant_params: Vec<SqlValue> = Vec::new();
     if !view.care_organizations.is_empty() {
         grants.push(format!(
-            "r.rid IN (SELECT c.rid FROM compartments c JOIN care_relationships cr ON cr.patient_id = c.patient_id WHERE cr.organization_id IN ({}))",
+            "{{r}}.rid IN (SELECT acc_c.rid FROM compartments acc_c JOIN care_relationships acc_cr ON acc_cr.patient_id = acc_c.patient_id WHERE acc_cr.organization_id IN ({}))",
             placeholders(view.care_organizations.len())
         ));
         grant_params.extend(text_values(&view.care_organizations));
@@ -143,7 +150,7 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
         .collect();
     if !full.is_empty() {
         grants.push(format!(
-            "r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
+            "{{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
             placeholders(full.len())
         ));
         grant_params.extend(text_values(&full));
@@ -151,7 +158,7 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     if !limited.is_empty() {
         let sensitive = care::access::policy::withheld_from_limited_proxies();
         grants.push(format!(
-            "(r.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND r.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
+            "({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND {{r}}.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
             placeholders(limited.len()),
             placeholders(sensitive.len())
         ));
@@ -160,7 +167,7 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     }
     if !grants.is_empty() {
         let mut cond = format!(
-            "(r.rtype NOT IN ({}) AND r.rtype <> 'AuditEvent' AND ({})",
+            "({{r}}.rtype NOT IN ({}) AND {{r}}.rtype <> 'AuditEvent' AND ({})",
             placeholders(DIRECTORY_TYPES.len()),
             grants.join(" OR ")
         );
@@ -168,14 +175,14 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
         params.extend(grant_params);
         if !view.denied_patients.is_empty() {
             cond.push_str(&format!(
-                " AND r.rid NOT IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
+                " AND {{r}}.rid NOT IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
                 placeholders(view.denied_patients.len())
             ));
             params.extend(text_values(&view.denied_patients));
         }
         for (patient, labels) in &view.withheld {
             cond.push_str(&format!(
-                " AND NOT (r.rid IN (SELECT rid FROM compartments WHERE patient_id = ?) AND r.rid IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
+                " AND NOT ({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id = ?) AND {{r}}.rid IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
                 placeholders(labels.len())
             ));
             params.push(SqlValue::Text(patient.clone()));
@@ -290,7 +297,10 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let mut params = vec![SqlValue::Int(rid)];
         params.extend(f.params.iter().cloned());
         let rows = self.tx.conn().query(
-            &format!("SELECT 1 FROM resources r WHERE r.rid = ? AND {}", f.sql),
+            &format!(
+                "SELECT 1 FROM resources r WHERE r.rid = ? AND {}",
+                f.on("r")
+            ),
             &params,
         )?;
         Ok(!rows.is_empty())
@@ -389,7 +399,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
 
     pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
         let page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
-        for m in &page.matches {
+        for m in page.matches.iter().chain(&page.included) {
             let patients = self.patients_of_rid(m.rid)?;
             self.note(&m.resource_type, &m.id, &patients);
         }

@@ -173,6 +173,26 @@ CREATE TABLE audit_chain (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "composite and position search indexes",
+        sql: r#"
+CREATE TABLE idx_composite (
+    rid BIGINT NOT NULL, rtype {text_c} NOT NULL, param {text_c} NOT NULL,
+    a_system {text_c}, a_code {text_c},
+    b_system {text_c}, b_code {text_c}, b_num {real}, b_low BIGINT, b_high BIGINT, b_text {text_c}
+);
+CREATE INDEX idx_composite_lookup ON idx_composite (rtype, param, a_code, b_code);
+CREATE INDEX idx_composite_rid ON idx_composite (rid);
+
+CREATE TABLE idx_geo (
+    rid BIGINT NOT NULL, rtype {text_c} NOT NULL, param {text_c} NOT NULL,
+    lat {real} NOT NULL, lng {real} NOT NULL
+);
+CREATE INDEX idx_geo_lookup ON idx_geo (rtype, param, lat, lng);
+CREATE INDEX idx_geo_rid ON idx_geo (rid);
+"#,
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,12 +1,15 @@
 //! The SQL builder for search: one parsed [`SearchRequest`] → one query over `resources` with a
-//! sub-select per clause on the typed index tables, keyset paging, and an optional count.
-//! Written once for both engines (`?` placeholders, byte-wise text comparison).
+//! sub-select per clause on the typed index tables (chains and `_has` nest further selects),
+//! the caller's access filter on every resource row it touches, keyset paging on the sort keys,
+//! an optional count under the same conditions, and `_include`/`_revinclude` fetched for the
+//! page under the same filter. Written once for both engines (`?` placeholders, byte-wise text
+//! comparison).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fhir::search::{
-    Clause, Column, Modifier, ParamType, Prefix, SearchRequest, SearchValue, SortColumn, Summary,
-    SystemMatch, TotalMode,
+    Clause, Column, Include, Modifier, ParamType, Prefix, SearchRequest, SearchValue, SortColumn,
+    Summary, SystemMatch, TotalMode,
 };
 use serde_json::{Value, json};
 
@@ -15,11 +18,15 @@ use crate::db::SqlValue;
 use crate::error::StoreError;
 use crate::tx::{SearchPage, Stored, Tx};
 
-/// A WHERE clause under construction.
+/// The most resources `_include`/`_revinclude` add to one page.
+const MAX_INCLUDED: usize = 1000;
+
+/// SQL text under construction with its parameters.
 #[derive(Default)]
 struct Sql {
     text: String,
     params: Vec<SqlValue>,
+    aliases: usize,
 }
 
 impl Sql {
@@ -31,13 +38,26 @@ impl Sql {
         self.text.push('?');
         self.params.push(v.into());
     }
+
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("c{}", self.aliases)
+    }
+
+    fn access(&mut self, access: Option<&AccessFilter>, alias: &str) {
+        if let Some(a) = access {
+            self.push(" AND ");
+            self.push(&a.on(alias));
+            self.params.extend(a.params.iter().cloned());
+        }
+    }
 }
 
 pub(crate) fn run(tx: &mut Tx, req: &SearchRequest) -> Result<SearchPage, StoreError> {
     run_filtered(tx, req, None)
 }
 
-/// Runs a search with an access filter ANDed in, so matches, total and pages agree.
+/// Runs a search with an access filter ANDed in, so matches, total, pages and includes agree.
 pub(crate) fn run_filtered(
     tx: &mut Tx,
     req: &SearchRequest,
@@ -47,32 +67,25 @@ pub(crate) fn run_filtered(
     filter.push("r.rtype = ");
     filter.bind(req.resource_type.as_str());
     filter.push(" AND r.deleted = 0");
-    if let Some(a) = access {
-        filter.push(" AND ");
-        filter.push(&a.sql);
-        filter.params.extend(a.params.iter().cloned());
-    }
     for clause in &req.clauses {
         filter.push(" AND ");
-        clause_sql(&req.resource_type, clause, &mut filter);
+        clause_sql(&mut filter, &req.resource_type, clause, "r", access);
     }
+    filter.access(access, "r");
 
-    let want_total = match req.total {
-        TotalMode::None => req.summary == Summary::Count,
-        _ => true,
-    };
-    let total = if want_total {
-        let sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
-        let rows = tx.conn().query(&sql, &filter.params)?;
-        rows.first()
-            .and_then(|r| r.first())
-            .and_then(SqlValue::as_i64)
-    } else {
-        None
+    // counting can cost more than the page: only when asked for (or for `_count=0`); a
+    // first page that is not full tells its total for free below
+    let total = match (req.total, req.summary) {
+        (_, Summary::Count) | (TotalMode::Accurate | TotalMode::Estimate, _) => {
+            Some(count(tx, &filter)?)
+        }
+        (TotalMode::Auto, _) if req.count == 0 => Some(count(tx, &filter)?),
+        _ => None,
     };
     if req.summary == Summary::Count || req.count == 0 {
         return Ok(SearchPage {
             matches: Vec::new(),
+            included: Vec::new(),
             next_cursor: None,
             total,
         });
@@ -84,43 +97,59 @@ pub(crate) fn run_filtered(
         .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.name))
         .collect::<Vec<_>>()
         .join(",");
-    let mut query = Sql {
-        text: format!(
-            "SELECT r.rid, r.id, r.version, r.last_updated, r.body FROM resources r WHERE {}",
-            filter.text
-        ),
-        params: filter.params.clone(),
+    let mut q = Sql {
+        aliases: filter.aliases,
+        ..Default::default()
     };
+    q.push("SELECT r.rid, r.id, r.version, r.last_updated, r.body");
+    for k in &keys {
+        q.push(", ");
+        k.expr(&mut q);
+    }
+    q.push(" FROM resources r WHERE ");
+    q.push(&filter.text);
+    q.params.extend(filter.params.iter().cloned());
     if let Some(cursor) = &req.cursor {
         let values = decode_cursor(cursor, &signature, keys.len())?;
-        query.push(" AND (");
+        q.push(" AND (");
         for i in 0..keys.len() {
             if i > 0 {
-                query.push(" OR ");
+                q.push(" OR ");
             }
-            query.push("(");
+            q.push("(");
             for (j, key) in keys.iter().enumerate().take(i) {
-                query.push(&format!("{} = ", key.column));
-                query.bind(values[j].clone());
-                query.push(" AND ");
+                key.expr(&mut q);
+                q.push(" = ");
+                q.bind(values[j].clone());
+                q.push(" AND ");
             }
-            let op = if keys[i].descending { "<" } else { ">" };
-            query.push(&format!("{} {op} ", keys[i].column));
-            query.bind(values[i].clone());
-            query.push(")");
+            keys[i].expr(&mut q);
+            q.push(if keys[i].descending { " < " } else { " > " });
+            q.bind(values[i].clone());
+            q.push(")");
         }
-        query.push(")");
+        q.push(")");
     }
-    let order: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{}{}", k.column, if k.descending { " DESC" } else { "" }))
-        .collect();
-    query.push(&format!(" ORDER BY {} LIMIT ", order.join(", ")));
-    query.bind((req.count + 1) as i64);
+    q.push(" ORDER BY ");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        k.expr(&mut q);
+        if k.descending {
+            q.push(" DESC");
+        }
+    }
+    q.push(" LIMIT ");
+    q.bind((req.count + 1) as i64);
 
-    let mut rows = tx.conn().query(&query.text, &query.params)?;
+    let mut rows = tx.conn().query(&q.text, &q.params)?;
     let more = rows.len() > req.count;
     rows.truncate(req.count);
+    let total = total.or_else(|| {
+        (req.cursor.is_none() && !more && req.total != TotalMode::None).then_some(rows.len() as i64)
+    });
+    let mut last_keys: Vec<SqlValue> = Vec::new();
     let matches: Vec<Stored> = rows
         .into_iter()
         .map(|r| {
@@ -133,6 +162,7 @@ pub(crate) fn run_filtered(
             let version = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
             let last_updated = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
             let body = it.next().and_then(SqlValue::into_string);
+            last_keys = it.collect();
             Stored {
                 rid,
                 resource_type: req.resource_type.clone(),
@@ -145,63 +175,187 @@ pub(crate) fn run_filtered(
         })
         .collect();
     let next_cursor = if more {
-        matches
-            .last()
-            .map(|last| encode_cursor(&signature, &keys, last))
+        Some(encode_cursor(&signature, &last_keys))
     } else {
         None
     };
+    let included = includes(tx, req, &matches, access)?;
     Ok(SearchPage {
         matches,
+        included,
         next_cursor,
         total,
     })
 }
 
+fn count(tx: &mut Tx, filter: &Sql) -> Result<i64, StoreError> {
+    let sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
+    let rows = tx.conn().query(&sql, &filter.params)?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_i64)
+        .unwrap_or(0))
+}
+
+/// One ordering key and how to compute it for row `r`.
 struct Key {
-    name: &'static str,
-    column: &'static str,
+    name: String,
     descending: bool,
+    kind: KeyKind,
+}
+
+enum KeyKind {
+    Column(&'static str),
+    /// A search parameter's value: table, column expression, parameter code, whether textual.
+    Param {
+        table: &'static str,
+        column: &'static str,
+        code: String,
+        text: bool,
+    },
+    /// Squared planar distance (in degrees of latitude) from a point, for `near`.
+    Distance {
+        lat: f64,
+        lng: f64,
+        scale: f64,
+    },
+}
+
+/// Missing values sort last, in both directions.
+const TEXT_HIGH: &str = "\u{10FFFF}";
+const NUM_HIGH: f64 = 1.0e300;
+
+impl Key {
+    fn expr(&self, q: &mut Sql) {
+        match &self.kind {
+            KeyKind::Column(c) => q.push(c),
+            KeyKind::Param {
+                table,
+                column,
+                code,
+                text,
+            } => {
+                let agg = if self.descending { "MAX" } else { "MIN" };
+                q.push(&format!(
+                    "COALESCE((SELECT {agg}({column}) FROM {table} WHERE rid = r.rid AND param = "
+                ));
+                q.bind(code.as_str());
+                q.push("), ");
+                match (text, self.descending) {
+                    (true, false) => q.bind(TEXT_HIGH),
+                    (true, true) => q.bind(""),
+                    (false, false) => q.bind(NUM_HIGH),
+                    (false, true) => q.bind(-NUM_HIGH),
+                }
+                q.push(")");
+            }
+            KeyKind::Distance { lat, lng, scale } => {
+                q.push("COALESCE((SELECT MIN((lat - ");
+                q.bind(*lat);
+                q.push(") * (lat - ");
+                q.bind(*lat);
+                q.push(") + ((lng - ");
+                q.bind(*lng);
+                q.push(") * ");
+                q.bind(*scale);
+                q.push(") * ((lng - ");
+                q.bind(*lng);
+                q.push(") * ");
+                q.bind(*scale);
+                q.push(")) FROM idx_geo WHERE rid = r.rid AND param = 'near'), ");
+                q.bind(NUM_HIGH);
+                q.push(")");
+            }
+        }
+    }
+}
+
+fn param_key(code: &str, kind: ParamType, descending: bool) -> KeyKind {
+    let (table, column, text) = match (kind, descending) {
+        (ParamType::String, _) => ("idx_string", "norm", true),
+        (ParamType::Token, _) => ("idx_token", "code", true),
+        (ParamType::Reference, _) => ("idx_reference", "COALESCE(target_id, url)", true),
+        (ParamType::Uri, _) => ("idx_uri", "value", true),
+        (ParamType::Date, false) => ("idx_date", "low", false),
+        (ParamType::Date, true) => ("idx_date", "high", false),
+        (ParamType::Number, _) => ("idx_number", "value", false),
+        _ => ("idx_quantity", "value", false),
+    };
+    KeyKind::Param {
+        table,
+        column,
+        code: code.to_string(),
+        text,
+    }
 }
 
 fn sort_keys(req: &SearchRequest) -> Vec<Key> {
     let mut keys: Vec<Key> = req
         .sort
         .iter()
-        .map(|s| match s.column {
+        .map(|s| match &s.column {
             SortColumn::Id => Key {
-                name: "id",
-                column: "r.id",
+                name: "_id".into(),
                 descending: s.descending,
+                kind: KeyKind::Column("r.id"),
             },
             SortColumn::LastUpdated => Key {
-                name: "lu",
-                column: "r.last_updated",
+                name: "_lastUpdated".into(),
                 descending: s.descending,
+                kind: KeyKind::Column("r.last_updated"),
+            },
+            SortColumn::Param { code, kind } => Key {
+                name: code.clone(),
+                descending: s.descending,
+                kind: param_key(code, *kind, s.descending),
             },
         })
         .collect();
-    if !keys.iter().any(|k| k.name == "id") {
+    if keys.is_empty() {
+        // `near` orders by distance unless told otherwise
+        let near = req
+            .clauses
+            .iter()
+            .flat_map(|c| c.values.iter())
+            .find_map(|v| match v {
+                SearchValue::Near { lat, lng, .. } => Some((*lat, *lng)),
+                _ => None,
+            });
+        if let Some((lat, lng)) = near {
+            keys.push(Key {
+                name: "near".into(),
+                descending: false,
+                kind: KeyKind::Distance {
+                    lat,
+                    lng,
+                    scale: lat.to_radians().cos(),
+                },
+            });
+        }
+    }
+    if !keys.iter().any(|k| k.name == "_id") {
         let descending = keys.last().map(|k| k.descending).unwrap_or(false);
         keys.push(Key {
-            name: "rid",
-            column: "r.rid",
+            name: "rid".into(),
             descending,
+            kind: KeyKind::Column("r.rid"),
         });
     }
     keys
 }
 
-fn encode_cursor(signature: &str, keys: &[Key], last: &Stored) -> String {
-    let values: Vec<Value> = keys
-        .iter()
-        .map(|k| match k.name {
-            "id" => json!(last.id),
-            "lu" => json!(last.last_updated),
-            _ => json!(last.rid),
-        })
-        .collect();
-    let doc = json!({ "s": signature, "k": values });
+fn encode_value(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Int(i) => json!(["i", i]),
+        SqlValue::Real(f) => json!(["f", f]),
+        SqlValue::Text(s) => json!(["s", s]),
+        SqlValue::Null => json!(["n"]),
+    }
+}
+
+fn encode_cursor(signature: &str, keys: &[SqlValue]) -> String {
+    let doc = json!({ "s": signature, "k": keys.iter().map(encode_value).collect::<Vec<_>>() });
     URL_SAFE_NO_PAD.encode(doc.to_string())
 }
 
@@ -224,13 +378,19 @@ fn decode_cursor(cursor: &str, signature: &str, n: usize) -> Result<Vec<SqlValue
     }
     values
         .iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(SqlValue::Text(s.clone())),
-            Value::Number(n) => n
-                .to_string()
-                .parse::<i64>()
+        .map(|v| match (v.get(0).and_then(Value::as_str), v.get(1)) {
+            (Some("i"), Some(n)) => n
+                .as_i64()
+                .or_else(|| n.to_string().parse().ok())
                 .map(SqlValue::Int)
-                .map_err(|_| bad("malformed cursor")),
+                .ok_or_else(|| bad("malformed cursor")),
+            (Some("f"), Some(n)) => n
+                .as_f64()
+                .or_else(|| n.to_string().parse().ok())
+                .map(SqlValue::Real)
+                .ok_or_else(|| bad("malformed cursor")),
+            (Some("s"), Some(Value::String(s))) => Ok(SqlValue::Text(s.clone())),
+            (Some("n"), _) => Ok(SqlValue::Null),
             _ => Err(bad("malformed cursor")),
         })
         .collect()
@@ -245,11 +405,61 @@ fn table(kind: ParamType) -> &'static str {
         ParamType::Number => "idx_number",
         ParamType::Quantity => "idx_quantity",
         ParamType::Uri => "idx_uri",
-        ParamType::Composite | ParamType::Special => "idx_token",
+        ParamType::Composite => "idx_composite",
+        ParamType::Special => "idx_geo",
     }
 }
 
-fn clause_sql(rtype: &str, clause: &Clause, out: &mut Sql) {
+/// A condition on the `resources` row aliased `a`, of type `rtype`.
+fn clause_sql(out: &mut Sql, rtype: &str, clause: &Clause, a: &str, access: Option<&AccessFilter>) {
+    if let Some(has) = &clause.has {
+        let (i, b) = (out.alias(), out.alias());
+        out.push(&format!(
+            "{a}.id IN (SELECT {i}.target_id FROM idx_reference {i} WHERE {i}.rtype = "
+        ));
+        out.bind(has.source_type.as_str());
+        out.push(&format!(" AND {i}.param = "));
+        out.bind(has.reference_param.as_str());
+        out.push(&format!(" AND {i}.target_type = "));
+        out.bind(rtype);
+        out.push(&format!(
+            " AND {i}.rid IN (SELECT {b}.rid FROM resources {b} WHERE {b}.rtype = "
+        ));
+        out.bind(has.source_type.as_str());
+        out.push(&format!(" AND {b}.deleted = 0 AND "));
+        clause_sql(out, &has.source_type, &has.clause, &b, access);
+        out.access(access, &b);
+        out.push("))");
+        return;
+    }
+    if let Some(chain) = &clause.chain {
+        let i = out.alias();
+        out.push(&format!(
+            "{a}.rid IN (SELECT {i}.rid FROM idx_reference {i} WHERE {i}.rtype = "
+        ));
+        out.bind(rtype);
+        out.push(&format!(" AND {i}.param = "));
+        out.bind(clause.param.as_str());
+        out.push(" AND (");
+        for (n, (target, inner)) in chain.targets.iter().enumerate() {
+            if n > 0 {
+                out.push(" OR ");
+            }
+            let b = out.alias();
+            out.push(&format!("({i}.target_type = "));
+            out.bind(target.as_str());
+            out.push(&format!(
+                " AND {i}.target_id IN (SELECT {b}.id FROM resources {b} WHERE {b}.rtype = "
+            ));
+            out.bind(target.as_str());
+            out.push(&format!(" AND {b}.deleted = 0 AND "));
+            clause_sql(out, target, inner, &b, access);
+            out.access(access, &b);
+            out.push("))");
+        }
+        out.push("))");
+        return;
+    }
     match clause.column {
         Column::Id => {
             if let Modifier::Missing(_) = clause.modifier {
@@ -258,11 +468,14 @@ fn clause_sql(rtype: &str, clause: &Clause, out: &mut Sql) {
                 out.push(if missing { "1 = 0" } else { "1 = 1" });
                 return;
             }
-            out.push(if clause.modifier == Modifier::Not {
-                "r.id NOT IN ("
-            } else {
-                "r.id IN ("
-            });
+            out.push(&format!(
+                "{a}.id {}IN (",
+                if clause.modifier == Modifier::Not {
+                    "NOT "
+                } else {
+                    ""
+                }
+            ));
             for (i, v) in clause.values.iter().enumerate() {
                 if i > 0 {
                     out.push(", ");
@@ -281,15 +494,11 @@ fn clause_sql(rtype: &str, clause: &Clause, out: &mut Sql) {
                 if i > 0 {
                     out.push(" OR ");
                 }
+                let col = format!("{a}.last_updated");
                 match v {
-                    SearchValue::Date { prefix, range } => date_predicate(
-                        *prefix,
-                        range.low,
-                        range.high,
-                        "r.last_updated",
-                        "r.last_updated",
-                        out,
-                    ),
+                    SearchValue::Date { prefix, range } => {
+                        date_predicate(*prefix, range.low, range.high, &col, &col, out)
+                    }
                     SearchValue::Missing(m) => out.push(if *m { "1 = 0" } else { "1 = 1" }),
                     _ => out.push("1 = 0"),
                 }
@@ -306,12 +515,10 @@ fn clause_sql(rtype: &str, clause: &Clause, out: &mut Sql) {
                     .all(|v| *v == SearchValue::Missing(true)),
                 _ => false,
             };
-            out.push(if negate {
-                "r.rid NOT IN ("
-            } else {
-                "r.rid IN ("
-            });
-            out.push(&format!("SELECT rid FROM {t} WHERE rtype = "));
+            out.push(&format!(
+                "{a}.rid {}IN (SELECT rid FROM {t} WHERE rtype = ",
+                if negate { "NOT " } else { "" }
+            ));
             out.bind(rtype);
             out.push(" AND param = ");
             out.bind(clause.param.as_str());
@@ -371,6 +578,39 @@ fn like_contains(column: &str, needle: &str, out: &mut Sql) {
     out.push(" ESCAPE '\\'");
 }
 
+fn token_predicate(
+    system_col: &str,
+    code_col: &str,
+    system: &SystemMatch,
+    code: Option<&str>,
+    out: &mut Sql,
+) {
+    let mut parts = 0;
+    match system {
+        SystemMatch::Any => {}
+        SystemMatch::NoSystem => {
+            out.push(&format!("{system_col} IS NULL"));
+            parts += 1;
+        }
+        SystemMatch::Is(s) => {
+            out.push(&format!("{system_col} = "));
+            out.bind(s.as_str());
+            parts += 1;
+        }
+    }
+    if let Some(c) = code {
+        if parts > 0 {
+            out.push(" AND ");
+        }
+        out.push(&format!("{code_col} = "));
+        out.bind(c);
+        parts += 1;
+    }
+    if parts == 0 {
+        out.push("1 = 1");
+    }
+}
+
 fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
     match v {
         SearchValue::String { norm, exact } => match modifier {
@@ -382,30 +622,7 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
             _ => prefix_predicate("norm", norm, out),
         },
         SearchValue::Token { system, code } => {
-            let mut parts = 0;
-            match system {
-                SystemMatch::Any => {}
-                SystemMatch::NoSystem => {
-                    out.push("system IS NULL");
-                    parts += 1;
-                }
-                SystemMatch::Is(s) => {
-                    out.push("system = ");
-                    out.bind(s.as_str());
-                    parts += 1;
-                }
-            }
-            if let Some(c) = code {
-                if parts > 0 {
-                    out.push(" AND ");
-                }
-                out.push("code = ");
-                out.bind(c.as_str());
-                parts += 1;
-            }
-            if parts == 0 {
-                out.push("1 = 1");
-            }
+            token_predicate("system", "code", system, code.as_deref(), out)
         }
         SearchValue::Text(t) => like_contains("text", t, out),
         SearchValue::Reference { target_type, id } => {
@@ -428,7 +645,7 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
             low,
             high,
             value,
-        } => number_predicate(*prefix, *low, *high, *value, out),
+        } => number_predicate("value", *prefix, *low, *high, *value, out),
         SearchValue::Quantity {
             prefix,
             low,
@@ -437,7 +654,7 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
             system,
             code,
         } => {
-            number_predicate(*prefix, *low, *high, *value, out);
+            number_predicate("value", *prefix, *low, *high, *value, out);
             if let Some(s) = system {
                 out.push(" AND system = ");
                 out.bind(s.as_str());
@@ -464,6 +681,73 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
             out.bind(id.as_str());
         }
         SearchValue::Missing(_) => out.push("1 = 1"),
+        SearchValue::Near {
+            lat,
+            lng,
+            distance_km,
+        } => {
+            let dlat = distance_km / 111.32;
+            let scale = lat.to_radians().cos().max(0.01);
+            let dlng = dlat / scale;
+            out.push("lat BETWEEN ");
+            out.bind(lat - dlat);
+            out.push(" AND ");
+            out.bind(lat + dlat);
+            out.push(" AND lng BETWEEN ");
+            out.bind(lng - dlng);
+            out.push(" AND ");
+            out.bind(lng + dlng);
+            out.push(" AND (lat - ");
+            out.bind(*lat);
+            out.push(") * (lat - ");
+            out.bind(*lat);
+            out.push(") + ((lng - ");
+            out.bind(*lng);
+            out.push(") * ");
+            out.bind(scale);
+            out.push(") * ((lng - ");
+            out.bind(*lng);
+            out.push(") * ");
+            out.bind(scale);
+            out.push(") <= ");
+            out.bind(dlat * dlat);
+        }
+        SearchValue::Composite {
+            system,
+            code,
+            second,
+        } => {
+            token_predicate("a_system", "a_code", system, Some(code), out);
+            out.push(" AND ");
+            match second.as_ref() {
+                SearchValue::Token { system, code } => {
+                    token_predicate("b_system", "b_code", system, code.as_deref(), out)
+                }
+                SearchValue::Quantity {
+                    prefix,
+                    low,
+                    high,
+                    value,
+                    system,
+                    code,
+                } => {
+                    number_predicate("b_num", *prefix, *low, *high, *value, out);
+                    if let Some(s) = system {
+                        out.push(" AND b_system = ");
+                        out.bind(s.as_str());
+                    }
+                    if let Some(c) = code {
+                        out.push(" AND b_code = ");
+                        out.bind(c.as_str());
+                    }
+                }
+                SearchValue::Date { prefix, range } => {
+                    date_predicate(*prefix, range.low, range.high, "b_low", "b_high", out)
+                }
+                SearchValue::String { norm, .. } => prefix_predicate("b_text", norm, out),
+                _ => out.push("1 = 0"),
+            }
+        }
     }
 }
 
@@ -515,38 +799,205 @@ fn date_predicate(prefix: Prefix, sl: i64, sh: i64, low: &str, high: &str, out: 
     }
 }
 
-fn number_predicate(prefix: Prefix, low: f64, high: f64, value: f64, out: &mut Sql) {
+fn number_predicate(col: &str, prefix: Prefix, low: f64, high: f64, value: f64, out: &mut Sql) {
     match prefix {
         Prefix::Eq => {
-            out.push("value >= ");
+            out.push(&format!("{col} >= "));
             out.bind(low);
-            out.push(" AND value < ");
+            out.push(&format!(" AND {col} < "));
             out.bind(high);
         }
         Prefix::Ne => {
-            out.push("(value < ");
+            out.push(&format!("({col} < "));
             out.bind(low);
-            out.push(" OR value >= ");
+            out.push(&format!(" OR {col} >= "));
             out.bind(high);
             out.push(")");
         }
         Prefix::Gt | Prefix::Sa => {
-            out.push("value > ");
+            out.push(&format!("{col} > "));
             out.bind(value);
         }
         Prefix::Lt | Prefix::Eb => {
-            out.push("value < ");
+            out.push(&format!("{col} < "));
             out.bind(value);
         }
         Prefix::Ge => {
-            out.push("value >= ");
+            out.push(&format!("{col} >= "));
             out.bind(value);
         }
         Prefix::Le => {
-            out.push("value <= ");
+            out.push(&format!("{col} <= "));
             out.bind(value);
         }
     }
+}
+
+fn stored_rows(rows: Vec<Vec<SqlValue>>) -> Vec<Stored> {
+    rows.into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            Stored {
+                rid: it.next().and_then(|v| v.as_i64()).unwrap_or_default(),
+                resource_type: it
+                    .next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default(),
+                id: it
+                    .next()
+                    .and_then(SqlValue::into_string)
+                    .unwrap_or_default(),
+                version: it.next().and_then(|v| v.as_i64()).unwrap_or_default(),
+                last_updated: it.next().and_then(|v| v.as_i64()).unwrap_or_default(),
+                deleted: false,
+                body: it.next().and_then(SqlValue::into_string),
+            }
+        })
+        .collect()
+}
+
+/// `_include` and `_revinclude` for a page (then once more for `:iterate`), under the same
+/// access filter as the matches.
+fn includes(
+    tx: &mut Tx,
+    req: &SearchRequest,
+    matches: &[Stored],
+    access: Option<&AccessFilter>,
+) -> Result<Vec<Stored>, StoreError> {
+    if matches.is_empty() || (req.includes.is_empty() && req.revincludes.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let mut seen: std::collections::HashSet<i64> = matches.iter().map(|m| m.rid).collect();
+    let mut out: Vec<Stored> = Vec::new();
+    let mut round = |tx: &mut Tx,
+                     from: &[Stored],
+                     iterate: bool,
+                     out: &mut Vec<Stored>|
+     -> Result<(), StoreError> {
+        let mut found = Vec::new();
+        for inc in req
+            .includes
+            .iter()
+            .filter(|i| i.iterate == iterate || !iterate)
+        {
+            found.extend(include_targets(tx, inc, from, access)?);
+        }
+        for inc in req
+            .revincludes
+            .iter()
+            .filter(|i| i.iterate == iterate || !iterate)
+        {
+            found.extend(revinclude_sources(tx, inc, from, access)?);
+        }
+        for s in found {
+            if out.len() >= MAX_INCLUDED {
+                break;
+            }
+            if seen.insert(s.rid) {
+                out.push(s);
+            }
+        }
+        Ok(())
+    };
+    round(tx, matches, false, &mut out)?;
+    if req
+        .includes
+        .iter()
+        .chain(&req.revincludes)
+        .any(|i| i.iterate)
+        && !out.is_empty()
+    {
+        let first: Vec<Stored> = out.clone();
+        round(tx, &first, true, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn include_targets(
+    tx: &mut Tx,
+    inc: &Include,
+    from: &[Stored],
+    access: Option<&AccessFilter>,
+) -> Result<Vec<Stored>, StoreError> {
+    let rids: Vec<i64> = from
+        .iter()
+        .filter(|s| s.resource_type == inc.source_type)
+        .map(|s| s.rid)
+        .collect();
+    if rids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = Sql::default();
+    q.push("SELECT DISTINCT t.rid, t.rtype, t.id, t.version, t.last_updated, t.body FROM idx_reference i JOIN resources t ON t.rtype = i.target_type AND t.id = i.target_id WHERE i.rid IN (");
+    for (n, rid) in rids.iter().enumerate() {
+        if n > 0 {
+            q.push(", ");
+        }
+        q.bind(*rid);
+    }
+    q.push(")");
+    if let Some(p) = &inc.param {
+        q.push(" AND i.param = ");
+        q.bind(p.as_str());
+    }
+    if let Some(t) = &inc.target_type {
+        q.push(" AND i.target_type = ");
+        q.bind(t.as_str());
+    }
+    q.push(" AND t.deleted = 0");
+    q.access(access, "t");
+    q.push(" ORDER BY t.rid LIMIT ");
+    q.bind(MAX_INCLUDED as i64);
+    Ok(stored_rows(tx.conn().query(&q.text, &q.params)?))
+}
+
+fn revinclude_sources(
+    tx: &mut Tx,
+    inc: &Include,
+    from: &[Stored],
+    access: Option<&AccessFilter>,
+) -> Result<Vec<Stored>, StoreError> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for s in from {
+        if inc
+            .target_type
+            .as_deref()
+            .is_none_or(|t| t == s.resource_type)
+        {
+            by_type
+                .entry(s.resource_type.as_str())
+                .or_default()
+                .push(s.id.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    for (target_type, ids) in by_type {
+        let mut q = Sql::default();
+        q.push("SELECT t.rid, t.rtype, t.id, t.version, t.last_updated, t.body FROM resources t WHERE t.rtype = ");
+        q.bind(inc.source_type.as_str());
+        q.push(" AND t.deleted = 0 AND t.rid IN (SELECT rid FROM idx_reference WHERE rtype = ");
+        q.bind(inc.source_type.as_str());
+        if let Some(p) = &inc.param {
+            q.push(" AND param = ");
+            q.bind(p.as_str());
+        }
+        q.push(" AND target_type = ");
+        q.bind(target_type);
+        q.push(" AND target_id IN (");
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                q.push(", ");
+            }
+            q.bind(*id);
+        }
+        q.push("))");
+        q.access(access, "t");
+        q.push(" ORDER BY t.rid LIMIT ");
+        q.bind(MAX_INCLUDED as i64);
+        out.extend(stored_rows(tx.conn().query(&q.text, &q.params)?));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! search.
 
 use fhir::primitive::format_instant;
-use fhir::search::{IndexEntry, IndexValue, SearchRequest};
+use fhir::search::{CompositeValue, IndexEntry, IndexValue, SearchRequest};
 use serde_json::{Value, json};
 
 use crate::db::{Conn, Dialect, Row, SqlValue};
@@ -78,6 +78,8 @@ pub struct HistoryPage {
 #[derive(Debug, Clone)]
 pub struct SearchPage {
     pub matches: Vec<Stored>,
+    /// What `_include`/`_revinclude` added.
+    pub included: Vec<Stored>,
     pub next_cursor: Option<String>,
     pub total: Option<i64>,
 }
@@ -441,6 +443,52 @@ impl<'c> Tx<'c> {
                     "INSERT INTO idx_uri (rid, rtype, param, value) VALUES (?, ?, ?, ?)",
                     vec![value.as_str().into()],
                 ),
+                IndexValue::Composite {
+                    a_system,
+                    a_code,
+                    b,
+                } => {
+                    let (bs, bc, bn, bl, bh, bt) = match b {
+                        CompositeValue::Token { system, code } => {
+                            (system.as_deref(), code.as_deref(), None, None, None, None)
+                        }
+                        CompositeValue::Quantity {
+                            value,
+                            system,
+                            code,
+                        } => (
+                            system.as_deref(),
+                            code.as_deref(),
+                            Some(*value),
+                            None,
+                            None,
+                            None,
+                        ),
+                        CompositeValue::Date { low, high } => {
+                            (None, None, None, Some(*low), Some(*high), None)
+                        }
+                        CompositeValue::String { norm } => {
+                            (None, None, None, None, None, Some(norm.as_str()))
+                        }
+                    };
+                    (
+                        "INSERT INTO idx_composite (rid, rtype, param, a_system, a_code, b_system, b_code, b_num, b_low, b_high, b_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        vec![
+                            a_system.as_deref().into(),
+                            a_code.as_deref().into(),
+                            bs.into(),
+                            bc.into(),
+                            bn.map(SqlValue::Real).unwrap_or(SqlValue::Null),
+                            bl.map(SqlValue::Int).unwrap_or(SqlValue::Null),
+                            bh.map(SqlValue::Int).unwrap_or(SqlValue::Null),
+                            bt.into(),
+                        ],
+                    )
+                }
+                IndexValue::Geo { lat, lng } => (
+                    "INSERT INTO idx_geo (rid, rtype, param, lat, lng) VALUES (?, ?, ?, ?, ?)",
+                    vec![(*lat).into(), (*lng).into()],
+                ),
             };
             let mut params = head.to_vec();
             params.extend(tail);
@@ -476,7 +524,7 @@ impl<'c> Tx<'c> {
         if let Some(f) = filter {
             sql.push_str(&format!(
                 " AND h.rid IN (SELECT r.rid FROM resources r WHERE {})",
-                f.sql
+                f.on("r")
             ));
             params.extend(f.params.iter().cloned());
         }
@@ -608,6 +656,8 @@ pub const INDEX_TABLES: &[&str] = &[
     "idx_number",
     "idx_quantity",
     "idx_uri",
+    "idx_composite",
+    "idx_geo",
 ];
 
 pub(crate) fn stored_from(resource_type: &str, id: &str, r: Row) -> Stored {

@@ -53,6 +53,38 @@ pub enum IndexValue {
     Uri {
         value: String,
     },
+    /// A pair of a composite parameter, matched together (`code-value-quantity`).
+    Composite {
+        a_system: Option<String>,
+        a_code: Option<String>,
+        b: CompositeValue,
+    },
+    /// A position, for `near`.
+    Geo {
+        lat: f64,
+        lng: f64,
+    },
+}
+
+/// The second part of a composite pair.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompositeValue {
+    Token {
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Quantity {
+        value: f64,
+        system: Option<String>,
+        code: Option<String>,
+    },
+    Date {
+        low: i64,
+        high: i64,
+    },
+    String {
+        norm: String,
+    },
 }
 
 /// The longest string kept in an index row; longer values are truncated (prefix search still
@@ -70,6 +102,27 @@ pub fn extract(registry: &Registry, resource: &Value) -> Vec<IndexEntry> {
             continue;
         }
         let start = out.len();
+        if param.kind == ParamType::Composite {
+            composite_values(param, resource, &mut out);
+            dedup_tail(&mut out, start);
+            continue;
+        }
+        if param.kind == ParamType::Special {
+            for item in fhirpath::evaluate(&param.expression, resource) {
+                if let Item::Node { value, .. } = item
+                    && let (Some(lat), Some(lng)) = (
+                        value.get("latitude").and_then(number),
+                        value.get("longitude").and_then(number),
+                    )
+                {
+                    out.push(IndexEntry {
+                        param: param.code.clone(),
+                        value: IndexValue::Geo { lat, lng },
+                    });
+                }
+            }
+            continue;
+        }
         for item in fhirpath::evaluate(&param.expression, resource) {
             index_item(param.kind, &item, &mut |value| {
                 out.push(IndexEntry {
@@ -81,6 +134,77 @@ pub fn extract(registry: &Registry, resource: &Value) -> Vec<IndexEntry> {
         dedup_tail(&mut out, start);
     }
     out
+}
+
+/// Every (first part, second part) pair found under each item of the composite's expression.
+fn composite_values(
+    param: &super::registry::SearchParam,
+    resource: &Value,
+    out: &mut Vec<IndexEntry>,
+) {
+    let [first, second] = param.components.as_slice() else {
+        return;
+    };
+    for item in fhirpath::evaluate(&param.expression, resource) {
+        let mut a_values = Vec::new();
+        for a in fhirpath::evaluate_relative(&first.expression, &item, resource) {
+            index_item(first.kind, &a, &mut |v| a_values.push(v));
+        }
+        let mut b_values = Vec::new();
+        for b in fhirpath::evaluate_relative(&second.expression, &item, resource) {
+            index_item(second.kind, &b, &mut |v| b_values.push(v));
+        }
+        for a in &a_values {
+            let (a_system, a_code) = match a {
+                IndexValue::Token { system, code, .. } => (system.clone(), code.clone()),
+                IndexValue::Reference {
+                    target_type,
+                    target_id,
+                    url,
+                } => (
+                    None,
+                    match (target_type, target_id) {
+                        (Some(t), Some(i)) => Some(format!("{t}/{i}")),
+                        _ => url.clone(),
+                    },
+                ),
+                _ => continue,
+            };
+            for b in &b_values {
+                let b = match b {
+                    IndexValue::Token { system, code, .. } => CompositeValue::Token {
+                        system: system.clone(),
+                        code: code.clone(),
+                    },
+                    IndexValue::Quantity {
+                        value,
+                        system,
+                        code,
+                    } => CompositeValue::Quantity {
+                        value: *value,
+                        system: system.clone(),
+                        code: code.clone(),
+                    },
+                    IndexValue::Date { low, high } => CompositeValue::Date {
+                        low: *low,
+                        high: *high,
+                    },
+                    IndexValue::String { norm, .. } => {
+                        CompositeValue::String { norm: norm.clone() }
+                    }
+                    _ => continue,
+                };
+                out.push(IndexEntry {
+                    param: param.code.clone(),
+                    value: IndexValue::Composite {
+                        a_system: a_system.clone(),
+                        a_code: a_code.clone(),
+                        b,
+                    },
+                });
+            }
+        }
+    }
 }
 
 fn dedup_tail(out: &mut Vec<IndexEntry>, start: usize) {

@@ -5,9 +5,9 @@ pub mod normalize;
 pub mod query;
 pub mod registry;
 
-pub use index::{IndexEntry, IndexValue, extract};
+pub use index::{CompositeValue, IndexEntry, IndexValue, extract};
 pub use query::{
-    Clause, Modifier, ParseOptions, Prefix, SearchRequest, SearchValue, SortColumn, SortKey,
-    Summary, SystemMatch, TotalMode, parse_search,
+    Chain, Clause, Has, Include, Modifier, ParseOptions, Prefix, SearchRequest, SearchValue,
+    SortColumn, SortKey, Summary, SystemMatch, TotalMode, parse_search,
 };
 pub use registry::{Column, ParamType, Registry, SearchParam, registry};

@@ -29,6 +29,21 @@ pub struct SearchRequest {
     pub applied: Vec<(String, String)>,
     /// Parameters ignored under `Prefer: handling=lenient`.
     pub ignored: Vec<String>,
+    /// `_include` (resources the matches refer to).
+    pub includes: Vec<Include>,
+    /// `_revinclude` (resources that refer to the matches).
+    pub revincludes: Vec<Include>,
+}
+
+/// `_include=Observation:subject:Patient` / `_revinclude=Provenance:target` (`:iterate` to
+/// apply it once more to what was included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Include {
+    pub source_type: String,
+    /// The reference parameter; `None` for `*` (all of them).
+    pub param: Option<String>,
+    pub target_type: Option<String>,
+    pub iterate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +70,15 @@ pub struct SortKey {
     pub descending: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SortColumn {
     Id,
     LastUpdated,
+    /// A search parameter's indexed value (the lowest ascending, the highest descending).
+    Param {
+        code: String,
+        kind: ParamType,
+    },
 }
 
 /// One parameter occurrence: `name:modifier=v1,v2`.
@@ -69,6 +89,40 @@ pub struct Clause {
     pub column: Column,
     pub modifier: Modifier,
     pub values: Vec<SearchValue>,
+    /// `subject:Patient.name=x`: follow the reference; the condition is the inner clause.
+    pub chain: Option<Box<Chain>>,
+    /// `_has:Observation:patient:code=x`: resources referred to by matching ones.
+    pub has: Option<Box<Has>>,
+}
+
+/// A chained parameter's next hop: for each type the reference may point at, the clause
+/// that type must satisfy.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub targets: Vec<(String, Clause)>,
+}
+
+/// Reverse chaining: resources of `source_type` whose `reference_param` points here and that
+/// satisfy `clause`.
+#[derive(Debug, Clone)]
+pub struct Has {
+    pub source_type: String,
+    pub reference_param: String,
+    pub clause: Clause,
+}
+
+impl Clause {
+    fn simple(param: &SearchParam, modifier: Modifier, values: Vec<SearchValue>) -> Clause {
+        Clause {
+            param: param.code.clone(),
+            kind: param.kind,
+            column: param.column,
+            modifier,
+            values,
+            chain: None,
+            has: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +203,18 @@ pub enum SearchValue {
     Id(String),
     /// For `:missing`.
     Missing(bool),
+    /// `near=lat|lng|distance|unit`, the distance in kilometres.
+    Near {
+        lat: f64,
+        lng: f64,
+        distance_km: f64,
+    },
+    /// A composite pair: the first part (a token, or a reference as `Type/id`), then the second.
+    Composite {
+        system: SystemMatch,
+        code: String,
+        second: Box<SearchValue>,
+    },
 }
 
 /// What the caller tells the parser.
@@ -177,6 +243,8 @@ pub fn parse_search(
         cursor: None,
         applied: Vec::new(),
         ignored: Vec::new(),
+        includes: Vec::new(),
+        revincludes: Vec::new(),
     };
     let mut issues = Vec::new();
     for (name, value) in params {
@@ -268,7 +336,7 @@ fn parse_one(
             return true;
         }
         "_sort" => {
-            for key in value.split(',') {
+            for key in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
                 let (descending, code) = match key.strip_prefix('-') {
                     Some(c) => (true, c),
                     None => (false, key),
@@ -276,16 +344,50 @@ fn parse_one(
                 let column = match code {
                     "_id" => SortColumn::Id,
                     "_lastUpdated" => SortColumn::LastUpdated,
-                    other => {
-                        if opts.lenient {
-                            req.ignored.push(format!("_sort={other}"));
+                    other => match registry.param(&req.resource_type, other) {
+                        Some(p)
+                            if matches!(
+                                p.kind,
+                                ParamType::String
+                                    | ParamType::Token
+                                    | ParamType::Date
+                                    | ParamType::Number
+                                    | ParamType::Quantity
+                                    | ParamType::Reference
+                                    | ParamType::Uri
+                            ) =>
+                        {
+                            SortColumn::Param {
+                                code: p.code.clone(),
+                                kind: p.kind,
+                            }
+                        }
+                        _ => {
+                            if opts.lenient {
+                                req.ignored.push(format!("_sort={other}"));
+                                continue;
+                            }
+                            issues.push(bad(name, IssueType::NotSupported, format!("cannot sort {} by '{other}': it is not a sortable search parameter of the type", req.resource_type)));
                             continue;
                         }
-                        issues.push(bad(name, IssueType::NotSupported, format!("sorting by '{other}' is not supported yet; _sort accepts _id and _lastUpdated")));
-                        continue;
-                    }
+                    },
                 };
                 req.sort.push(SortKey { column, descending });
+            }
+            return true;
+        }
+        "_include" | "_include:iterate" | "_revinclude" | "_revinclude:iterate" => {
+            let iterate = name.ends_with(":iterate");
+            let reverse = name.starts_with("_revinclude");
+            match parse_include(registry, &req.resource_type, value, iterate, reverse) {
+                Ok(inc) => {
+                    if reverse {
+                        req.revincludes.push(inc)
+                    } else {
+                        req.includes.push(inc)
+                    }
+                }
+                Err(msg) => issues.push(bad(name, IssueType::Value, msg)),
             }
             return true;
         }
@@ -296,63 +398,261 @@ fn parse_one(
         "_format" | "_pretty" => return false,
         _ => {}
     }
+    match parse_clause(registry, &req.resource_type, name, value, opts, 0) {
+        Ok(clause) => {
+            req.clauses.push(clause);
+            true
+        }
+        Err(ClauseError::Unknown(why)) => {
+            if opts.lenient {
+                req.ignored.push(name.to_string());
+                return false;
+            }
+            let kind = if name.starts_with('_') {
+                IssueType::NotSupported
+            } else {
+                IssueType::NotFound
+            };
+            issues.push(bad(name, kind, why));
+            false
+        }
+        Err(ClauseError::Bad(kind, why)) => {
+            issues.push(bad(name, kind, why));
+            false
+        }
+    }
+}
+
+enum ClauseError {
+    /// No such parameter (ignored when lenient).
+    Unknown(String),
+    Bad(IssueType, String),
+}
+
+/// The deepest chain or `_has` nesting accepted.
+const MAX_CHAIN: usize = 3;
+
+/// Parses `name=value` for `rt`: a plain parameter, a chain (`subject:Patient.name`) or a
+/// reverse chain (`_has:Observation:patient:code`).
+fn parse_clause(
+    registry: &Registry,
+    rt: &str,
+    name: &str,
+    value: &str,
+    opts: &ParseOptions,
+    depth: usize,
+) -> Result<Clause, ClauseError> {
+    if depth > MAX_CHAIN {
+        return Err(ClauseError::Bad(
+            IssueType::TooCostly,
+            format!("chains are limited to {MAX_CHAIN} links"),
+        ));
+    }
+    if let Some(rest) = name.strip_prefix("_has:") {
+        let mut parts = rest.splitn(3, ':');
+        let (Some(source), Some(reference), Some(inner)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ClauseError::Bad(
+                IssueType::Invalid,
+                format!(
+                    "'{name}' is not a reverse chain: use _has:Type:reference-parameter:parameter=value"
+                ),
+            ));
+        };
+        if !registry.supports(source) {
+            return Err(ClauseError::Bad(
+                IssueType::NotSupported,
+                format!("_has names '{source}', which is not a supported resource type"),
+            ));
+        }
+        let Some(rp) = registry
+            .param(source, reference)
+            .filter(|p| p.kind == ParamType::Reference)
+        else {
+            return Err(ClauseError::Bad(
+                IssueType::Invalid,
+                format!("'{reference}' is not a reference parameter of {source}"),
+            ));
+        };
+        if !rp.targets.is_empty() && !rp.targets.iter().any(|t| t == rt) {
+            return Err(ClauseError::Bad(
+                IssueType::Invalid,
+                format!("{source}.{reference} cannot refer to a {rt}"),
+            ));
+        }
+        let clause = parse_clause(registry, source, inner, value, opts, depth + 1)?;
+        return Ok(Clause {
+            param: "_has".into(),
+            kind: ParamType::Reference,
+            column: Column::Index,
+            modifier: Modifier::None,
+            values: Vec::new(),
+            chain: None,
+            has: Some(Box::new(Has {
+                source_type: source.to_string(),
+                reference_param: reference.to_string(),
+                clause,
+            })),
+        });
+    }
+    if let Some((head, rest)) = name.split_once('.') {
+        let (code, type_modifier) = match head.split_once(':') {
+            Some((c, t)) => (c, Some(t)),
+            None => (head, None),
+        };
+        let Some(param) = registry.param(rt, code) else {
+            return Err(ClauseError::Unknown(format!(
+                "'{code}' is not a search parameter of {rt}"
+            )));
+        };
+        if param.kind != ParamType::Reference {
+            return Err(ClauseError::Bad(
+                IssueType::Invalid,
+                format!(
+                    "'{code}' is a {} parameter; only reference parameters can be chained",
+                    param.kind.code()
+                ),
+            ));
+        }
+        let candidates: Vec<String> = match type_modifier {
+            Some(t) if param.targets.iter().any(|x| x == t) || param.targets.is_empty() => {
+                vec![t.to_string()]
+            }
+            Some(t) => {
+                return Err(ClauseError::Bad(
+                    IssueType::Invalid,
+                    format!(
+                        "'{code}' cannot refer to a {t}; it refers to {}",
+                        param.targets.join(", ")
+                    ),
+                ));
+            }
+            None => param.targets.clone(),
+        };
+        let next_code = rest.split(['.', ':']).next().unwrap_or(rest);
+        let mut targets = Vec::new();
+        for t in candidates.iter().filter(|t| registry.supports(t)) {
+            if next_code != "_has" && registry.param(t, next_code).is_none() {
+                continue;
+            }
+            targets.push((
+                t.clone(),
+                parse_clause(registry, t, rest, value, opts, depth + 1)?,
+            ));
+        }
+        if targets.is_empty() {
+            return Err(ClauseError::Bad(
+                IssueType::Invalid,
+                format!(
+                    "none of the types '{code}' refers to ({}) has a search parameter '{next_code}'",
+                    candidates.join(", ")
+                ),
+            ));
+        }
+        let mut clause = Clause::simple(
+            param,
+            type_modifier
+                .map(|t| Modifier::Type(t.to_string()))
+                .unwrap_or(Modifier::None),
+            Vec::new(),
+        );
+        clause.chain = Some(Box::new(Chain { targets }));
+        return Ok(clause);
+    }
     let (code, modifier_text) = match name.split_once(':') {
         Some((c, m)) => (c, Some(m)),
         None => (name, None),
     };
-    let Some(param) = registry.param(&req.resource_type, code) else {
-        let why = if code.contains('.') || code.starts_with("_has") {
-            format!("chained and reverse-chained parameters ('{name}') are not supported yet")
-        } else if code.starts_with('_') {
+    let Some(param) = registry.param(rt, code) else {
+        let why = if code.starts_with('_') {
             format!("the parameter '{name}' is not supported")
         } else {
-            format!(
-                "'{code}' is not a search parameter of {}",
-                req.resource_type
-            )
+            format!("'{code}' is not a search parameter of {rt}")
         };
-        if opts.lenient {
-            req.ignored.push(name.to_string());
-            return false;
-        }
-        let kind = if code.starts_with('_') || code.contains('.') {
-            IssueType::NotSupported
-        } else {
-            IssueType::NotFound
-        };
-        issues.push(bad(name, kind, why));
-        return false;
+        return Err(ClauseError::Unknown(why));
     };
-    let modifier = match parse_modifier(param, modifier_text) {
-        Ok(m) => m,
-        Err(msg) => {
-            issues.push(bad(name, IssueType::NotSupported, msg));
-            return false;
-        }
-    };
+    let modifier = parse_modifier(param, modifier_text)
+        .map_err(|m| ClauseError::Bad(IssueType::NotSupported, m))?;
     if value.is_empty() {
-        issues.push(bad(
-            name,
+        return Err(ClauseError::Bad(
             IssueType::Value,
             format!("the parameter '{name}' has no value"),
         ));
-        return false;
     }
     let mut values = Vec::new();
     for raw in split_unescaped(value, ',') {
-        match parse_value(param, &modifier, &raw, opts) {
-            Ok(v) => values.push(v),
-            Err(msg) => issues.push(bad(name, IssueType::Value, msg)),
-        }
+        values.push(
+            parse_value(param, &modifier, &raw, opts)
+                .map_err(|m| ClauseError::Bad(IssueType::Value, m))?,
+        );
     }
-    req.clauses.push(Clause {
-        param: param.code.clone(),
-        kind: param.kind,
-        column: param.column,
-        modifier,
-        values,
-    });
-    true
+    Ok(Clause::simple(param, modifier, values))
+}
+
+fn parse_include(
+    registry: &Registry,
+    rt: &str,
+    value: &str,
+    iterate: bool,
+    reverse: bool,
+) -> Result<Include, String> {
+    if value == "*" && !reverse {
+        return Ok(Include {
+            source_type: rt.to_string(),
+            param: None,
+            target_type: None,
+            iterate,
+        });
+    }
+    let mut parts = value.split(':');
+    let source = parts.next().unwrap_or("");
+    let param = parts.next();
+    let target = parts.next();
+    if !registry.supports(source) {
+        return Err(format!(
+            "'{value}' does not start with a supported resource type (use Type:parameter[:TargetType])"
+        ));
+    }
+    if !reverse && !iterate && source != rt {
+        return Err(format!(
+            "_include={value} names {source}, but this search returns {rt} (use _include:iterate to follow included resources)"
+        ));
+    }
+    let param = match param {
+        None => {
+            return Err(format!(
+                "'{value}' needs a reference parameter: Type:parameter[:TargetType]"
+            ));
+        }
+        Some("*") => None,
+        Some(p) => {
+            let def = registry
+                .param(source, p)
+                .filter(|d| d.kind == ParamType::Reference)
+                .ok_or_else(|| format!("'{p}' is not a reference parameter of {source}"))?;
+            if let Some(t) = target
+                && !def.targets.is_empty()
+                && !def.targets.iter().any(|x| x == t)
+            {
+                return Err(format!("{source}.{p} cannot refer to a {t}"));
+            }
+            if reverse
+                && !def.targets.is_empty()
+                && !def.targets.iter().any(|x| x == rt)
+                && target.is_none()
+            {
+                return Err(format!("{source}.{p} cannot refer to a {rt}"));
+            }
+            Some(p.to_string())
+        }
+    };
+    Ok(Include {
+        source_type: source.to_string(),
+        param,
+        target_type: target.map(str::to_string),
+        iterate,
+    })
 }
 
 fn parse_modifier(param: &SearchParam, m: Option<&str>) -> Result<Modifier, String> {
@@ -479,6 +779,84 @@ fn parse_value(
         return Ok(SearchValue::Id(v));
     }
     match param.kind {
+        ParamType::Token if *modifier == Modifier::Text => {
+            Ok(SearchValue::Text(normalize_string(&unescape(raw))))
+        }
+        ParamType::Reference => parse_reference(param, modifier, &unescape(raw), opts),
+        ParamType::Uri => Ok(SearchValue::Uri(unescape(raw))),
+        ParamType::Composite => {
+            let [first, second] = param.components.as_slice() else {
+                return Err("this composite parameter is not supported".into());
+            };
+            let parts = split_unescaped(raw, '$');
+            let [a, b] = parts.as_slice() else {
+                return Err(format!(
+                    "'{raw}' is not a composite value: write first$second, like http://loinc.org|8480-6$gt100"
+                ));
+            };
+            let (system, code) = match first.kind {
+                ParamType::Reference => (SystemMatch::Any, unescape(a)),
+                _ => match typed_value(ParamType::Token, a)? {
+                    SearchValue::Token {
+                        system,
+                        code: Some(code),
+                    } => (system, code),
+                    _ => return Err(format!("the first part of '{raw}' needs a code")),
+                },
+            };
+            Ok(SearchValue::Composite {
+                system,
+                code,
+                second: Box::new(typed_value(second.kind, b)?),
+            })
+        }
+        ParamType::Special => parse_near(raw),
+        kind => typed_value(kind, raw),
+    }
+}
+
+/// `near=lat|lng|distance|unit`: units km (default), m, mi or [mi_i]; distance default 50 km.
+fn parse_near(raw: &str) -> Result<SearchValue, String> {
+    let parts = split_unescaped(raw, '|');
+    let bad = || {
+        format!(
+            "'{raw}' is not a position: use latitude|longitude|distance|unit, like 41.76|-72.68|20|mi"
+        )
+    };
+    let lat: f64 = parts.first().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let lng: f64 = parts.get(1).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lng) {
+        return Err(format!(
+            "'{raw}': latitude must be within ±90 and longitude within ±180"
+        ));
+    }
+    let distance: f64 = match parts.get(2).filter(|d| !d.is_empty()) {
+        Some(d) => d.parse().map_err(|_| bad())?,
+        None => 50.0,
+    };
+    if distance <= 0.0 || !distance.is_finite() {
+        return Err(format!("'{raw}': the distance must be positive"));
+    }
+    let factor = match parts.get(3).map(|u| u.as_str()).unwrap_or("km") {
+        "km" | "" => 1.0,
+        "m" => 0.001,
+        "mi" | "[mi_i]" | "mile" | "miles" => 1.609_344,
+        other => {
+            return Err(format!(
+                "'{other}' is not a distance unit this server knows (km, m, mi, [mi_i])"
+            ));
+        }
+    };
+    Ok(SearchValue::Near {
+        lat,
+        lng,
+        distance_km: distance * factor,
+    })
+}
+
+/// A value of a string, token, date, number or quantity parameter.
+fn typed_value(kind: ParamType, raw: &str) -> Result<SearchValue, String> {
+    match kind {
         ParamType::String => {
             let exact = unescape(raw);
             Ok(SearchValue::String {
@@ -487,9 +865,6 @@ fn parse_value(
             })
         }
         ParamType::Token => {
-            if *modifier == Modifier::Text {
-                return Ok(SearchValue::Text(normalize_string(&unescape(raw))));
-            }
             let parts = split_unescaped(raw, '|');
             match parts.as_slice() {
                 [code] => Ok(SearchValue::Token {
@@ -520,7 +895,6 @@ fn parse_value(
                 )),
             }
         }
-        ParamType::Reference => parse_reference(param, modifier, &unescape(raw), opts),
         ParamType::Date => {
             let (prefix, rest) = parse_prefix(raw);
             if raw.starts_with("ap") {
@@ -574,9 +948,7 @@ fn parse_value(
             })
         }
         ParamType::Uri => Ok(SearchValue::Uri(unescape(raw))),
-        ParamType::Composite | ParamType::Special => {
-            Err("this parameter type is not supported".into())
-        }
+        other => Err(format!("{} values are not supported here", other.code())),
     }
 }
 

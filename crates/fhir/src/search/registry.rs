@@ -55,7 +55,15 @@ pub struct ParamDefinition {
     #[serde(default)]
     pub target: Vec<String>,
     #[serde(default)]
-    pub component: Vec<String>,
+    pub component: Vec<ComponentDefinition>,
+}
+
+/// One component of a composite parameter: another parameter, and where it is read relative to
+/// the composite's own expression.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ComponentDefinition {
+    pub definition: String,
+    pub expression: String,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +103,26 @@ pub struct SearchParam {
     /// The resource types a reference parameter may point at.
     pub targets: Vec<String>,
     pub column: Column,
+    /// The two parts of a composite parameter (`code` and `value-quantity` of
+    /// `code-value-quantity`).
+    pub components: Vec<CompositePart>,
+}
+
+/// One part of a composite parameter.
+#[derive(Debug)]
+pub struct CompositePart {
+    pub code: String,
+    pub kind: ParamType,
+    /// Relative to the item the composite's expression selects.
+    pub expression: Expr,
+}
+
+/// Whether a composite's two parts are of types Continuum indexes together: a token or
+/// reference, then a token, quantity, date or string.
+fn composite_supported(parts: &[CompositePart]) -> bool {
+    matches!(parts, [a, b]
+        if matches!(a.kind, ParamType::Token | ParamType::Reference)
+            && matches!(b.kind, ParamType::Token | ParamType::Quantity | ParamType::Date | ParamType::String))
 }
 
 /// Parameter codes that R4 defines for a supported type but whose matching Continuum does not
@@ -121,9 +149,24 @@ impl Registry {
         }
         for def in all_definitions() {
             if def.expression.is_empty()
-                || matches!(def.kind, ParamType::Composite | ParamType::Special)
+                || (def.kind == ParamType::Special && def.code != "near")
                 || NOT_YET.contains(&def.code.as_str())
             {
+                continue;
+            }
+            let components: Vec<CompositePart> = def
+                .component
+                .iter()
+                .filter_map(|c| {
+                    let target = all_definitions().iter().find(|d| d.url == c.definition)?;
+                    Some(CompositePart {
+                        code: target.code.clone(),
+                        kind: target.kind,
+                        expression: fhirpath::compile(&c.expression).ok()?,
+                    })
+                })
+                .collect();
+            if def.kind == ParamType::Composite && !composite_supported(&components) {
                 continue;
             }
             let compiled = match fhirpath::compile(&def.expression) {
@@ -156,6 +199,14 @@ impl Registry {
                         expression,
                         targets: def.target.clone(),
                         column,
+                        components: components
+                            .iter()
+                            .map(|c| CompositePart {
+                                code: c.code.clone(),
+                                kind: c.kind,
+                                expression: c.expression.clone(),
+                            })
+                            .collect(),
                     },
                 );
             }

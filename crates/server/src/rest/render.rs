@@ -215,6 +215,14 @@ pub fn searchset(base: &str, req: &SearchRequest, page: &store::SearchPage) -> S
             trimmed.as_deref().unwrap_or(body)
         ));
     }
+    for m in &page.included {
+        let body = m.body.as_deref().unwrap_or("{}");
+        entries.push(format!(
+            "{{\"fullUrl\":{},\"resource\":{},\"search\":{{\"mode\":\"include\"}}}}",
+            json_str(&format!("{base}/{}/{}", m.resource_type, m.id)),
+            body
+        ));
+    }
     if !req.ignored.is_empty() {
         // the self link leaves out what was not used; an outcome entry says so in words
         let oo = operation_outcome(&[Issue::warning(

@@ -317,7 +317,10 @@ async fn paging_total_and_summary(app: TestApp) {
         app.create(json!({"resourceType": "Patient", "name": [{"family": format!("Page{i:02}")}]}))
             .await;
     }
-    let first = app.get("Patient?name=page&_count=10").await.json();
+    let first = app
+        .get("Patient?name=page&_count=10&_total=accurate")
+        .await
+        .json();
     assert_eq!(first["total"], 23);
     assert_eq!(first["entry"].as_array().unwrap().len(), 10);
     let mut seen = std::collections::HashSet::new();
