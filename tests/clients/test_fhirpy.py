@@ -88,6 +88,23 @@ def test_search_paging_and_count(client):
     assert one["name"][0]["given"] == ["N5"]
 
 
+def test_sort_include_and_count(client):
+    tag = uuid.uuid4().hex[:10]
+    births = ["2011-03-03", "2009-01-01", "2013-07-07", "2010-10-10"]
+    patients = []
+    for b in births:
+        p = client.resource("Patient", name=[{"family": f"Ord{tag}"}], birthDate=b)
+        p.save()
+        patients.append(p)
+    ordered = client.resources("Patient").search(family=f"Ord{tag}").sort("-birthdate").limit(3).fetch_all()
+    assert [p["birthDate"] for p in ordered] == sorted(births, reverse=True)
+    obs = client.resource("Observation", status="final", code={"text": "bmi"}, subject=patients[0].to_reference())
+    obs.save()
+    found = client.resources("Observation").search(subject=patients[0].id).include("Observation", "subject").fetch_raw()
+    assert sorted(e["search"]["mode"] for e in found["entry"]) == ["include", "match"]
+    assert client.resources("Patient").search(family=f"Ord{tag}").count() == 4
+
+
 def test_invalid_resource_is_refused(client):
     bad = client.resource("Patient", birthDate="2011-02-30")
     with pytest.raises(OperationOutcome) as err:

@@ -31,6 +31,26 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                     })
                 })
                 .collect();
+            let includes: Vec<String> = std::iter::once("*".to_string())
+                .chain(
+                    registry
+                        .params(rt)
+                        .filter(|p| p.kind == fhir::search::ParamType::Reference)
+                        .map(|p| format!("{rt}:{}", p.code)),
+                )
+                .collect();
+            let revincludes: Vec<String> = registry
+                .resource_types()
+                .flat_map(|src| {
+                    registry
+                        .params(src)
+                        .filter(|p| {
+                            p.kind == fhir::search::ParamType::Reference
+                                && (p.targets.is_empty() || p.targets.iter().any(|t| t == rt))
+                        })
+                        .map(move |p| format!("{src}:{}", p.code))
+                })
+                .collect();
             // AuditEvents are written by the server only
             let interactions: Vec<Value> = TYPE_INTERACTIONS
                 .iter()
@@ -54,6 +74,8 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
+                "searchInclude": includes,
+                "searchRevInclude": revincludes,
                 "searchParam": params,
             })
         })
@@ -70,7 +92,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb, uri (:below, :above), :missing on every type; _id, _lastUpdated, _count (max 1000), _total (fhirpy's _totalMethod is a synonym), _summary, _elements, _sort on _id and _lastUpdated; cursor paging via next links. Unknown parameters are an error unless 'Prefer: handling=lenient'.",
+            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb over partial dates and periods, uri (:below, :above), composite (first$second), :missing on every type; chained parameters (up to 3 links, e.g. subject:Patient.name) and _has reverse chains; _include and _revinclude (with :iterate, one more level); _sort on several parameters, _id and _lastUpdated (- for descending); Location?near=lat|lng|distance|unit ordered by distance; _id, _lastUpdated, _count (max 1000), _total=none|estimate|accurate (fhirpy's _totalMethod is a synonym; without it a total is given when the first page holds every match), _summary, _elements; cursor paging via next links that neither repeats nor skips under concurrent writes. Unknown parameters are an error unless 'Prefer: handling=lenient'. Every result is filtered by the caller's access rights, totals and includes included.",
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},
