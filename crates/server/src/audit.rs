@@ -166,7 +166,7 @@ pub async fn record_login(
         denied: !success,
         ..Default::default()
     };
-    let mut event = audit_event(&AuditFacts {
+    let event = audit_event(&AuditFacts {
         interaction: "login",
         subject_id,
         fhir_users: &[],
@@ -181,12 +181,7 @@ pub async fn record_login(
         query: None,
         now_ms: state.api.store().clock().now_ms(),
     });
-    if let Err(e) = state
-        .api
-        .store()
-        .write(move |tx| tx.append_audit(&mut event))
-        .await
-    {
+    if let Err(e) = state.api.store().append_audit(event).await {
         tracing::error!(error = %e, "could not record a login audit event");
     }
 }

@@ -317,6 +317,33 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             .collect())
     }
 
+    /// The compartment patients of many resources at once.
+    fn patients_of_rids(
+        &mut self,
+        rids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
+        let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for chunk in rids.chunks(500) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT rid, patient_id FROM compartments WHERE rid IN ({}) ORDER BY patient_id",
+                placeholders(chunk.len())
+            );
+            let params: Vec<SqlValue> = chunk.iter().map(|r| SqlValue::Int(*r)).collect();
+            for row in self.tx.conn().query(&sql, &params)? {
+                let mut it = row.into_iter();
+                if let (Some(rid), Some(SqlValue::Text(p))) =
+                    (it.next().and_then(|v| v.as_i64()), it.next())
+                {
+                    out.entry(rid).or_default().push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The current version if the caller may see it; `None` when absent or hidden.
     pub fn current(
         &mut self,
@@ -399,9 +426,16 @@ impl<'a, 'c> CallerTx<'a, 'c> {
 
     pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
         let page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
+        let rids: Vec<i64> = page
+            .matches
+            .iter()
+            .chain(&page.included)
+            .map(|m| m.rid)
+            .collect();
+        let mut patients = self.patients_of_rids(&rids)?;
         for m in page.matches.iter().chain(&page.included) {
-            let patients = self.patients_of_rid(m.rid)?;
-            self.note(&m.resource_type, &m.id, &patients);
+            let p = patients.remove(&m.rid).unwrap_or_default();
+            self.note(&m.resource_type, &m.id, &p);
         }
         Ok(page)
     }
@@ -690,19 +724,22 @@ fn load_context(tx: &mut Tx, subject: &Subject) -> Result<Context, StoreError> {
         }
     }
     ctx.consents = load_consents(tx, subject)?;
-    let rows = tx.conn().query(
-        "SELECT patient_id, expires_at FROM break_glass WHERE subject = ? AND expires_at > ?",
-        &[subject.id.as_str().into(), now.into()],
-    )?;
-    for r in rows {
-        let mut it = r.into_iter();
-        if let (Some(SqlValue::Text(p)), Some(exp)) =
-            (it.next(), it.next().and_then(|v| v.as_i64()))
-        {
-            ctx.break_glass.push(BreakGlass {
-                patient_id: p,
-                expires_ms: exp,
-            });
+    // only clinicians and coordinators can break the glass
+    if subject.grants.iter().any(|g| g.role.needs_organization()) {
+        let rows = tx.conn().query(
+            "SELECT patient_id, expires_at FROM break_glass WHERE subject = ? AND expires_at > ?",
+            &[subject.id.as_str().into(), now.into()],
+        )?;
+        for r in rows {
+            let mut it = r.into_iter();
+            if let (Some(SqlValue::Text(p)), Some(exp)) =
+                (it.next(), it.next().and_then(|v| v.as_i64()))
+            {
+                ctx.break_glass.push(BreakGlass {
+                    patient_id: p,
+                    expires_ms: exp,
+                });
+            }
         }
     }
     Ok(ctx)

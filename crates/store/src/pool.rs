@@ -90,6 +90,14 @@ struct Inner {
     readers: Sender<Job>,
     clock: Arc<dyn Clock>,
     description: String,
+    audit: AuditQueue,
+}
+
+/// AuditEvents waiting to be appended, flushed many per transaction (group commit).
+#[derive(Default)]
+struct AuditQueue {
+    pending: std::sync::Mutex<Vec<(serde_json::Value, oneshot::Sender<Result<(), StoreError>>)>>,
+    flushing: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -102,13 +110,13 @@ impl Store {
         let connections = opts.connections.max(1);
         match url {
             DatabaseUrl::Sqlite(path) => {
-                let mut writer = SqliteConn::open(path)?;
+                let mut writer = SqliteConn::open(path, 65536)?;
                 prepare_schema(&mut writer, opts.migrate)?;
                 let (wtx, wrx) = unbounded::<Job>();
                 spawn_worker("sqlite-writer".into(), Box::new(writer), wrx, None);
                 let (rtx, rrx) = unbounded::<Job>();
                 for i in 0..connections {
-                    let conn = SqliteConn::open(path)?;
+                    let conn = SqliteConn::open(path, 2048)?;
                     spawn_worker(
                         format!("sqlite-reader-{i}"),
                         Box::new(conn),
@@ -123,6 +131,7 @@ impl Store {
                         readers: rtx,
                         clock,
                         description: url.redacted(),
+                        audit: AuditQueue::default(),
                     }),
                 })
             }
@@ -162,6 +171,7 @@ impl Store {
                         readers: tx,
                         clock,
                         description: url.redacted(),
+                        audit: AuditQueue::default(),
                     }),
                 })
             }
@@ -229,6 +239,65 @@ impl Store {
     /// Units of work waiting for the writer and for readers.
     pub fn queue_depths(&self) -> (usize, usize) {
         (self.inner.writer.len(), self.inner.readers.len())
+    }
+
+    /// Appends an AuditEvent in its own transaction, shared with whatever other events are
+    /// waiting (group commit); resolves once it is committed.
+    pub async fn append_audit(&self, event: serde_json::Value) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .audit
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((event, reply));
+        if !self
+            .inner
+            .audit
+            .flushing
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let store = self.clone();
+            tokio::spawn(async move { store.flush_audit().await });
+        }
+        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    async fn flush_audit(&self) {
+        let inner = self.inner.clone();
+        let result = self
+            .write(move |tx| {
+                inner
+                    .audit
+                    .flushing
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                let batch = std::mem::take(
+                    &mut *inner
+                        .audit
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                let mut replies = Vec::with_capacity(batch.len());
+                for (mut event, reply) in batch {
+                    tx.append_audit(&mut event)?;
+                    replies.push(reply);
+                }
+                Ok::<_, StoreError>(replies)
+            })
+            .await;
+        match result {
+            Ok(replies) => {
+                for r in replies {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                // the batch was rolled back: everyone in it hears why (those drained by it are
+                // gone with the closure; they see `worker_gone`)
+                tracing::error!(error = %e, "appending a batch of audit events failed");
+            }
+        }
     }
 
     /// Whether the database answers.

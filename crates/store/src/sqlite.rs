@@ -13,8 +13,10 @@ pub struct SqliteConn {
 }
 
 impl SqliteConn {
-    /// Opens (creating if needed) the database file with Continuum's settings.
-    pub fn open(path: &Path) -> Result<SqliteConn, StoreError> {
+    /// Opens (creating if needed) the database file. `cache_kib` is the page cache: a reader's
+    /// cache is thrown away whenever another connection commits, so readers keep it small and
+    /// lean on the memory map and the OS page cache instead.
+    pub fn open(path: &Path, cache_kib: i64) -> Result<SqliteConn, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -35,9 +37,9 @@ impl SqliteConn {
              PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -65536;
              PRAGMA mmap_size = 268435456;",
         )?;
+        conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};"))?;
         conn.set_prepared_statement_cache_capacity(512);
         Ok(SqliteConn { conn })
     }

@@ -74,7 +74,13 @@ pub struct KeyRing {
     store: Store,
     keys: RwLock<Vec<KeyRecord>>,
     audience: String,
+    /// Tokens already verified, with their claims: a signature is checked once per token, not
+    /// once per request (expiry is still checked on every use).
+    verified: std::sync::Mutex<std::collections::HashMap<String, Claims>>,
 }
+
+/// How many verified tokens are remembered before the memory is cleared.
+const VERIFIED_CACHE: usize = 10_000;
 
 impl KeyRing {
     /// Loads the keys, creating the first one if there is none.
@@ -94,6 +100,7 @@ impl KeyRing {
             store,
             keys: RwLock::new(keys),
             audience,
+            verified: Default::default(),
         })
     }
 
@@ -126,6 +133,32 @@ impl KeyRing {
 
     /// Verifies a token's signature, expiry and audience.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if let Some(claims) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+        {
+            return if claims.exp + 30 < now {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims.clone())
+            };
+        }
+        let claims = self.verify_signature(token).await?;
+        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {

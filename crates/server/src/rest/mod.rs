@@ -243,17 +243,13 @@ impl FhirApi {
                     address: origin.address.clone(),
                     query: None,
                 };
-                let mut event = audit.event(
+                let event = audit.event(
                     &who.caller,
                     &AuditTrail::default(),
                     e.status,
                     self.store.clock().now_ms(),
                 );
-                if let Err(err) = self
-                    .store
-                    .write(move |tx| tx.append_audit(&mut event))
-                    .await
-                {
+                if let Err(err) = self.store.append_audit(event).await {
                     return FhirResponse::error(&ApiError::from(err), "invalid");
                 }
                 return FhirResponse::error(&e, "invalid");
@@ -359,12 +355,8 @@ impl FhirApi {
             Err(Failure { error, trail }) => (FhirResponse::error(&error, name), Some(trail)),
         };
         if let Some(trail) = trail_to_record {
-            let mut event = audit.event(&caller, &trail, resp.status, self.store.clock().now_ms());
-            if let Err(e) = self
-                .store
-                .write(move |tx| tx.append_audit(&mut event))
-                .await
-            {
+            let event = audit.event(&caller, &trail, resp.status, self.store.clock().now_ms());
+            if let Err(e) = self.store.append_audit(event).await {
                 tracing::error!(error = %e, "could not record the audit event; withholding the response");
                 resp = FhirResponse::error(&ApiError::from(e), name);
             }
