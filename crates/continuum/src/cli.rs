@@ -217,6 +217,10 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
     );
     let start = std::time::Instant::now();
     let totals = crate::import::import_files(&api, &files).await?;
+    api.store()
+        .analyze()
+        .await
+        .context("cannot refresh the planner statistics")?;
     let secs = start.elapsed().as_secs_f64();
     for r in totals.rejected.iter().take(20) {
         eprintln!("rejected {}: {}", r.origin, r.reason);

@@ -1,7 +1,7 @@
 //! Store errors: what failed in the database, classified so the HTTP edge can answer well.
 
 /// A storage failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule was broken by a concurrent writer (retry may succeed).
     #[error("conflicting concurrent write: {0}")]

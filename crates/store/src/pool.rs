@@ -17,7 +17,21 @@ use crate::postgres::PgConn;
 use crate::sqlite::SqliteConn;
 use crate::tx::Tx;
 
-type Job = Box<dyn FnOnce(&mut dyn Conn) + Send>;
+/// A unit of work for a worker thread.
+enum Job {
+    /// Runs on its own (a read in its own transaction, or maintenance).
+    Alone(Box<dyn FnOnce(&mut dyn Conn) + Send>),
+    /// A write: run inside a transaction the worker opens — possibly shared with other writes
+    /// (group commit), each in its own savepoint. Returns whether it succeeded, and what to do
+    /// once the transaction's fate is known.
+    Write(Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>),
+}
+
+/// Delivers a write's result once its transaction committed (or failed to).
+type Deferred = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// The most writes the SQLite writer commits together.
+const GROUP_COMMIT: usize = 64;
 
 /// Where the data lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +124,11 @@ impl Store {
         let connections = opts.connections.max(1);
         match url {
             DatabaseUrl::Sqlite(path) => {
-                let mut writer = SqliteConn::open(path, 65536)?;
+                let mut writer = SqliteConn::open(path, 8192)?;
                 prepare_schema(&mut writer, opts.migrate)?;
+                // planner statistics: without them SQLite scans a whole type instead of
+                // looking resources up by the index rows a search selects
+                writer.batch("PRAGMA optimize=0x10002")?;
                 let (wtx, wrx) = unbounded::<Job>();
                 spawn_worker("sqlite-writer".into(), Box::new(writer), wrx, None);
                 let (rtx, rrx) = unbounded::<Job>();
@@ -300,6 +317,16 @@ impl Store {
         }
     }
 
+    /// Refreshes the query planner's statistics (after a bulk load).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |conn: &mut dyn Conn| {
+            let _ = reply.send(conn.batch("ANALYZE"));
+        }));
+        let _ = self.inner.writer.send(job);
+        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|tx| tx.ping()).await
@@ -313,10 +340,24 @@ impl Store {
     {
         let (reply, rx) = oneshot::channel();
         let clock = self.inner.clock.clone();
-        let job: Job = Box::new(move |conn: &mut dyn Conn| {
-            let result = run_transaction(conn, write, clock.as_ref(), f);
-            let _ = reply.send(result);
-        });
+        let job = if write {
+            Job::Write(Box::new(move |conn: &mut dyn Conn| {
+                let result = run_unit(conn, true, clock.as_ref(), f);
+                let ok = result.is_ok();
+                let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
+                    let _ = reply.send(match committed {
+                        Ok(()) => result,
+                        Err(e) => result.and(Err(E::from(e))),
+                    });
+                });
+                (ok, deferred)
+            }))
+        } else {
+            Job::Alone(Box::new(move |conn: &mut dyn Conn| {
+                let result = run_transaction(conn, false, clock.as_ref(), f);
+                let _ = reply.send(result);
+            }))
+        };
         let channel = if write {
             &self.inner.writer
         } else {
@@ -355,6 +396,109 @@ fn prepare_schema(conn: &mut dyn Conn, migrate: bool) -> Result<(), StoreError> 
         )));
     }
     Ok(())
+}
+
+/// Runs a unit of work inside a transaction someone else opened and will end.
+fn run_unit<R, E, F>(conn: &mut dyn Conn, write: bool, clock: &dyn Clock, f: F) -> Result<R, E>
+where
+    E: From<StoreError>,
+    F: FnOnce(&mut Tx) -> Result<R, E>,
+{
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut tx = Tx::new(conn, clock, write);
+        f(&mut tx)
+    }));
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "a database unit of work panicked; rolled back");
+            Err(E::from(StoreError::Sql(format!("internal error: {what}"))))
+        }
+    }
+}
+
+/// Runs a batch of writes in one transaction, each in a savepoint so that one's failure undoes
+/// only its own work; then tells each the transaction's outcome.
+fn run_writes(
+    conn: &mut dyn Conn,
+    batch: Vec<Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>>,
+) {
+    let begin = match conn.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    if let Err(e) = conn.batch(begin) {
+        // report to every write: nothing ran
+        let _ = conn.batch("ROLLBACK");
+        for job in batch {
+            let (_, deferred) = job(&mut FailingConn(e.clone()));
+            deferred(Err(e.clone()));
+        }
+        return;
+    }
+    let single = batch.len() == 1;
+    let mut deferred = Vec::with_capacity(batch.len());
+    let mut any_ok = false;
+    for (i, job) in batch.into_iter().enumerate() {
+        let name = format!("unit{i}");
+        if !single && conn.batch(&format!("SAVEPOINT {name}")).is_err() {
+            let (_, d) = job(&mut FailingConn(StoreError::Sql(
+                "could not start a savepoint".into(),
+            )));
+            deferred.push(d);
+            continue;
+        }
+        let (ok, d) = job(conn);
+        if !single {
+            if !ok {
+                let _ = conn.batch(&format!("ROLLBACK TO SAVEPOINT {name}"));
+            }
+            let _ = conn.batch(&format!("RELEASE SAVEPOINT {name}"));
+        }
+        any_ok |= ok;
+        deferred.push(d);
+    }
+    let outcome = if single && !any_ok {
+        conn.batch("ROLLBACK")
+    } else {
+        match conn.batch("COMMIT") {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    };
+    for d in deferred {
+        d(outcome.clone());
+    }
+}
+
+/// A connection that refuses everything (for reporting a failure to a write that never ran).
+struct FailingConn(StoreError);
+
+impl Conn for FailingConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+    fn execute(&mut self, _: &str, _: &[crate::db::SqlValue]) -> Result<u64, StoreError> {
+        Err(self.0.clone())
+    }
+    fn query(
+        &mut self,
+        _: &str,
+        _: &[crate::db::SqlValue],
+    ) -> Result<Vec<crate::db::Row>, StoreError> {
+        Err(self.0.clone())
+    }
+    fn batch(&mut self, _: &str) -> Result<(), StoreError> {
+        Err(self.0.clone())
+    }
 }
 
 fn run_transaction<R, E, F>(
@@ -412,8 +556,43 @@ fn spawn_worker(
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
+            let mut done: u64 = 0;
+            let group = if name == "sqlite-writer" {
+                GROUP_COMMIT
+            } else {
+                1
+            };
             while let Ok(job) = jobs.recv() {
-                job(conn.as_mut());
+                match job {
+                    Job::Alone(f) => f(conn.as_mut()),
+                    Job::Write(first) => {
+                        let mut batch = vec![first];
+                        let mut later = None;
+                        while batch.len() < group {
+                            match jobs.try_recv() {
+                                Ok(Job::Write(w)) => batch.push(w),
+                                Ok(other) => {
+                                    later = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        done += batch.len() as u64;
+                        run_writes(conn.as_mut(), batch);
+                        if let Some(Job::Alone(f)) = later {
+                            f(conn.as_mut());
+                        } else if let Some(Job::Write(w)) = later {
+                            run_writes(conn.as_mut(), vec![w]);
+                        }
+                    }
+                }
+                // keep the planner's statistics fresh as the data grows (SQLite analyses only
+                // the tables that changed enough; PostgreSQL has autovacuum for this)
+                if done >= 5000 && name == "sqlite-writer" {
+                    done = 0;
+                    let _ = conn.batch("PRAGMA optimize");
+                }
                 if let Some(url) = &pg_url
                     && conn.is_broken()
                 {
