@@ -392,9 +392,11 @@ impl<'c> Tx<'c> {
         rtype: &str,
         entries: &[IndexEntry],
     ) -> Result<(), StoreError> {
+        // rows grouped by table, written as multi-row INSERTs (far fewer statements)
+        let mut groups: Vec<(&'static str, usize, Vec<SqlValue>)> = Vec::new();
         for e in entries {
             let head = [SqlValue::Int(rid), rtype.into(), e.param.as_str().into()];
-            let (sql, tail): (&str, Vec<SqlValue>) = match &e.value {
+            let (sql, tail): (&'static str, Vec<SqlValue>) = match &e.value {
                 IndexValue::String { norm, exact } => (
                     "INSERT INTO idx_string (rid, rtype, param, norm, exact) VALUES (?, ?, ?, ?, ?)",
                     vec![norm.as_str().into(), exact.as_str().into()],
@@ -490,9 +492,25 @@ impl<'c> Tx<'c> {
                     vec![(*lat).into(), (*lng).into()],
                 ),
             };
-            let mut params = head.to_vec();
-            params.extend(tail);
-            self.conn.execute(sql, &params)?;
+            let width = head.len() + tail.len();
+            let prefix = sql.split(" VALUES ").next().unwrap_or(sql);
+            let i = match groups.iter().position(|(p, _, _)| *p == prefix) {
+                Some(i) => i,
+                None => {
+                    groups.push((prefix, width, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[i].2.extend(head);
+            groups[i].2.extend(tail);
+        }
+        for (prefix, width, values) in groups {
+            for chunk in values.chunks(width * MAX_ROWS_PER_INSERT) {
+                let rows = chunk.len() / width;
+                let one = format!("({})", vec!["?"; width].join(", "));
+                let sql = format!("{prefix} VALUES {}", vec![one; rows].join(", "));
+                self.conn.execute(&sql, chunk)?;
+            }
         }
         Ok(())
     }
@@ -646,6 +664,9 @@ impl<'c> Tx<'c> {
         search_sql::run(self, req)
     }
 }
+
+/// Index rows per INSERT statement.
+const MAX_ROWS_PER_INSERT: usize = 16;
 
 /// The search index tables, one per parameter type.
 pub const INDEX_TABLES: &[&str] = &[
