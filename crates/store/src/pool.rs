@@ -134,9 +134,16 @@ impl Store {
                 // checkpoints copy the WAL back into the database file; done by the writer at
                 // commit time they cost it a fifth of its time, so a separate thread does them
                 writer.batch("PRAGMA wal_autocheckpoint = 0")?;
-                let checkpointer = spawn_checkpointer(SqliteConn::open(path, 1024)?);
+                let wal = Arc::new(WalState::default());
+                let checkpointer = spawn_checkpointer(SqliteConn::open(path, 1024)?, wal.clone());
                 let (wtx, wrx) = unbounded::<Job>();
-                spawn_worker("sqlite-writer".into(), Box::new(writer), wrx, None);
+                spawn_worker(
+                    "sqlite-writer".into(),
+                    Box::new(writer),
+                    wrx,
+                    None,
+                    Some(wal),
+                );
                 let (rtx, rrx) = unbounded::<Job>();
                 for i in 0..connections {
                     let conn = SqliteConn::open(path, 2048)?;
@@ -144,6 +151,7 @@ impl Store {
                         format!("sqlite-reader-{i}"),
                         Box::new(conn),
                         rrx.clone(),
+                        None,
                         None,
                     );
                 }
@@ -186,6 +194,7 @@ impl Store {
                         Box::new(conn),
                         rx.clone(),
                         Some(u.clone()),
+                        None,
                     );
                 }
                 Ok(Store {
@@ -555,15 +564,26 @@ where
     }
 }
 
+/// The write-ahead log's state as the checkpoint thread last saw it: frames in the log, and
+/// frames already copied into the database file.
+#[derive(Default)]
+struct WalState {
+    log: std::sync::atomic::AtomicI64,
+    copied: std::sync::atomic::AtomicI64,
+}
+
+/// Frames (of 4 KiB) past which the writer rewinds the log once it has been copied.
+const WAL_REWIND_FRAMES: i64 = 16_384;
+
 /// Copies the write-ahead log back into the database file in the background (PASSIVE: never
-/// waits for readers or the writer), and truncates it when it has grown large and is idle.
-/// It stops when the store is dropped (the returned sender with it).
-fn spawn_checkpointer(mut conn: SqliteConn) -> Sender<()> {
+/// waits for readers or the writer). Only the writer can rewind the log (a checkpointer waiting
+/// for it would starve under constant writes), so it reads `WalState` after each batch and
+/// rewinds when the log is large and already copied. Stops when the store is dropped.
+fn spawn_checkpointer(mut conn: SqliteConn, state: Arc<WalState>) -> Sender<()> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
-            let mut quiet_rounds = 0u32;
             loop {
                 match stopped.recv_timeout(std::time::Duration::from_millis(200)) {
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -573,7 +593,7 @@ fn spawn_checkpointer(mut conn: SqliteConn) -> Sender<()> {
                 let Ok(rows) = conn.query("PRAGMA wal_checkpoint(PASSIVE)", &[]) else {
                     continue;
                 };
-                let (log, done) = rows
+                let (log, copied) = rows
                     .first()
                     .map(|r| {
                         (
@@ -582,10 +602,10 @@ fn spawn_checkpointer(mut conn: SqliteConn) -> Sender<()> {
                         )
                     })
                     .unwrap_or((0, 0));
-                quiet_rounds = if log == done { quiet_rounds + 1 } else { 0 };
-                if log > 50_000 && quiet_rounds >= 3 {
-                    let _ = conn.batch("PRAGMA wal_checkpoint(TRUNCATE)");
-                }
+                state.log.store(log, std::sync::atomic::Ordering::Relaxed);
+                state
+                    .copied
+                    .store(copied, std::sync::atomic::Ordering::Relaxed);
             }
         })
         .expect("spawn the checkpoint thread");
@@ -597,6 +617,7 @@ fn spawn_worker(
     mut conn: Box<dyn Conn + Send>,
     jobs: Receiver<Job>,
     pg_url: Option<String>,
+    wal: Option<Arc<WalState>>,
 ) {
     std::thread::Builder::new()
         .name(name.clone())
@@ -630,6 +651,16 @@ fn spawn_worker(
                         } else if let Some(Job::Write(w)) = later {
                             run_writes(conn.as_mut(), vec![w]);
                         }
+                    }
+                }
+                // rewind a large write-ahead log once the checkpoint thread has copied it: a
+                // RESTART checkpoint then has little left to copy and only waits for readers
+                if let Some(w) = &wal {
+                    let log = w.log.load(std::sync::atomic::Ordering::Relaxed);
+                    let copied = w.copied.load(std::sync::atomic::Ordering::Relaxed);
+                    if log > WAL_REWIND_FRAMES && log - copied < 2_048 {
+                        let _ = conn.batch("PRAGMA wal_checkpoint(RESTART)");
+                        w.log.store(0, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 // keep the planner's statistics fresh as the data grows (SQLite analyses only
