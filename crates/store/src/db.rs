@@ -92,6 +92,11 @@ pub trait Conn {
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError>;
     /// Runs several statements without parameters (migrations, BEGIN/COMMIT).
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
+    /// Rows changed since the connection opened (to tell whether a failed unit of work wrote
+    /// anything); 0 where unknown.
+    fn total_changes(&self) -> u64 {
+        0
+    }
     /// Whether the connection is lost and must be replaced.
     fn is_broken(&self) -> bool {
         false

@@ -22,9 +22,12 @@ enum Job {
     /// Runs on its own (a read in its own transaction, or maintenance).
     Alone(Box<dyn FnOnce(&mut dyn Conn) + Send>),
     /// A write: run inside a transaction the worker opens — possibly shared with other writes
-    /// (group commit), each in its own savepoint. Returns whether it succeeded, and what to do
-    /// once the transaction's fate is known.
+    /// (group commit). Returns whether it succeeded, and what to do once the transaction's
+    /// fate is known.
     Write(Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>),
+    /// A write that may fail after writing part of its work (a transaction Bundle): it gets a
+    /// transaction of its own.
+    WriteAlone(Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>),
 }
 
 /// Delivers a write's result once its transaction committed (or failed to).
@@ -355,20 +358,47 @@ impl Store {
         E: From<StoreError> + Send + 'static,
         F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
     {
+        self.submit_as(write, false, f)
+    }
+
+    /// `write` for work that can fail half-way (many resources at once): it runs in a
+    /// transaction of its own rather than alongside other writes.
+    pub async fn write_alone<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
+        let rx = self.submit_as(true, true, f);
+        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+    }
+
+    fn submit_as<R, E, F>(&self, write: bool, alone: bool, f: F) -> oneshot::Receiver<Result<R, E>>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: FnOnce(&mut Tx) -> Result<R, E> + Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let clock = self.inner.clock.clone();
         let job = if write {
-            Job::Write(Box::new(move |conn: &mut dyn Conn| {
-                let result = run_unit(conn, true, clock.as_ref(), f);
-                let ok = result.is_ok();
-                let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
-                    let _ = reply.send(match committed {
-                        Ok(()) => result,
-                        Err(e) => result.and(Err(E::from(e))),
+            let unit: Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send> =
+                Box::new(move |conn: &mut dyn Conn| {
+                    let result = run_unit(conn, true, clock.as_ref(), f);
+                    let ok = result.is_ok();
+                    let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
+                        let _ = reply.send(match committed {
+                            Ok(()) => result,
+                            Err(e) => result.and(Err(E::from(e))),
+                        });
                     });
+                    (ok, deferred)
                 });
-                (ok, deferred)
-            }))
+            if alone {
+                Job::WriteAlone(unit)
+            } else {
+                Job::Write(unit)
+            }
         } else {
             Job::Alone(Box::new(move |conn: &mut dyn Conn| {
                 let result = run_transaction(conn, false, clock.as_ref(), f);
@@ -439,8 +469,7 @@ where
     }
 }
 
-/// Runs a batch of writes in one transaction, each in a savepoint so that one's failure undoes
-/// only its own work; then tells each the transaction's outcome.
+/// Runs a batch of writes in one transaction, then tells each the transaction's outcome.
 fn run_writes(
     conn: &mut dyn Conn,
     batch: Vec<Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>>,
@@ -458,29 +487,28 @@ fn run_writes(
         }
         return;
     }
-    let single = batch.len() == 1;
+    // No savepoint per unit (they cost a fifth of the writer's time): a unit that fails
+    // without having written anything leaves the transaction as it was; one that fails after
+    // writing (rare: storage errors) spoils the batch, which is then rolled back whole and
+    // every unit in it told to retry.
     let mut deferred = Vec::with_capacity(batch.len());
+    let mut spoiled = false;
     let mut any_ok = false;
-    for (i, job) in batch.into_iter().enumerate() {
-        let name = format!("unit{i}");
-        if !single && conn.batch(&format!("SAVEPOINT {name}")).is_err() {
-            let (_, d) = job(&mut FailingConn(StoreError::Sql(
-                "could not start a savepoint".into(),
-            )));
-            deferred.push(d);
-            continue;
-        }
+    for job in batch {
+        let before = conn.total_changes();
         let (ok, d) = job(conn);
-        if !single {
-            if !ok {
-                let _ = conn.batch(&format!("ROLLBACK TO SAVEPOINT {name}"));
-            }
-            let _ = conn.batch(&format!("RELEASE SAVEPOINT {name}"));
+        if !ok && conn.total_changes() != before {
+            spoiled = true;
         }
         any_ok |= ok;
         deferred.push(d);
     }
-    let outcome = if single && !any_ok {
+    let outcome = if spoiled {
+        let _ = conn.batch("ROLLBACK");
+        Err(StoreError::Conflict(
+            "a write failed half-way and took its group with it; retry".into(),
+        ))
+    } else if !any_ok {
         conn.batch("ROLLBACK")
     } else {
         match conn.batch("COMMIT") {
@@ -631,6 +659,7 @@ fn spawn_worker(
             while let Ok(job) = jobs.recv() {
                 match job {
                     Job::Alone(f) => f(conn.as_mut()),
+                    Job::WriteAlone(w) => run_writes(conn.as_mut(), vec![w]),
                     Job::Write(first) => {
                         let mut batch = vec![first];
                         let mut later = None;
@@ -646,10 +675,12 @@ fn spawn_worker(
                         }
                         done += batch.len() as u64;
                         run_writes(conn.as_mut(), batch);
-                        if let Some(Job::Alone(f)) = later {
-                            f(conn.as_mut());
-                        } else if let Some(Job::Write(w)) = later {
-                            run_writes(conn.as_mut(), vec![w]);
+                        match later {
+                            Some(Job::Alone(f)) => f(conn.as_mut()),
+                            Some(Job::Write(w) | Job::WriteAlone(w)) => {
+                                run_writes(conn.as_mut(), vec![w])
+                            }
+                            None => {}
                         }
                     }
                 }

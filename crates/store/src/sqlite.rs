@@ -97,4 +97,8 @@ impl Conn for SqliteConn {
         self.conn.execute_batch(sql)?;
         Ok(())
     }
+
+    fn total_changes(&self) -> u64 {
+        self.conn.total_changes()
+    }
 }

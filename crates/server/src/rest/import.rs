@@ -83,7 +83,7 @@ impl FhirApi {
         let caller = system_caller("cli:import");
         let stored = self
             .store()
-            .write(move |tx| {
+            .write_alone(move |tx| {
                 let mut n = 0;
                 let mut bound = store::CallerTx::bind(tx, &caller)?;
                 for (origin, rt, mut resource, index) in valid {
@@ -166,7 +166,7 @@ impl FhirApi {
         let caller = system_caller("cli:import");
         let outcome = self
             .store()
-            .write(move |tx| {
+            .write_alone(move |tx| {
                 let mut bound = store::CallerTx::bind(tx, &caller)?;
                 let outcome = execute::execute(&mut bound, &ctx, interaction)?;
                 let trail = std::mem::take(&mut bound.trail);

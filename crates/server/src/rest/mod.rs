@@ -306,23 +306,28 @@ impl FhirApi {
         let result: Result<(execute::Outcome, AuditTrail), Failure> = if interaction.writes() {
             let audit = audit.clone();
             let caller = caller.clone();
-            self.store
-                .write(move |tx| {
-                    let mut bound = CallerTx::bind(tx, &caller)?;
-                    match execute::execute(&mut bound, &ctx, interaction) {
-                        Ok(outcome) => {
-                            let trail = std::mem::take(&mut bound.trail);
-                            let mut event = audit.event(&caller, &trail, 200, bound.now());
-                            bound.raw().append_audit(&mut event)?;
-                            Ok((outcome, trail))
-                        }
-                        Err(error) => Err(Failure {
-                            error,
-                            trail: std::mem::take(&mut bound.trail),
-                        }),
+            // a Bundle can fail after writing part of itself: it gets a transaction of its own
+            let alone = matches!(interaction, Interaction::Bundle { .. });
+            let unit = move |tx: &mut store::Tx| {
+                let mut bound = CallerTx::bind(tx, &caller)?;
+                match execute::execute(&mut bound, &ctx, interaction) {
+                    Ok(outcome) => {
+                        let trail = std::mem::take(&mut bound.trail);
+                        let mut event = audit.event(&caller, &trail, 200, bound.now());
+                        bound.raw().append_audit(&mut event)?;
+                        Ok((outcome, trail))
                     }
-                })
-                .await
+                    Err(error) => Err(Failure {
+                        error,
+                        trail: std::mem::take(&mut bound.trail),
+                    }),
+                }
+            };
+            if alone {
+                self.store.write_alone(unit).await
+            } else {
+                self.store.write(unit).await
+            }
         } else {
             let caller = caller.clone();
             self.store
