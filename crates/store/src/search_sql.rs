@@ -57,22 +57,30 @@ pub(crate) fn run(tx: &mut Tx, req: &SearchRequest) -> Result<SearchPage, StoreE
     run_filtered(tx, req, None)
 }
 
+/// The query plan the engine picks for a search's page query (for `bench/`).
+pub(crate) fn explain(tx: &mut Tx, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
+    let (q, _, _) = page_query(req, None)?;
+    let prefix = match tx.dialect() {
+        crate::db::Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
+        crate::db::Dialect::Postgres => "EXPLAIN ",
+    };
+    let rows = tx.conn().query(&format!("{prefix}{}", q.text), &q.params)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.into_iter().filter_map(|v| match v {
+            SqlValue::Text(t) => Some(t),
+            _ => None,
+        }).collect::<Vec<_>>().join(" "))
+        .collect())
+}
+
 /// Runs a search with an access filter ANDed in, so matches, total, pages and includes agree.
 pub(crate) fn run_filtered(
     tx: &mut Tx,
     req: &SearchRequest,
     access: Option<&AccessFilter>,
 ) -> Result<SearchPage, StoreError> {
-    let mut filter = Sql::default();
-    filter.push("r.rtype = ");
-    filter.bind(req.resource_type.as_str());
-    filter.push(" AND r.deleted = 0");
-    for clause in &req.clauses {
-        filter.push(" AND ");
-        clause_sql(&mut filter, &req.resource_type, clause, "r", access);
-    }
-    filter.access(access, "r");
-
+    let filter = filter_sql(req, access);
     // counting can cost more than the page: only when asked for (or for `_count=0`); a
     // first page that is not full tells its total for free below
     let total = match (req.total, req.summary) {
@@ -91,12 +99,76 @@ pub(crate) fn run_filtered(
         });
     }
 
+    let (q, _keys, signature) = page_query(req, access)?;
+    let mut rows = tx.conn().query(&q.text, &q.params)?;
+    let more = rows.len() > req.count;
+    rows.truncate(req.count);
+    let total = total.or_else(|| {
+        (req.cursor.is_none() && !more && req.total != TotalMode::None).then_some(rows.len() as i64)
+    });
+    let mut last_keys: Vec<SqlValue> = Vec::new();
+    let matches: Vec<Stored> = rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            let rid = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+            let id = it
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            let version = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+            let last_updated = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+            let body = it.next().and_then(SqlValue::into_string);
+            last_keys = it.collect();
+            Stored {
+                rid,
+                resource_type: req.resource_type.clone(),
+                id,
+                version,
+                last_updated,
+                deleted: false,
+                body,
+            }
+        })
+        .collect();
+    let next_cursor = if more {
+        Some(encode_cursor(&signature, &last_keys))
+    } else {
+        None
+    };
+    let included = includes(tx, req, &matches, access)?;
+    Ok(SearchPage {
+        matches,
+        included,
+        next_cursor,
+        total,
+    })
+}
+
+/// The conditions every row of the search satisfies (matches, total and pages share them).
+fn filter_sql(req: &SearchRequest, access: Option<&AccessFilter>) -> Sql {
+    let mut filter = Sql::default();
+    filter.push("r.rtype = ");
+    filter.bind(req.resource_type.as_str());
+    filter.push(" AND r.deleted = 0");
+    for clause in &req.clauses {
+        filter.push(" AND ");
+        clause_sql(&mut filter, &req.resource_type, clause, "r", access);
+    }
+    filter.access(access, "r");
+
+    filter
+}
+
+/// The page query: the filter, the keyset condition of the cursor, the order and the limit.
+fn page_query(req: &SearchRequest, access: Option<&AccessFilter>) -> Result<(Sql, Vec<Key>, String), StoreError> {
     let keys = sort_keys(req);
     let signature: String = keys
         .iter()
         .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.name))
         .collect::<Vec<_>>()
         .join(",");
+    let filter = filter_sql(req, access);
     let mut q = Sql {
         aliases: filter.aliases,
         ..Default::default()
@@ -143,49 +215,7 @@ pub(crate) fn run_filtered(
     q.push(" LIMIT ");
     q.bind((req.count + 1) as i64);
 
-    let mut rows = tx.conn().query(&q.text, &q.params)?;
-    let more = rows.len() > req.count;
-    rows.truncate(req.count);
-    let total = total.or_else(|| {
-        (req.cursor.is_none() && !more && req.total != TotalMode::None).then_some(rows.len() as i64)
-    });
-    let mut last_keys: Vec<SqlValue> = Vec::new();
-    let matches: Vec<Stored> = rows
-        .into_iter()
-        .map(|r| {
-            let mut it = r.into_iter();
-            let rid = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let id = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
-            let version = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let last_updated = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let body = it.next().and_then(SqlValue::into_string);
-            last_keys = it.collect();
-            Stored {
-                rid,
-                resource_type: req.resource_type.clone(),
-                id,
-                version,
-                last_updated,
-                deleted: false,
-                body,
-            }
-        })
-        .collect();
-    let next_cursor = if more {
-        Some(encode_cursor(&signature, &last_keys))
-    } else {
-        None
-    };
-    let included = includes(tx, req, &matches, access)?;
-    Ok(SearchPage {
-        matches,
-        included,
-        next_cursor,
-        total,
-    })
+    Ok((q, keys, signature))
 }
 
 fn count(tx: &mut Tx, filter: &Sql) -> Result<i64, StoreError> {

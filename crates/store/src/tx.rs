@@ -661,6 +661,11 @@ impl<'c> Tx<'c> {
         Ok(out)
     }
 
+    /// The plan the engine picks for a search's page query (benchmarks and diagnostics).
+    pub fn explain_search(&mut self, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
+        search_sql::explain(self, req)
+    }
+
     /// Runs a parsed search.
     pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
         search_sql::run(self, req)
