@@ -22,12 +22,32 @@ const QUERIES: &[&str] = &[
 
 fn main() -> Result<(), StoreError> {
     let args: Vec<String> = std::env::args().collect();
-    let url = args.windows(2).find(|w| w[0] == "--database").map(|w| w[1].clone()).expect("--database URL");
-    let store = Store::open(&DatabaseUrl::parse(&url)?, &StoreOptions { connections: 1, migrate: false }, Arc::new(care::SystemClock))?;
+    let url = args
+        .windows(2)
+        .find(|w| w[0] == "--database")
+        .map(|w| w[1].clone())
+        .expect("--database URL");
+    let store = Store::open(
+        &DatabaseUrl::parse(&url)?,
+        &StoreOptions {
+            connections: 1,
+            migrate: false,
+        },
+        Arc::new(care::SystemClock),
+    )?;
     for q in QUERIES {
         let (rt, query) = q.split_once('?').expect("a search");
         let pairs: Vec<(String, String)> = form_pairs(query);
-        let req = parse_search(registry(), rt, &pairs, &ParseOptions { lenient: false, base_url: "" }).expect("a valid search");
+        let req = parse_search(
+            registry(),
+            rt,
+            &pairs,
+            &ParseOptions {
+                lenient: false,
+                base_url: "",
+            },
+        )
+        .expect("a valid search");
         let plan = store.read_blocking(move |tx| tx.explain_search(&req))?;
         println!("### `{q}`\n```");
         for line in plan {
@@ -39,5 +59,8 @@ fn main() -> Result<(), StoreError> {
 }
 
 fn form_pairs(q: &str) -> Vec<(String, String)> {
-    q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

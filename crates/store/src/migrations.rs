@@ -193,6 +193,25 @@ CREATE INDEX idx_geo_lookup ON idx_geo (rtype, param, lat, lng);
 CREATE INDEX idx_geo_rid ON idx_geo (rid);
 "#,
     },
+    Migration {
+        version: 4,
+        name: "date ranges split by width; resources in id order per type",
+        // A date row spanning at most WIDE_DATE_MS is `narrow`: a bound on its `high` bounds
+        // its `low` too, so any date condition becomes one range on (param, wide=0, low).
+        // The few wide rows (long periods) are found by either end.
+        sql: r#"
+ALTER TABLE idx_date ADD COLUMN wide BIGINT NOT NULL DEFAULT 0;
+UPDATE idx_date SET wide = 1 WHERE high - low > 31708800000;
+DROP INDEX idx_date_low;
+DROP INDEX idx_date_high;
+CREATE INDEX idx_date_low ON idx_date (rtype, param, wide, low);
+CREATE INDEX idx_date_high ON idx_date (rtype, param, wide, high);
+CREATE INDEX resources_type_rid ON resources (rtype, deleted, rid);
+DROP INDEX idx_reference_target;
+DROP INDEX idx_reference_url;
+CREATE INDEX idx_reference_url ON idx_reference (rtype, param, url) WHERE url IS NOT NULL;
+"#,
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -20,18 +20,27 @@ use crate::tx::Tx;
 /// A unit of work for a worker thread.
 enum Job {
     /// Runs on its own (a read in its own transaction, or maintenance).
-    Alone(Box<dyn FnOnce(&mut dyn Conn) + Send>),
+    Alone(AloneUnit),
     /// A write: run inside a transaction the worker opens — possibly shared with other writes
     /// (group commit). Returns whether it succeeded, and what to do once the transaction's
     /// fate is known.
-    Write(Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>),
+    Write(WriteUnit),
     /// A write that may fail after writing part of its work (a transaction Bundle): it gets a
     /// transaction of its own.
-    WriteAlone(Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>),
+    WriteAlone(WriteUnit),
 }
 
 /// Delivers a write's result once its transaction committed (or failed to).
 type Deferred = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A read or maintenance task run on a worker's connection.
+type AloneUnit = Box<dyn FnOnce(&mut dyn Conn) + Send>;
+
+/// A write run inside the writer's open transaction: whether it succeeded, and its delivery.
+type WriteUnit = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>;
+
+/// An AuditEvent waiting to be appended, and who waits for it to be committed.
+type PendingAudit = (serde_json::Value, oneshot::Sender<Result<(), StoreError>>);
 
 /// The most writes the SQLite writer commits together.
 const GROUP_COMMIT: usize = 64;
@@ -115,7 +124,7 @@ struct Inner {
 /// AuditEvents waiting to be appended, flushed many per transaction (group commit).
 #[derive(Default)]
 struct AuditQueue {
-    pending: std::sync::Mutex<Vec<(serde_json::Value, oneshot::Sender<Result<(), StoreError>>)>>,
+    pending: std::sync::Mutex<Vec<PendingAudit>>,
     flushing: std::sync::atomic::AtomicBool,
 }
 
@@ -129,7 +138,7 @@ impl Store {
         let connections = opts.connections.max(1);
         match url {
             DatabaseUrl::Sqlite(path) => {
-                let mut writer = SqliteConn::open(path, 8192)?;
+                let mut writer = SqliteConn::open(path, 65536)?;
                 prepare_schema(&mut writer, opts.migrate)?;
                 // planner statistics: without them SQLite scans a whole type instead of
                 // looking resources up by the index rows a search selects
@@ -382,18 +391,17 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         let clock = self.inner.clock.clone();
         let job = if write {
-            let unit: Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send> =
-                Box::new(move |conn: &mut dyn Conn| {
-                    let result = run_unit(conn, true, clock.as_ref(), f);
-                    let ok = result.is_ok();
-                    let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
-                        let _ = reply.send(match committed {
-                            Ok(()) => result,
-                            Err(e) => result.and(Err(E::from(e))),
-                        });
+            let unit: WriteUnit = Box::new(move |conn: &mut dyn Conn| {
+                let result = run_unit(conn, true, clock.as_ref(), f);
+                let ok = result.is_ok();
+                let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
+                    let _ = reply.send(match committed {
+                        Ok(()) => result,
+                        Err(e) => result.and(Err(E::from(e))),
                     });
-                    (ok, deferred)
                 });
+                (ok, deferred)
+            });
             if alone {
                 Job::WriteAlone(unit)
             } else {
@@ -470,10 +478,7 @@ where
 }
 
 /// Runs a batch of writes in one transaction, then tells each the transaction's outcome.
-fn run_writes(
-    conn: &mut dyn Conn,
-    batch: Vec<Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>>,
-) {
+fn run_writes(conn: &mut dyn Conn, batch: Vec<WriteUnit>) {
     let begin = match conn.dialect() {
         Dialect::Sqlite => "BEGIN IMMEDIATE",
         Dialect::Postgres => "BEGIN",

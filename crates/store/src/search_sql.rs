@@ -21,12 +21,26 @@ use crate::tx::{SearchPage, Stored, Tx};
 /// The most resources `_include`/`_revinclude` add to one page.
 const MAX_INCLUDED: usize = 1000;
 
+/// Date index rows spanning more than this (367 days: a year-precision date is still narrow)
+/// are `wide`; a bound on a narrow row's end bounds its start as well.
+pub(crate) const WIDE_DATE_MS: i64 = 367 * 86_400_000;
+
+/// A condition matching more index rows than this is not selective: a default-ordered page is
+/// then found by walking the type's resources in order and testing each (it stops after one
+/// page), instead of collecting every match first. Measured on SQLite: collecting 837 matches
+/// to return 20 took 890 µs, walking and testing 170 µs.
+const SELECTIVE_ROWS: i64 = 300;
+
 /// SQL text under construction with its parameters.
 #[derive(Default)]
 struct Sql {
     text: String,
     params: Vec<SqlValue>,
     aliases: usize,
+    /// Written for SQLite, whose planner is told which index a per-resource test uses
+    /// (its statistics are averages: a location with a thousand appointments looks like one
+    /// with two).
+    sqlite: bool,
 }
 
 impl Sql {
@@ -59,7 +73,9 @@ pub(crate) fn run(tx: &mut Tx, req: &SearchRequest) -> Result<SearchPage, StoreE
 
 /// The query plan the engine picks for a search's page query (for `bench/`).
 pub(crate) fn explain(tx: &mut Tx, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
-    let (q, _, _) = page_query(req, None)?;
+    let conds = conditions(req);
+    let plan = plan(tx, req, &conds)?;
+    let (q, _, _) = page_query(req, &conds, &plan, tx.dialect(), None)?;
     let prefix = match tx.dialect() {
         crate::db::Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
         crate::db::Dialect::Postgres => "EXPLAIN ",
@@ -67,10 +83,15 @@ pub(crate) fn explain(tx: &mut Tx, req: &SearchRequest) -> Result<Vec<String>, S
     let rows = tx.conn().query(&format!("{prefix}{}", q.text), &q.params)?;
     Ok(rows
         .into_iter()
-        .map(|r| r.into_iter().filter_map(|v| match v {
-            SqlValue::Text(t) => Some(t),
-            _ => None,
-        }).collect::<Vec<_>>().join(" "))
+        .map(|r| {
+            r.into_iter()
+                .filter_map(|v| match v {
+                    SqlValue::Text(t) => Some(t),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect())
 }
 
@@ -80,15 +101,21 @@ pub(crate) fn run_filtered(
     req: &SearchRequest,
     access: Option<&AccessFilter>,
 ) -> Result<SearchPage, StoreError> {
-    let filter = filter_sql(req, access);
+    let conds = conditions(req);
+    let plan = plan(tx, req, &conds)?;
     // counting can cost more than the page: only when asked for (or for `_count=0`); a
     // first page that is not full tells its total for free below
-    let total = match (req.total, req.summary) {
-        (_, Summary::Count) | (TotalMode::Accurate | TotalMode::Estimate, _) => {
-            Some(count(tx, &filter)?)
-        }
-        (TotalMode::Auto, _) if req.count == 0 => Some(count(tx, &filter)?),
-        _ => None,
+    let counted = matches!(
+        (req.total, req.summary),
+        (_, Summary::Count) | (TotalMode::Accurate | TotalMode::Estimate, _)
+    ) || (req.total == TotalMode::Auto && req.count == 0);
+    let total = if counted {
+        Some(count(
+            tx,
+            &filter_sql(req, &conds, plan.driver, tx.dialect(), access),
+        )?)
+    } else {
+        None
     };
     if req.summary == Summary::Count || req.count == 0 {
         return Ok(SearchPage {
@@ -99,7 +126,7 @@ pub(crate) fn run_filtered(
         });
     }
 
-    let (q, _keys, signature) = page_query(req, access)?;
+    let (q, _keys, signature) = page_query(req, &conds, &plan, tx.dialect(), access)?;
     let mut rows = tx.conn().query(&q.text, &q.params)?;
     let more = rows.len() > req.count;
     rows.truncate(req.count);
@@ -145,32 +172,308 @@ pub(crate) fn run_filtered(
     })
 }
 
-/// The conditions every row of the search satisfies (matches, total and pages share them).
-fn filter_sql(req: &SearchRequest, access: Option<&AccessFilter>) -> Sql {
-    let mut filter = Sql::default();
+/// One top-level condition of a search.
+enum Cond<'a> {
+    Clause(&'a Clause),
+    /// Several one-value date conditions on a single-valued parameter (`birthdate=ge…&
+    /// birthdate=lt…`): every resource has at most one row for it, so they are tested on the
+    /// same row, which turns two half-open ranges into one bounded range.
+    Dates {
+        param: &'a str,
+        values: Vec<(Prefix, i64, i64)>,
+    },
+}
+
+impl Cond<'_> {
+    /// Whether the condition is a positive test on one index table (it can drive the query).
+    fn drives(&self) -> bool {
+        match self {
+            Cond::Dates { .. } => true,
+            Cond::Clause(c) => {
+                c.column == Column::Index
+                    && c.chain.is_none()
+                    && c.has.is_none()
+                    && !matches!(c.modifier, Modifier::Not | Modifier::Missing(_))
+            }
+        }
+    }
+}
+
+fn conditions(req: &SearchRequest) -> Vec<Cond<'_>> {
+    let registry = fhir::search::registry();
+    let mergeable = |c: &Clause| {
+        c.column == Column::Index
+            && c.kind == ParamType::Date
+            && c.chain.is_none()
+            && c.has.is_none()
+            && c.modifier == Modifier::None
+            && c.values.len() == 1
+            && matches!(c.values[0], SearchValue::Date { .. })
+            && registry
+                .param(&req.resource_type, &c.param)
+                .is_some_and(|p| p.single_valued)
+    };
+    let mut out: Vec<Cond> = Vec::new();
+    for clause in &req.clauses {
+        let SearchValue::Date { prefix, range } = clause
+            .values
+            .first()
+            .unwrap_or(&SearchValue::Missing(false))
+        else {
+            out.push(Cond::Clause(clause));
+            continue;
+        };
+        if !mergeable(clause) {
+            out.push(Cond::Clause(clause));
+            continue;
+        }
+        let value = (*prefix, range.low, range.high);
+        let earlier = out.iter_mut().position(|c| match c {
+            Cond::Dates { param, .. } => *param == clause.param,
+            Cond::Clause(c) => mergeable(c) && c.param == clause.param,
+        });
+        match earlier {
+            Some(i) => match &mut out[i] {
+                Cond::Dates { values, .. } => values.push(value),
+                Cond::Clause(first) => {
+                    let SearchValue::Date { prefix, range } = &first.values[0] else {
+                        unreachable!("mergeable clauses hold one date")
+                    };
+                    out[i] = Cond::Dates {
+                        param: &clause.param,
+                        values: vec![(*prefix, range.low, range.high), value],
+                    };
+                }
+            },
+            None => out.push(Cond::Clause(clause)),
+        }
+    }
+    out
+}
+
+/// How the conditions are put together: which one is collected first (the driver, tested
+/// with `IN`; the others are tested per resource with `EXISTS`), or whether the page is found
+/// by walking the type's resources in id order.
+struct Plan {
+    driver: Option<usize>,
+    scan: bool,
+}
+
+/// Chooses the driver by counting (up to a limit) the index rows each condition matches.
+fn plan(tx: &mut Tx, req: &SearchRequest, conds: &[Cond]) -> Result<Plan, StoreError> {
+    let candidates: Vec<usize> = (0..conds.len()).filter(|&i| conds[i].drives()).collect();
+    // `_id`, chains and `_has` are selective in practice and tested with IN: they drive
+    let others_drive = conds.iter().any(|c| match c {
+        Cond::Clause(c) => {
+            (c.column == Column::Id
+                && c.modifier != Modifier::Not
+                && !matches!(c.modifier, Modifier::Missing(_)))
+                || c.chain.is_some()
+                || c.has.is_some()
+        }
+        Cond::Dates { .. } => false,
+    });
+    if candidates.is_empty() || others_drive {
+        return Ok(Plan {
+            driver: None,
+            scan: false,
+        });
+    }
+    let rid_order = req.sort.is_empty()
+        && !conds.iter().any(|c| matches!(c, Cond::Clause(c) if c.values.iter().any(|v| matches!(v, SearchValue::Near { .. }))));
+    if candidates.len() == 1 && !rid_order {
+        return Ok(Plan {
+            driver: Some(candidates[0]),
+            scan: false,
+        });
+    }
+    let mut best: Option<(usize, i64)> = None;
+    for &i in &candidates {
+        let mut q = Sql::default();
+        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ");
+        index_from(&mut q, &req.resource_type, &conds[i]);
+        q.push(" LIMIT ");
+        q.bind(SELECTIVE_ROWS + 1);
+        q.push(") p");
+        let rows = tx.conn().query(&q.text, &q.params)?;
+        let n = rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(SqlValue::as_i64)
+            .unwrap_or(0);
+        if best.is_none_or(|(_, m)| n < m) {
+            best = Some((i, n));
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    let (driver, n) = best.expect("at least one candidate");
+    Ok(Plan {
+        driver: Some(driver),
+        scan: rid_order && n > SELECTIVE_ROWS,
+    })
+}
+
+/// `{table} WHERE rtype = ? AND param = ? AND (…)` for a positive index condition.
+fn index_from(out: &mut Sql, rtype: &str, cond: &Cond) {
+    let (t, param) = match cond {
+        Cond::Dates { param, .. } => ("idx_date", *param),
+        Cond::Clause(c) => (table(c.kind), c.param.as_str()),
+    };
+    out.push(t);
+    out.push(" WHERE rtype = ");
+    out.bind(rtype);
+    out.push(" AND param = ");
+    out.bind(param);
+    index_body(out, cond);
+}
+
+/// The value test of an index condition (` AND (…)`), on the index table's bare columns.
+fn index_body(out: &mut Sql, cond: &Cond) {
+    match cond {
+        Cond::Dates { values, .. } => {
+            let mut bounds = DateBounds::default();
+            for (prefix, sl, sh) in values {
+                out.push(" AND ");
+                date_predicate(*prefix, *sl, *sh, "low", "high", out);
+                bounds = bounds.and(DateBounds::implied(*prefix, *sl, *sh));
+            }
+            bounds.sql(out);
+        }
+        Cond::Clause(clause) => {
+            if !matches!(clause.modifier, Modifier::Missing(_)) {
+                out.push(" AND (");
+                for (i, v) in clause.values.iter().enumerate() {
+                    if i > 0 {
+                        out.push(" OR ");
+                    }
+                    out.push("(");
+                    value_predicate(&clause.modifier, v, out);
+                    out.push(")");
+                }
+                out.push(")");
+            }
+        }
+    }
+}
+
+/// How an index condition is tied to the resource row.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `r.rid IN (SELECT rid …)`: collected once.
+    In,
+    /// `EXISTS (SELECT 1 … WHERE rid = r.rid …)`: tested per resource.
+    Exists,
+}
+
+/// A test on one index table for the resource row aliased `a`.
+fn index_test(out: &mut Sql, rtype: &str, cond: &Cond, a: &str, negate: bool, mode: Mode) {
+    let not = if negate { "NOT " } else { "" };
+    match mode {
+        Mode::In => {
+            out.push(&format!("{a}.rid {not}IN (SELECT rid FROM "));
+            index_from(out, rtype, cond);
+        }
+        Mode::Exists => {
+            let x = out.alias();
+            let (t, param) = match cond {
+                Cond::Dates { param, .. } => ("idx_date", *param),
+                Cond::Clause(c) => (table(c.kind), c.param.as_str()),
+            };
+            let hint = if out.sqlite {
+                format!(" INDEXED BY {t}_rid")
+            } else {
+                String::new()
+            };
+            out.push(&format!(
+                "{not}EXISTS (SELECT 1 FROM {t} {x}{hint} WHERE {x}.rid = {a}.rid AND {x}.rtype = "
+            ));
+            out.bind(rtype);
+            out.push(&format!(" AND {x}.param = "));
+            out.bind(param);
+            index_body(out, cond);
+        }
+    }
+    out.push(")");
+}
+
+/// The conditions every row of the search satisfies (matches, total and pages share them):
+/// the driver (if any) with `IN`, the other index conditions with `EXISTS`.
+fn filter_sql(
+    req: &SearchRequest,
+    conds: &[Cond],
+    driver: Option<usize>,
+    dialect: crate::db::Dialect,
+    access: Option<&AccessFilter>,
+) -> Sql {
+    let mut filter = Sql {
+        sqlite: dialect == crate::db::Dialect::Sqlite,
+        ..Default::default()
+    };
     filter.push("r.rtype = ");
     filter.bind(req.resource_type.as_str());
     filter.push(" AND r.deleted = 0");
-    for clause in &req.clauses {
+    for (i, cond) in conds.iter().enumerate() {
         filter.push(" AND ");
-        clause_sql(&mut filter, &req.resource_type, clause, "r", access);
+        let mode = if Some(i) == driver {
+            Mode::In
+        } else {
+            Mode::Exists
+        };
+        match cond {
+            Cond::Clause(clause)
+                if clause.column == Column::Index
+                    && clause.chain.is_none()
+                    && clause.has.is_none() =>
+            {
+                let negate = negated(clause);
+                index_test(&mut filter, &req.resource_type, cond, "r", negate, mode);
+            }
+            Cond::Clause(clause) => {
+                clause_sql(&mut filter, &req.resource_type, clause, "r", access)
+            }
+            Cond::Dates { .. } => {
+                index_test(&mut filter, &req.resource_type, cond, "r", false, mode)
+            }
+        }
     }
     filter.access(access, "r");
 
     filter
 }
 
+/// Whether an index clause selects the resources that have no matching row.
+fn negated(clause: &Clause) -> bool {
+    match &clause.modifier {
+        Modifier::Not => true,
+        Modifier::Missing(_) => clause
+            .values
+            .iter()
+            .all(|v| *v == SearchValue::Missing(true)),
+        _ => false,
+    }
+}
+
 /// The page query: the filter, the keyset condition of the cursor, the order and the limit.
-fn page_query(req: &SearchRequest, access: Option<&AccessFilter>) -> Result<(Sql, Vec<Key>, String), StoreError> {
+fn page_query(
+    req: &SearchRequest,
+    conds: &[Cond],
+    plan: &Plan,
+    dialect: crate::db::Dialect,
+    access: Option<&AccessFilter>,
+) -> Result<(Sql, Vec<Key>, String), StoreError> {
     let keys = sort_keys(req);
     let signature: String = keys
         .iter()
         .map(|k| format!("{}{}", if k.descending { "-" } else { "" }, k.name))
         .collect::<Vec<_>>()
         .join(",");
-    let filter = filter_sql(req, access);
+    let driver = if plan.scan { None } else { plan.driver };
+    let filter = filter_sql(req, conds, driver, dialect, access);
     let mut q = Sql {
         aliases: filter.aliases,
+        sqlite: filter.sqlite,
         ..Default::default()
     };
     q.push("SELECT r.rid, r.id, r.version, r.last_updated, r.body");
@@ -178,7 +481,12 @@ fn page_query(req: &SearchRequest, access: Option<&AccessFilter>) -> Result<(Sql
         q.push(", ");
         k.expr(&mut q);
     }
-    q.push(" FROM resources r WHERE ");
+    q.push(" FROM resources r ");
+    if plan.scan && dialect == crate::db::Dialect::Sqlite {
+        // walk the type's resources in id order and stop after a page
+        q.push("INDEXED BY resources_type_rid ");
+    }
+    q.push("WHERE ");
     q.push(&filter.text);
     q.params.extend(filter.params.iter().cloned());
     if let Some(cursor) = &req.cursor {
@@ -536,35 +844,14 @@ fn clause_sql(out: &mut Sql, rtype: &str, clause: &Clause, a: &str, access: Opti
             out.push(")");
         }
         Column::Index => {
-            let t = table(clause.kind);
-            let negate = match &clause.modifier {
-                Modifier::Not => true,
-                Modifier::Missing(_) => clause
-                    .values
-                    .iter()
-                    .all(|v| *v == SearchValue::Missing(true)),
-                _ => false,
-            };
-            out.push(&format!(
-                "{a}.rid {}IN (SELECT rid FROM {t} WHERE rtype = ",
-                if negate { "NOT " } else { "" }
-            ));
-            out.bind(rtype);
-            out.push(" AND param = ");
-            out.bind(clause.param.as_str());
-            if !matches!(clause.modifier, Modifier::Missing(_)) {
-                out.push(" AND (");
-                for (i, v) in clause.values.iter().enumerate() {
-                    if i > 0 {
-                        out.push(" OR ");
-                    }
-                    out.push("(");
-                    value_predicate(&clause.modifier, v, out);
-                    out.push(")");
-                }
-                out.push(")");
-            }
-            out.push(")");
+            index_test(
+                out,
+                rtype,
+                &Cond::Clause(clause),
+                a,
+                negated(clause),
+                Mode::In,
+            );
         }
     }
 }
@@ -645,7 +932,10 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
     match v {
         SearchValue::String { norm, exact } => match modifier {
             Modifier::Exact => {
-                out.push("exact = ");
+                // the stored `norm` is the normalised exact value: equality uses the index
+                out.push("norm = ");
+                out.bind(fhir::search::index::truncate(norm));
+                out.push(" AND exact = ");
                 out.bind(exact.as_str());
             }
             Modifier::Contains => like_contains("norm", norm, out),
@@ -668,7 +958,8 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
             out.bind(url.as_str());
         }
         SearchValue::Date { prefix, range } => {
-            date_predicate(*prefix, range.low, range.high, "low", "high", out)
+            date_predicate(*prefix, range.low, range.high, "low", "high", out);
+            DateBounds::implied(*prefix, range.low, range.high).sql(out);
         }
         SearchValue::Number {
             prefix,
@@ -778,6 +1069,96 @@ fn value_predicate(modifier: &Modifier, v: &SearchValue, out: &mut Sql) {
                 _ => out.push("1 = 0"),
             }
         }
+    }
+}
+
+/// What a date condition implies about a matching row's `low` and `high` (inclusive bounds),
+/// used to turn it into index ranges.
+#[derive(Clone, Copy, Default)]
+struct DateBounds {
+    low_min: Option<i64>,
+    low_max: Option<i64>,
+    high_min: Option<i64>,
+    high_max: Option<i64>,
+}
+
+impl DateBounds {
+    /// Implied by [`date_predicate`]'s test (rows always have `low <= high`).
+    fn implied(prefix: Prefix, sl: i64, sh: i64) -> DateBounds {
+        let mut b = DateBounds::default();
+        match prefix {
+            Prefix::Eq => {
+                b.low_min = Some(sl);
+                b.high_max = Some(sh);
+            }
+            Prefix::Ne => {}
+            Prefix::Gt => b.high_min = Some(sh.saturating_add(1)),
+            Prefix::Lt => b.low_max = Some(sl.saturating_sub(1)),
+            // high > sh, or contained (low >= sl): either way high >= sl
+            Prefix::Ge => b.high_min = Some(sl),
+            // low < sl, or contained (high <= sh): either way low <= sh
+            Prefix::Le => b.low_max = Some(sh),
+            Prefix::Sa => b.low_min = Some(sh.saturating_add(1)),
+            Prefix::Eb => b.high_max = Some(sl.saturating_sub(1)),
+        }
+        b
+    }
+
+    fn and(self, o: DateBounds) -> DateBounds {
+        let max = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        let min = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        DateBounds {
+            low_min: max(self.low_min, o.low_min),
+            low_max: min(self.low_max, o.low_max),
+            high_min: max(self.high_min, o.high_min),
+            high_max: min(self.high_max, o.high_max),
+        }
+    }
+
+    /// ` AND ((wide = 0 AND low BETWEEN …) OR (wide = 1 AND …))`: for a narrow row a bound on
+    /// `high` bounds `low` too, so both branches are index ranges. Nothing when unbounded.
+    fn sql(&self, out: &mut Sql) {
+        if self.low_min.is_none()
+            && self.low_max.is_none()
+            && self.high_min.is_none()
+            && self.high_max.is_none()
+        {
+            return;
+        }
+        let narrow_min = match (self.low_min, self.high_min) {
+            (Some(l), Some(h)) => Some(l.max(h.saturating_sub(WIDE_DATE_MS))),
+            (l, h) => l.or(h.map(|h| h.saturating_sub(WIDE_DATE_MS))),
+        };
+        let narrow_max = match (self.low_max, self.high_max) {
+            (Some(l), Some(h)) => Some(l.min(h)),
+            (l, h) => l.or(h),
+        };
+        out.push(" AND ((wide = 0");
+        for (op, v) in [(" AND low >= ", narrow_min), (" AND low <= ", narrow_max)] {
+            if let Some(v) = v {
+                out.push(op);
+                out.bind(v);
+            }
+        }
+        out.push(") OR (wide = 1");
+        for (op, v) in [
+            (" AND low >= ", self.low_min),
+            (" AND low <= ", self.low_max),
+            (" AND high >= ", self.high_min),
+            (" AND high <= ", self.high_max),
+        ] {
+            if let Some(v) = v {
+                out.push(op);
+                out.bind(v);
+            }
+        }
+        out.push("))");
     }
 }
 
@@ -1011,6 +1392,19 @@ fn revinclude_sources(
         if let Some(p) = &inc.param {
             q.push(" AND param = ");
             q.bind(p.as_str());
+        } else {
+            // every reference parameter of the source type, so the lookup index serves `*`
+            q.push(" AND param IN (");
+            let params = fhir::search::registry()
+                .params(&inc.source_type)
+                .filter(|p| p.kind == ParamType::Reference);
+            for (n, p) in params.enumerate() {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.bind(p.code.as_str());
+            }
+            q.push(")");
         }
         q.push(" AND target_type = ");
         q.bind(target_type);

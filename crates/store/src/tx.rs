@@ -424,8 +424,12 @@ impl<'c> Tx<'c> {
                     ],
                 ),
                 IndexValue::Date { low, high } => (
-                    "INSERT INTO idx_date (rid, rtype, param, low, high) VALUES (?, ?, ?, ?, ?)",
-                    vec![(*low).into(), (*high).into()],
+                    "INSERT INTO idx_date (rid, rtype, param, low, high, wide) VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        (*low).into(),
+                        (*high).into(),
+                        i64::from(high - low > crate::search_sql::WIDE_DATE_MS).into(),
+                    ],
                 ),
                 IndexValue::Number { value } => (
                     "INSERT INTO idx_number (rid, rtype, param, value) VALUES (?, ?, ?, ?)",

@@ -249,7 +249,8 @@ fn index_item(kind: ParamType, item: &Item, emit: &mut dyn FnMut(IndexValue)) {
     }
 }
 
-fn truncate(s: &str) -> &str {
+/// Cuts a string to the length the index keeps (at a character boundary).
+pub fn truncate(s: &str) -> &str {
     if s.len() <= MAX_INDEXED {
         return s;
     }

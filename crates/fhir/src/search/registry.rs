@@ -106,6 +106,10 @@ pub struct SearchParam {
     /// The two parts of a composite parameter (`code` and `value-quantity` of
     /// `code-value-quantity`).
     pub components: Vec<CompositePart>,
+    /// A date parameter whose expression selects at most one date, dateTime, instant or
+    /// Period of a resource of this type (`Patient.birthDate`): every resource has at most
+    /// one index row for it, so several conditions on it may be tested on the same row.
+    pub single_valued: bool,
 }
 
 /// One part of a composite parameter.
@@ -184,6 +188,7 @@ impl Registry {
                 let Some(expression) = specialise(&compiled, rt) else {
                     continue;
                 };
+                let single_valued = def.kind == ParamType::Date && single_date(&expression, rt);
                 let column = match def.code.as_str() {
                     "_id" => Column::Id,
                     "_lastUpdated" => Column::LastUpdated,
@@ -207,6 +212,7 @@ impl Registry {
                                 expression: c.expression.clone(),
                             })
                             .collect(),
+                        single_valued,
                     },
                 );
             }
@@ -257,6 +263,67 @@ fn specialise(expr: &Expr, rt: &str) -> Option<Expr> {
     }
 }
 
+/// Whether `expr`, evaluated on a resource of type `rt`, yields at most one date-like value
+/// (date, dateTime, instant or Period; a Timing can hold many events).
+fn single_date(expr: &Expr, rt: &str) -> bool {
+    /// What a single-valued path has reached: an object described by a node of the element
+    /// model, or a choice/leaf whose possible types are listed.
+    enum At {
+        Node(String),
+        Types(Vec<String>),
+    }
+    fn walk(expr: &Expr, rt: &str) -> Option<At> {
+        let defs = crate::definitions::definitions();
+        match expr {
+            Expr::TypeRoot(t) if t == rt => Some(At::Node(rt.to_string())),
+            Expr::Where(inner, _) => walk(inner, rt),
+            Expr::As(inner, ty) => match walk(inner, rt)? {
+                At::Types(types) if types.iter().any(|t| t == ty) => {
+                    Some(At::Types(vec![ty.clone()]))
+                }
+                At::Node(_) => Some(At::Types(vec![ty.clone()])),
+                At::Types(_) => None,
+            },
+            Expr::Child(inner, name) => {
+                let At::Node(node) = walk(inner, rt)? else {
+                    return None;
+                };
+                let def = defs.node(&node)?;
+                let choice = format!("{name}[x]");
+                let matching: Vec<&crate::definitions::ChildDef> = def
+                    .children
+                    .iter()
+                    .filter(|(key, c)| *key == name || c.element == choice)
+                    .map(|(_, c)| c)
+                    .collect();
+                if matching.is_empty() || matching.iter().any(|c| c.many) {
+                    return None;
+                }
+                if matching.len() == 1
+                    && let crate::definitions::ChildType::Complex { node, fhir_type } =
+                        &matching[0].ty
+                    && fhir_type != "Period"
+                {
+                    return Some(At::Node(node.clone()));
+                }
+                Some(At::Types(
+                    matching
+                        .iter()
+                        .map(|c| c.ty.fhir_type().to_string())
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+    match walk(expr, rt) {
+        Some(At::Types(types)) => types
+            .iter()
+            .all(|t| matches!(t.as_str(), "date" | "dateTime" | "instant" | "Period")),
+        _ => false,
+    }
+}
+
 fn root_type(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::TypeRoot(t) => Some(t),
@@ -292,5 +359,18 @@ mod tests {
         assert!(r.param("Patient", "phonetic").is_none());
         assert!(r.param("Task", "owner").is_some());
         assert!(!r.supports("Claim"));
+    }
+
+    #[test]
+    fn single_valued_dates_follow_the_element_model() {
+        let r = registry();
+        let single = |rt: &str, code: &str| r.param(rt, code).unwrap().single_valued;
+        assert!(single("Patient", "birthdate"));
+        assert!(single("Appointment", "date"));
+        assert!(single("Encounter", "date")); // a Period is one row
+        assert!(single("Patient", "death-date")); // (deceased as dateTime)
+        assert!(!single("Observation", "date")); // effective[x] may be a Timing
+        assert!(!single("Goal", "target-date")); // target is repeating
+        assert!(!single("Patient", "name")); // not a date
     }
 }
