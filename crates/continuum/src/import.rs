@@ -9,10 +9,11 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use server::FhirApi;
-use server::rest::import::Rejected;
+use server::error::ApiError;
+use server::rest::import::{ImportReport, Rejected};
 
 /// Resources per store transaction.
-const CHUNK: usize = 500;
+const CHUNK: usize = 2000;
 
 #[derive(Default)]
 pub struct Totals {
@@ -41,26 +42,52 @@ fn bar(len: u64, what: &str, unit: &str) -> ProgressBar {
     pb
 }
 
-async fn flush(api: &FhirApi, chunk: &mut Vec<(String, Value)>, totals: &mut Totals) -> Result<()> {
+/// The chunk being stored while the next one is read and validated.
+type InFlight = Option<tokio::task::JoinHandle<Result<ImportReport, ApiError>>>;
+
+/// Validates `chunk`, waits for the chunk before it to be stored, then starts storing this one
+/// (chunks are stored in file order; reading and validating overlap the storing).
+async fn flush(
+    api: &FhirApi,
+    chunk: &mut Vec<(String, Value)>,
+    in_flight: &mut InFlight,
+    totals: &mut Totals,
+) -> Result<()> {
     if chunk.is_empty() {
         return Ok(());
     }
-    let report = api.import_chunk(std::mem::take(chunk)).await.map_err(|e| {
-        anyhow::anyhow!(
-            "import failed: {}",
-            e.issues
-                .iter()
-                .map(|i| i.diagnostics.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let prepared = api.prepare_chunk(std::mem::take(chunk));
+    settle(in_flight, totals).await?;
+    let api = api.clone();
+    *in_flight = Some(tokio::spawn(async move { api.store_chunk(prepared).await }));
+    Ok(())
+}
+
+/// Waits for the chunk in flight, if any.
+async fn settle(in_flight: &mut InFlight, totals: &mut Totals) -> Result<()> {
+    let Some(handle) = in_flight.take() else {
+        return Ok(());
+    };
+    let report = handle
+        .await
+        .context("the import task failed")?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "import failed: {}",
+                e.issues
+                    .iter()
+                    .map(|i| i.diagnostics.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
     totals.stored += report.stored;
     totals.rejected.extend(report.rejected);
     Ok(())
 }
 
 async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<()> {
+    let mut in_flight: InFlight = None;
     let name = path.display().to_string();
     let is_ndjson = path
         .extension()
@@ -86,10 +113,11 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
                 }),
             }
             if chunk.len() >= CHUNK {
-                flush(api, &mut chunk, totals).await?;
+                flush(api, &mut chunk, &mut in_flight, totals).await?;
             }
         }
-        flush(api, &mut chunk, totals).await?;
+        flush(api, &mut chunk, &mut in_flight, totals).await?;
+        settle(&mut in_flight, totals).await?;
         pb.finish_and_clear();
         return Ok(());
     }
@@ -160,15 +188,17 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
                     chunk.push((format!("{name} entry {i}"), r.clone()));
                 }
                 if chunk.len() >= CHUNK {
-                    flush(api, &mut chunk, totals).await?;
+                    flush(api, &mut chunk, &mut in_flight, totals).await?;
                 }
             }
-            flush(api, &mut chunk, totals).await?;
+            flush(api, &mut chunk, &mut in_flight, totals).await?;
+            settle(&mut in_flight, totals).await?;
             pb.finish_and_clear();
         }
         (Some(_), _) => {
             let mut chunk = vec![(name.clone(), value)];
-            flush(api, &mut chunk, totals).await?;
+            flush(api, &mut chunk, &mut in_flight, totals).await?;
+            settle(&mut in_flight, totals).await?;
         }
         (None, _) => bail!(
             "{name} has no resourceType: expected a FHIR resource, a Bundle, or NDJSON with a .ndjson extension"

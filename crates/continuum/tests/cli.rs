@@ -310,10 +310,24 @@ fn import_and_migrate(database: &str) {
         !out.status.success(),
         "a rejected resource makes the import fail"
     );
-    // importing again updates in place (ids are kept)
+    // importing again updates in place (ids are kept): stored ids and ids repeated within one
+    // file become new versions in file order, new ones are created alongside
+    let second = dir.path().join("second.ndjson");
+    std::fs::write(
+        &second,
+        concat!(
+            "{\"resourceType\":\"Patient\",\"id\":\"imp-0\",\"name\":[{\"family\":\"Renamed\"}]}\n",
+            "{\"resourceType\":\"Patient\",\"id\":\"imp-new\",\"name\":[{\"family\":\"Fresh\"}]}\n",
+            "{\"resourceType\":\"Patient\",\"id\":\"imp-new\",\"name\":[{\"family\":\"Fresher\"}]}\n",
+            "{\"resourceType\":\"Patient\",\"id\":\"imp-0\",\"name\":[{\"family\":\"Renamed-again\"}]}\n",
+            "{\"resourceType\":\"Observation\",\"status\":\"final\",\"code\":{\"text\":\"weight\"},\"subject\":{\"reference\":\"Patient/imp-1\"}}\n",
+        ),
+    )
+    .unwrap();
     let again = Command::new(BIN)
         .args(["import", "--database", database])
         .arg(&tx)
+        .arg(&second)
         .output()
         .unwrap();
     assert!(
@@ -336,7 +350,29 @@ fn import_and_migrate(database: &str) {
         None,
         &tok,
     );
-    assert!(body.contains("\"total\":1200"), "{body}");
+    assert!(body.contains("\"total\":1199"), "one was renamed: {body}");
+    let (_, body) = http("GET", &format!("{}/Patient/imp-0", server.base), None, &tok);
+    assert!(
+        body.contains("\"versionId\":\"3\"") && body.contains("Renamed-again"),
+        "{body}"
+    );
+    let (_, body) = http(
+        "GET",
+        &format!("{}/Patient/imp-new", server.base),
+        None,
+        &tok,
+    );
+    assert!(
+        body.contains("\"versionId\":\"2\"") && body.contains("Fresher"),
+        "{body}"
+    );
+    let (_, body) = http(
+        "GET",
+        &format!("{}/Observation?patient=imp-1&code:text=weight", server.base),
+        None,
+        &tok,
+    );
+    assert!(body.contains("\"total\":1"), "{body}");
     // the PUT updated in place; the unconditional POST created a second role
     let (_, body) = http(
         "GET",

@@ -127,7 +127,14 @@ pub fn audit_event(f: &AuditFacts) -> Value {
             "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"},
         }));
     }
-    for r in &f.trail.resources {
+    // a query names the patients whose data it disclosed and the query itself (the IHE BALP
+    // Query pattern), not every resource of every page; a bulk import likewise names the
+    // patients (each resource's own history records its version)
+    let per_resource = !matches!(
+        f.interaction,
+        "search-type" | "history-type" | "history-system" | "import"
+    );
+    for r in f.trail.resources.iter().filter(|_| per_resource) {
         if r.starts_with("Patient/")
             && f.trail
                 .patients

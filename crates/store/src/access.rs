@@ -555,6 +555,36 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         Ok(Ok(stored))
     }
 
+    /// Checks and stores many new resources (ids not in use) on the bulk path; one answer each,
+    /// in order. Nothing is stored unless every one is permitted.
+    pub fn create_many(
+        &mut self,
+        items: &mut [crate::tx::NewResource<'_>],
+    ) -> Result<Result<Vec<Stored>, (usize, Refusal)>, StoreError> {
+        let mut all_facts = Vec::with_capacity(items.len());
+        for (i, it) in items.iter().enumerate() {
+            let facts = self.facts_for(it.resource_type, &it.id, it.resource, it.index)?;
+            if let Err(r) = self.check_write(Action::Create, &facts) {
+                return Ok(Err((i, r)));
+            }
+            all_facts.push(facts);
+        }
+        let stored = self.tx.create_many(items)?;
+        for (s, facts) in stored.iter().zip(&all_facts) {
+            self.note(&s.resource_type, &s.id, &facts.patients);
+        }
+        Ok(Ok(stored))
+    }
+
+    /// Which of `ids` (of one type) exist, deleted or not.
+    pub fn existing(
+        &mut self,
+        rtype: &str,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        self.tx.existing(rtype, ids)
+    }
+
     /// Checks and stores the next version of a resource the caller can see.
     pub fn update(
         &mut self,
