@@ -101,4 +101,11 @@ pub trait Conn {
     fn is_broken(&self) -> bool {
         false
     }
+    /// What the search planner remembers on this connection (resources per type).
+    fn planner_cache(&mut self) -> Option<&mut PlannerCache> {
+        None
+    }
 }
+
+/// Resources per type, with when they were counted.
+pub type PlannerCache = std::collections::HashMap<String, (std::time::Instant, i64)>;

@@ -196,7 +196,7 @@ CREATE INDEX idx_geo_rid ON idx_geo (rid);
     Migration {
         version: 4,
         name: "date ranges split by width; resources in id order per type",
-        // A date row spanning at most WIDE_DATE_MS is `narrow`: a bound on its `high` bounds
+        // A date row spanning at most 367 days is `narrow`: a bound on its `high` bounds
         // its `low` too, so any date condition becomes one range on (param, wide=0, low).
         // The few wide rows (long periods) are found by either end.
         sql: r#"
@@ -210,6 +210,34 @@ CREATE INDEX resources_type_rid ON resources (rtype, deleted, rid);
 DROP INDEX idx_reference_target;
 DROP INDEX idx_reference_url;
 CREATE INDEX idx_reference_url ON idx_reference (rtype, param, url) WHERE url IS NOT NULL;
+"#,
+    },
+    Migration {
+        version: 5,
+        name: "date rows in three width classes; covering lookup indexes",
+        // `wide` becomes a class: 0 spans at most a day, 1 at most 367 days, 2 more. The
+        // lookup indexes end with the resource's row id, so collecting a condition's matches
+        // reads the index alone.
+        sql: r#"
+UPDATE idx_date SET wide = CASE WHEN high - low <= 86400000 THEN 0 WHEN high - low <= 31708800000 THEN 1 ELSE 2 END;
+DROP INDEX idx_date_low;
+DROP INDEX idx_date_high;
+CREATE INDEX idx_date_low ON idx_date (rtype, param, wide, low, high, rid);
+CREATE INDEX idx_date_high ON idx_date (rtype, param, wide, high, low, rid);
+DROP INDEX idx_string_lookup;
+CREATE INDEX idx_string_lookup ON idx_string (rtype, param, norm, rid);
+DROP INDEX idx_token_lookup;
+CREATE INDEX idx_token_lookup ON idx_token (rtype, param, code, system, rid);
+DROP INDEX idx_reference_lookup;
+CREATE INDEX idx_reference_lookup ON idx_reference (rtype, param, target_id, target_type, rid);
+DROP INDEX idx_reference_url;
+CREATE INDEX idx_reference_url ON idx_reference (rtype, param, url, rid) WHERE url IS NOT NULL;
+DROP INDEX idx_number_lookup;
+CREATE INDEX idx_number_lookup ON idx_number (rtype, param, value, rid);
+DROP INDEX idx_quantity_lookup;
+CREATE INDEX idx_quantity_lookup ON idx_quantity (rtype, param, code, value, rid);
+DROP INDEX idx_uri_lookup;
+CREATE INDEX idx_uri_lookup ON idx_uri (rtype, param, value, rid);
 "#,
     },
 ];

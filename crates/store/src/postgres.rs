@@ -13,6 +13,7 @@ use crate::error::StoreError;
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    planner: crate::db::PlannerCache,
 }
 
 impl PgConn {
@@ -22,6 +23,7 @@ impl PgConn {
         Ok(PgConn {
             client,
             statements: HashMap::new(),
+            planner: Default::default(),
         })
     }
 
@@ -110,6 +112,10 @@ fn row_values(row: &postgres::Row) -> Result<Row, StoreError> {
 }
 
 impl Conn for PgConn {
+    fn planner_cache(&mut self) -> Option<&mut crate::db::PlannerCache> {
+        Some(&mut self.planner)
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

@@ -21,15 +21,30 @@ use crate::tx::{SearchPage, Stored, Tx};
 /// The most resources `_include`/`_revinclude` add to one page.
 const MAX_INCLUDED: usize = 1000;
 
-/// Date index rows spanning more than this (367 days: a year-precision date is still narrow)
-/// are `wide`; a bound on a narrow row's end bounds its start as well.
-pub(crate) const WIDE_DATE_MS: i64 = 367 * 86_400_000;
+/// The width classes of date index rows (the `wide` column): a row of class k spans at most
+/// `DATE_SPANS[k]` (a day: dates and instants; 367 days: months, years, periods up to a
+/// year), so a bound on its end bounds its start as well; the last class is unbounded.
+pub(crate) const DATE_SPANS: [i64; 2] = [86_400_000, 367 * 86_400_000];
 
-/// A condition matching more index rows than this is not selective: a default-ordered page is
-/// then found by walking the type's resources in order and testing each (it stops after one
-/// page), instead of collecting every match first. Measured on SQLite: collecting 837 matches
-/// to return 20 took 890 µs, walking and testing 170 µs.
-const SELECTIVE_ROWS: i64 = 300;
+/// The width class of a date row.
+pub(crate) fn date_class(low: i64, high: i64) -> i64 {
+    DATE_SPANS
+        .iter()
+        .position(|span| high.saturating_sub(low) <= *span)
+        .unwrap_or(DATE_SPANS.len()) as i64
+}
+
+/// The planner counts each condition's index rows up to this many.
+const PROBE_CAP: i64 = 2000;
+
+/// A condition matching at most this many rows drives the query without further counting.
+const CERTAINLY_SELECTIVE: i64 = 50;
+
+/// The planner's cost units (µs, measured on SQLite): collecting one match of the driver into
+/// the `IN` list, and testing one condition for one resource. Collecting 837 matches to return
+/// 20 took 890 µs; walking 200 resources and testing each 170 µs.
+const COLLECT_COST: f64 = 1.0;
+const TEST_COST: f64 = 0.8;
 
 /// SQL text under construction with its parameters.
 #[derive(Default)]
@@ -75,7 +90,7 @@ pub(crate) fn run(tx: &mut Tx, req: &SearchRequest) -> Result<SearchPage, StoreE
 pub(crate) fn explain(tx: &mut Tx, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
     let conds = conditions(req);
     let plan = plan(tx, req, &conds)?;
-    let (q, _, _) = page_query(req, &conds, &plan, tx.dialect(), None)?;
+    let (q, _, _) = page_query(req, &conds, &plan, tx.dialect(), None, None)?;
     let prefix = match tx.dialect() {
         crate::db::Dialect::Sqlite => "EXPLAIN QUERY PLAN ",
         crate::db::Dialect::Postgres => "EXPLAIN ",
@@ -126,8 +141,7 @@ pub(crate) fn run_filtered(
         });
     }
 
-    let (q, _keys, signature) = page_query(req, &conds, &plan, tx.dialect(), access)?;
-    let mut rows = tx.conn().query(&q.text, &q.params)?;
+    let (mut rows, signature) = page_rows(tx, req, &conds, &plan, access)?;
     let more = rows.len() > req.count;
     rows.truncate(req.count);
     let total = total.or_else(|| {
@@ -273,7 +287,8 @@ fn plan(tx: &mut Tx, req: &SearchRequest, conds: &[Cond]) -> Result<Plan, StoreE
         }
         Cond::Dates { .. } => false,
     });
-    if candidates.is_empty() || others_drive {
+    // PostgreSQL keeps per-value statistics and plans the semi-joins itself
+    if candidates.is_empty() || others_drive || tx.dialect() == crate::db::Dialect::Postgres {
         return Ok(Plan {
             driver: None,
             scan: false,
@@ -287,13 +302,16 @@ fn plan(tx: &mut Tx, req: &SearchRequest, conds: &[Cond]) -> Result<Plan, StoreE
             scan: false,
         });
     }
-    let mut best: Option<(usize, i64)> = None;
+    // count each condition's index rows, up to a cap that falls to the smallest count so far
+    // (a condition matching more is not the driver); a very selective one ends the counting
+    let mut counts: Vec<(usize, i64)> = Vec::new();
+    let mut cap = PROBE_CAP;
     for &i in &candidates {
         let mut q = Sql::default();
-        q.push("SELECT COUNT(*) FROM (SELECT 1 FROM ");
-        index_from(&mut q, &req.resource_type, &conds[i]);
+        q.push("SELECT COUNT(*) FROM (");
+        index_select(&mut q, &req.resource_type, &conds[i]);
         q.push(" LIMIT ");
-        q.bind(SELECTIVE_ROWS + 1);
+        q.bind(cap + 1);
         q.push(") p");
         let rows = tx.conn().query(&q.text, &q.params)?;
         let n = rows
@@ -301,32 +319,137 @@ fn plan(tx: &mut Tx, req: &SearchRequest, conds: &[Cond]) -> Result<Plan, StoreE
             .and_then(|r| r.first())
             .and_then(SqlValue::as_i64)
             .unwrap_or(0);
-        if best.is_none_or(|(_, m)| n < m) {
-            best = Some((i, n));
-        }
-        if n == 0 {
+        counts.push((i, n));
+        if n <= CERTAINLY_SELECTIVE {
             break;
         }
+        cap = cap.min(n);
     }
-    let (driver, n) = best.expect("at least one candidate");
+    let (driver, c_min) = counts
+        .iter()
+        .copied()
+        .min_by_key(|(_, n)| *n)
+        .expect("at least one candidate");
+    if !rid_order {
+        return Ok(Plan {
+            driver: Some(driver),
+            scan: false,
+        });
+    }
+    if c_min > PROBE_CAP {
+        // every condition is common: walk the type (a bounded window first, see `page_rows`)
+        return Ok(Plan {
+            driver: Some(driver),
+            scan: true,
+        });
+    }
+    let n = type_count(tx, &req.resource_type)?.max(1) as f64;
+    let page = (req.count + 1) as f64;
+    let density = |(_, c): &(usize, i64)| (*c as f64).min(n) / n;
+    let rest: f64 = counts
+        .iter()
+        .filter(|(i, _)| *i != driver)
+        .map(density)
+        .product();
+    let all = rest * density(&(driver, c_min));
+    let conditions = conds.len() as f64;
+    let driver_cost = COLLECT_COST * c_min as f64
+        + TEST_COST * conditions * (c_min as f64).min(page / rest.max(f64::MIN_POSITIVE));
+    let scan_cost = TEST_COST * (1.0 + conditions) * n.min(page / all.max(f64::MIN_POSITIVE));
     Ok(Plan {
         driver: Some(driver),
-        scan: rid_order && n > SELECTIVE_ROWS,
+        scan: scan_cost < driver_cost,
     })
 }
 
-/// `{table} WHERE rtype = ? AND param = ? AND (…)` for a positive index condition.
-fn index_from(out: &mut Sql, rtype: &str, cond: &Cond) {
+/// How many resources of a type exist (for the planner), counted at most every 30 s per
+/// connection.
+fn type_count(tx: &mut Tx, rtype: &str) -> Result<i64, StoreError> {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+    if let Some(cache) = tx.conn().planner_cache()
+        && let Some((at, n)) = cache.get(rtype)
+        && at.elapsed() < FRESH
+    {
+        return Ok(*n);
+    }
+    let hint = if tx.dialect() == crate::db::Dialect::Sqlite {
+        " INDEXED BY resources_type_rid"
+    } else {
+        ""
+    };
+    let rows = tx.conn().query(
+        &format!("SELECT COUNT(*) FROM resources{hint} WHERE rtype = ? AND deleted = 0"),
+        &[rtype.into()],
+    )?;
+    let n = rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_i64)
+        .unwrap_or(0);
+    if let Some(cache) = tx.conn().planner_cache() {
+        cache.insert(rtype.to_string(), (std::time::Instant::now(), n));
+    }
+    Ok(n)
+}
+
+/// `SELECT rid FROM {table} WHERE rtype = ? AND param = ? AND (…)` for a positive index
+/// condition. A date condition becomes one range per width class (`UNION ALL`), each served
+/// by the covering index alone.
+fn index_select(out: &mut Sql, rtype: &str, cond: &Cond) {
     let (t, param) = match cond {
         Cond::Dates { param, .. } => ("idx_date", *param),
         Cond::Clause(c) => (table(c.kind), c.param.as_str()),
     };
-    out.push(t);
-    out.push(" WHERE rtype = ");
-    out.bind(rtype);
-    out.push(" AND param = ");
-    out.bind(param);
-    index_body(out, cond);
+    let head = |out: &mut Sql| {
+        out.push(&format!("SELECT rid FROM {t} WHERE rtype = "));
+        out.bind(rtype);
+        out.push(" AND param = ");
+        out.bind(param);
+    };
+    let dates: Option<Vec<(Prefix, i64, i64)>> = match cond {
+        Cond::Dates { values, .. } => Some(values.clone()),
+        Cond::Clause(c)
+            if c.kind == ParamType::Date
+                && c.modifier == Modifier::None
+                && c.chain.is_none()
+                && c.has.is_none()
+                && c.values.len() == 1 =>
+        {
+            match &c.values[0] {
+                SearchValue::Date { prefix, range } => Some(vec![(*prefix, range.low, range.high)]),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let bounds = dates.as_ref().map(|values| {
+        values.iter().fold(DateBounds::default(), |b, (p, sl, sh)| {
+            b.and(DateBounds::implied(*p, *sl, *sh))
+        })
+    });
+    match (dates, bounds) {
+        (Some(values), Some(bounds)) if !bounds.is_empty() => {
+            for (n, (class, terms)) in bounds.class_ranges().into_iter().enumerate() {
+                if n > 0 {
+                    out.push(" UNION ALL ");
+                }
+                head(out);
+                out.push(&format!(" AND wide = {class}"));
+                for (op, v) in terms {
+                    out.push(op);
+                    out.bind(v);
+                }
+                for (prefix, sl, sh) in &values {
+                    out.push(" AND ");
+                    date_predicate(*prefix, *sl, *sh, "low", "high", out);
+                }
+            }
+        }
+        _ => {
+            head(out);
+            index_body(out, cond);
+        }
+    }
 }
 
 /// The value test of an index condition (` AND (…)`), on the index table's bare columns.
@@ -372,8 +495,8 @@ fn index_test(out: &mut Sql, rtype: &str, cond: &Cond, a: &str, negate: bool, mo
     let not = if negate { "NOT " } else { "" };
     match mode {
         Mode::In => {
-            out.push(&format!("{a}.rid {not}IN (SELECT rid FROM "));
-            index_from(out, rtype, cond);
+            out.push(&format!("{a}.rid {not}IN ("));
+            index_select(out, rtype, cond);
         }
         Mode::Exists => {
             let x = out.alias();
@@ -381,10 +504,33 @@ fn index_test(out: &mut Sql, rtype: &str, cond: &Cond, a: &str, negate: bool, mo
                 Cond::Dates { param, .. } => ("idx_date", *param),
                 Cond::Clause(c) => (table(c.kind), c.param.as_str()),
             };
-            let hint = if out.sqlite {
-                format!(" INDEXED BY {t}_rid")
-            } else {
-                String::new()
+            // an equality on the whole lookup key reaches the row id at the end of the lookup
+            // index in one seek; anything else looks at the resource's few rows by row id
+            let keyed = match cond {
+                Cond::Clause(c) if c.values.len() == 1 && c.modifier == Modifier::None => {
+                    matches!(
+                        (&c.values[0], c.kind),
+                        (
+                            SearchValue::Token {
+                                code: Some(_),
+                                system: SystemMatch::Is(_)
+                            },
+                            ParamType::Token
+                        ) | (
+                            SearchValue::Reference {
+                                target_type: Some(_),
+                                ..
+                            },
+                            ParamType::Reference
+                        )
+                    )
+                }
+                _ => false,
+            };
+            let hint = match (out.sqlite, keyed) {
+                (false, _) => String::new(),
+                (true, true) => format!(" INDEXED BY {t}_lookup"),
+                (true, false) => format!(" INDEXED BY {t}_rid"),
             };
             out.push(&format!(
                 "{not}EXISTS (SELECT 1 FROM {t} {x}{hint} WHERE {x}.rid = {a}.rid AND {x}.rtype = "
@@ -396,6 +542,71 @@ fn index_test(out: &mut Sql, rtype: &str, cond: &Cond, a: &str, negate: bool, mo
         }
     }
     out.push(")");
+}
+
+/// Resources of a type walked before a walk gives way to the driver plan.
+const SCAN_WINDOW: i64 = 2000;
+
+/// The page's rows (one more than `_count`, telling whether a next page exists) and the
+/// cursor signature.
+fn page_rows(
+    tx: &mut Tx,
+    req: &SearchRequest,
+    conds: &[Cond],
+    plan: &Plan,
+    access: Option<&AccessFilter>,
+) -> Result<(Vec<crate::db::Row>, String), StoreError> {
+    let dialect = tx.dialect();
+    if plan.scan
+        && let Some(bound) = scan_window_end(tx, req)?
+    {
+        // walk a bounded window of the type first: when it holds a page, that is the page
+        let (q, _, sig) = page_query(req, conds, plan, dialect, access, Some(bound))?;
+        let rows = tx.conn().query(&q.text, &q.params)?;
+        if rows.len() > req.count {
+            return Ok((rows, sig));
+        }
+        // the conditions together are rarer than each alone: the driver collects them
+        let driven = Plan {
+            driver: plan.driver,
+            scan: false,
+        };
+        let (q, _, sig) = page_query(req, conds, &driven, dialect, access, None)?;
+        return Ok((tx.conn().query(&q.text, &q.params)?, sig));
+    }
+    let (q, _, sig) = page_query(req, conds, plan, dialect, access, None)?;
+    Ok((tx.conn().query(&q.text, &q.params)?, sig))
+}
+
+/// The row id that ends a window of `SCAN_WINDOW` resources of the type after the cursor, or
+/// `None` when fewer remain (walking all of them is then bounded anyway).
+fn scan_window_end(tx: &mut Tx, req: &SearchRequest) -> Result<Option<i64>, StoreError> {
+    let after = match &req.cursor {
+        Some(c) => decode_cursor(c, "rid", 1)?
+            .first()
+            .and_then(SqlValue::as_i64)
+            .unwrap_or(i64::MIN),
+        None => i64::MIN,
+    };
+    let hint = if tx.dialect() == crate::db::Dialect::Sqlite {
+        " INDEXED BY resources_type_rid"
+    } else {
+        ""
+    };
+    let rows = tx.conn().query(
+        &format!(
+            "SELECT rid FROM resources{hint} WHERE rtype = ? AND deleted = 0 AND rid > ? ORDER BY rid LIMIT 1 OFFSET ?"
+        ),
+        &[
+            req.resource_type.as_str().into(),
+            after.into(),
+            (SCAN_WINDOW - 1).into(),
+        ],
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_i64))
 }
 
 /// The conditions every row of the search satisfies (matches, total and pages share them):
@@ -414,28 +625,56 @@ fn filter_sql(
     filter.push("r.rtype = ");
     filter.bind(req.resource_type.as_str());
     filter.push(" AND r.deleted = 0");
+    let rtype = req.resource_type.as_str();
+    // an index condition: (negated?) — chains, `_has`, `_id` and `_lastUpdated` are not
+    let on_index = |cond: &Cond| match cond {
+        Cond::Clause(c) if c.column == Column::Index && c.chain.is_none() && c.has.is_none() => {
+            Some(negated(c))
+        }
+        Cond::Clause(_) => None,
+        Cond::Dates { .. } => Some(false),
+    };
+    if let Some(d) = driver {
+        // the driver's matches are tested against the other index conditions inside its
+        // sub-select, on index rows alone, before any resource row is read
+        filter.push(" AND r.rid IN (SELECT dv.rid FROM (");
+        index_select(&mut filter, rtype, &conds[d]);
+        filter.push(") dv");
+        let mut first = true;
+        for (i, cond) in conds.iter().enumerate() {
+            if i == d {
+                continue;
+            }
+            if let Some(negate) = on_index(cond) {
+                filter.push(if first { " WHERE " } else { " AND " });
+                first = false;
+                index_test(&mut filter, rtype, cond, "dv", negate, Mode::Exists);
+            }
+        }
+        filter.push(")");
+    }
     for (i, cond) in conds.iter().enumerate() {
-        filter.push(" AND ");
-        let mode = if Some(i) == driver {
-            Mode::In
-        } else {
-            Mode::Exists
-        };
-        match cond {
-            Cond::Clause(clause)
-                if clause.column == Column::Index
-                    && clause.chain.is_none()
-                    && clause.has.is_none() =>
-            {
-                let negate = negated(clause);
-                index_test(&mut filter, &req.resource_type, cond, "r", negate, mode);
+        if Some(i) == driver {
+            continue;
+        }
+        match (on_index(cond), cond) {
+            (Some(_), _) if driver.is_some() => {}
+            (Some(negate), _) => {
+                filter.push(" AND ");
+                // SQLite tests them per resource (the driver or the walk finds the
+                // resources); PostgreSQL gets semi-joins to plan as it sees fit
+                let mode = if filter.sqlite {
+                    Mode::Exists
+                } else {
+                    Mode::In
+                };
+                index_test(&mut filter, rtype, cond, "r", negate, mode);
             }
-            Cond::Clause(clause) => {
-                clause_sql(&mut filter, &req.resource_type, clause, "r", access)
+            (None, Cond::Clause(clause)) => {
+                filter.push(" AND ");
+                clause_sql(&mut filter, rtype, clause, "r", access);
             }
-            Cond::Dates { .. } => {
-                index_test(&mut filter, &req.resource_type, cond, "r", false, mode)
-            }
+            (None, Cond::Dates { .. }) => unreachable!("dates are index conditions"),
         }
     }
     filter.access(access, "r");
@@ -462,6 +701,7 @@ fn page_query(
     plan: &Plan,
     dialect: crate::db::Dialect,
     access: Option<&AccessFilter>,
+    upper_rid: Option<i64>,
 ) -> Result<(Sql, Vec<Key>, String), StoreError> {
     let keys = sort_keys(req);
     let signature: String = keys
@@ -489,6 +729,10 @@ fn page_query(
     q.push("WHERE ");
     q.push(&filter.text);
     q.params.extend(filter.params.iter().cloned());
+    if let Some(upper) = upper_rid {
+        q.push(" AND r.rid <= ");
+        q.bind(upper);
+    }
     if let Some(cursor) = &req.cursor {
         let values = decode_cursor(cursor, &signature, keys.len())?;
         q.push(" AND (");
@@ -1121,44 +1365,60 @@ impl DateBounds {
         }
     }
 
-    /// ` AND ((wide = 0 AND low BETWEEN …) OR (wide = 1 AND …))`: for a narrow row a bound on
-    /// `high` bounds `low` too, so both branches are index ranges. Nothing when unbounded.
-    fn sql(&self, out: &mut Sql) {
-        if self.low_min.is_none()
+    fn is_empty(&self) -> bool {
+        self.low_min.is_none()
             && self.low_max.is_none()
             && self.high_min.is_none()
             && self.high_max.is_none()
-        {
-            return;
-        }
-        let narrow_min = match (self.low_min, self.high_min) {
-            (Some(l), Some(h)) => Some(l.max(h.saturating_sub(WIDE_DATE_MS))),
-            (l, h) => l.or(h.map(|h| h.saturating_sub(WIDE_DATE_MS))),
-        };
+    }
+
+    /// Per width class, the index range a matching row of that class lies in: for a class of
+    /// bounded width a bound on `high` bounds `low` too; the last class is bounded by both
+    /// ends as given.
+    fn class_ranges(&self) -> Vec<(usize, Vec<(&'static str, i64)>)> {
         let narrow_max = match (self.low_max, self.high_max) {
             (Some(l), Some(h)) => Some(l.min(h)),
             (l, h) => l.or(h),
         };
-        out.push(" AND ((wide = 0");
-        for (op, v) in [(" AND low >= ", narrow_min), (" AND low <= ", narrow_max)] {
-            if let Some(v) = v {
+        let mut out = Vec::new();
+        for (class, span) in DATE_SPANS.iter().enumerate() {
+            let narrow_min = match (self.low_min, self.high_min) {
+                (Some(l), Some(h)) => Some(l.max(h.saturating_sub(*span))),
+                (l, h) => l.or(h.map(|h| h.saturating_sub(*span))),
+            };
+            let mut terms = Vec::new();
+            terms.extend(narrow_min.map(|v| (" AND low >= ", v)));
+            terms.extend(narrow_max.map(|v| (" AND low <= ", v)));
+            out.push((class, terms));
+        }
+        let mut terms = Vec::new();
+        terms.extend(self.low_min.map(|v| (" AND low >= ", v)));
+        terms.extend(self.low_max.map(|v| (" AND low <= ", v)));
+        terms.extend(self.high_min.map(|v| (" AND high >= ", v)));
+        terms.extend(self.high_max.map(|v| (" AND high <= ", v)));
+        out.push((DATE_SPANS.len(), terms));
+        out
+    }
+
+    /// ` AND ((wide = 0 AND low BETWEEN …) OR (wide = 1 AND low BETWEEN …) OR (wide = 2 AND …))`
+    /// (see [`DateBounds::class_ranges`]); nothing when unbounded.
+    fn sql(&self, out: &mut Sql) {
+        if self.is_empty() {
+            return;
+        }
+        out.push(" AND (");
+        for (n, (class, terms)) in self.class_ranges().into_iter().enumerate() {
+            if n > 0 {
+                out.push(" OR ");
+            }
+            out.push(&format!("(wide = {class}"));
+            for (op, v) in terms {
                 out.push(op);
                 out.bind(v);
             }
+            out.push(")");
         }
-        out.push(") OR (wide = 1");
-        for (op, v) in [
-            (" AND low >= ", self.low_min),
-            (" AND low <= ", self.low_max),
-            (" AND high >= ", self.high_min),
-            (" AND high <= ", self.high_max),
-        ] {
-            if let Some(v) = v {
-                out.push(op);
-                out.bind(v);
-            }
-        }
-        out.push("))");
+        out.push(")");
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::StoreError;
 
 pub struct SqliteConn {
     conn: Connection,
+    planner: crate::db::PlannerCache,
 }
 
 impl SqliteConn {
@@ -43,7 +44,10 @@ impl SqliteConn {
         )?;
         conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};"))?;
         conn.set_prepared_statement_cache_capacity(512);
-        Ok(SqliteConn { conn })
+        Ok(SqliteConn {
+            conn,
+            planner: Default::default(),
+        })
     }
 }
 
@@ -70,6 +74,10 @@ fn value(v: ValueRef<'_>) -> SqlValue {
 }
 
 impl Conn for SqliteConn {
+    fn planner_cache(&mut self) -> Option<&mut crate::db::PlannerCache> {
+        Some(&mut self.planner)
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }

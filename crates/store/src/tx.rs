@@ -576,7 +576,7 @@ impl<'c> Tx<'c> {
                     vec![
                         (*low).into(),
                         (*high).into(),
-                        i64::from(high - low > crate::search_sql::WIDE_DATE_MS).into(),
+                        crate::search_sql::date_class(*low, *high).into(),
                     ],
                 ),
                 IndexValue::Number { value } => (

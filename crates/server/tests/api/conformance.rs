@@ -457,14 +457,21 @@ async fn search_parameters_refuse_nonsense(app: TestApp) {
 /// Conditions matching more than a few hundred rows are not selective: the page is then found by
 /// walking the type in order (a different plan), and must page and count the same way.
 async fn paging_when_nothing_is_selective(app: TestApp) {
-    let entries: Vec<Value> = (0..1100)
+    // more than a walk's window (2000) of one type; women first, then men; the active ones
+    // straddle the boundary, so "female and active" is rare although each alone is common
+    let n = 2100;
+    let female = |i: usize| i < 1050;
+    let active = |i: usize| i >= 1030;
+    let year = |i: usize| i % 20;
+    let entries: Vec<Value> = (0..n)
         .map(|i| {
             json!({"request": {"method": "POST", "url": "Patient"}, "resource": {
                 "resourceType": "Patient", "name": [{"family": format!("Bulk{i:04}")}],
-                "gender": if i % 2 == 0 { "female" } else { "male" },
-                "birthDate": format!("20{:02}-03-0{}", i % 20, 1 + i % 9)}})
+                "gender": if female(i) { "female" } else { "male" }, "active": active(i),
+                "birthDate": format!("20{:02}-03-0{}", year(i), 1 + i % 9)}})
         })
         .collect();
+    let count = |f: &dyn Fn(usize) -> bool| (0..n).filter(|&i| f(i)).count();
     let r = app
         .post(
             "",
@@ -472,12 +479,25 @@ async fn paging_when_nothing_is_selective(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    for (qi, (query, expected)) in [
-        ("Patient?name=bulk", 1100),
-        ("Patient?name=bulk&gender=female", 550),
+    for (qi, (query, expected, page)) in [
+        ("Patient?name=bulk", n, 150),
+        ("Patient?name=bulk&gender=female", count(&female), 150),
         (
             "Patient?gender=female&name=bulk&birthdate=ge2005-01-01&birthdate=lt2010-01-01",
-            110,
+            count(&|i| female(i) && (5..10).contains(&year(i))),
+            150,
+        ),
+        // rarer together than alone: the walk's window cannot fill a page of 150
+        (
+            "Patient?gender=female&active=true",
+            count(&|i| female(i) && active(i)),
+            150,
+        ),
+        // ... but fills a page of 7
+        (
+            "Patient?gender=female&active=true",
+            count(&|i| female(i) && active(i)),
+            7,
         ),
     ]
     .into_iter()
@@ -487,7 +507,7 @@ async fn paging_when_nothing_is_selective(app: TestApp) {
         assert_eq!(total, json!(expected), "{query}");
         let mut seen = std::collections::HashSet::new();
         let mut last = String::new();
-        let mut next = Some(format!("{}/{query}&_count=150", app.base));
+        let mut next = Some(format!("{}/{query}&_count={page}", app.base));
         let mut n = 0;
         while let Some(url) = next {
             let page = app.get(&url).await.json();
