@@ -84,7 +84,13 @@ for engine in sqlite postgres; do
     start_server "$db"
     for run in $(seq 1 "$RUNS"); do
       run_wrk "crud-$engine-$n" crud.lua "$n"
-      [ "$engine" = sqlite ] && run_wrk "search-$engine-$n" search.lua "$n"
+      if [ "$engine" = sqlite ]; then
+        run_wrk "search-$engine-$n" search.lua "$n"
+        if [ "$n" = "${SIZES%% *}" ]; then
+          run_wrk "read-$engine-$n" read.lua "$n"
+          run_wrk "create-$engine-$n" create.lua "$n"
+        fi
+      fi
     done
     if [ "$n" = "${SIZES%% *}" ]; then
       for run in $(seq 1 "$RUNS"); do run_wrk "bundle-$engine" bundle.lua "$n"; done
@@ -98,7 +104,7 @@ for run in $(seq 1 "$RUNS"); do "$BIN/ceiling" --rows 50000 --readers 2 --second
 
 {
   echo
-  for f in "$OUT"/crud-*.txt "$OUT"/search-*.txt "$OUT"/bundle-*.txt; do
+  for f in "$OUT"/crud-*.txt "$OUT"/search-*.txt "$OUT"/read-*.txt "$OUT"/create-*.txt "$OUT"/bundle-*.txt; do
     [ -f "$f" ] && echo "- $(basename "$f" .txt): $(summary "$(basename "$f" .txt)")"
   done
   for f in "$OUT"/import-*.txt; do echo "- $(basename "$f" .txt): median $(median $(cat "$f")) resources/s"; done
