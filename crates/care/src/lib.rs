@@ -3,7 +3,10 @@
 
 pub mod access;
 pub mod clock;
+pub mod findcare;
+pub mod geo;
 pub mod labels;
 pub mod relationships;
+pub mod slots;
 
 pub use clock::{Clock, FixedClock, SystemClock};

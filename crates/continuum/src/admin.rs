@@ -212,6 +212,24 @@ fn uuid_like() -> String {
         .collect()
 }
 
+/// Creates an API client with the given scopes; returns its id and (only copy of the) secret.
+pub fn create_client(store: &Store, name: &str, scopes: &str) -> Result<(String, String)> {
+    let parsed = care::access::Scopes::parse(scopes)?;
+    let client_id = format!("c-{}", uuid_like());
+    let secret = random_token(32);
+    let record = ClientRecord {
+        client_id: client_id.clone(),
+        name: name.to_string(),
+        secret_hash: hash_secret(&secret),
+        scopes: parsed.to_scope_string(),
+        grants: Vec::new(),
+        fhir_users: Vec::new(),
+        disabled: false,
+    };
+    store.write_blocking(move |tx| tx.insert_client(&record))?;
+    Ok((client_id, secret))
+}
+
 pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
     match cmd {
         ClientsCommand::Add {

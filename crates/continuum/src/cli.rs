@@ -40,6 +40,19 @@ pub enum Command {
         /// Largest accepted request body in bytes (default 16 MiB).
         #[arg(long, value_name = "BYTES")]
         max_body_bytes: Option<usize>,
+        /// Load the illustrative demo alliance first (once) and a demo API client.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The illustrative demo alliance.
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+    /// Slots from the schedules' weekly templates.
+    Slots {
+        #[command(subcommand)]
+        command: SlotsCommand,
     },
     /// Load FHIR data: NDJSON (.ndjson), Bundles (transaction, batch, collection) or resources.
     Import {
@@ -71,6 +84,27 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Load the demo alliance (sites, services, clinicians, schedules, 8 weeks of slots and
+    /// 2,000 synthetic patients) and create a demo API client; does nothing if already loaded.
+    Load,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlotsCommand {
+    /// Create the slots every active schedule's template offers over the coming weeks (never
+    /// duplicating or overwriting a slot).
+    Generate {
+        /// How many weeks ahead.
+        #[arg(long, default_value_t = 8)]
+        weeks: u32,
+    },
+}
+
+/// Weeks of slots kept ahead by the daily job.
+const SLOT_WEEKS: u32 = 8;
+
 pub fn run(cli: Cli) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut flags = FlagConfig {
@@ -81,6 +115,7 @@ pub fn run(cli: Cli) -> Result<()> {
         listen,
         public_url,
         max_body_bytes,
+        ..
     } = &cli.command
     {
         flags.listen = listen.clone();
@@ -97,10 +132,44 @@ pub fn run(cli: Cli) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Serve { .. } => {
+        Command::Serve { demo, .. } => {
             let store = open_store(&config, true)?;
             crate::admin::ensure_admin(&store, config.admin_password.as_ref().map(|s| s.expose()))?;
+            if demo {
+                runtime.block_on(load_demo(&config, &store))?;
+                ensure_demo_client(&config, &store)?;
+            }
             runtime.block_on(serve(config, store))
+        }
+        Command::Demo {
+            command: DemoCommand::Load,
+        } => {
+            let store = open_store(&config, true)?;
+            runtime.block_on(load_demo(&config, &store))?;
+            ensure_demo_client(&config, &store)
+        }
+        Command::Slots {
+            command: SlotsCommand::Generate { weeks },
+        } => {
+            let store = open_store(&config, true)?;
+            let api = rest_api(&config, store);
+            let report = runtime
+                .block_on(server::slots::generate(&api, weeks))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}",
+                        e.issues
+                            .iter()
+                            .map(|i| i.diagnostics.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                })?;
+            println!(
+                "{} schedules: {} slots created, {} already there ({weeks} weeks)",
+                report.schedules, report.created, report.existing
+            );
+            Ok(())
         }
         Command::Import { files } => runtime.block_on(import(config, files)),
         Command::Migrate => migrate(config),
@@ -143,6 +212,69 @@ fn open_store(config: &Config, migrate: bool) -> Result<Store> {
     Ok(store)
 }
 
+fn rest_api(config: &Config, store: Store) -> server::FhirApi {
+    server::FhirApi::new(
+        store,
+        server::RestConfig {
+            public_base_url: config.public_base_url.clone(),
+            find_care: Default::default(),
+        },
+    )
+}
+
+/// Loads the demo alliance once (then tops up its slots).
+async fn load_demo(config: &Config, store: &Store) -> Result<()> {
+    let api = rest_api(config, store.clone());
+    let start = std::time::Instant::now();
+    match server::demo::load(&api, SLOT_WEEKS).await? {
+        Some(loaded) => eprintln!(
+            "demo alliance loaded: {} resources, {} slots for {} schedules ({:.1} s) — illustrative data, not real people",
+            loaded.resources,
+            loaded.slots.created,
+            loaded.slots.schedules,
+            start.elapsed().as_secs_f64()
+        ),
+        None => eprintln!("demo alliance already loaded (slots topped up)"),
+    }
+    Ok(())
+}
+
+/// Creates the demo API client once; its `id:secret` goes to a file readable by the owner.
+fn ensure_demo_client(config: &Config, store: &Store) -> Result<()> {
+    let path = demo_credentials_path(config);
+    if !path.exists() {
+        let (id, secret) = crate::admin::create_client(store, "demo", "system/*.cruds")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        std::fs::write(&path, format!("{id}:{secret}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).ok();
+        }
+        eprintln!(
+            "demo API client written to {} (use it as curl -u \"$(cat {})\" …/auth/token)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where the demo client's `id:secret` is kept: beside the SQLite file, or in the working
+/// directory for PostgreSQL.
+fn demo_credentials_path(config: &Config) -> PathBuf {
+    match DatabaseUrl::parse(config.database.expose()) {
+        Ok(DatabaseUrl::Sqlite(p)) => p
+            .parent()
+            .map(|d| d.join("demo-client"))
+            .unwrap_or_else(|| PathBuf::from("demo-client")),
+        _ => PathBuf::from("continuum-demo-client"),
+    }
+}
+
 async fn serve(config: Config, store: Store) -> Result<()> {
     let server_config = server::ServerConfig {
         listen: config.listen,
@@ -179,6 +311,22 @@ async fn serve(config: Config, store: Store) -> Result<()> {
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()
     );
+    // the daily job: keep SLOT_WEEKS weeks of slots ahead of every schedule
+    let api = rest_api(&config, store.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
+        loop {
+            every.tick().await;
+            match server::slots::generate(&api, SLOT_WEEKS).await {
+                Ok(r) => tracing::info!(
+                    schedules = r.schedules,
+                    created = r.created,
+                    "slots generated"
+                ),
+                Err(e) => tracing::error!(status = e.status, "slot generation failed"),
+            }
+        }
+    });
     server::serve(listener, app, shutdown_signal())
         .await
         .context("server failed")?;
@@ -213,6 +361,7 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
         store,
         server::RestConfig {
             public_base_url: config.public_base_url.clone(),
+            find_care: Default::default(),
         },
     );
     let start = std::time::Instant::now();

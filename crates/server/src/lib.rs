@@ -3,10 +3,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod rest;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, st
         store.clone(),
         RestConfig {
             public_base_url: config.public_base_url.clone(),
+            find_care: Default::default(),
         },
     );
     let auth = auth::Auth::new(store, config.auth.clone()).await?;

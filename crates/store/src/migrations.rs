@@ -4,12 +4,17 @@
 use crate::db::{Conn, Dialect};
 use crate::error::StoreError;
 
+/// A data step of a migration, run in its transaction.
+type DataStep = fn(&mut dyn Conn) -> Result<(), StoreError>;
+
 /// One schema step. Placeholders: `{pk}` an auto-assigned 64-bit primary key, `{text_c}` text
 /// compared byte-wise (ranges and prefixes), `{real}` a double.
 struct Migration {
     version: i64,
     name: &'static str,
     sql: &'static str,
+    /// Rows to derive in Rust after the SQL (what SQL alone cannot parse, such as JSON bodies).
+    data: Option<DataStep>,
 }
 
 const MIGRATIONS: &[Migration] = &[
@@ -95,6 +100,7 @@ CREATE TABLE idx_uri (
 CREATE INDEX idx_uri_lookup ON idx_uri (rtype, param, value);
 CREATE INDEX idx_uri_rid ON idx_uri (rid);
 "#,
+        data: None,
     },
     Migration {
         version: 2,
@@ -172,6 +178,7 @@ CREATE TABLE audit_chain (
     hash TEXT NOT NULL
 );
 "#,
+        data: None,
     },
     Migration {
         version: 3,
@@ -192,6 +199,7 @@ CREATE TABLE idx_geo (
 CREATE INDEX idx_geo_lookup ON idx_geo (rtype, param, lat, lng);
 CREATE INDEX idx_geo_rid ON idx_geo (rid);
 "#,
+        data: None,
     },
     Migration {
         version: 4,
@@ -211,6 +219,7 @@ DROP INDEX idx_reference_target;
 DROP INDEX idx_reference_url;
 CREATE INDEX idx_reference_url ON idx_reference (rtype, param, url) WHERE url IS NOT NULL;
 "#,
+        data: None,
     },
     Migration {
         version: 5,
@@ -239,8 +248,52 @@ CREATE INDEX idx_quantity_lookup ON idx_quantity (rtype, param, code, value, rid
 DROP INDEX idx_uri_lookup;
 CREATE INDEX idx_uri_lookup ON idx_uri (rtype, param, value, rid);
 "#,
+        data: None,
+    },
+    Migration {
+        version: 6,
+        name: "free slots by schedule and start",
+        // one row per free Slot, kept with each Slot version: the first free slot of a
+        // schedule is one index seek
+        sql: r#"
+CREATE TABLE slot_free (
+    rid BIGINT NOT NULL,
+    schedule_id {text_c} NOT NULL,
+    start_ms BIGINT NOT NULL,
+    end_ms BIGINT NOT NULL,
+    slot_id {text_c} NOT NULL
+);
+CREATE INDEX slot_free_schedule ON slot_free (schedule_id, start_ms);
+CREATE INDEX slot_free_rid ON slot_free (rid);
+"#,
+        data: Some(backfill_slot_free),
     },
 ];
+
+/// Fills `slot_free` from the Slots already stored.
+fn backfill_slot_free(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    let rows = conn.query(
+        "SELECT rid, id, body FROM resources WHERE rtype = 'Slot' AND deleted = 0",
+        &[],
+    )?;
+    for row in rows {
+        let mut it = row.into_iter();
+        let (Some(rid), Some(id), Some(body)) = (
+            it.next().and_then(|v| v.as_i64()),
+            it.next().and_then(crate::db::SqlValue::into_string),
+            it.next().and_then(crate::db::SqlValue::into_string),
+        ) else {
+            continue;
+        };
+        let Ok(slot) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        if let Some(free) = crate::tx::FreeSlot::of(&id, &slot) {
+            free.insert(conn, rid)?;
+        }
+    }
+    Ok(())
+}
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i64 {
@@ -299,6 +352,9 @@ pub fn migrate(conn: &mut dyn Conn) -> Result<Vec<i64>, StoreError> {
                 }
             }
             conn.batch(&render(m.sql, conn.dialect()))?;
+            if let Some(data) = m.data {
+                data(conn)?;
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)

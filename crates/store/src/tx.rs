@@ -292,6 +292,11 @@ impl<'c> Tx<'c> {
         }
         for (s, it) in stored.iter().zip(items.iter()) {
             self.insert_care_links(s.rid, it.resource)?;
+            if s.resource_type == "Slot"
+                && let Some(free) = FreeSlot::of(&s.id, it.resource)
+            {
+                free.insert(self.conn, s.rid)?;
+            }
         }
         Ok(stored)
     }
@@ -388,7 +393,40 @@ impl<'c> Tx<'c> {
             "DELETE FROM care_relationships WHERE source_rid = ?",
             &[previous.rid.into()],
         )?;
+        if previous.resource_type == "Slot" {
+            self.conn.execute(
+                "DELETE FROM slot_free WHERE rid = ?",
+                &[previous.rid.into()],
+            )?;
+        }
         Ok(stored)
+    }
+
+    /// The first free slot of each schedule starting in `[from_ms, until_ms)`: schedule id →
+    /// (slot id, start). Slots are not patient data; callers check the caller may read them.
+    pub fn first_free_slots(
+        &mut self,
+        schedule_ids: &[&str],
+        from_ms: i64,
+        until_ms: i64,
+    ) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for id in schedule_ids {
+            let rows = self.conn.query(
+                "SELECT slot_id, start_ms FROM slot_free WHERE schedule_id = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms LIMIT 1",
+                &[(*id).into(), from_ms.into(), until_ms.into()],
+            )?;
+            if let Some(row) = rows.into_iter().next() {
+                let mut it = row.into_iter();
+                if let (Some(slot), Some(start)) = (
+                    it.next().and_then(SqlValue::into_string),
+                    it.next().and_then(|v| v.as_i64()),
+                ) {
+                    out.insert(id.to_string(), (slot, start));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Writes version `previous.version + 1` (a body, or `None` for a deletion) if nobody else
@@ -466,6 +504,15 @@ impl<'c> Tx<'c> {
                 vec!["(?, ?)"; chunk.len()].join(", ")
             );
             self.conn.execute(&sql, &params)?;
+        }
+        if rtype == "Slot" {
+            if !fresh {
+                self.conn
+                    .execute("DELETE FROM slot_free WHERE rid = ?", &[rid.into()])?;
+            }
+            if let Some(free) = FreeSlot::of(id, resource) {
+                free.insert(self.conn, rid)?;
+            }
         }
         self.insert_care_links(rid, resource)
     }
@@ -829,6 +876,53 @@ const MAX_ROWS_PER_INSERT: usize = 16;
 
 /// Rows per statement on the bulk path (well under both engines' parameter limits).
 const BULK_ROWS: usize = 100;
+
+/// A Slot that is free, as `slot_free` keeps it.
+pub(crate) struct FreeSlot {
+    schedule_id: String,
+    slot_id: String,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+impl FreeSlot {
+    /// The row of a Slot, if it is free and names a local Schedule and valid times.
+    pub(crate) fn of(id: &str, slot: &Value) -> Option<FreeSlot> {
+        if slot.get("status").and_then(Value::as_str) != Some("free") {
+            return None;
+        }
+        let schedule = slot
+            .pointer("/schedule/reference")
+            .and_then(Value::as_str)?
+            .strip_prefix("Schedule/")?;
+        let instant = |key: &str| {
+            let text = slot.get(key).and_then(Value::as_str)?;
+            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
+                .ok()
+                .map(|v| v.range().low)
+        };
+        Some(FreeSlot {
+            schedule_id: schedule.to_string(),
+            slot_id: id.to_string(),
+            start_ms: instant("start")?,
+            end_ms: instant("end")?,
+        })
+    }
+
+    pub(crate) fn insert(&self, conn: &mut dyn Conn, rid: i64) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO slot_free (rid, schedule_id, start_ms, end_ms, slot_id) VALUES (?, ?, ?, ?, ?)",
+            &[
+                rid.into(),
+                self.schedule_id.as_str().into(),
+                self.start_ms.into(),
+                self.end_ms.into(),
+                self.slot_id.as_str().into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
 
 /// A resource for [`Tx::create_many`].
 pub struct NewResource<'a> {

@@ -16,6 +16,40 @@ const TYPE_INTERACTIONS: &[&str] = &[
     "search-type",
 ];
 
+/// The alliance's extensions: (URL, resource types, meaning).
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        super::findcare::ext::AGE_RANGE,
+        "HealthcareService",
+        "valueRange in years: the ages served",
+    ),
+    (
+        super::findcare::ext::MODALITY,
+        "HealthcareService,Schedule,PractitionerRole",
+        "valueCode in-person | video, repeating: how visits happen",
+    ),
+    (
+        super::findcare::ext::ACCEPTING,
+        "HealthcareService",
+        "valueBoolean: whether new patients are taken (default true)",
+    ),
+    (
+        super::findcare::ext::LICENSED_STATE,
+        "PractitionerRole",
+        "valueCode, a USPS state code, repeating: where the clinician is licensed",
+    ),
+    (
+        super::findcare::ext::SLOT_MINUTES,
+        "Schedule",
+        "valueInteger: the length of generated slots in minutes (default 30)",
+    ),
+    (
+        care::labels::MINOR_CONSENTED_CARE,
+        "Encounter",
+        "valueCode, a v3 ActCode sensitivity: care a minor consented to alone (labels follow)",
+    ),
+];
+
 pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
     let resources: Vec<Value> = registry
         .resource_types()
@@ -63,7 +97,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 })
                 .map(|i| json!({"code": i}))
                 .collect();
-            json!({
+            let mut entry = json!({
                 "type": rt,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{rt}"),
                 "interaction": interactions,
@@ -77,7 +111,34 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 "searchInclude": includes,
                 "searchRevInclude": revincludes,
                 "searchParam": params,
-            })
+            });
+            let extensions: Vec<&(&str, &str, &str)> =
+                EXTENSIONS.iter().filter(|(_, on, _)| on.split(',').any(|t| t == rt)).collect();
+            if !extensions.is_empty() {
+                entry["documentation"] = json!(format!(
+                    "Alliance extensions: {}",
+                    extensions
+                        .iter()
+                        .map(|(url, _, what)| format!("{url} ({what})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+            }
+            if rt == "HealthcareService" {
+                entry["operation"] = json!([{
+                    "name": "find-care",
+                    "definition": format!("{}/OperationDefinition/find-care", super::findcare::CANONICAL),
+                    "documentation": "POST HealthcareService/$find-care with Parameters: patient (valueReference) or birthDate + postalCode; service (valueCoding, valueCode or valueString); modality (in-person | video | any); urgency (routine | urgent | asap | stat); radius (miles, default 30); patientState; count. Returns ranked option parts (healthcareService, location, organization, modality, distance, driveTimeEstimate, firstAvailable, slot, score, transition, reason) and excluded parts with their reason."
+                }]);
+            }
+            if rt == "Patient" {
+                entry["operation"] = json!([{
+                    "name": "break-glass",
+                    "definition": format!("{}/OperationDefinition/break-glass", super::findcare::CANONICAL),
+                    "documentation": "POST Patient/{id}/$break-glass with Parameters reason (valueString): emergency access to one patient for a limited time, flagged in the audit trail."
+                }]);
+            }
+            entry
         })
         .collect();
     json!({

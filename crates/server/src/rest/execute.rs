@@ -214,6 +214,7 @@ pub(crate) fn execute(
         Interaction::BreakGlass { patient_id, reason } => {
             break_glass(tx, ctx, &patient_id, &reason)
         }
+        Interaction::FindCare { params } => super::findcare::find_care(tx, ctx, params),
     }
 }
 

@@ -229,6 +229,7 @@ impl FhirApi {
                 lenient: false,
             },
             registry: self.registry,
+            find_care: self.config.find_care.clone(),
         };
         let caller = system_caller("cli:import");
         let outcome = self

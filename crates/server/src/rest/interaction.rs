@@ -69,6 +69,10 @@ pub enum Interaction {
         patient_id: String,
         reason: String,
     },
+    /// `POST HealthcareService/$find-care`: ranked, explained care options for a patient.
+    FindCare {
+        params: Value,
+    },
     /// A `batch` or `transaction` Bundle posted to the base.
     Bundle {
         transaction: bool,
@@ -101,6 +105,7 @@ impl Interaction {
             } => "transaction",
             Interaction::Bundle { .. } => "batch",
             Interaction::BreakGlass { .. } => "break-the-glass",
+            Interaction::FindCare { .. } => "find-care",
         }
     }
 
@@ -115,6 +120,7 @@ impl Interaction {
             | Interaction::ConditionalDelete { rt, .. } => Some(rt),
             Interaction::Search(s) => Some(&s.resource_type),
             Interaction::BreakGlass { .. } => Some("Patient"),
+            Interaction::FindCare { .. } => Some("HealthcareService"),
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
                 ..
@@ -456,6 +462,39 @@ pub fn route(
                 patient_id: id,
                 reason,
             })
+        }
+        (Method::Post, ["HealthcareService", "$find-care"]) => {
+            let params = body.ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    "$find-care takes a Parameters resource (see the README)",
+                )
+            })?;
+            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueType::Invalid,
+                    "$find-care takes a Parameters resource",
+                )
+                .at("resourceType"));
+            }
+            validate_resource(&params).map_err(|mut issues| {
+                // say which named parameter a structural error is in
+                for issue in &mut issues {
+                    let name = issue
+                        .expression
+                        .as_deref()
+                        .and_then(|e| e.strip_prefix("Parameters.parameter["))
+                        .and_then(|rest| rest.split(']').next())
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| params.pointer(&format!("/parameter/{i}/name")))
+                        .and_then(Value::as_str);
+                    if let Some(name) = name {
+                        issue.diagnostics = format!("parameter '{name}': {}", issue.diagnostics);
+                    }
+                }
+                ApiError::with_issues(400, issues)
+            })?;
+            Ok(Interaction::FindCare { params })
         }
         (Method::Patch, [_, _]) => Err(ApiError::new(
             405,

@@ -7,6 +7,7 @@
 mod bundle;
 pub mod capability;
 mod execute;
+pub mod findcare;
 pub mod import;
 mod interaction;
 mod render;
@@ -168,6 +169,8 @@ impl FhirResponse {
 pub struct RestConfig {
     /// The FHIR base URL to use in links instead of the one the request came in on.
     pub public_base_url: Option<String>,
+    /// The care finder's settings.
+    pub find_care: Arc<care::findcare::FindCareConfig>,
 }
 
 /// The FHIR REST API over a store.
@@ -183,6 +186,7 @@ pub(crate) struct Ctx {
     pub base_url: String,
     pub prefer: Prefer,
     pub registry: &'static Registry,
+    pub find_care: Arc<care::findcare::FindCareConfig>,
 }
 
 /// Who sent a request, as far as the router needs to know.
@@ -261,6 +265,7 @@ impl FhirApi {
             base_url: req.base_url.clone(),
             prefer: req.prefer,
             registry: self.registry,
+            find_care: self.config.find_care.clone(),
         };
         if let Interaction::Capabilities = interaction {
             let cs = capability::capability_statement(self.registry, &ctx.base_url);

@@ -9,6 +9,7 @@ mod bundles;
 mod conformance;
 mod crud;
 mod examples;
+mod findcare;
 mod ops;
 mod policy_matrix;
 mod search;

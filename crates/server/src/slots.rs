@@ -1,0 +1,298 @@
+//! Slot generation: for every active Schedule, the Slots its weekly template offers over the
+//! coming weeks. The template is the Schedule's HealthcareService's `availableTime` (days and
+//! hours, US Eastern time) and `notAvailable` (blocks and holidays), with the slot length from
+//! the Schedule's `slot-minutes` extension (default 30). Slot ids are derived from the schedule
+//! and the start time, so regenerating finds the slots it made before: it never duplicates a
+//! slot and never overwrites one (a booked or held slot stays as it is).
+//!
+//! Run by `continuum slots generate --weeks N`, after `continuum demo load`, and daily by the
+//! server.
+
+use std::collections::HashMap;
+
+use care::slots::{Template, WeeklyHours, parse_time, weekday_code};
+use fhir::search::{ParseOptions, extract, parse_search};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::rest::FhirApi;
+use crate::rest::findcare::{ext, extensions};
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SlotReport {
+    pub schedules: usize,
+    pub created: usize,
+    pub existing: usize,
+}
+
+/// The template of a schedule from its service (`None` when the service has no hours).
+pub fn template_of(service: &Value, schedule: &Value) -> Option<Template> {
+    let hours: Vec<WeeklyHours> = service
+        .get("availableTime")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let days: Vec<u8> = t
+                .get("daysOfWeek")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().and_then(weekday_code))
+                .collect();
+            let all_day = t.get("allDay").and_then(Value::as_bool) == Some(true);
+            let (start, end) = if all_day {
+                (0, 24 * 60)
+            } else {
+                (
+                    parse_time(t.get("availableStartTime")?.as_str()?)?,
+                    parse_time(t.get("availableEndTime")?.as_str()?)?,
+                )
+            };
+            (!days.is_empty() && end > start).then_some(WeeklyHours {
+                days,
+                start_minute: start,
+                end_minute: end,
+            })
+        })
+        .collect();
+    if hours.is_empty() {
+        return None;
+    }
+    // [start, end) of a period bound; a plain date is a whole local (Eastern) day
+    let bounds = |v: Option<&Value>| -> Option<(i64, i64)> {
+        let text = v?.as_str()?;
+        if let [y, m, d] = text.split('-').collect::<Vec<_>>()[..]
+            && text.len() == 10
+        {
+            let day =
+                care::slots::days_from_civil(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+            return Some((
+                care::slots::local_to_utc(day, 0),
+                care::slots::local_to_utc(day + 1, 0),
+            ));
+        }
+        let dt =
+            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
+                .ok()?;
+        let r = dt.range();
+        Some((r.low, r.high + 1))
+    };
+    let unavailable = service
+        .get("notAvailable")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let during = n.get("during")?;
+            let start = bounds(during.get("start")).map(|r| r.0).unwrap_or(i64::MIN);
+            let end = bounds(during.get("end")).map(|r| r.1).unwrap_or(i64::MAX);
+            Some((start, end))
+        })
+        .collect();
+    let slot_minutes = extensions(schedule, ext::SLOT_MINUTES)
+        .next()
+        .and_then(|e| e.get("valueInteger"))
+        .and_then(Value::as_u64)
+        .filter(|m| (5..=480).contains(m))
+        .unwrap_or(30) as u32;
+    Some(Template {
+        hours,
+        slot_minutes,
+        unavailable,
+    })
+}
+
+/// A slot's id: the schedule's id and the start as `YYYYMMDDhhmm` (UTC).
+pub fn slot_id(schedule_id: &str, start_ms: i64) -> String {
+    let day = start_ms.div_euclid(86_400_000);
+    let (y, m, d) = care::slots::civil_from_days(day);
+    let minute = start_ms.rem_euclid(86_400_000) / 60_000;
+    let stamp = format!("{y:04}{m:02}{d:02}{:02}{:02}", minute / 60, minute % 60);
+    // ids are at most 64 characters
+    let head: String = schedule_id.chars().take(64 - 1 - stamp.len()).collect();
+    format!("{head}-{stamp}")
+}
+
+/// Generates the slots of every active Schedule for `weeks` weeks from now.
+pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError> {
+    let registry = fhir::search::registry();
+    let caller = crate::rest::import::system_caller("slots:generate");
+    api.store()
+        .write_alone(move |tx| {
+            let mut bound = store::CallerTx::bind(tx, &caller)?;
+            let now = bound.now();
+            let all = |bound: &mut store::CallerTx,
+                       rt: &str,
+                       params: &[(&str, &str)]|
+             -> Result<Vec<Value>, ApiError> {
+                let mut out = Vec::new();
+                let mut cursor: Option<String> = None;
+                loop {
+                    let mut p: Vec<(String, String)> = params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    p.push(("_count".into(), "1000".into()));
+                    let mut req = parse_search(
+                        registry,
+                        rt,
+                        &p,
+                        &ParseOptions {
+                            lenient: false,
+                            base_url: "",
+                        },
+                    )
+                    .map_err(|issues| ApiError::with_issues(400, issues))?;
+                    req.cursor = cursor.take();
+                    req.total = fhir::search::TotalMode::None;
+                    let page = bound.search(&req)?;
+                    out.extend(
+                        page.matches
+                            .iter()
+                            .filter_map(|s| s.body.as_deref())
+                            .filter_map(|b| serde_json::from_str::<Value>(b).ok()),
+                    );
+                    match page.next_cursor {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                Ok(out)
+            };
+            let services: HashMap<String, Value> = all(&mut bound, "HealthcareService", &[])?
+                .into_iter()
+                .filter_map(|s| Some((s.get("id")?.as_str()?.to_string(), s)))
+                .collect();
+            let schedules = all(&mut bound, "Schedule", &[])?;
+            let mut report = SlotReport::default();
+            let mut planned: Vec<(String, String, i64, i64)> = Vec::new();
+            for schedule in &schedules {
+                if schedule.get("active").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                let Some(sid) = schedule.get("id").and_then(Value::as_str) else {
+                    continue;
+                };
+                let service = schedule
+                    .get("actor")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.get("reference").and_then(Value::as_str))
+                    .find_map(|r| r.strip_prefix("HealthcareService/"))
+                    .and_then(|id| services.get(id));
+                let Some(template) = service.and_then(|s| template_of(s, schedule)) else {
+                    continue;
+                };
+                report.schedules += 1;
+                for (start, end) in care::slots::generate(&template, now, weeks * 7) {
+                    planned.push((sid.to_string(), slot_id(sid, start), start, end));
+                }
+            }
+            for chunk in planned.chunks(2000) {
+                let ids: Vec<&str> = chunk.iter().map(|(_, id, _, _)| id.as_str()).collect();
+                let existing = bound.existing("Slot", &ids)?;
+                let mut bodies: Vec<(String, Value, Vec<fhir::search::IndexEntry>)> = Vec::new();
+                for (sid, id, start, end) in chunk {
+                    if existing.contains_key(id) {
+                        report.existing += 1;
+                        continue;
+                    }
+                    let slot = json!({
+                        "resourceType": "Slot",
+                        "id": id,
+                        "schedule": {"reference": format!("Schedule/{sid}")},
+                        "status": "free",
+                        "start": fhir::primitive::format_instant(*start),
+                        "end": fhir::primitive::format_instant(*end),
+                    });
+                    let index = extract(registry, &slot);
+                    bodies.push((id.clone(), slot, index));
+                }
+                let mut items: Vec<store::NewResource> = bodies
+                    .iter_mut()
+                    .map(|(id, slot, index)| store::NewResource {
+                        resource_type: "Slot",
+                        id: id.clone(),
+                        resource: slot,
+                        index,
+                    })
+                    .collect();
+                match bound.create_many(&mut items)? {
+                    Ok(stored) => report.created += stored.len(),
+                    Err((_, refusal)) => {
+                        return Err(ApiError::new(
+                            403,
+                            fhir::IssueType::Forbidden,
+                            format!("slot generation was refused: {refusal:?}"),
+                        ));
+                    }
+                }
+            }
+            if report.created == 0 {
+                return Ok(report);
+            }
+            let trail = std::mem::take(&mut bound.trail);
+            let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
+                interaction: "import",
+                subject_id: "slots:generate",
+                fhir_users: &[],
+                address: None,
+                outcome: crate::audit::AuditOutcome::Success,
+                description: Some(format!(
+                    "generated {} slots for {} schedules ({} already there)",
+                    report.created, report.schedules, report.existing
+                )),
+                trail: &trail,
+                query: None,
+                now_ms: bound.now(),
+            });
+            bound.raw().append_audit(&mut event)?;
+            Ok::<_, ApiError>(report)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_come_from_the_service_and_the_schedule() {
+        let service = json!({"resourceType": "HealthcareService",
+            "availableTime": [
+                {"daysOfWeek": ["mon", "wed"], "availableStartTime": "09:00:00", "availableEndTime": "12:00:00"},
+                {"daysOfWeek": ["sat"], "allDay": true},
+                {"daysOfWeek": [], "availableStartTime": "09:00:00", "availableEndTime": "12:00:00"}],
+            "notAvailable": [{"description": "Christmas", "during": {"start": "2026-12-25", "end": "2026-12-25"}}]});
+        let schedule = json!({"resourceType": "Schedule", "extension": [{"url": ext::SLOT_MINUTES, "valueInteger": 20}]});
+        let t = template_of(&service, &schedule).unwrap();
+        assert_eq!(t.slot_minutes, 20);
+        assert_eq!(t.hours.len(), 2);
+        assert_eq!(t.hours[0].days, vec![1, 3]);
+        assert_eq!((t.hours[0].start_minute, t.hours[0].end_minute), (540, 720));
+        assert_eq!((t.hours[1].start_minute, t.hours[1].end_minute), (0, 1440));
+        // the whole local day of 25 December: midnight to midnight Eastern (UTC−5)
+        let day = care::slots::days_from_civil(2026, 12, 25) * 86_400_000;
+        assert_eq!(
+            t.unavailable,
+            vec![(day + 5 * 3_600_000, day + 29 * 3_600_000)]
+        );
+        assert_eq!(
+            template_of(&json!({"resourceType": "HealthcareService"}), &schedule),
+            None
+        );
+    }
+
+    #[test]
+    fn slot_ids_are_stable_and_short_enough() {
+        let start = care::slots::days_from_civil(2026, 12, 1) * 86_400_000 + 14 * 3_600_000;
+        assert_eq!(slot_id("sch-1", start), "sch-1-202612011400");
+        let long = "x".repeat(80);
+        let id = slot_id(&long, start);
+        assert_eq!(id.len(), 64);
+        assert!(fhir::primitive::is_id(&id));
+    }
+}
