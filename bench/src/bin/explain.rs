@@ -35,7 +35,18 @@ fn main() -> Result<(), StoreError> {
         },
         Arc::new(care::SystemClock),
     )?;
-    for q in QUERIES {
+    // `--query Q` (repeatable) explains these searches instead of the benchmark's ten
+    let asked: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--query")
+        .map(|w| w[1].as_str())
+        .collect();
+    let queries: Vec<&str> = if asked.is_empty() {
+        QUERIES.to_vec()
+    } else {
+        asked
+    };
+    for q in queries {
         let (rt, query) = q.split_once('?').expect("a search");
         let pairs: Vec<(String, String)> = form_pairs(query);
         let req = parse_search(
@@ -48,8 +59,15 @@ fn main() -> Result<(), StoreError> {
             },
         )
         .expect("a valid search");
+        let timed = req.clone();
+        let started = std::time::Instant::now();
+        let found = store.read_blocking(move |tx| tx.search(&timed).map(|p| p.matches.len()))?;
+        let took = started.elapsed();
         let plan = store.read_blocking(move |tx| tx.explain_search(&req))?;
-        println!("### `{q}`\n```");
+        println!(
+            "### `{q}`\n({found} found in {:.1} ms)\n```",
+            took.as_secs_f64() * 1000.0
+        );
         for line in plan {
             println!("{line}");
         }

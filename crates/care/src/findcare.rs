@@ -259,8 +259,8 @@ pub fn rank(
     let in_transition = patient.pediatric_onset && (t_low..=t_high).contains(&patient.age);
     let child = patient.age < 18;
     let window_end = if ask.urgency == Urgency::Stat {
-        // the same (UTC) day
-        (ask.now_ms.div_euclid(DAY_MS) + 1) * DAY_MS
+        // the rest of the alliance's (US Eastern) day
+        crate::slots::local_to_utc(crate::slots::local_day(ask.now_ms) + 1, 0)
     } else {
         ask.now_ms + config.window_days[u] * DAY_MS
     };

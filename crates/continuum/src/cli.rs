@@ -218,6 +218,7 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
         server::RestConfig {
             public_base_url: config.public_base_url.clone(),
             find_care: Default::default(),
+            directory: Default::default(),
         },
     )
 }
@@ -362,6 +363,7 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
         server::RestConfig {
             public_base_url: config.public_base_url.clone(),
             find_care: Default::default(),
+            directory: Default::default(),
         },
     );
     let start = std::time::Instant::now();

@@ -169,10 +169,8 @@ pub async fn record_login(
     address: Option<String>,
     description: &str,
 ) {
-    let trail = AuditTrail {
-        denied: !success,
-        ..Default::default()
-    };
+    let mut trail = AuditTrail::default();
+    trail.denied = !success;
     let event = audit_event(&AuditFacts {
         interaction: "login",
         subject_id,
@@ -199,12 +197,10 @@ mod tests {
 
     #[test]
     fn events_validate_as_r4() {
-        let trail = AuditTrail {
-            resources: vec!["Observation/o1".into(), "Patient/p1".into()],
-            patients: vec!["p1".into()],
-            break_glass: true,
-            denied: false,
-        };
+        let mut trail = AuditTrail::default();
+        trail.add("Observation", "o1", &["p1".into()]);
+        trail.add("Patient", "p1", &["p1".into()]);
+        trail.break_glass = true;
         let e = audit_event(&AuditFacts {
             interaction: "read",
             subject_id: "user:alice",

@@ -50,6 +50,7 @@ pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, st
         RestConfig {
             public_base_url: config.public_base_url.clone(),
             find_care: Default::default(),
+            directory: Default::default(),
         },
     );
     let auth = auth::Auth::new(store, config.auth.clone()).await?;

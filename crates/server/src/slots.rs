@@ -115,60 +115,30 @@ pub fn slot_id(schedule_id: &str, start_ms: i64) -> String {
     format!("{head}-{stamp}")
 }
 
-/// Generates the slots of every active Schedule for `weeks` weeks from now.
+/// Slots written per transaction: the writer is shared with requests, so a long run yields
+/// between chunks instead of holding it for minutes.
+const SLOTS_PER_TRANSACTION: usize = 10_000;
+
+/// Generates the slots of every active Schedule for `weeks` weeks from now. The templates are
+/// read in one transaction; the slots are written in transactions of at most
+/// [`SLOTS_PER_TRANSACTION`], each audited with what it created. A run cut short leaves whole
+/// chunks behind, and the next run fills in the rest (ids are derived from schedule and start).
 pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError> {
     let registry = fhir::search::registry();
     let caller = crate::rest::import::system_caller("slots:generate");
-    api.store()
-        .write_alone(move |tx| {
-            let mut bound = store::CallerTx::bind(tx, &caller)?;
+    let read_caller = caller.clone();
+    let (planned, schedules) = api
+        .store()
+        .read(move |tx| {
+            let mut bound = store::CallerTx::bind(tx, &read_caller)?;
             let now = bound.now();
-            let all = |bound: &mut store::CallerTx,
-                       rt: &str,
-                       params: &[(&str, &str)]|
-             -> Result<Vec<Value>, ApiError> {
-                let mut out = Vec::new();
-                let mut cursor: Option<String> = None;
-                loop {
-                    let mut p: Vec<(String, String)> = params
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                    p.push(("_count".into(), "1000".into()));
-                    let mut req = parse_search(
-                        registry,
-                        rt,
-                        &p,
-                        &ParseOptions {
-                            lenient: false,
-                            base_url: "",
-                        },
-                    )
-                    .map_err(|issues| ApiError::with_issues(400, issues))?;
-                    req.cursor = cursor.take();
-                    req.total = fhir::search::TotalMode::None;
-                    let page = bound.search(&req)?;
-                    out.extend(
-                        page.matches
-                            .iter()
-                            .filter_map(|s| s.body.as_deref())
-                            .filter_map(|b| serde_json::from_str::<Value>(b).ok()),
-                    );
-                    match page.next_cursor {
-                        Some(c) => cursor = Some(c),
-                        None => break,
-                    }
-                }
-                Ok(out)
-            };
-            let services: HashMap<String, Value> = all(&mut bound, "HealthcareService", &[])?
+            let services: HashMap<String, Value> = all(&mut bound, "HealthcareService")?
                 .into_iter()
                 .filter_map(|s| Some((s.get("id")?.as_str()?.to_string(), s)))
                 .collect();
-            let schedules = all(&mut bound, "Schedule", &[])?;
-            let mut report = SlotReport::default();
+            let mut schedules = 0;
             let mut planned: Vec<(String, String, i64, i64)> = Vec::new();
-            for schedule in &schedules {
+            for schedule in &all(&mut bound, "Schedule")? {
                 if schedule.get("active").and_then(Value::as_bool) == Some(false) {
                     continue;
                 }
@@ -186,73 +156,136 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
                 let Some(template) = service.and_then(|s| template_of(s, schedule)) else {
                     continue;
                 };
-                report.schedules += 1;
+                schedules += 1;
                 for (start, end) in care::slots::generate(&template, now, weeks * 7) {
                     planned.push((sid.to_string(), slot_id(sid, start), start, end));
                 }
             }
-            for chunk in planned.chunks(2000) {
-                let ids: Vec<&str> = chunk.iter().map(|(_, id, _, _)| id.as_str()).collect();
-                let existing = bound.existing("Slot", &ids)?;
-                let mut bodies: Vec<(String, Value, Vec<fhir::search::IndexEntry>)> = Vec::new();
-                for (sid, id, start, end) in chunk {
-                    if existing.contains_key(id) {
-                        report.existing += 1;
-                        continue;
-                    }
-                    let slot = json!({
-                        "resourceType": "Slot",
-                        "id": id,
-                        "schedule": {"reference": format!("Schedule/{sid}")},
-                        "status": "free",
-                        "start": fhir::primitive::format_instant(*start),
-                        "end": fhir::primitive::format_instant(*end),
-                    });
-                    let index = extract(registry, &slot);
-                    bodies.push((id.clone(), slot, index));
-                }
-                let mut items: Vec<store::NewResource> = bodies
-                    .iter_mut()
-                    .map(|(id, slot, index)| store::NewResource {
-                        resource_type: "Slot",
-                        id: id.clone(),
-                        resource: slot,
-                        index,
-                    })
-                    .collect();
-                match bound.create_many(&mut items)? {
-                    Ok(stored) => report.created += stored.len(),
-                    Err((_, refusal)) => {
-                        return Err(ApiError::new(
-                            403,
-                            fhir::IssueType::Forbidden,
-                            format!("slot generation was refused: {refusal:?}"),
-                        ));
-                    }
-                }
-            }
-            if report.created == 0 {
-                return Ok(report);
-            }
-            let trail = std::mem::take(&mut bound.trail);
-            let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
-                interaction: "import",
-                subject_id: "slots:generate",
-                fhir_users: &[],
-                address: None,
-                outcome: crate::audit::AuditOutcome::Success,
-                description: Some(format!(
-                    "generated {} slots for {} schedules ({} already there)",
-                    report.created, report.schedules, report.existing
-                )),
-                trail: &trail,
-                query: None,
-                now_ms: bound.now(),
-            });
-            bound.raw().append_audit(&mut event)?;
-            Ok::<_, ApiError>(report)
+            Ok::<_, ApiError>((planned, schedules))
         })
-        .await
+        .await?;
+    let mut report = SlotReport {
+        schedules,
+        ..Default::default()
+    };
+    let mut planned = planned.into_iter().peekable();
+    while planned.peek().is_some() {
+        let chunk: Vec<(String, String, i64, i64)> =
+            planned.by_ref().take(SLOTS_PER_TRANSACTION).collect();
+        let caller = caller.clone();
+        let (created, existing) = api
+            .store()
+            .write_alone(move |tx| write_chunk(tx, &caller, registry, chunk, schedules))
+            .await?;
+        report.created += created;
+        report.existing += existing;
+    }
+    Ok(report)
+}
+
+/// Every resource of a type (paged by cursor).
+fn all(bound: &mut store::CallerTx, rt: &str) -> Result<Vec<Value>, ApiError> {
+    let registry = fhir::search::registry();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = vec![("_count".to_string(), "1000".to_string())];
+        let mut req = parse_search(
+            registry,
+            rt,
+            &p,
+            &ParseOptions {
+                lenient: false,
+                base_url: "",
+            },
+        )
+        .map_err(|issues| ApiError::with_issues(400, issues))?;
+        req.cursor = cursor.take();
+        req.total = fhir::search::TotalMode::None;
+        let page = bound.search(&req)?;
+        out.extend(
+            page.matches
+                .iter()
+                .filter_map(|s| s.body.as_deref())
+                .filter_map(|b| serde_json::from_str::<Value>(b).ok()),
+        );
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the slots of one chunk that are not there yet, and audits what it created; returns
+/// (created, already there).
+fn write_chunk(
+    tx: &mut store::Tx,
+    caller: &store::Caller,
+    registry: &'static fhir::search::Registry,
+    chunk: Vec<(String, String, i64, i64)>,
+    schedules: usize,
+) -> Result<(usize, usize), ApiError> {
+    let mut bound = store::CallerTx::bind(tx, caller)?;
+    let (mut created, mut existing_count) = (0, 0);
+    for part in chunk.chunks(2000) {
+        let ids: Vec<&str> = part.iter().map(|(_, id, _, _)| id.as_str()).collect();
+        let existing = bound.existing("Slot", &ids)?;
+        let mut bodies: Vec<(String, Value, Vec<fhir::search::IndexEntry>)> = Vec::new();
+        for (sid, id, start, end) in part {
+            if existing.contains_key(id) {
+                existing_count += 1;
+                continue;
+            }
+            let slot = json!({
+                "resourceType": "Slot",
+                "id": id,
+                "schedule": {"reference": format!("Schedule/{sid}")},
+                "status": "free",
+                "start": fhir::primitive::format_instant(*start),
+                "end": fhir::primitive::format_instant(*end),
+            });
+            let index = extract(registry, &slot);
+            bodies.push((id.clone(), slot, index));
+        }
+        let mut items: Vec<store::NewResource> = bodies
+            .iter_mut()
+            .map(|(id, slot, index)| store::NewResource {
+                resource_type: "Slot",
+                id: id.clone(),
+                resource: slot,
+                index,
+            })
+            .collect();
+        match bound.create_many(&mut items)? {
+            Ok(stored) => created += stored.len(),
+            Err((_, refusal)) => {
+                return Err(ApiError::new(
+                    403,
+                    fhir::IssueType::Forbidden,
+                    format!("slot generation was refused: {refusal:?}"),
+                ));
+            }
+        }
+    }
+    if created > 0 {
+        let trail = std::mem::take(&mut bound.trail);
+        let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
+            interaction: "import",
+            subject_id: "slots:generate",
+            fhir_users: &[],
+            address: None,
+            outcome: crate::audit::AuditOutcome::Success,
+            description: Some(format!(
+                "generated {created} slots ({existing_count} already there) of {schedules} schedules"
+            )),
+            trail: &trail,
+            query: None,
+            now_ms: bound.now(),
+        });
+        bound.raw().append_audit(&mut event)?;
+    }
+    Ok((created, existing_count))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use care::access::{
 };
 use fhir::search::{IndexEntry, SearchRequest};
 use serde_json::Value;
+use std::collections::HashSet;
 
 use crate::db::SqlValue;
 use crate::error::StoreError;
@@ -65,16 +66,20 @@ pub struct AuditTrail {
     pub break_glass: bool,
     /// Some access was refused.
     pub denied: bool,
+    /// What `resources` and `patients` hold, for constant-time de-duplication (a bulk write
+    /// touches hundreds of thousands of resources).
+    seen: HashSet<String>,
 }
 
 impl AuditTrail {
-    fn add(&mut self, rtype: &str, id: &str, patients: &[String]) {
+    /// Records a resource touched and the patients it belongs to (each once).
+    pub fn add(&mut self, rtype: &str, id: &str, patients: &[String]) {
         let r = format!("{rtype}/{id}");
-        if !self.resources.contains(&r) {
+        if self.seen.insert(r.clone()) {
             self.resources.push(r);
         }
         for p in patients {
-            if !self.patients.contains(p) {
+            if self.seen.insert(format!("patient:{p}")) {
                 self.patients.push(p.clone());
             }
         }

@@ -19,6 +19,6 @@ pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
 pub use pool::{DatabaseUrl, Store, StoreOptions};
 pub use tx::{
-    HistoryEntry, HistoryPage, HistoryScope, INDEX_TABLES, Method, NewResource, SearchPage, Stored,
-    Tx,
+    DIRECTORY_SNAPSHOT_TYPES, HistoryEntry, HistoryPage, HistoryScope, INDEX_TABLES, Method,
+    NewResource, SearchPage, Stored, Tx,
 };

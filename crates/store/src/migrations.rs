@@ -268,6 +268,20 @@ CREATE INDEX slot_free_rid ON slot_free (rid);
 "#,
         data: Some(backfill_slot_free),
     },
+    Migration {
+        version: 7,
+        name: "directory version",
+        // bumped in the transaction of every write to the directory types the care finder
+        // caches, so a cached snapshot is checked with one read, on any number of servers
+        sql: r#"
+CREATE TABLE directory_version (
+    id BIGINT PRIMARY KEY,
+    version BIGINT NOT NULL
+);
+INSERT INTO directory_version (id, version) VALUES (1, 0);
+"#,
+        data: None,
+    },
 ];
 
 /// Fills `slot_free` from the Slots already stored.

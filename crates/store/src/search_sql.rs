@@ -466,6 +466,7 @@ fn index_body(out: &mut Sql, cond: &Cond) {
         }
         Cond::Clause(clause) => {
             if !matches!(clause.modifier, Modifier::Missing(_)) {
+                key_prefilter(out, &clause.values);
                 out.push(" AND (");
                 for (i, v) in clause.values.iter().enumerate() {
                     if i > 0 {
@@ -479,6 +480,43 @@ fn index_body(out: &mut Sql, cond: &Cond) {
             }
         }
     }
+}
+
+/// For several values that each fix the lookup index's key column (a reference's target id, a
+/// token's code), ` AND key IN (…)`: implied by the OR of the values, and what lets the engine
+/// seek the index once per value instead of reading every row of the parameter.
+fn key_prefilter(out: &mut Sql, values: &[SearchValue]) {
+    if values.len() < 2 {
+        return;
+    }
+    let keys: Option<(&str, Vec<&str>)> =
+        values
+            .iter()
+            .try_fold(("", Vec::new()), |(col, mut keys), v| {
+                let (c, k) = match v {
+                    SearchValue::Reference { id, .. } => ("target_id", id.as_str()),
+                    SearchValue::Token {
+                        code: Some(code), ..
+                    } => ("code", code.as_str()),
+                    _ => return None,
+                };
+                if !col.is_empty() && col != c {
+                    return None;
+                }
+                keys.push(k);
+                Some((c, keys))
+            });
+    let Some((col, keys)) = keys else {
+        return;
+    };
+    out.push(&format!(" AND {col} IN ("));
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(", ");
+        }
+        out.bind(k);
+    }
+    out.push(")");
 }
 
 /// How an index condition is tied to the resource row.

@@ -85,6 +85,16 @@ pub struct SearchPage {
 }
 
 /// A transaction in progress. Everything done through it commits or rolls back together.
+/// The directory types whose every write bumps the directory version (what the care finder
+/// keeps in memory between writes; Slots change with each booking and are read live).
+pub const DIRECTORY_SNAPSHOT_TYPES: &[&str] = &[
+    "HealthcareService",
+    "Location",
+    "Organization",
+    "PractitionerRole",
+    "Schedule",
+];
+
 pub struct Tx<'c> {
     conn: &'c mut dyn Conn,
     clock: &'c dyn Clock,
@@ -290,6 +300,12 @@ impl<'c> Tx<'c> {
             );
             self.conn.execute(&sql, chunk)?;
         }
+        let mut types: Vec<&str> = items.iter().map(|it| it.resource_type).collect();
+        types.sort_unstable();
+        types.dedup();
+        for rtype in types {
+            self.touch_directory(rtype)?;
+        }
         for (s, it) in stored.iter().zip(items.iter()) {
             self.insert_care_links(s.rid, it.resource)?;
             if s.resource_type == "Slot"
@@ -393,6 +409,7 @@ impl<'c> Tx<'c> {
             "DELETE FROM care_relationships WHERE source_rid = ?",
             &[previous.rid.into()],
         )?;
+        self.touch_directory(&previous.resource_type)?;
         if previous.resource_type == "Slot" {
             self.conn.execute(
                 "DELETE FROM slot_free WHERE rid = ?",
@@ -400,6 +417,32 @@ impl<'c> Tx<'c> {
             )?;
         }
         Ok(stored)
+    }
+
+    /// Bumps the directory version when `rtype` is one of [`DIRECTORY_SNAPSHOT_TYPES`] (in
+    /// this transaction: a rolled-back write leaves it as it was).
+    fn touch_directory(&mut self, rtype: &str) -> Result<(), StoreError> {
+        if DIRECTORY_SNAPSHOT_TYPES.contains(&rtype) {
+            self.conn.execute(
+                "UPDATE directory_version SET version = version + 1 WHERE id = 1",
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The directory version this transaction sees: it changes with every write to
+    /// [`DIRECTORY_SNAPSHOT_TYPES`].
+    pub fn directory_version(&mut self) -> Result<i64, StoreError> {
+        let rows = self
+            .conn
+            .query("SELECT version FROM directory_version WHERE id = 1", &[])?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0))
     }
 
     /// The first free slot of each schedule starting in `[from_ms, until_ms)`: schedule id →
@@ -505,6 +548,7 @@ impl<'c> Tx<'c> {
             );
             self.conn.execute(&sql, &params)?;
         }
+        self.touch_directory(rtype)?;
         if rtype == "Slot" {
             if !fresh {
                 self.conn

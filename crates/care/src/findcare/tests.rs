@@ -180,6 +180,16 @@ fn urgency_sets_the_window_and_the_weight_of_waiting() {
     );
     assert_eq!(ids(&today, &ranked), ["far-soon"]);
     assert!(reasons_of(&today, &ranked, "far-soon").contains("first free slot within a day"));
+    // "today" is the alliance's Eastern day: NOW is 07:00 EST, so 21:00 EST (02:00 UTC the
+    // next day) is still today, and 01:00 EST the next day is not
+    today[1].first_slot = Some(("s".into(), NOW + 14 * 3_600_000));
+    let stat = ask(Wanted::InPerson, Urgency::Stat);
+    assert_eq!(
+        ids(&today, &rank(&patient(9), &today, &stat, &cfg).0),
+        ["far-soon"]
+    );
+    today[1].first_slot = Some(("s".into(), NOW + 18 * 3_600_000));
+    assert!(rank(&patient(9), &today, &stat, &cfg).0.is_empty());
 }
 
 #[test]

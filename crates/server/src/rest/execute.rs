@@ -435,8 +435,8 @@ fn break_glass(
     tx.raw()
         .insert_break_glass(&subject.id, patient_id, reason, expires)?;
     tx.trail.break_glass = true;
-    tx.trail.patients.push(patient_id.to_string());
-    tx.trail.resources.push(format!("Patient/{patient_id}"));
+    tx.trail
+        .add("Patient", patient_id, &[patient_id.to_string()]);
     let _ = ctx;
     Ok(Outcome::Json(
         200,

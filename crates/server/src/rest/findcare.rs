@@ -290,6 +290,164 @@ fn parse_input(params: &Value) -> Result<Input, ApiError> {
     })
 }
 
+/// What the care finder keeps of the directory between writes to it: organisation names,
+/// sites, the states each service's video clinicians are licensed in, and the schedules of
+/// each service by site and modality. Checked against the store's directory version (one
+/// read per request, in the request's own transaction) and rebuilt when it has moved.
+#[derive(Debug, Default)]
+pub struct Directory {
+    version: i64,
+    organizations: HashMap<String, Value>,
+    locations: HashMap<String, Value>,
+    licensed: HashMap<String, BTreeSet<String>>,
+    schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>>,
+}
+
+/// The shared, lazily built directory snapshot.
+#[derive(Debug, Default)]
+pub struct DirectoryCache(std::sync::Mutex<Option<std::sync::Arc<Directory>>>);
+
+/// The snapshot for this transaction's view of the directory (built, and kept, if the cached
+/// one is of another version). Only callers who may read the directory get it.
+fn directory_snapshot(tx: &mut CallerTx, ctx: &Ctx) -> Result<std::sync::Arc<Directory>, ApiError> {
+    if !tx.view().directory {
+        return Err(ApiError::new(
+            403,
+            fhir::IssueType::Forbidden,
+            "the directory is for alliance users",
+        ));
+    }
+    let version = tx.raw().directory_version()?;
+    let cached = ctx
+        .directory
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone();
+    if let Some(d) = cached
+        && d.version == version
+    {
+        return Ok(d);
+    }
+    let built = std::sync::Arc::new(build_directory(tx, ctx, version)?);
+    let mut slot = ctx
+        .directory
+        .0
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // keep the newest of what concurrent builders saw
+    if slot.as_ref().is_none_or(|d| d.version <= version) {
+        *slot = Some(built.clone());
+    }
+    Ok(built)
+}
+
+/// Reads every Organization, Location, PractitionerRole and Schedule into a snapshot.
+fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directory, ApiError> {
+    let by_id = |rows: Vec<Stored>| -> HashMap<String, Value> {
+        rows.iter().map(|s| (s.id.clone(), body(s))).collect()
+    };
+    let organizations = by_id(all_of(tx, ctx, "Organization")?);
+    let locations = by_id(all_of(tx, ctx, "Location")?);
+    let mut licensed: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for r in all_of(tx, ctx, "PractitionerRole")?.iter().map(body) {
+        if r.get("active").and_then(Value::as_bool) == Some(false) {
+            continue;
+        }
+        // a role that names its modalities and not video does not take video visits
+        let mut modalities = extensions(&r, ext::MODALITY)
+            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
+            .peekable();
+        if modalities.peek().is_some() && !modalities.any(|m| m == "video") {
+            continue;
+        }
+        let states: Vec<String> = extensions(&r, ext::LICENSED_STATE)
+            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
+            .map(str::to_ascii_uppercase)
+            .collect();
+        for s in r
+            .get("healthcareService")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = ref_id(s, "HealthcareService") {
+                licensed
+                    .entry(id.to_string())
+                    .or_default()
+                    .extend(states.iter().cloned());
+            }
+        }
+    }
+    let mut schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>> = HashMap::new();
+    for s in &all_of(tx, ctx, "Schedule")? {
+        let b = body(s);
+        if b.get("active").and_then(Value::as_bool) == Some(false) {
+            continue;
+        }
+        let actors: Vec<&Value> = b
+            .get("actor")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let location = actors
+            .iter()
+            .find_map(|a| ref_id(a, "Location"))
+            .map(str::to_string);
+        let modality = extensions(&b, ext::MODALITY)
+            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
+            .find_map(Modality::parse)
+            .unwrap_or(Modality::InPerson);
+        for a in &actors {
+            if let Some(service) = ref_id(a, "HealthcareService") {
+                let site = if modality == Modality::Video {
+                    None
+                } else {
+                    location.clone()
+                };
+                schedule_of
+                    .entry((service.to_string(), site, modality))
+                    .or_default()
+                    .push(s.id.clone());
+            }
+        }
+    }
+    Ok(Directory {
+        version,
+        organizations,
+        locations,
+        licensed,
+        schedule_of,
+    })
+}
+
+/// Every resource of a type the caller can see, page by page.
+fn all_of(tx: &mut CallerTx, ctx: &Ctx, rt: &str) -> Result<Vec<Stored>, ApiError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let pairs = vec![("_count".to_string(), "1000".to_string())];
+        let mut req = parse_search(
+            ctx.registry,
+            rt,
+            &pairs,
+            &ParseOptions {
+                lenient: false,
+                base_url: &ctx.base_url,
+            },
+        )
+        .map_err(|issues| ApiError::with_issues(400, issues))?;
+        req.cursor = cursor.take();
+        req.total = fhir::search::TotalMode::None;
+        let page = tx.search(&req)?;
+        out.extend(page.matches);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
 fn search(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -467,6 +625,7 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
         }
     };
     // the services that match the need
+    let started = std::time::Instant::now();
     let mut services: Vec<Stored> = Vec::new();
     let mut seen = BTreeSet::new();
     let searches: Vec<(&str, String)> = match &input.service {
@@ -494,6 +653,7 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
             }
         }
     }
+    let t_services = started.elapsed();
     let services: Vec<(Stored, Value)> = services
         .into_iter()
         .map(|s| {
@@ -517,127 +677,24 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
             ),
         ));
     }
-    // their organisations, sites, clinicians and schedules, each fetched in one search
-    let mut org_ids = BTreeSet::new();
-    let mut location_ids = BTreeSet::new();
-    for (_, b) in &services {
-        if let Some(o) = b.get("providedBy").and_then(|r| ref_id(r, "Organization")) {
-            org_ids.insert(o.to_string());
-        }
-        for l in b
-            .get("location")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(id) = ref_id(l, "Location") {
-                location_ids.insert(id.to_string());
-            }
-        }
-    }
-    let by_id = |rows: Vec<Stored>| -> HashMap<String, Value> {
-        rows.iter().map(|s| (s.id.clone(), body(s))).collect()
-    };
-    let joined = |ids: &BTreeSet<String>| ids.iter().cloned().collect::<Vec<_>>().join(",");
-    let orgs = if org_ids.is_empty() {
-        HashMap::new()
-    } else {
-        by_id(search(
-            tx,
-            ctx,
-            "Organization",
-            &[("_id", joined(&org_ids))],
-        )?)
-    };
-    let locations = if location_ids.is_empty() {
-        HashMap::new()
-    } else {
-        by_id(search(
-            tx,
-            ctx,
-            "Location",
-            &[("_id", joined(&location_ids))],
-        )?)
-    };
-    let service_refs = services
+    // their organisations, sites, clinicians and schedules: from the directory snapshot
+    let directory = directory_snapshot(tx, ctx)?;
+    let t_directory = started.elapsed();
+    let (orgs, locations, licensed, schedule_of) = (
+        &directory.organizations,
+        &directory.locations,
+        &directory.licensed,
+        &directory.schedule_of,
+    );
+    let matched: BTreeSet<&str> = services.iter().map(|(s, _)| s.id.as_str()).collect();
+    let all_schedules: Vec<&str> = schedule_of
         .iter()
-        .map(|(s, _)| format!("HealthcareService/{}", s.id))
-        .collect::<Vec<_>>()
-        .join(",");
-    let roles = search(
-        tx,
-        ctx,
-        "PractitionerRole",
-        &[("service", service_refs.clone())],
-    )?;
-    let mut licensed: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in roles.iter().map(body) {
-        if r.get("active").and_then(Value::as_bool) == Some(false) {
-            continue;
-        }
-        // a role that names its modalities and not video does not take video visits
-        let mut modalities = extensions(&r, ext::MODALITY)
-            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
-            .peekable();
-        if modalities.peek().is_some() && !modalities.any(|m| m == "video") {
-            continue;
-        }
-        let states: Vec<String> = extensions(&r, ext::LICENSED_STATE)
-            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
-            .map(str::to_ascii_uppercase)
-            .collect();
-        for s in r
-            .get("healthcareService")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(id) = ref_id(s, "HealthcareService") {
-                licensed
-                    .entry(id.to_string())
-                    .or_default()
-                    .extend(states.iter().cloned());
-            }
-        }
-    }
-    let schedules = search(tx, ctx, "Schedule", &[("actor", service_refs)])?;
-    // (service, location or None for video, modality) → schedule ids
-    let mut schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>> = HashMap::new();
-    for s in &schedules {
-        let b = body(s);
-        if b.get("active").and_then(Value::as_bool) == Some(false) {
-            continue;
-        }
-        let actors: Vec<&Value> = b
-            .get("actor")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
-        let location = actors
-            .iter()
-            .find_map(|a| ref_id(a, "Location"))
-            .map(str::to_string);
-        let modality = extensions(&b, ext::MODALITY)
-            .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
-            .find_map(Modality::parse)
-            .unwrap_or(Modality::InPerson);
-        for a in &actors {
-            if let Some(service) = ref_id(a, "HealthcareService") {
-                let site = if modality == Modality::Video {
-                    None
-                } else {
-                    location.clone()
-                };
-                schedule_of
-                    .entry((service.to_string(), site, modality))
-                    .or_default()
-                    .push(s.id.clone());
-            }
-        }
-    }
-    let all_schedules: Vec<&str> = schedule_of.values().flatten().map(String::as_str).collect();
+        .filter(|(key, _)| matched.contains(key.0.as_str()))
+        .flat_map(|(_, ids)| ids.iter().map(String::as_str))
+        .collect();
     let horizon = now + (config.window_days.iter().copied().max().unwrap_or(30) + 1) * 86_400_000;
     let firsts = tx.raw().first_free_slots(&all_schedules, now, horizon)?;
+    let t_slots = started.elapsed();
     let first_of = |key: &(String, Option<String>, Modality)| -> Option<(String, i64)> {
         schedule_of
             .get(key)
@@ -765,6 +822,16 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
         now_ms: now,
     };
     let (ranked, excluded) = care::findcare::rank(&facts, &candidates, &ask, config);
+    tracing::debug!(
+        services = services.len(),
+        schedules = all_schedules.len(),
+        candidates = candidates.len(),
+        services_us = t_services.as_micros() as u64,
+        directory_us = t_directory.as_micros() as u64,
+        slots_us = t_slots.as_micros() as u64,
+        ranked_us = started.elapsed().as_micros() as u64,
+        "find-care phases"
+    );
     let mut out: Vec<Value> = Vec::new();
     for r in ranked.iter().take(input.count) {
         let c = &candidates[r.candidate];

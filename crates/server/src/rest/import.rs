@@ -230,6 +230,7 @@ impl FhirApi {
             },
             registry: self.registry,
             find_care: self.config.find_care.clone(),
+            directory: self.config.directory.clone(),
         };
         let caller = system_caller("cli:import");
         let outcome = self

@@ -171,6 +171,8 @@ pub struct RestConfig {
     pub public_base_url: Option<String>,
     /// The care finder's settings.
     pub find_care: Arc<care::findcare::FindCareConfig>,
+    /// The care finder's directory snapshot, shared by every request.
+    pub directory: Arc<findcare::DirectoryCache>,
 }
 
 /// The FHIR REST API over a store.
@@ -187,6 +189,8 @@ pub(crate) struct Ctx {
     pub prefer: Prefer,
     pub registry: &'static Registry,
     pub find_care: Arc<care::findcare::FindCareConfig>,
+    /// The care finder's directory snapshot, shared by every request.
+    pub directory: Arc<findcare::DirectoryCache>,
 }
 
 /// Who sent a request, as far as the router needs to know.
@@ -266,6 +270,7 @@ impl FhirApi {
             prefer: req.prefer,
             registry: self.registry,
             find_care: self.config.find_care.clone(),
+            directory: self.config.directory.clone(),
         };
         if let Interaction::Capabilities = interaction {
             let cs = capability::capability_statement(self.registry, &ctx.base_url);

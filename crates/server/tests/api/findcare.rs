@@ -14,6 +14,7 @@ fn api(app: &TestApp) -> server::rest::FhirApi {
         server::rest::RestConfig {
             public_base_url: None,
             find_care: Default::default(),
+            directory: Default::default(),
         },
     )
 }
@@ -677,13 +678,81 @@ async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestA
     .await;
     assert!(options(&rows).is_empty(), "{rows:#?}");
     assert!(excluded(&rows)[0].reasons().contains("NY"), "{rows:#?}");
+    // licensed in New York from now on: the next search sees it (the directory snapshot
+    // follows every write to the directory)
+    app.put("PractitionerRole/r1", &json!({"resourceType": "PractitionerRole", "id": "r1",
+        "healthcareService": [{"reference": "HealthcareService/s1"}],
+        "extension": [m("video"), {"url": server::rest::findcare::ext::LICENSED_STATE, "valueCode": "CT"},
+            {"url": server::rest::findcare::ext::LICENSED_STATE, "valueCode": "NY"}]})).await;
+    let rows = find(
+        &app,
+        &ask(vec![
+            ("modality", json!({"valueCode": "video"})),
+            ("patientState", json!({"valueString": "NY"})),
+        ]),
+    )
+    .await;
+    assert_eq!(options(&rows).len(), 1, "{rows:#?}");
+    // a new site with its schedule appears as a candidate at once
+    app.put("Location/l2", &json!({"resourceType": "Location", "id": "l2", "name": "Mystic office",
+        "address": {"postalCode": "06355", "state": "CT"}, "position": {"latitude": 41.36, "longitude": -71.96}})).await;
+    let mut two_sites = service.clone();
+    two_sites["location"] = json!([{"reference": "Location/l1"}, {"reference": "Location/l2"}]);
+    assert_eq!(
+        app.put("HealthcareService/s1", &two_sites).await.status,
+        200
+    );
+    app.put("Schedule/sch-s1-l2", &json!({"resourceType": "Schedule", "id": "sch-s1-l2", "active": true,
+        "extension": [m("in-person")], "actor": [{"reference": "HealthcareService/s1"}, {"reference": "Location/l2"}]})).await;
+    let rows = find(
+        &app,
+        &ask(vec![("modality", json!({"valueCode": "in-person"}))]),
+    )
+    .await;
+    let mystic = rows
+        .iter()
+        .find(|o| o.reference("location").as_deref() == Some("Location/l2"))
+        .expect("the new site is a candidate");
+    assert_eq!(mystic.kind, "excluded", "no slots there yet");
+    assert!(
+        mystic.reasons().contains("no free slot"),
+        "{}",
+        mystic.reasons()
+    );
+    server::slots::generate(&api, 1).await.unwrap();
+    let rows = find(
+        &app,
+        &ask(vec![("modality", json!({"valueCode": "in-person"}))]),
+    )
+    .await;
+    assert!(
+        options(&rows)
+            .iter()
+            .any(|o| o.reference("location").as_deref() == Some("Location/l2")),
+        "{rows:#?}"
+    );
     // stat needs a slot today: with every slot taken it is excluded with the window in the reason
-    let all_slots = app.get("Slot?status=free&_count=1000").await.json();
-    for e in all_slots["entry"].as_array().unwrap() {
-        let mut s = e["resource"].clone();
-        s["status"] = json!("busy");
-        app.put(&format!("Slot/{}", s["id"].as_str().unwrap()), &s)
-            .await;
+    // (every slot starting before the end of the next UTC day covers the Eastern "today")
+    let (y, mo, d) = care::slots::civil_from_days(
+        care::slots::days_from_civil(today().0, today().1, today().2) + 1,
+    );
+    loop {
+        let page = app
+            .get(&format!(
+                "Slot?status=free&start=le{y:04}-{mo:02}-{d:02}T23:59:59Z&_count=200"
+            ))
+            .await
+            .json();
+        let entries = page["entry"].as_array().cloned().unwrap_or_default();
+        if entries.is_empty() {
+            break;
+        }
+        for e in entries {
+            let mut s = e["resource"].clone();
+            s["status"] = json!("busy");
+            app.put(&format!("Slot/{}", s["id"].as_str().unwrap()), &s)
+                .await;
+        }
     }
     let rows = find(&app, &ask(vec![("urgency", json!({"valueCode": "stat"}))])).await;
     assert!(options(&rows).is_empty(), "{rows:#?}");
