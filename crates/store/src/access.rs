@@ -10,7 +10,7 @@ use care::access::{
 };
 use fhir::search::{IndexEntry, SearchRequest};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use crate::db::SqlValue;
 use crate::error::StoreError;
@@ -68,7 +68,7 @@ pub struct AuditTrail {
     pub denied: bool,
     /// What `resources` and `patients` hold, for constant-time de-duplication (a bulk write
     /// touches hundreds of thousands of resources).
-    seen: HashSet<String>,
+    seen: BTreeSet<String>,
 }
 
 impl AuditTrail {

@@ -44,6 +44,14 @@ impl SqliteConn {
         )?;
         conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};"))?;
         conn.set_prepared_statement_cache_capacity(512);
+        // the same plan for every binding of a cached statement: with STAT4 (built into the
+        // bundled SQLite) a statement whose bound values might change the plan is otherwise
+        // re-prepared on each execution, and our own planner already picks the driving
+        // condition from counted probes
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         Ok(SqliteConn {
             conn,
             planner: Default::default(),
