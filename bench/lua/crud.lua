@@ -5,13 +5,23 @@ local patients = tonumber(os.getenv("PATIENTS") or "1000")
 local counter = 0
 math.randomseed(os.time())
 
-local function patient_body(id)
+local family = { "Smith", "Johnson", "Garcia", "Rivera", "Nguyen", "Patel", "Kim", "Rossi", "Lopez", "Clark",
+  "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Hill", "Flores", "Green" }
+
+-- a patient like the synthetic ones (same name list, birth years and identifier scheme), so
+-- updates keep the data set's statistics and its identifiers (an update of pat-N keeps M<N>)
+local function patient_body(id, n)
   local idpart = ""
-  if id then idpart = '"id":"' .. id .. '",' end
+  local ident = "B" .. math.random(1, 1000000000)
+  if id then
+    idpart = '"id":"' .. id .. '",'
+    ident = "M" .. n
+  end
   return '{"resourceType":"Patient",' .. idpart ..
-    '"name":[{"family":"Bench","given":["Load"]}],"gender":"female","birthDate":"2014-05-06",' ..
+    '"name":[{"family":"' .. family[math.random(1, #family)] .. '","given":["Load"]}],"gender":"female",' ..
+    string.format('"birthDate":"%04d-%02d-%02d",', math.random(2000, 2026), math.random(1, 12), math.random(1, 28)) ..
     '"address":[{"city":"Hartford","state":"CT","postalCode":"06106"}],' ..
-    '"identifier":[{"system":"urn:mrn:bench","value":"B' .. math.random(1, 1000000000) .. '"}]}'
+    '"identifier":[{"system":"urn:mrn:cc","value":"' .. ident .. '"}]}'
 end
 
 request = function()
@@ -22,9 +32,9 @@ request = function()
   if r <= 4 then
     return wrk.format("GET", "/fhir/Patient/pat-" .. n, h)
   elseif r <= 6 then
-    return wrk.format("POST", "/fhir/Patient", h, patient_body(nil))
+    return wrk.format("POST", "/fhir/Patient", h, patient_body(nil, nil))
   elseif r <= 8 then
-    return wrk.format("PUT", "/fhir/Patient/pat-" .. n, h, patient_body("pat-" .. n))
+    return wrk.format("PUT", "/fhir/Patient/pat-" .. n, h, patient_body("pat-" .. n, n))
   else
     local org = "cc"
     return wrk.format("GET", "/fhir/Patient?identifier=M" .. n, h)

@@ -60,6 +60,19 @@ pub fn drive_minutes_estimate(miles: f64) -> u32 {
     (5.0 + miles.max(0.0) * DETOUR / MPH * 60.0).round() as u32
 }
 
+/// USPS codes of the states, DC and the territories.
+const US_STATES: &[&str] = &[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY", "AS", "GU", "MP", "PR", "VI",
+];
+
+/// Whether `code` is a USPS state (or DC, or territory) code, in any case.
+pub fn is_us_state(code: &str) -> bool {
+    US_STATES.iter().any(|s| s.eq_ignore_ascii_case(code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

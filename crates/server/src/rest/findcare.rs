@@ -256,7 +256,7 @@ fn parse_input(params: &Value) -> Result<Input, ApiError> {
     let patient_state =
         text("patientState", &["valueCode", "valueString"])?.map(|s| s.to_ascii_uppercase());
     if let Some(s) = &patient_state
-        && (s.len() != 2 || !s.chars().all(|c| c.is_ascii_alphabetic()))
+        && !care::geo::is_us_state(s)
     {
         return Err(bad(
             "patientState",

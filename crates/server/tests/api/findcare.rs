@@ -541,6 +541,15 @@ async fn bad_input_names_the_parameter(app: TestApp) {
         ),
         (
             vec![
+                ok_birth.clone(),
+                ok_zip.clone(),
+                ok_service.clone(),
+                ("patientState", json!({"valueString": "ZZ"})),
+            ],
+            "patientState",
+        ),
+        (
+            vec![
                 ("birthDate", json!({"valueDate": "2017-02-30"})),
                 ok_zip.clone(),
                 ok_service.clone(),
