@@ -2,6 +2,7 @@
 //! Time comes from an injected [`Clock`], so every rule is testable at any instant.
 
 pub mod access;
+pub mod booking;
 pub mod clock;
 pub mod findcare;
 pub mod geo;

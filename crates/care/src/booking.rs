@@ -1,0 +1,433 @@
+//! Booking rules (product C2, domain rules "Scheduling"): the Appointment status machine, what
+//! each Appointment status does to its Slot, and whether a slot can be held or booked now —
+//! pure, with the time passed in. The store enforces the outcome atomically; this module
+//! decides it.
+//!
+//! - Slot: `free` → `busy-tentative` (a hold, with an expiry) → `busy`; cancelling frees it; an
+//!   expired hold counts as free.
+//! - Appointment: `proposed`/`pending` → `booked` → `arrived` → `fulfilled`; `booked` →
+//!   `cancelled` | `noshow`; `checked-in` sits between `booked` and `arrived`; `waitlist` may
+//!   become an offer; anything still open may be `entered-in-error`.
+
+use std::fmt;
+
+/// R4 `SlotStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotStatus {
+    Free,
+    BusyTentative,
+    Busy,
+    BusyUnavailable,
+    EnteredInError,
+}
+
+impl SlotStatus {
+    pub const ALL: [SlotStatus; 5] = [
+        SlotStatus::Free,
+        SlotStatus::BusyTentative,
+        SlotStatus::Busy,
+        SlotStatus::BusyUnavailable,
+        SlotStatus::EnteredInError,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            SlotStatus::Free => "free",
+            SlotStatus::BusyTentative => "busy-tentative",
+            SlotStatus::Busy => "busy",
+            SlotStatus::BusyUnavailable => "busy-unavailable",
+            SlotStatus::EnteredInError => "entered-in-error",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<SlotStatus> {
+        SlotStatus::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+/// R4 `AppointmentStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AppointmentStatus {
+    Proposed,
+    Pending,
+    Booked,
+    Arrived,
+    Fulfilled,
+    Cancelled,
+    Noshow,
+    EnteredInError,
+    CheckedIn,
+    Waitlist,
+}
+
+impl AppointmentStatus {
+    pub const ALL: [AppointmentStatus; 10] = [
+        AppointmentStatus::Proposed,
+        AppointmentStatus::Pending,
+        AppointmentStatus::Booked,
+        AppointmentStatus::Arrived,
+        AppointmentStatus::Fulfilled,
+        AppointmentStatus::Cancelled,
+        AppointmentStatus::Noshow,
+        AppointmentStatus::EnteredInError,
+        AppointmentStatus::CheckedIn,
+        AppointmentStatus::Waitlist,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            AppointmentStatus::Proposed => "proposed",
+            AppointmentStatus::Pending => "pending",
+            AppointmentStatus::Booked => "booked",
+            AppointmentStatus::Arrived => "arrived",
+            AppointmentStatus::Fulfilled => "fulfilled",
+            AppointmentStatus::Cancelled => "cancelled",
+            AppointmentStatus::Noshow => "noshow",
+            AppointmentStatus::EnteredInError => "entered-in-error",
+            AppointmentStatus::CheckedIn => "checked-in",
+            AppointmentStatus::Waitlist => "waitlist",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<AppointmentStatus> {
+        AppointmentStatus::ALL
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+
+    /// No transition leaves these.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            AppointmentStatus::Fulfilled
+                | AppointmentStatus::Cancelled
+                | AppointmentStatus::Noshow
+                | AppointmentStatus::EnteredInError
+        )
+    }
+
+    /// The statuses this one may move to.
+    pub fn next(self) -> &'static [AppointmentStatus] {
+        use AppointmentStatus::*;
+        match self {
+            Proposed => &[Pending, Booked, Cancelled, EnteredInError],
+            Pending => &[Booked, Cancelled, EnteredInError],
+            Waitlist => &[Proposed, Pending, Booked, Cancelled, EnteredInError],
+            Booked => &[CheckedIn, Arrived, Cancelled, Noshow, EnteredInError],
+            CheckedIn => &[Arrived, Cancelled, Noshow, EnteredInError],
+            Arrived => &[Fulfilled, EnteredInError],
+            Fulfilled | Cancelled | Noshow | EnteredInError => &[],
+        }
+    }
+
+    /// What an appointment in this status makes of its slots.
+    pub fn slot_status(self) -> SlotStatus {
+        use AppointmentStatus::*;
+        match self {
+            Pending => SlotStatus::BusyTentative,
+            Booked | CheckedIn | Arrived | Fulfilled | Noshow => SlotStatus::Busy,
+            // a proposal or a waitlist entry holds nothing; a cancelled or erroneous one
+            // gives its slot back
+            Proposed | Waitlist | Cancelled | EnteredInError => SlotStatus::Free,
+        }
+    }
+}
+
+impl fmt::Display for AppointmentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refused status change, naming what is allowed (answered as 409).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden {
+    pub from: AppointmentStatus,
+    pub to: AppointmentStatus,
+    pub allowed: Vec<AppointmentStatus>,
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.allowed.is_empty() {
+            write!(
+                f,
+                "an appointment that is {} cannot become {}: {} is final",
+                self.from, self.to, self.from
+            )
+        } else {
+            let allowed: Vec<&str> = self.allowed.iter().map(|s| s.code()).collect();
+            write!(
+                f,
+                "an appointment that is {} cannot become {}; allowed: {}",
+                self.from,
+                self.to,
+                allowed.join(", ")
+            )
+        }
+    }
+}
+
+/// Checks a status change (staying in the same status is not a change).
+pub fn transition(from: AppointmentStatus, to: AppointmentStatus) -> Result<(), Forbidden> {
+    if from == to || from.next().contains(&to) {
+        Ok(())
+    } else {
+        Err(Forbidden {
+            from,
+            to,
+            allowed: from.next().to_vec(),
+        })
+    }
+}
+
+/// A slot as the booking rules see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotState {
+    pub status: SlotStatus,
+    /// For `busy-tentative`: when the hold lapses (epoch ms).
+    pub hold_expires_ms: Option<i64>,
+    /// For a held or booked slot: the appointment that holds it.
+    pub held_by: Option<String>,
+    /// The slot's start (epoch ms).
+    pub start_ms: i64,
+}
+
+/// Why a slot cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Held by another appointment until then.
+    Held { until_ms: i64 },
+    /// Booked, blocked or withdrawn.
+    Taken(SlotStatus),
+    /// It has already begun.
+    Past,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Held { .. } => f.write_str("the slot is held for another booking"),
+            Unavailable::Taken(s) => write!(f, "the slot is {}", s.code()),
+            Unavailable::Past => f.write_str("the slot has already begun"),
+        }
+    }
+}
+
+/// Whether `appointment` may hold or book `slot` at `now_ms`: a free slot, a hold that has
+/// lapsed, or the appointment's own hold.
+pub fn can_take(
+    slot: &SlotState,
+    appointment: Option<&str>,
+    now_ms: i64,
+) -> Result<(), Unavailable> {
+    if slot.start_ms <= now_ms {
+        return Err(Unavailable::Past);
+    }
+    match slot.status {
+        SlotStatus::Free => Ok(()),
+        SlotStatus::BusyTentative => {
+            let own = appointment.is_some() && slot.held_by.as_deref() == appointment;
+            match slot.hold_expires_ms {
+                _ if own => Ok(()),
+                Some(until) if until <= now_ms => Ok(()),
+                // a hold without an expiry never lapses on its own
+                Some(until) => Err(Unavailable::Held { until_ms: until }),
+                None => Err(Unavailable::Taken(SlotStatus::BusyTentative)),
+            }
+        }
+        other => Err(Unavailable::Taken(other)),
+    }
+}
+
+/// Whether a hold has lapsed and its slot should be freed (by the sweeper, or on read).
+pub fn hold_lapsed(slot: &SlotState, now_ms: i64) -> bool {
+    slot.status == SlotStatus::BusyTentative && slot.hold_expires_ms.is_some_and(|t| t <= now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppointmentStatus::*;
+    use super::*;
+
+    /// Every (from, to) pair: allowed exactly as the domain rules say, the rest forbidden with
+    /// the allowed ones named.
+    #[test]
+    fn appointment_transitions_are_the_rules_and_nothing_else() {
+        let allowed: &[(AppointmentStatus, &[AppointmentStatus])] = &[
+            (Proposed, &[Pending, Booked, Cancelled, EnteredInError]),
+            (Pending, &[Booked, Cancelled, EnteredInError]),
+            (
+                Waitlist,
+                &[Proposed, Pending, Booked, Cancelled, EnteredInError],
+            ),
+            (
+                Booked,
+                &[CheckedIn, Arrived, Cancelled, Noshow, EnteredInError],
+            ),
+            (CheckedIn, &[Arrived, Cancelled, Noshow, EnteredInError]),
+            (Arrived, &[Fulfilled, EnteredInError]),
+            (Fulfilled, &[]),
+            (Cancelled, &[]),
+            (Noshow, &[]),
+            (EnteredInError, &[]),
+        ];
+        let mut checked = 0;
+        for (from, ok) in allowed {
+            for to in AppointmentStatus::ALL {
+                let result = transition(*from, to);
+                if to == *from || ok.contains(&to) {
+                    assert_eq!(result, Ok(()), "{from} → {to}");
+                } else {
+                    let e = result.expect_err(&format!("{from} → {to} must be forbidden"));
+                    assert_eq!(e.allowed, ok.to_vec());
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(from.code()) && text.contains(to.code()),
+                        "{text}"
+                    );
+                    if ok.is_empty() {
+                        assert!(text.contains("is final"), "{text}");
+                    } else {
+                        assert!(text.contains("allowed: "), "{text}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 100);
+        // the forbidden moves the rules name explicitly
+        assert!(
+            transition(Cancelled, Booked).is_err(),
+            "a cancelled visit is not revived"
+        );
+        assert!(
+            transition(Booked, Fulfilled).is_err(),
+            "fulfilled only after arrival"
+        );
+        assert!(transition(Noshow, Arrived).is_err());
+        assert!(transition(Pending, Arrived).is_err());
+        assert_eq!(
+            transition(Booked, Proposed).unwrap_err().to_string(),
+            "an appointment that is booked cannot become proposed; allowed: checked-in, arrived, cancelled, noshow, entered-in-error"
+        );
+    }
+
+    #[test]
+    fn each_status_says_what_it_makes_of_its_slot() {
+        assert_eq!(Pending.slot_status(), SlotStatus::BusyTentative);
+        for s in [Booked, CheckedIn, Arrived, Fulfilled, Noshow] {
+            assert_eq!(s.slot_status(), SlotStatus::Busy, "{s}");
+        }
+        for s in [Proposed, Waitlist, Cancelled, EnteredInError] {
+            assert_eq!(s.slot_status(), SlotStatus::Free, "{s}");
+        }
+        // codes round-trip
+        for s in AppointmentStatus::ALL {
+            assert_eq!(AppointmentStatus::parse(s.code()), Some(s));
+        }
+        for s in SlotStatus::ALL {
+            assert_eq!(SlotStatus::parse(s.code()), Some(s));
+        }
+        assert_eq!(AppointmentStatus::parse("Booked"), None);
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+    const MIN: i64 = 60_000;
+
+    fn slot(status: SlotStatus, expires: Option<i64>, by: Option<&str>) -> SlotState {
+        SlotState {
+            status,
+            hold_expires_ms: expires,
+            held_by: by.map(str::to_string),
+            start_ms: NOW + 60 * MIN,
+        }
+    }
+
+    #[test]
+    fn a_slot_can_be_taken_when_free_lapsed_or_held_by_the_same_appointment() {
+        use SlotStatus::*;
+        let cases: Vec<(SlotState, Option<&str>, Result<(), Unavailable>)> = vec![
+            (slot(Free, None, None), Some("a1"), Ok(())),
+            (slot(Free, None, None), None, Ok(())),
+            // a live hold of another appointment
+            (
+                slot(BusyTentative, Some(NOW + 5 * MIN), Some("a2")),
+                Some("a1"),
+                Err(Unavailable::Held {
+                    until_ms: NOW + 5 * MIN,
+                }),
+            ),
+            // the same appointment books what it holds
+            (
+                slot(BusyTentative, Some(NOW + 5 * MIN), Some("a1")),
+                Some("a1"),
+                Ok(()),
+            ),
+            // a lapsed hold (at the expiry instant and after) is free
+            (
+                slot(BusyTentative, Some(NOW), Some("a2")),
+                Some("a1"),
+                Ok(()),
+            ),
+            (
+                slot(BusyTentative, Some(NOW - MIN), Some("a2")),
+                None,
+                Ok(()),
+            ),
+            // a hold without expiry is never taken over
+            (
+                slot(BusyTentative, None, Some("a2")),
+                Some("a1"),
+                Err(Unavailable::Taken(BusyTentative)),
+            ),
+            (
+                slot(Busy, None, Some("a2")),
+                Some("a1"),
+                Err(Unavailable::Taken(Busy)),
+            ),
+            (
+                slot(Busy, None, Some("a1")),
+                Some("a1"),
+                Err(Unavailable::Taken(Busy)),
+            ),
+            (
+                slot(BusyUnavailable, None, None),
+                Some("a1"),
+                Err(Unavailable::Taken(BusyUnavailable)),
+            ),
+            (
+                slot(EnteredInError, None, None),
+                Some("a1"),
+                Err(Unavailable::Taken(EnteredInError)),
+            ),
+        ];
+        for (i, (s, who, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(can_take(&s, who, NOW), expected, "case {i}: {s:?}");
+        }
+        // a slot that has begun cannot be taken, free or not
+        let mut begun = slot(Free, None, None);
+        begun.start_ms = NOW;
+        assert_eq!(can_take(&begun, Some("a1"), NOW), Err(Unavailable::Past));
+    }
+
+    #[test]
+    fn holds_lapse_at_their_expiry_with_the_injected_time() {
+        let held = slot(SlotStatus::BusyTentative, Some(NOW + 10 * MIN), Some("a1"));
+        assert!(!hold_lapsed(&held, NOW));
+        assert!(!hold_lapsed(&held, NOW + 10 * MIN - 1));
+        assert!(hold_lapsed(&held, NOW + 10 * MIN));
+        assert!(!hold_lapsed(
+            &slot(SlotStatus::Busy, Some(NOW), None),
+            NOW + MIN
+        ));
+        assert!(!hold_lapsed(
+            &slot(SlotStatus::BusyTentative, None, Some("a1")),
+            NOW + 1000 * MIN
+        ));
+        assert_eq!(
+            Unavailable::Held { until_ms: 0 }.to_string(),
+            "the slot is held for another booking"
+        );
+    }
+}
