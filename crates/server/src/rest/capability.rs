@@ -131,6 +131,16 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                     "documentation": "POST HealthcareService/$find-care with Parameters: patient (valueReference) or birthDate + postalCode; service (valueCoding, valueCode or valueString); modality (in-person | video | any); urgency (routine | urgent | asap | stat); radius (miles, default 30); patientState; count. Returns ranked option parts (healthcareService, location, organization, modality, distance, driveTimeEstimate, firstAvailable, slot, score, transition, reason) and excluded parts with their reason."
                 }]);
             }
+            if rt == "Appointment" {
+                entry["operation"] = json!([
+                    {"name": "hold",
+                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-hold",
+                     "documentation": "POST Appointment/$hold with Parameters slot and patient (valueReference): a pending Appointment and the Slot busy-tentative for 10 minutes; 409 when the slot is taken or held."},
+                    {"name": "book",
+                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-book",
+                     "documentation": "POST Appointment/$book with Parameters slot and patient (or the held appointment), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409."}
+                ]);
+            }
             if rt == "Patient" {
                 entry["operation"] = json!([{
                     "name": "break-glass",

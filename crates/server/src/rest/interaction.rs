@@ -69,6 +69,11 @@ pub enum Interaction {
         patient_id: String,
         reason: String,
     },
+    /// `POST Appointment/$hold` (`hold`) or `POST Appointment/$book`.
+    Book {
+        hold: bool,
+        params: Value,
+    },
     /// `POST HealthcareService/$find-care`: ranked, explained care options for a patient.
     FindCare {
         params: Value,
@@ -106,6 +111,8 @@ impl Interaction {
             Interaction::Bundle { .. } => "batch",
             Interaction::BreakGlass { .. } => "break-the-glass",
             Interaction::FindCare { .. } => "find-care",
+            Interaction::Book { hold: true, .. } => "hold",
+            Interaction::Book { hold: false, .. } => "book",
         }
     }
 
@@ -121,6 +128,7 @@ impl Interaction {
             Interaction::Search(s) => Some(&s.resource_type),
             Interaction::BreakGlass { .. } => Some("Patient"),
             Interaction::FindCare { .. } => Some("HealthcareService"),
+            Interaction::Book { .. } => Some("Appointment"),
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
                 ..
@@ -144,6 +152,7 @@ impl Interaction {
                 | Interaction::ConditionalDelete { .. }
                 | Interaction::Bundle { .. }
                 | Interaction::BreakGlass { .. }
+                | Interaction::Book { .. }
         )
     }
 }
@@ -461,6 +470,26 @@ pub fn route(
             Ok(Interaction::BreakGlass {
                 patient_id: id,
                 reason,
+            })
+        }
+        (Method::Post, ["Appointment", op @ ("$hold" | "$book")]) => {
+            let params = body.ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    format!("{op} takes a Parameters resource with 'slot' and 'patient'"),
+                )
+            })?;
+            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueType::Invalid,
+                    format!("{op} takes a Parameters resource"),
+                )
+                .at("resourceType"));
+            }
+            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            Ok(Interaction::Book {
+                hold: *op == "$hold",
+                params,
             })
         }
         (Method::Post, ["HealthcareService", "$find-care"]) => {

@@ -4,6 +4,7 @@
 //! A request is first parsed into an [`Interaction`] (pure: routing, content checks, JSON
 //! parsing, validation, search parsing), then executed inside one store transaction.
 
+pub mod booking;
 mod bundle;
 pub mod capability;
 mod execute;

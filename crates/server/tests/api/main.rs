@@ -5,6 +5,7 @@ mod helpers;
 
 mod access;
 mod bad_input;
+mod booking;
 mod bundles;
 mod conformance;
 mod crud;

@@ -1,0 +1,272 @@
+//! `Appointment/$hold` and `$book`: holds, bookings, conflicts and the race of many bookings
+//! of one slot, on both engines.
+
+use serde_json::{Value, json};
+
+use crate::both_engines;
+use crate::helpers::TestApp;
+
+/// A Schedule and `n` future hour slots; returns the slot ids.
+async fn slots(app: &TestApp, n: usize) -> Vec<String> {
+    app.put(
+        "Location/bl1",
+        &json!({"resourceType": "Location", "id": "bl1", "name": "Booking site"}),
+    )
+    .await;
+    app.put(
+        "Schedule/bs1",
+        &json!({"resourceType": "Schedule", "id": "bs1", "active": true,
+        "actor": [{"reference": "Location/bl1"}]}),
+    )
+    .await;
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 86_400_000;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("bslot{i}");
+        let start = base + i as i64 * 3_600_000;
+        let r = app
+            .put(
+                &format!("Slot/{id}"),
+                &json!({"resourceType": "Slot", "id": id,
+                "schedule": {"reference": "Schedule/bs1"}, "status": "free",
+                "start": fhir::primitive::format_instant(start),
+                "end": fhir::primitive::format_instant(start + 3_600_000)}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(id);
+    }
+    ids
+}
+
+async fn patient(app: &TestApp) -> String {
+    app.create(json!({"resourceType": "Patient", "birthDate": "2016-04-01"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn params(slot: &str, patient: Option<&str>, appointment: Option<&str>) -> Value {
+    let mut p =
+        vec![json!({"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}})];
+    if let Some(pid) = patient {
+        p.push(
+            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{pid}")}}),
+        );
+    }
+    if let Some(a) = appointment {
+        p.push(json!({"name": "appointment", "valueReference": {"reference": format!("Appointment/{a}")}}));
+    }
+    json!({"resourceType": "Parameters", "parameter": p})
+}
+
+async fn book_and_hold(app: TestApp) {
+    let ids = slots(&app, 3).await;
+    let (p1, p2) = (patient(&app).await, patient(&app).await);
+    // book a free slot: a Bundle with the one booked Appointment; the slot is busy
+    let r = app
+        .post("Appointment/$book", &params(&ids[0], Some(&p1), None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let bundle = r.json();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 1);
+    let appt = &bundle["entry"][0]["resource"];
+    assert_eq!(appt["status"], "booked");
+    assert_eq!(appt["slot"][0]["reference"], format!("Slot/{}", ids[0]));
+    let actors: Vec<&str> = appt["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["actor"]["reference"].as_str())
+        .collect();
+    assert!(
+        actors.contains(&format!("Patient/{p1}").as_str()) && actors.contains(&"Location/bl1"),
+        "{actors:?}"
+    );
+    let slot = app.get(&format!("Slot/{}", ids[0])).await.json();
+    assert_eq!(slot["status"], "busy");
+    // the same slot again: 409, nothing written
+    let r = app
+        .post("Appointment/$book", &params(&ids[0], Some(&p2), None))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.issue_code(), "conflict");
+    assert!(r.text.contains("busy"), "{}", r.text);
+    assert_eq!(
+        app.get("Appointment?_summary=count").await.json()["total"],
+        1,
+        "the refused booking left no appointment"
+    );
+    // hold: a pending appointment and a busy-tentative slot with an expiry
+    let r = app
+        .post("Appointment/$hold", &params(&ids[1], Some(&p1), None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let held = r.json()["entry"][0]["resource"].clone();
+    assert_eq!(held["status"], "pending");
+    let hid = held["id"].as_str().unwrap().to_string();
+    let slot = app.get(&format!("Slot/{}", ids[1])).await.json();
+    assert_eq!(slot["status"], "busy-tentative");
+    assert!(slot.to_string().contains("hold-expires"), "{slot}");
+    // someone else cannot hold or book it while the hold lives
+    for op in ["$hold", "$book"] {
+        let r = app
+            .post(
+                &format!("Appointment/{op}"),
+                &params(&ids[1], Some(&p2), None),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{op}: {}", r.text);
+        assert!(r.text.contains("held"), "{}", r.text);
+    }
+    // the holder books it
+    let r = app
+        .post("Appointment/$book", &params(&ids[1], None, Some(&hid)))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["entry"][0]["resource"]["status"], "booked");
+    assert_eq!(r.json()["entry"][0]["resource"]["id"], hid.as_str());
+    let slot = app.get(&format!("Slot/{}", ids[1])).await.json();
+    assert_eq!(slot["status"], "busy");
+    assert!(!slot.to_string().contains("hold-expires"), "{slot}");
+    // booking it again through the same appointment is a forbidden move (booked → booked is
+    // no change, but the slot is no longer held)
+    let r = app
+        .post("Appointment/$book", &params(&ids[1], None, Some(&hid)))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    // an appointment for another slot cannot book this one
+    let r = app
+        .post("Appointment/$book", &params(&ids[2], None, Some(&hid)))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+async fn bad_booking_requests(app: TestApp) {
+    let ids = slots(&app, 1).await;
+    let p = patient(&app).await;
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "patient", "valueReference": {"reference": format!("Patient/{p}")}}]}),
+            400,
+            "slot",
+        ),
+        (params(&ids[0], None, None), 400, "patient"),
+        (params("nope", Some(&p), None), 404, "Slot/nope"),
+        (params(&ids[0], Some("nope"), None), 400, "Patient/nope"),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "slot", "valueReference": {"reference": "Location/bl1"}}]}),
+            400,
+            "slot",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "colour", "valueString": "blue"}]}),
+            400,
+            "colour",
+        ),
+        (json!({"resourceType": "Patient"}), 400, "Parameters"),
+    ];
+    for (body, status, needle) in cases {
+        let r = app.post("Appointment/$book", &body).await;
+        assert_eq!(r.status, status, "{needle}: {}", r.text);
+        assert!(r.text.contains(needle), "{needle}: {}", r.text);
+    }
+    // a slot that has begun
+    app.put(
+        "Slot/past",
+        &json!({"resourceType": "Slot", "id": "past", "schedule": {"reference": "Schedule/bs1"},
+        "status": "free", "start": "2020-01-01T10:00:00Z", "end": "2020-01-01T11:00:00Z"}),
+    )
+    .await;
+    let r = app
+        .post("Appointment/$book", &params("past", Some(&p), None))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("begun"), "{}", r.text);
+    // a caller without write access to appointments is refused
+    let token = app
+        .token_for("system/Slot.rs system/Patient.rs", &[], &[])
+        .await;
+    let client = app.client_with(&token);
+    let r = app
+        .send(
+            client
+                .post(app.url("Appointment/$book"))
+                .header("Content-Type", "application/fhir+json")
+                .body(params(&ids[0], Some(&p), None).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(
+        app.get(&format!("Slot/{}", ids[0])).await.json()["status"],
+        "free"
+    );
+}
+
+/// Many clients book the same few slots at once: each slot is booked exactly once.
+async fn concurrent_bookings_of_one_slot_have_one_winner(app: TestApp) {
+    let ids = slots(&app, 4).await;
+    let mut patients = Vec::new();
+    for _ in 0..6 {
+        patients.push(patient(&app).await);
+    }
+    let mut tasks = Vec::new();
+    for slot in &ids {
+        for (k, p) in patients.iter().enumerate() {
+            let client = app.client.clone();
+            let url = app.url(if k % 2 == 0 {
+                "Appointment/$book"
+            } else {
+                "Appointment/$hold"
+            });
+            let body = params(slot, Some(p), None).to_string();
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("Content-Type", "application/fhir+json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let wins = statuses.iter().filter(|s| **s == 200).count();
+    let conflicts = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!(wins, ids.len(), "one winner per slot: {statuses:?}");
+    assert_eq!(wins + conflicts, statuses.len(), "{statuses:?}");
+    for slot in &ids {
+        let appts = app
+            .get(&format!("Appointment?slot=Slot/{slot}&_count=100"))
+            .await
+            .json();
+        assert_eq!(
+            appts["entry"].as_array().map(Vec::len).unwrap_or(0),
+            1,
+            "{slot}: {appts}"
+        );
+        let s = app.get(&format!("Slot/{slot}")).await.json();
+        assert!(
+            s["status"] == "busy" || s["status"] == "busy-tentative",
+            "{s}"
+        );
+    }
+}
+
+both_engines!(
+    book_and_hold,
+    bad_booking_requests,
+    concurrent_bookings_of_one_slot_have_one_winner,
+);
