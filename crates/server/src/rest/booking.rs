@@ -288,3 +288,109 @@ fn refusal(r: store::Refusal, rt: &str, id: &str) -> ApiError {
         store::Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
     }
 }
+
+/// The local Slot ids an Appointment references.
+fn slot_ids(appointment: &Value) -> Vec<String> {
+    appointment
+        .get("slot")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("reference").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("Slot/"))
+        .filter(|id| fhir::primitive::is_id(id))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Keeps a written Appointment and its Slots in step (a create, an update or a deletion —
+/// `new` is `None` — through the plain REST interactions): the status change must be allowed
+/// (409 naming the allowed ones), slots the appointment takes must be free, lapsed or its own
+/// (409 otherwise), and slots it gives up — cancelled, entered in error, deleted, or dropped
+/// from `slot` by a reschedule — are freed if it held them. Slots that are not stored here are
+/// left alone. Runs in the request's transaction, before the Appointment is written.
+pub(crate) fn appointment_written(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    previous: Option<&Value>,
+    new: Option<&Value>,
+) -> Result<(), ApiError> {
+    let status = |v: Option<&Value>| {
+        v.and_then(|a| a.get("status"))
+            .and_then(Value::as_str)
+            .and_then(AppointmentStatus::parse)
+    };
+    let (from, to) = (status(previous), status(new));
+    if let (Some(from), Some(to)) = (from, to) {
+        transition(from, to).map_err(|f| conflict(f.to_string()).at("Appointment.status"))?;
+    }
+    let now = tx.now();
+    let old_slots = previous.map(slot_ids).unwrap_or_default();
+    let new_slots = new.map(slot_ids).unwrap_or_default();
+    // what each slot should become: the new status for the slots it names, free for the ones
+    // it no longer names
+    let mut wanted: Vec<(String, SlotStatus)> = Vec::new();
+    for s in &new_slots {
+        wanted.push((
+            s.clone(),
+            to.map(AppointmentStatus::slot_status)
+                .unwrap_or(SlotStatus::Free),
+        ));
+    }
+    for s in old_slots.iter().filter(|s| !new_slots.contains(s)) {
+        wanted.push((s.clone(), SlotStatus::Free));
+    }
+    for (slot_id, desired) in wanted {
+        let prev_slot = match tx.current_for_write("Slot", &slot_id)? {
+            Current::Visible(s) if !s.deleted => s,
+            _ => continue,
+        };
+        let mut slot = body(&prev_slot);
+        let state = slot_state(&slot)?;
+        let own = state.held_by.as_deref() == Some(id);
+        let keep_hold = desired == SlotStatus::BusyTentative && own && state.status == desired;
+        if desired == SlotStatus::Free {
+            if !own {
+                continue;
+            }
+        } else if own && state.status == desired {
+            continue;
+        } else if !(own && state.status != SlotStatus::Free) {
+            can_take(&state, Some(id), now)
+                .map_err(|why| conflict(format!("Slot/{slot_id}: {why}")).at("Appointment.slot"))?;
+        }
+        let mut exts: Vec<Value> = slot
+            .get("extension")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter(|e| {
+                        let url = e.get("url").and_then(Value::as_str);
+                        url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if desired != SlotStatus::Free {
+            exts.push(json!({"url": HELD_BY, "valueReference": {"reference": format!("Appointment/{id}")}}));
+        }
+        if desired == SlotStatus::BusyTentative && !keep_hold {
+            exts.push(json!({"url": HOLD_EXPIRES,
+                "valueInstant": fhir::primitive::format_instant(now + HOLD_MINUTES * 60_000)}));
+        }
+        if exts.is_empty() {
+            if let Value::Object(o) = &mut slot {
+                o.remove("extension");
+            }
+        } else {
+            slot["extension"] = Value::Array(exts);
+        }
+        slot["status"] = json!(desired.code());
+        let index = extract(ctx.registry, &slot);
+        tx.update(&prev_slot, &mut slot, &index)?
+            .map_err(|r| refusal(r, "Slot", &slot_id))?;
+    }
+    Ok(())
+}

@@ -163,7 +163,7 @@ pub(crate) fn execute(
         }
         Interaction::Delete { rt, id } => {
             scope(tx, &rt, Action::Delete)?;
-            delete(tx, &rt, &id)
+            delete(tx, ctx, &rt, &id)
         }
         Interaction::ConditionalDelete { rt, search } => {
             scope(tx, &rt, Action::Delete)?;
@@ -172,7 +172,7 @@ pub(crate) fn execute(
                 [] => Ok(Outcome::Deleted(None)),
                 [one] => {
                     let id = one.id.clone();
-                    delete(tx, &rt, &id)
+                    delete(tx, ctx, &rt, &id)
                 }
                 _ => Err(multiple_matches(&rt)),
             }
@@ -291,6 +291,9 @@ pub(crate) fn create_with_id(
     mut resource: Value,
 ) -> Result<Outcome, ApiError> {
     apply_automatic_labels(tx, &mut resource)?;
+    if rt == "Appointment" {
+        super::booking::appointment_written(tx, ctx, id, None, Some(&resource))?;
+    }
     let index = extract(ctx.registry, &resource);
     let stored = tx
         .create(rt, id, &mut resource, &index)?
@@ -339,6 +342,16 @@ pub(crate) fn update(
                 ));
             }
             apply_automatic_labels(tx, &mut resource)?;
+            if rt == "Appointment" {
+                let before = (!prev.deleted)
+                    .then(|| {
+                        prev.body
+                            .as_deref()
+                            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    })
+                    .flatten();
+                super::booking::appointment_written(tx, ctx, id, before.as_ref(), Some(&resource))?;
+            }
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
             let stored = tx
@@ -353,9 +366,26 @@ pub(crate) fn update(
     }
 }
 
-pub(crate) fn delete(tx: &mut CallerTx, rt: &str, id: &str) -> Result<Outcome, ApiError> {
+pub(crate) fn delete(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    rt: &str,
+    id: &str,
+) -> Result<Outcome, ApiError> {
     match tx.current_for_write(rt, id)? {
         store::access::Current::Visible(prev) if !prev.deleted => {
+            if rt == "Appointment" {
+                let before = prev
+                    .body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_str::<Value>(b).ok());
+                // a deleted appointment gives its slots back (no status rule applies)
+                let mut released = before.clone();
+                if let Some(Value::Object(o)) = released.as_mut() {
+                    o.remove("status");
+                }
+                super::booking::appointment_written(tx, ctx, id, released.as_ref(), None)?;
+            }
             let stored = tx.delete(&prev)?.map_err(|r| refused(r, rt, id))?;
             Ok(Outcome::Deleted(Some(stored)))
         }

@@ -265,8 +265,128 @@ async fn concurrent_bookings_of_one_slot_have_one_winner(app: TestApp) {
     }
 }
 
+/// The plain REST interactions follow the same rules: a POSTed booked Appointment takes its
+/// slot, cancelling frees it, a reschedule moves atomically, forbidden moves are 409.
+async fn appointments_written_directly_keep_their_slots_in_step(app: TestApp) {
+    let ids = slots(&app, 4).await;
+    let p = patient(&app).await;
+    let appointment = |status: &str, slot: &str| {
+        json!({"resourceType": "Appointment", "status": status,
+            "slot": [{"reference": format!("Slot/{slot}")}],
+            "participant": [{"actor": {"reference": format!("Patient/{p}")}, "status": "accepted"}]})
+    };
+    let status_of = |v: Value| v["status"].as_str().unwrap_or_default().to_string();
+    // POST booked: the slot becomes busy, held by it
+    let a = app.create(appointment("booked", &ids[0])).await;
+    let aid = a["id"].as_str().unwrap().to_string();
+    let slot = app.get(&format!("Slot/{}", ids[0])).await.json();
+    assert_eq!(status_of(slot.clone()), "busy");
+    assert!(
+        slot.to_string().contains(&format!("Appointment/{aid}")),
+        "{slot}"
+    );
+    // a second booking of the same slot: 409, nothing created
+    let r = app
+        .post("Appointment", &appointment("booked", &ids[0]))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        app.get("Appointment?_summary=count").await.json()["total"],
+        1
+    );
+    // a proposal takes nothing
+    let r = app
+        .post("Appointment", &appointment("proposed", &ids[0]))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // forbidden move: booked → fulfilled (arrival first), with the allowed ones named
+    let mut moved = a.clone();
+    moved["status"] = json!("fulfilled");
+    let r = app.put(&format!("Appointment/{aid}"), &moved).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.text
+            .contains("allowed: checked-in, arrived, cancelled, noshow, entered-in-error"),
+        "{}",
+        r.text
+    );
+    // reschedule to a free slot: one atomic move
+    let mut resched = a.clone();
+    resched["slot"] = json!([{"reference": format!("Slot/{}", ids[1])}]);
+    let r = app.put(&format!("Appointment/{aid}"), &resched).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        status_of(app.get(&format!("Slot/{}", ids[0])).await.json()),
+        "free"
+    );
+    assert_eq!(
+        status_of(app.get(&format!("Slot/{}", ids[1])).await.json()),
+        "busy"
+    );
+    // rescheduling onto a slot someone else booked changes nothing
+    let other = app.create(appointment("booked", &ids[2])).await;
+    let mut clash = r.json();
+    clash["slot"] = json!([{"reference": format!("Slot/{}", ids[2])}]);
+    let r = app.put(&format!("Appointment/{aid}"), &clash).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        status_of(app.get(&format!("Slot/{}", ids[1])).await.json()),
+        "busy"
+    );
+    let current = app.get(&format!("Appointment/{aid}")).await.json();
+    assert_eq!(current["slot"][0]["reference"], format!("Slot/{}", ids[1]));
+    // cancelling frees the slot; a cancelled appointment is final
+    let mut cancelled = current.clone();
+    cancelled["status"] = json!("cancelled");
+    assert_eq!(
+        app.put(&format!("Appointment/{aid}"), &cancelled)
+            .await
+            .status,
+        200
+    );
+    let freed = app.get(&format!("Slot/{}", ids[1])).await.json();
+    assert_eq!(status_of(freed.clone()), "free");
+    assert!(!freed.to_string().contains("held-by"), "{freed}");
+    let mut revived = app.get(&format!("Appointment/{aid}")).await.json();
+    revived["status"] = json!("booked");
+    let r = app.put(&format!("Appointment/{aid}"), &revived).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("is final"), "{}", r.text);
+    // arrival and fulfilment keep the slot busy; deleting an appointment gives its slot back
+    let oid = other["id"].as_str().unwrap().to_string();
+    for next in ["arrived", "fulfilled"] {
+        let mut o = app.get(&format!("Appointment/{oid}")).await.json();
+        o["status"] = json!(next);
+        assert_eq!(
+            app.put(&format!("Appointment/{oid}"), &o).await.status,
+            200,
+            "{next}"
+        );
+        assert_eq!(
+            status_of(app.get(&format!("Slot/{}", ids[2])).await.json()),
+            "busy"
+        );
+    }
+    let held = app.create(appointment("pending", &ids[3])).await;
+    assert_eq!(
+        status_of(app.get(&format!("Slot/{}", ids[3])).await.json()),
+        "busy-tentative"
+    );
+    assert_eq!(
+        app.delete(&format!("Appointment/{}", held["id"].as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        status_of(app.get(&format!("Slot/{}", ids[3])).await.json()),
+        "free"
+    );
+}
+
 both_engines!(
     book_and_hold,
     bad_booking_requests,
     concurrent_bookings_of_one_slot_have_one_winner,
+    appointments_written_directly_keep_their_slots_in_step,
 );
