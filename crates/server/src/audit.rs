@@ -132,7 +132,12 @@ pub fn audit_event(f: &AuditFacts) -> Value {
     // patients (each resource's own history records its version)
     let per_resource = !matches!(
         f.interaction,
-        "search-type" | "history-type" | "history-system" | "import" | "find-care"
+        "search-type"
+            | "history-type"
+            | "history-system"
+            | "import"
+            | "find-care"
+            | "find-appointments"
     );
     for r in f.trail.resources.iter().filter(|_| per_resource) {
         if r.starts_with("Patient/")

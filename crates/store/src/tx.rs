@@ -472,6 +472,52 @@ impl<'c> Tx<'c> {
         Ok(out)
     }
 
+    /// Free slots of these schedules starting in `[from_ms, until_ms)`, earliest first, at most
+    /// `limit`, and how many there are in all: (slot id, schedule id, start, end).
+    pub fn free_slots(
+        &mut self,
+        schedule_ids: &[&str],
+        from_ms: i64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<(Vec<FreeSlotRow>, i64), StoreError> {
+        let mut out = Vec::new();
+        let mut total = 0;
+        for chunk in schedule_ids.chunks(500) {
+            let list = vec!["?"; chunk.len()].join(", ");
+            let mut params: Vec<SqlValue> = chunk.iter().map(|id| (*id).into()).collect();
+            params.push(from_ms.into());
+            params.push(until_ms.into());
+            let rows = self.conn.query(
+                &format!("SELECT COUNT(*) FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ?"),
+                &params,
+            )?;
+            total += rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(SqlValue::as_i64)
+                .unwrap_or(0);
+            params.push((limit as i64).into());
+            for row in self.conn.query(
+                &format!("SELECT slot_id, schedule_id, start_ms, end_ms FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? ORDER BY start_ms, slot_id LIMIT ?"),
+                &params,
+            )? {
+                let mut it = row.into_iter();
+                if let (Some(slot), Some(schedule), Some(start), Some(end)) = (
+                    it.next().and_then(SqlValue::into_string),
+                    it.next().and_then(SqlValue::into_string),
+                    it.next().and_then(|v| v.as_i64()),
+                    it.next().and_then(|v| v.as_i64()),
+                ) {
+                    out.push((slot, schedule, start, end));
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
+        out.truncate(limit);
+        Ok((out, total))
+    }
+
     /// Writes version `previous.version + 1` (a body, or `None` for a deletion) if nobody else
     /// did first, with its history row.
     fn next_version(
@@ -920,6 +966,9 @@ const MAX_ROWS_PER_INSERT: usize = 16;
 
 /// Rows per statement on the bulk path (well under both engines' parameter limits).
 const BULK_ROWS: usize = 100;
+
+/// A free slot as `Tx::free_slots` lists it: (slot id, schedule id, start, end).
+pub type FreeSlotRow = (String, String, i64, i64);
 
 /// A Slot that is free, as `slot_free` keeps it.
 pub(crate) struct FreeSlot {

@@ -394,3 +394,299 @@ pub(crate) fn appointment_written(
     }
     Ok(())
 }
+
+/// Slots looked at when ordering by distance (the earliest this many in the window).
+const FIND_POOL: usize = 5000;
+
+/// `POST Appointment/$find` (IHE ITI-115 shape): proposed Appointments for free, un-held slots
+/// starting in [`start`, `end`), filtered by specialty, appointmentType, practitioner,
+/// organization, location and modality; with a patient, video slots need a clinician licensed
+/// in the patient's state and the options closest to home come first (video counts as no
+/// travel), then the earliest. `_count` (default 10, at most 100) bounds the page; `total`
+/// counts every fitting slot.
+pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcome, ApiError> {
+    use care::findcare::Modality;
+    use std::collections::{BTreeSet, HashMap};
+    let list: Vec<&Value> = params
+        .get("parameter")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    for p in &list {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if !matches!(
+            name,
+            "start"
+                | "end"
+                | "specialty"
+                | "appointmentType"
+                | "appointment-type"
+                | "practitioner"
+                | "organization"
+                | "location"
+                | "patient"
+                | "modality"
+                | "_count"
+        ) {
+            return Err(bad(
+                name,
+                format!(
+                    "$find has no parameter '{name}' (start, end, specialty, appointmentType, practitioner, organization, location, patient, modality, _count)"
+                ),
+            ));
+        }
+    }
+    let get = |name: &str| {
+        list.iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+            .copied()
+    };
+    let instant = |name: &str| -> Result<i64, ApiError> {
+        let p = get(name).ok_or_else(|| bad(name, format!("$find needs '{name}'")))?;
+        let text = ["valueDateTime", "valueInstant", "valueDate"]
+            .iter()
+            .find_map(|k| p.get(*k).and_then(Value::as_str))
+            .ok_or_else(|| bad(name, format!("'{name}' is a valueDateTime")))?;
+        let dt =
+            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
+                .map_err(|e| bad(name, format!("'{name}': {e}")))?;
+        Ok(dt.range().low)
+    };
+    let (start, end) = (instant("start")?, instant("end")?);
+    if end <= start {
+        return Err(bad("end", "'end' must be after 'start'"));
+    }
+    let count = match get("_count") {
+        None => 10,
+        Some(p) => {
+            p.get("valueInteger")
+                .and_then(Value::as_u64)
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| bad("_count", "'_count' is between 1 and 100"))? as usize
+        }
+    };
+    let wanted_modality = match get("modality") {
+        None => None,
+        Some(p) => {
+            let code = p.get("valueCode").and_then(Value::as_str).unwrap_or("");
+            Some(Modality::parse(code).ok_or_else(|| {
+                bad(
+                    "modality",
+                    format!("'{code}' is not a modality (in-person, video)"),
+                )
+            })?)
+        }
+    };
+    let refers =
+        |name: &str, rt: &str| -> Result<Option<String>, ApiError> { reference(&params, name, rt) };
+    let practitioner = refers("practitioner", "Practitioner")?;
+    let organization = refers("organization", "Organization")?;
+    let location = refers("location", "Location")?;
+    let patient = refers("patient", "Patient")?;
+    let token = |name: &str| -> Option<String> {
+        let p = get(name)?;
+        if let Some(c) = p.get("valueCoding") {
+            let code = c.get("code").and_then(Value::as_str)?;
+            return Some(match c.get("system").and_then(Value::as_str) {
+                Some(s) => format!("{s}|{code}"),
+                None => code.to_string(),
+            });
+        }
+        p.get("valueCode")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    for rt in [
+        "HealthcareService",
+        "Schedule",
+        "Slot",
+        "Location",
+        "PractitionerRole",
+    ] {
+        tx.scope_allows(rt, care::access::Action::Read)
+            .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
+    }
+    // the services that fit
+    let mut service_params: Vec<(&str, String)> = Vec::new();
+    if let Some(p) = get("specialty") {
+        match (
+            token("specialty"),
+            p.get("valueString").and_then(Value::as_str),
+        ) {
+            (Some(t), _) => service_params.push(("specialty", t)),
+            (None, Some(text)) => service_params.push(("specialty:text", text.to_string())),
+            _ => {
+                return Err(bad(
+                    "specialty",
+                    "'specialty' is a valueCoding, valueCode or valueString",
+                ));
+            }
+        }
+    }
+    if let Some(t) = token("appointmentType").or_else(|| token("appointment-type")) {
+        service_params.push(("service-type", t));
+    }
+    if let Some(o) = &organization {
+        service_params.push(("organization", format!("Organization/{o}")));
+    }
+    if let Some(l) = &location {
+        service_params.push(("location", format!("Location/{l}")));
+    }
+    let services: Vec<store::Stored> = if service_params.is_empty() {
+        Vec::new()
+    } else {
+        crate::rest::findcare::search(tx, ctx, "HealthcareService", &service_params)?
+    };
+    let mut service_ids: Option<BTreeSet<String>> =
+        (!service_params.is_empty()).then(|| services.iter().map(|s| s.id.clone()).collect());
+    if let Some(pr) = &practitioner {
+        let roles = crate::rest::findcare::search(
+            tx,
+            ctx,
+            "PractitionerRole",
+            &[("practitioner", format!("Practitioner/{pr}"))],
+        )?;
+        let theirs: BTreeSet<String> = roles
+            .iter()
+            .map(body)
+            .flat_map(|r| {
+                r.get("healthcareService")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|s| {
+                s.get("reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("HealthcareService/"))
+                    .map(str::to_string)
+            })
+            .collect();
+        service_ids = Some(match service_ids {
+            Some(ids) => ids.intersection(&theirs).cloned().collect(),
+            None => theirs,
+        });
+    }
+    // the patient's home and state
+    let (home, state) = match &patient {
+        None => (None, None),
+        Some(pid) => {
+            let stored = tx
+                .current("Patient", pid, false)?
+                .filter(|s| !s.deleted)
+                .ok_or_else(|| bad("patient", format!("Patient/{pid} is not known")))?;
+            let p = body(&stored);
+            let addresses: Vec<&Value> = p
+                .get("address")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let home = addresses
+                .iter()
+                .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
+                .or_else(|| addresses.first())
+                .and_then(|a| crate::rest::findcare::home_of(a));
+            (home.as_ref().map(|h| h.0), home.and_then(|h| h.1))
+        }
+    };
+    let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
+    // the schedules that fit, with their distance from home (video: no travel)
+    let mut distance_of: HashMap<&str, f64> = HashMap::new();
+    let mut schedule_ids: Vec<&str> = Vec::new();
+    for ((service, site, modality), ids) in &directory.schedule_of {
+        if service_ids
+            .as_ref()
+            .is_some_and(|set| !set.contains(service))
+        {
+            continue;
+        }
+        if wanted_modality.is_some_and(|m| m != *modality) {
+            continue;
+        }
+        if let Some(l) = &location
+            && site.as_deref() != Some(l.as_str())
+        {
+            continue;
+        }
+        if *modality == Modality::Video
+            && let Some(st) = &state
+            && !directory
+                .licensed
+                .get(service)
+                .is_some_and(|s| s.contains(st))
+        {
+            continue;
+        }
+        let miles = match (home, site) {
+            (Some(h), Some(site)) => directory
+                .locations
+                .get(site)
+                .and_then(|l| l.get("position"))
+                .and_then(|p| {
+                    Some(care::geo::Point {
+                        lat: p.get("latitude")?.as_f64()?,
+                        lng: p.get("longitude")?.as_f64()?,
+                    })
+                })
+                .map(|pos| care::geo::haversine_miles(h, pos))
+                .unwrap_or(f64::MAX),
+            _ => 0.0,
+        };
+        for id in ids {
+            distance_of.insert(id.as_str(), miles);
+            schedule_ids.push(id.as_str());
+        }
+    }
+    let pool = if home.is_some() { FIND_POOL } else { count };
+    let from = start.max(tx.now());
+    let (mut found, total) = tx.raw().free_slots(&schedule_ids, from, end, pool)?;
+    if home.is_some() {
+        found.sort_by(|a, b| {
+            let (da, db) = (
+                distance_of.get(a.1.as_str()).copied().unwrap_or(f64::MAX),
+                distance_of.get(b.1.as_str()).copied().unwrap_or(f64::MAX),
+            );
+            // whole miles, then the earliest
+            (da.floor() as i64, a.2).cmp(&(db.floor() as i64, b.2))
+        });
+    }
+    found.truncate(count);
+    let mut entries = Vec::new();
+    for (slot_id, schedule_id, s, e) in found {
+        let schedule = tx
+            .current("Schedule", &schedule_id, false)?
+            .map(|s| body(&s))
+            .unwrap_or(Value::Null);
+        let mut participants: Vec<Value> = Vec::new();
+        if let Some(pid) = &patient {
+            participants.push(json!({"actor": {"reference": format!("Patient/{pid}")}, "required": "required", "status": "needs-action"}));
+        }
+        for a in schedule
+            .get("actor")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = a.get("reference").and_then(Value::as_str) {
+                participants.push(json!({"actor": {"reference": r}, "required": "required", "status": "needs-action"}));
+            }
+        }
+        let mut appointment = json!({"resourceType": "Appointment", "status": "proposed",
+            "slot": [{"reference": format!("Slot/{slot_id}")}],
+            "start": fhir::primitive::format_instant(s), "end": fhir::primitive::format_instant(e),
+            "participant": participants});
+        if let Some(m) = extensions(&schedule, crate::rest::findcare::ext::MODALITY)
+            .next()
+            .and_then(|e| e.get("valueCode"))
+            .cloned()
+        {
+            appointment["extension"] =
+                json!([{"url": crate::rest::findcare::ext::MODALITY, "valueCode": m}]);
+        }
+        entries.push(json!({"resource": appointment, "search": {"mode": "match"}}));
+    }
+    Ok(Outcome::Json(
+        200,
+        json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries}),
+    ))
+}

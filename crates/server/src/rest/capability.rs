@@ -133,6 +133,9 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             }
             if rt == "Appointment" {
                 entry["operation"] = json!([
+                    {"name": "find",
+                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-find",
+                     "documentation": "POST Appointment/$find with Parameters start, end (required), specialty, appointmentType, practitioner, organization, location, patient, modality, _count: proposed Appointments for free, un-held slots (closest to the patient's home first, then earliest; video only where a clinician is licensed in the patient's state), with total."},
                     {"name": "hold",
                      "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-hold",
                      "documentation": "POST Appointment/$hold with Parameters slot and patient (valueReference): a pending Appointment and the Slot busy-tentative for 10 minutes; 409 when the slot is taken or held."},

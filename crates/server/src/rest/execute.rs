@@ -216,6 +216,7 @@ pub(crate) fn execute(
         }
         Interaction::FindCare { params } => super::findcare::find_care(tx, ctx, params),
         Interaction::Book { hold, params } => super::booking::hold_or_book(tx, ctx, hold, params),
+        Interaction::FindAppointments { params } => super::booking::find(tx, ctx, params),
     }
 }
 

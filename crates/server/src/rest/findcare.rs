@@ -297,10 +297,10 @@ fn parse_input(params: &Value) -> Result<Input, ApiError> {
 #[derive(Debug, Default)]
 pub struct Directory {
     version: i64,
-    organizations: HashMap<String, Value>,
-    locations: HashMap<String, Value>,
-    licensed: HashMap<String, BTreeSet<String>>,
-    schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>>,
+    pub(crate) organizations: HashMap<String, Value>,
+    pub(crate) locations: HashMap<String, Value>,
+    pub(crate) licensed: HashMap<String, BTreeSet<String>>,
+    pub(crate) schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>>,
 }
 
 /// The shared, lazily built directory snapshot.
@@ -309,7 +309,10 @@ pub struct DirectoryCache(std::sync::Mutex<Option<std::sync::Arc<Directory>>>);
 
 /// The snapshot for this transaction's view of the directory (built, and kept, if the cached
 /// one is of another version). Only callers who may read the directory get it.
-fn directory_snapshot(tx: &mut CallerTx, ctx: &Ctx) -> Result<std::sync::Arc<Directory>, ApiError> {
+pub(crate) fn directory_snapshot(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+) -> Result<std::sync::Arc<Directory>, ApiError> {
     if !tx.view().directory {
         return Err(ApiError::new(
             403,
@@ -448,7 +451,7 @@ fn all_of(tx: &mut CallerTx, ctx: &Ctx, rt: &str) -> Result<Vec<Stored>, ApiErro
     }
 }
 
-fn search(
+pub(crate) fn search(
     tx: &mut CallerTx,
     ctx: &Ctx,
     rt: &str,
@@ -472,7 +475,7 @@ fn search(
     Ok(tx.search(&req)?.matches)
 }
 
-fn body(s: &Stored) -> Value {
+pub(crate) fn body(s: &Stored) -> Value {
     s.body
         .as_deref()
         .and_then(|b| serde_json::from_str(b).ok())
@@ -480,14 +483,14 @@ fn body(s: &Stored) -> Value {
 }
 
 /// `Type/id` → id when the reference is to that type.
-fn ref_id<'a>(v: &'a Value, rt: &str) -> Option<&'a str> {
+pub(crate) fn ref_id<'a>(v: &'a Value, rt: &str) -> Option<&'a str> {
     v.get("reference")
         .and_then(Value::as_str)?
         .strip_prefix(rt)?
         .strip_prefix('/')
 }
 
-fn scope_reads(tx: &CallerTx, types: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn scope_reads(tx: &CallerTx, types: &[&str]) -> Result<(), ApiError> {
     for rt in types {
         tx.scope_allows(rt, care::access::Action::Read)
             .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
@@ -496,7 +499,7 @@ fn scope_reads(tx: &CallerTx, types: &[&str]) -> Result<(), ApiError> {
 }
 
 /// Where a patient lives: an address's geolocation, else its postal code's centroid.
-fn home_of(address: &Value) -> Option<(Point, Option<String>)> {
+pub(crate) fn home_of(address: &Value) -> Option<(Point, Option<String>)> {
     let state = address
         .get("state")
         .and_then(Value::as_str)

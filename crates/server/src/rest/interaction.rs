@@ -74,6 +74,10 @@ pub enum Interaction {
         hold: bool,
         params: Value,
     },
+    /// `POST Appointment/$find`: proposed appointments for free slots.
+    FindAppointments {
+        params: Value,
+    },
     /// `POST HealthcareService/$find-care`: ranked, explained care options for a patient.
     FindCare {
         params: Value,
@@ -113,6 +117,7 @@ impl Interaction {
             Interaction::FindCare { .. } => "find-care",
             Interaction::Book { hold: true, .. } => "hold",
             Interaction::Book { hold: false, .. } => "book",
+            Interaction::FindAppointments { .. } => "find-appointments",
         }
     }
 
@@ -128,7 +133,7 @@ impl Interaction {
             Interaction::Search(s) => Some(&s.resource_type),
             Interaction::BreakGlass { .. } => Some("Patient"),
             Interaction::FindCare { .. } => Some("HealthcareService"),
-            Interaction::Book { .. } => Some("Appointment"),
+            Interaction::Book { .. } | Interaction::FindAppointments { .. } => Some("Appointment"),
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
                 ..
@@ -471,6 +476,23 @@ pub fn route(
                 patient_id: id,
                 reason,
             })
+        }
+        (Method::Post, ["Appointment", "$find"]) => {
+            let params = body.ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    "$find takes a Parameters resource with 'start' and 'end'",
+                )
+            })?;
+            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::bad_request(
+                    IssueType::Invalid,
+                    "$find takes a Parameters resource",
+                )
+                .at("resourceType"));
+            }
+            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            Ok(Interaction::FindAppointments { params })
         }
         (Method::Post, ["Appointment", op @ ("$hold" | "$book")]) => {
             let params = body.ok_or_else(|| {

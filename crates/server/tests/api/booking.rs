@@ -384,9 +384,139 @@ async fn appointments_written_directly_keep_their_slots_in_step(app: TestApp) {
     );
 }
 
+/// `$find` on the demo alliance: fitting free slots as proposed Appointments, close to home
+/// first, never a held slot, video only where a clinician is licensed.
+async fn find_proposes_free_slots_close_to_home(app: TestApp) {
+    let api = server::rest::FhirApi::new(
+        app.store.clone(),
+        server::rest::RestConfig {
+            public_base_url: None,
+            find_care: Default::default(),
+            directory: Default::default(),
+        },
+    );
+    server::demo::load(&api, 2).await.expect("demo");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (start, end) = (
+        fhir::primitive::format_instant(now),
+        fhir::primitive::format_instant(now + 7 * 86_400_000),
+    );
+    let child = app
+        .create(json!({"resourceType": "Patient", "birthDate": "2017-03-14",
+            "address": [{"use": "home", "postalCode": "06320", "state": "CT"}]}))
+        .await;
+    let pid = child["id"].as_str().unwrap().to_string();
+    let ask = |extra: Vec<Value>| {
+        let mut p = vec![
+            json!({"name": "start", "valueDateTime": start}),
+            json!({"name": "end", "valueDateTime": end}),
+            json!({"name": "specialty", "valueCoding": {"system": "http://snomed.info/sct", "code": "408459003"}}),
+        ];
+        p.extend(extra);
+        json!({"resourceType": "Parameters", "parameter": p})
+    };
+    let r = app
+        .post("Appointment/$find", &ask(vec![
+            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{pid}")}}),
+            json!({"name": "modality", "valueCode": "in-person"}),
+            json!({"name": "_count", "valueInteger": 5}),
+        ]))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    let entries = b["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 5);
+    assert!(b["total"].as_i64().unwrap() > 5, "{}", b["total"]);
+    for e in entries {
+        let a = &e["resource"];
+        assert_eq!(a["status"], "proposed");
+        assert!(a.to_string().contains(&format!("Patient/{pid}")));
+        // Waterford is the nearest site with pediatric cardiology
+        assert!(a.to_string().contains("Location/cc-waterford"), "{a}");
+    }
+    let first_slot = entries[0]["resource"]["slot"][0]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.get(&first_slot).await.json()["status"], "free");
+    // without a patient: earliest first
+    let r = app.post("Appointment/$find", &ask(vec![])).await;
+    let starts: Vec<String> = r.json()["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["start"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !starts.is_empty() && starts.windows(2).all(|w| w[0] <= w[1]),
+        "{starts:?}"
+    );
+    // a held slot is not offered
+    let slot_id = first_slot.trim_start_matches("Slot/").to_string();
+    let r = app
+        .post("Appointment/$hold", &params(&slot_id, Some(&pid), None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = app
+        .post("Appointment/$find", &ask(vec![
+            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{pid}")}}),
+            json!({"name": "modality", "valueCode": "in-person"}),
+            json!({"name": "_count", "valueInteger": 100}),
+        ]))
+        .await;
+    assert!(
+        !r.text.contains(&first_slot),
+        "the held slot is still offered"
+    );
+    // video for a patient in Vermont: no demo clinician is licensed there
+    let vt = app
+        .create(json!({"resourceType": "Patient", "birthDate": "2017-03-14",
+            "address": [{"use": "home", "postalCode": "05401", "state": "VT"}]}))
+        .await;
+    let r = app
+        .post("Appointment/$find", &ask(vec![
+            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{}", vt["id"].as_str().unwrap())}}),
+            json!({"name": "modality", "valueCode": "video"}),
+        ]))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["total"], 0, "{}", r.text);
+    // bad input names the parameter
+    for (body, needle) in [
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "end", "valueDateTime": end}]}),
+            "start",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "start", "valueDateTime": end}, {"name": "end", "valueDateTime": start}]}),
+            "end",
+        ),
+        (
+            ask(vec![json!({"name": "modality", "valueCode": "telepathy"})]),
+            "modality",
+        ),
+        (
+            ask(vec![json!({"name": "_count", "valueInteger": 0})]),
+            "_count",
+        ),
+        (
+            ask(vec![json!({"name": "colour", "valueString": "blue"})]),
+            "colour",
+        ),
+    ] {
+        let r = app.post("Appointment/$find", &body).await;
+        assert_eq!(r.status, 400, "{needle}: {}", r.text);
+        assert!(r.text.contains(needle), "{needle}: {}", r.text);
+    }
+}
+
 both_engines!(
     book_and_hold,
     bad_booking_requests,
     concurrent_bookings_of_one_slot_have_one_winner,
     appointments_written_directly_keep_their_slots_in_step,
+    find_proposes_free_slots_close_to_home,
 );
