@@ -328,6 +328,19 @@ async fn serve(config: Config, store: Store) -> Result<()> {
             }
         }
     });
+    // every minute: free the slots whose holds lapsed
+    let api = rest_api(&config, store.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            match server::slots::release_lapsed_holds(&api).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(released = n, "lapsed slot holds released"),
+                Err(e) => tracing::error!(status = e.status, "releasing lapsed holds failed"),
+            }
+        }
+    });
     server::serve(listener, app, shutdown_signal())
         .await
         .context("server failed")?;

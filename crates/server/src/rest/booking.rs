@@ -690,3 +690,66 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
         json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries}),
     ))
 }
+
+/// Frees every Slot whose hold has lapsed and cancels the pending Appointment that held it;
+/// returns how many holds were released. Run every minute by the server (and lapsed holds
+/// already count as free when someone books).
+pub(crate) fn release_lapsed(tx: &mut CallerTx) -> Result<usize, ApiError> {
+    let registry = fhir::search::registry();
+    let now = tx.now();
+    let pairs = vec![
+        ("status".to_string(), "busy-tentative".to_string()),
+        ("_count".to_string(), "1000".to_string()),
+    ];
+    let req = fhir::search::parse_search(
+        registry,
+        "Slot",
+        &pairs,
+        &fhir::search::ParseOptions {
+            lenient: false,
+            base_url: "",
+        },
+    )
+    .map_err(|issues| ApiError::with_issues(400, issues))?;
+    let held = tx.search(&req)?.matches;
+    let mut released = 0;
+    for stored in held {
+        let mut slot = body(&stored);
+        let state = slot_state(&slot)?;
+        if !care::booking::hold_lapsed(&state, now) {
+            continue;
+        }
+        if let Some(aid) = &state.held_by
+            && let Current::Visible(prev) = tx.current_for_write("Appointment", aid)?
+            && !prev.deleted
+        {
+            let mut appointment = body(&prev);
+            let pending = appointment.get("status").and_then(Value::as_str) == Some("pending");
+            if pending {
+                appointment["status"] = json!("cancelled");
+                appointment["cancelationReason"] =
+                    json!({"text": "the hold lapsed before the appointment was booked"});
+                let index = extract(registry, &appointment);
+                tx.update(&prev, &mut appointment, &index)?
+                    .map_err(|r| refusal(r, "Appointment", aid))?;
+            }
+        }
+        if let Some(Value::Array(exts)) = slot.get_mut("extension") {
+            exts.retain(|e| {
+                let url = e.get("url").and_then(Value::as_str);
+                url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
+            });
+            if exts.is_empty()
+                && let Value::Object(o) = &mut slot
+            {
+                o.remove("extension");
+            }
+        }
+        slot["status"] = json!(SlotStatus::Free.code());
+        let index = extract(registry, &slot);
+        tx.update(&stored, &mut slot, &index)?
+            .map_err(|r| refusal(r, "Slot", &stored.id))?;
+        released += 1;
+    }
+    Ok(released)
+}

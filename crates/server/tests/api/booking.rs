@@ -513,10 +513,74 @@ async fn find_proposes_free_slots_close_to_home(app: TestApp) {
     }
 }
 
+/// A hold that lapses frees its slot (the sweeper) and cancels the pending appointment; a live
+/// hold is left alone.
+async fn lapsed_holds_are_released(app: TestApp) {
+    let ids = slots(&app, 2).await;
+    let p = patient(&app).await;
+    let mut held = Vec::new();
+    for slot in &ids {
+        let r = app
+            .post("Appointment/$hold", &params(slot, Some(&p), None))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        held.push(
+            r.json()["entry"][0]["resource"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // the first hold's expiry moves into the past
+    let mut slot = app.get(&format!("Slot/{}", ids[0])).await.json();
+    for e in slot["extension"].as_array_mut().unwrap() {
+        if e["url"].as_str().unwrap().ends_with("hold-expires") {
+            e["valueInstant"] = json!("2020-01-01T00:00:00Z");
+        }
+    }
+    assert_eq!(
+        app.put(&format!("Slot/{}", ids[0]), &slot).await.status,
+        200
+    );
+    let api = server::rest::FhirApi::new(
+        app.store.clone(),
+        server::rest::RestConfig {
+            public_base_url: None,
+            find_care: Default::default(),
+            directory: Default::default(),
+        },
+    );
+    assert_eq!(server::slots::release_lapsed_holds(&api).await.unwrap(), 1);
+    let freed = app.get(&format!("Slot/{}", ids[0])).await.json();
+    assert_eq!(freed["status"], "free");
+    assert!(!freed.to_string().contains("held-by"), "{freed}");
+    assert_eq!(
+        app.get(&format!("Appointment/{}", held[0])).await.json()["status"],
+        "cancelled"
+    );
+    // the live hold stays
+    assert_eq!(
+        app.get(&format!("Slot/{}", ids[1])).await.json()["status"],
+        "busy-tentative"
+    );
+    assert_eq!(
+        app.get(&format!("Appointment/{}", held[1])).await.json()["status"],
+        "pending"
+    );
+    assert_eq!(server::slots::release_lapsed_holds(&api).await.unwrap(), 0);
+    // the freed slot can be booked by someone else
+    let q = patient(&app).await;
+    let r = app
+        .post("Appointment/$book", &params(&ids[0], Some(&q), None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
 both_engines!(
     book_and_hold,
     bad_booking_requests,
     concurrent_bookings_of_one_slot_have_one_winner,
     appointments_written_directly_keep_their_slots_in_step,
     find_proposes_free_slots_close_to_home,
+    lapsed_holds_are_released,
 );
