@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The booking race (issue 6): 64 connections book the same 1,000 free slots of the demo
+# alliance through POST Appointment/$book, each slot wanted by several clients at once (each of
+# wrk's 2 threads walks the list and asks for every slot 3 times). Reports successful bookings
+# per second and the double-booked slots (must be 0), on SQLite and on PostgreSQL.
+# Usage: bench/booking.sh   Results: bench/results/booking-<date>/summary.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="$ROOT/bench/results/booking-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p continuum
+BIN="$ROOT/target/release"
+# shellcheck source=../scripts/lib/postgres.sh
+source "$ROOT/scripts/lib/postgres.sh"
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; continuum_stop_postgres; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+race() { # ENGINE DATABASE
+  local engine=$1 db=$2 port raw
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
+    "$BIN/continuum" serve --demo --listen "127.0.0.1:$port" --database "$db" >"$OUT/server-$engine.log" 2>&1) &
+  SERVER=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+  local creds
+  creds=""
+  for f in "$WORK/demo-client" "$WORK/continuum-demo-client"; do [ -f "$f" ] && creds=$f; done
+  TOKEN=$(curl -s -u "$(cat "$creds")" -d grant_type=client_credentials "http://127.0.0.1:$port/auth/token" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  export TOKEN
+  curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Slot?status=free&start=gt$(date -u +%FT%TZ)&_count=1000" \
+    | python3 -c 'import json,sys; [print(e["resource"]["id"]) for e in json.load(sys.stdin)["entry"]]' >"$WORK/slots-$engine.txt"
+  raw=$(SLOTS_FILE="$WORK/slots-$engine.txt" TRIES=3 wrk -t2 -c64 -d30s --latency -s "$ROOT/bench/lua/booking.lua" "http://127.0.0.1:$port" 2>&1)
+  echo "$raw" >"$OUT/$engine.raw"
+  # every booked appointment of those slots, counted per slot
+  python3 - "$port" "$WORK/slots-$engine.txt" "$raw" >>"$OUT/summary.md" "$engine" <<'PY'
+import json, re, sys, urllib.request
+port, slots_file, raw, engine = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+import os
+token = os.environ["TOKEN"]
+slots = [l.strip() for l in open(slots_file) if l.strip()]
+booked = {}
+url = f"http://127.0.0.1:{port}/fhir/Appointment?status=booked&_count=1000"
+while url:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    b = json.load(urllib.request.urlopen(req))
+    for e in b.get("entry", []):
+        for s in e["resource"].get("slot", []):
+            booked[s["reference"]] = booked.get(s["reference"], 0) + 1
+    url = next((l["url"] for l in b.get("link", []) if l["relation"] == "next"), None)
+double = sum(1 for s in slots if booked.get(f"Slot/{s}", 0) > 1)
+taken = sum(1 for s in slots if booked.get(f"Slot/{s}", 0) >= 1)
+requests = int(re.search(r"(\d+) requests in", raw).group(1))
+# the time the slowest wrk thread took to walk the list (booking.lua prints it)
+secs = max(float(x) for x in re.findall(r"^elapsed ([\d.]+)", raw, re.M))
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", raw)
+wins = requests - (int(non2xx.group(1)) if non2xx else 0)
+p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)", raw, re.M)
+# slots booked (wrk may not count the answers in flight when a thread stops)
+print(f"| {engine} | {len(slots)} | {requests} | {taken} | {double} | {secs:.2f} s | {taken / secs:,.0f} | {p99.group(1)} {p99.group(2)} |")
+PY
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+}
+
+{
+  echo "# Booking race $(date -u +%FT%TZ) on $(nproc) cores"
+  echo
+  echo "| engine | slots | requests | slots booked | double-booked | time to book them | bookings/s | p99 latency |"
+  echo "|---|---|---|---|---|---|---|---|"
+} >"$OUT/summary.md"
+race sqlite "sqlite://$WORK/race.db"
+continuum_start_postgres
+psql "$CONTINUUM_TEST_POSTGRES_URL" -qc "CREATE DATABASE booking_race_$$"
+rm -f "$WORK/demo-client" "$WORK/continuum-demo-client"
+race postgres "${CONTINUUM_TEST_POSTGRES_URL%/*}/booking_race_$$"
+cat "$OUT/summary.md"
+echo "results in $OUT"
