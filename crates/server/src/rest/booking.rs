@@ -199,10 +199,10 @@ pub(crate) fn hold_or_book(
             .map_err(|r| refusal(r, "Appointment", aid))?
     } else {
         let pid = patient_id.clone().unwrap_or_default();
-        match tx.current("Patient", &pid, false)? {
-            Some(p) if !p.deleted => {}
+        let patient = match tx.current("Patient", &pid, false)? {
+            Some(p) if !p.deleted => body(&p),
             _ => return Err(bad("patient", format!("Patient/{pid} is not known"))),
-        }
+        };
         // the schedule's actors take part: the service, the site, the clinician
         let schedule_ref = slot
             .pointer("/schedule/reference")
@@ -230,6 +230,9 @@ pub(crate) fn hold_or_book(
                 .next()
                 .and_then(|e| e.get("valueCode"))
                 .cloned();
+            if modality.as_ref().and_then(Value::as_str) == Some("video") {
+                check_video_licence(tx, ctx, &schedule, &patient)?;
+            }
         }
         let mut appointment = json!({
             "resourceType": "Appointment",
@@ -279,6 +282,64 @@ pub(crate) fn hold_or_book(
         json!({"resourceType": "Bundle", "type": "searchset", "total": 1,
             "entry": [{"fullUrl": format!("{}/Appointment/{}", ctx.base_url, stored_appointment.id),
                 "resource": appointment, "search": {"mode": "match"}}]}),
+    ))
+}
+
+/// A video visit needs a clinician of the service licensed in the state where the patient
+/// is (their home address's state); 409 `business-rule` otherwise. Patients without a known
+/// state are not refused here.
+fn check_video_licence(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    schedule: &Value,
+    patient: &Value,
+) -> Result<(), ApiError> {
+    let addresses: Vec<&Value> = patient
+        .get("address")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let state = addresses
+        .iter()
+        .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
+        .or_else(|| addresses.first())
+        .and_then(|a| {
+            crate::rest::findcare::home_of(a)
+                .and_then(|h| h.1)
+                .or_else(|| {
+                    a.get("state")
+                        .and_then(Value::as_str)
+                        .map(str::to_ascii_uppercase)
+                })
+        });
+    let Some(state) = state else {
+        return Ok(());
+    };
+    let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
+    let services: Vec<&str> = schedule
+        .get("actor")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.get("reference").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("HealthcareService/"))
+        .collect();
+    if services.is_empty()
+        || services.iter().any(|s| {
+            directory
+                .licensed
+                .get(*s)
+                .is_some_and(|states| states.contains(&state))
+        })
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        409,
+        IssueType::BusinessRule,
+        format!(
+            "no clinician of this service is licensed in {state}, where the patient is, for a video visit"
+        ),
     ))
 }
 

@@ -484,6 +484,34 @@ async fn find_proposes_free_slots_close_to_home(app: TestApp) {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["total"], 0, "{}", r.text);
+    // and booking a video slot for them is refused by the licence rule; for a child in CT it
+    // is booked
+    let video = app
+        .get("Slot?schedule=Schedule/sch-cc-peds-cardiology-video&status=free&_count=2")
+        .await
+        .json();
+    let video_slots: Vec<String> = video["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    let r = app
+        .post(
+            "Appointment/$book",
+            &params(&video_slots[0], Some(vt["id"].as_str().unwrap()), None),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.issue_code(), "business-rule");
+    assert!(r.text.contains("VT"), "{}", r.text);
+    let r = app
+        .post(
+            "Appointment/$book",
+            &params(&video_slots[0], Some(&pid), None),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     // bad input names the parameter
     for (body, needle) in [
         (
