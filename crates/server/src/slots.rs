@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 
 use care::slots::{Template, WeeklyHours, parse_time, weekday_code};
-use fhir::search::{ParseOptions, extract, parse_search};
+use fhir::search::extract;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::rest::FhirApi;
-use crate::rest::findcare::{ext, extensions};
+use crate::rest::findcare::{all_of, body, ext, extensions};
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -160,13 +160,15 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
         .read(move |tx| {
             let mut bound = store::CallerTx::bind(tx, &read_caller)?;
             let now = bound.now();
-            let services: HashMap<String, Value> = all(&mut bound, "HealthcareService")?
-                .into_iter()
-                .filter_map(|s| Some((s.get("id")?.as_str()?.to_string(), s)))
-                .collect();
+            let services: HashMap<String, Value> =
+                all_of(&mut bound, registry, "HealthcareService")?
+                    .iter()
+                    .map(|s| (s.id.clone(), body(s)))
+                    .collect();
             let mut schedules = 0;
             let mut planned: Vec<(String, String, i64, i64)> = Vec::new();
-            for schedule in &all(&mut bound, "Schedule")? {
+            for schedule in all_of(&mut bound, registry, "Schedule")?.iter().map(body) {
+                let schedule = &schedule;
                 if schedule.get("active").and_then(Value::as_bool) == Some(false) {
                     continue;
                 }
@@ -209,40 +211,6 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
         report.existing += existing;
     }
     Ok(report)
-}
-
-/// Every resource of a type (paged by cursor).
-fn all(bound: &mut store::CallerTx, rt: &str) -> Result<Vec<Value>, ApiError> {
-    let registry = fhir::search::registry();
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = vec![("_count".to_string(), "1000".to_string())];
-        let mut req = parse_search(
-            registry,
-            rt,
-            &p,
-            &ParseOptions {
-                lenient: false,
-                base_url: "",
-            },
-        )
-        .map_err(|issues| ApiError::with_issues(400, issues))?;
-        req.cursor = cursor.take();
-        req.total = fhir::search::TotalMode::None;
-        let page = bound.search(&req)?;
-        out.extend(
-            page.matches
-                .iter()
-                .filter_map(|s| s.body.as_deref())
-                .filter_map(|b| serde_json::from_str::<Value>(b).ok()),
-        );
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    Ok(out)
 }
 
 /// Writes the slots of one chunk that are not there yet, and audits what it created; returns

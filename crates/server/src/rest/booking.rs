@@ -15,7 +15,8 @@ use store::access::Current;
 use super::Ctx;
 use super::execute::Outcome;
 use crate::error::ApiError;
-use crate::rest::findcare::extensions;
+use crate::rest::execute::refused as refusal;
+use crate::rest::findcare::{bad, body, extensions};
 
 /// Slot: when a hold lapses, `valueInstant`.
 pub const HOLD_EXPIRES: &str =
@@ -24,10 +25,6 @@ pub const HOLD_EXPIRES: &str =
 pub const HELD_BY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/held-by";
 /// How long a hold lasts.
 pub const HOLD_MINUTES: i64 = 10;
-
-fn bad(param: &str, msg: impl Into<String>) -> ApiError {
-    ApiError::bad_request(IssueType::Value, msg).at(param)
-}
 
 fn conflict(msg: impl Into<String>) -> ApiError {
     ApiError::new(409, IssueType::Conflict, msg)
@@ -89,12 +86,49 @@ fn slot_state(slot: &Value) -> Result<SlotState, ApiError> {
     })
 }
 
-fn body(stored: &store::Stored) -> Value {
-    stored
-        .body
-        .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null)
+/// Writes a Slot's new status at the version read (`prev`): `holder` is the appointment that
+/// holds or booked it (`held-by`; none frees it), and a hold (`busy-tentative`) lapses
+/// [`HOLD_MINUTES`] from `now` (`hold-expires`).
+fn write_slot(
+    tx: &mut CallerTx,
+    prev: &store::Stored,
+    mut slot: Value,
+    status: SlotStatus,
+    holder: Option<&str>,
+    now: i64,
+) -> Result<(), ApiError> {
+    let mut exts: Vec<Value> = slot
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            let url = e.get("url").and_then(Value::as_str);
+            url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
+        })
+        .cloned()
+        .collect();
+    if let Some(aid) = holder {
+        exts.push(
+            json!({"url": HELD_BY, "valueReference": {"reference": format!("Appointment/{aid}")}}),
+        );
+    }
+    if status == SlotStatus::BusyTentative {
+        exts.push(json!({"url": HOLD_EXPIRES,
+            "valueInstant": fhir::primitive::format_instant(now + HOLD_MINUTES * 60_000)}));
+    }
+    if exts.is_empty() {
+        if let Value::Object(o) = &mut slot {
+            o.remove("extension");
+        }
+    } else {
+        slot["extension"] = Value::Array(exts);
+    }
+    slot["status"] = json!(status.code());
+    let index = extract(fhir::search::registry(), &slot);
+    tx.update(prev, &mut slot, &index)?
+        .map_err(|r| refusal(r, "Slot", &prev.id))?;
+    Ok(())
 }
 
 /// `$hold` (`hold` true) or `$book`.
@@ -152,7 +186,7 @@ pub(crate) fn hold_or_book(
             .at("slot"));
         }
     };
-    let mut slot = body(&prev_slot);
+    let slot = body(&prev_slot);
     let state = slot_state(&slot)?;
     can_take(&state, held.as_deref(), now)
         .map_err(|why| conflict(format!("Slot/{slot_id}: {why}")))?;
@@ -253,29 +287,14 @@ pub(crate) fn hold_or_book(
             .map_err(|r| refusal(r, "Appointment", &id))?
     };
     // the slot follows, at the version read (a concurrent change fails this one)
-    let mut exts: Vec<Value> = slot
-        .get("extension")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|e| {
-                    let url = e.get("url").and_then(Value::as_str);
-                    url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    exts.push(json!({"url": HELD_BY, "valueReference": {"reference": format!("Appointment/{}", stored_appointment.id)}}));
-    if hold {
-        exts.push(json!({"url": HOLD_EXPIRES,
-            "valueInstant": fhir::primitive::format_instant(now + HOLD_MINUTES * 60_000)}));
-    }
-    slot["extension"] = Value::Array(exts);
-    slot["status"] = json!(target.slot_status().code());
-    let index = extract(ctx.registry, &slot);
-    tx.update(&prev_slot, &mut slot, &index)?
-        .map_err(|r| refusal(r, "Slot", &slot_id))?;
+    write_slot(
+        tx,
+        &prev_slot,
+        slot,
+        target.slot_status(),
+        Some(&stored_appointment.id),
+        now,
+    )?;
     let appointment = body(&stored_appointment);
     Ok(Outcome::Json(
         200,
@@ -294,24 +313,8 @@ fn check_video_licence(
     schedule: &Value,
     patient: &Value,
 ) -> Result<(), ApiError> {
-    let addresses: Vec<&Value> = patient
-        .get("address")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let state = addresses
-        .iter()
-        .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
-        .or_else(|| addresses.first())
-        .and_then(|a| {
-            crate::rest::findcare::home_of(a)
-                .and_then(|h| h.1)
-                .or_else(|| {
-                    a.get("state")
-                        .and_then(Value::as_str)
-                        .map(str::to_ascii_uppercase)
-                })
-        });
+    let state =
+        crate::rest::findcare::home_address(patient).and_then(crate::rest::findcare::address_state);
     let Some(state) = state else {
         return Ok(());
     };
@@ -343,13 +346,6 @@ fn check_video_licence(
     ))
 }
 
-fn refusal(r: store::Refusal, rt: &str, id: &str) -> ApiError {
-    match r {
-        store::Refusal::Hidden => ApiError::not_found(format!("{rt}/{id} is not known")),
-        store::Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
-    }
-}
-
 /// The local Slot ids an Appointment references.
 fn slot_ids(appointment: &Value) -> Vec<String> {
     appointment
@@ -372,7 +368,6 @@ fn slot_ids(appointment: &Value) -> Vec<String> {
 /// left alone. Runs in the request's transaction, before the Appointment is written.
 pub(crate) fn appointment_written(
     tx: &mut CallerTx,
-    ctx: &Ctx,
     id: &str,
     previous: Option<&Value>,
     new: Option<&Value>,
@@ -407,10 +402,9 @@ pub(crate) fn appointment_written(
             Current::Visible(s) if !s.deleted => s,
             _ => continue,
         };
-        let mut slot = body(&prev_slot);
+        let slot = body(&prev_slot);
         let state = slot_state(&slot)?;
         let own = state.held_by.as_deref() == Some(id);
-        let keep_hold = desired == SlotStatus::BusyTentative && own && state.status == desired;
         if desired == SlotStatus::Free {
             if !own {
                 continue;
@@ -421,37 +415,8 @@ pub(crate) fn appointment_written(
             can_take(&state, Some(id), now)
                 .map_err(|why| conflict(format!("Slot/{slot_id}: {why}")).at("Appointment.slot"))?;
         }
-        let mut exts: Vec<Value> = slot
-            .get("extension")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter(|e| {
-                        let url = e.get("url").and_then(Value::as_str);
-                        url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if desired != SlotStatus::Free {
-            exts.push(json!({"url": HELD_BY, "valueReference": {"reference": format!("Appointment/{id}")}}));
-        }
-        if desired == SlotStatus::BusyTentative && !keep_hold {
-            exts.push(json!({"url": HOLD_EXPIRES,
-                "valueInstant": fhir::primitive::format_instant(now + HOLD_MINUTES * 60_000)}));
-        }
-        if exts.is_empty() {
-            if let Value::Object(o) = &mut slot {
-                o.remove("extension");
-            }
-        } else {
-            slot["extension"] = Value::Array(exts);
-        }
-        slot["status"] = json!(desired.code());
-        let index = extract(ctx.registry, &slot);
-        tx.update(&prev_slot, &mut slot, &index)?
-            .map_err(|r| refusal(r, "Slot", &slot_id))?;
+        let holder = (desired != SlotStatus::Free).then_some(id);
+        write_slot(tx, &prev_slot, slot, desired, holder, now)?;
     }
     Ok(())
 }
@@ -637,17 +602,13 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
                 .filter(|s| !s.deleted)
                 .ok_or_else(|| bad("patient", format!("Patient/{pid} is not known")))?;
             let p = body(&stored);
-            let addresses: Vec<&Value> = p
-                .get("address")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().collect())
-                .unwrap_or_default();
-            let home = addresses
-                .iter()
-                .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
-                .or_else(|| addresses.first())
-                .and_then(|a| crate::rest::findcare::home_of(a));
-            (home.as_ref().map(|h| h.0), home.and_then(|h| h.1))
+            let address = crate::rest::findcare::home_address(&p);
+            (
+                address
+                    .and_then(crate::rest::findcare::home_of)
+                    .map(|h| h.0),
+                address.and_then(crate::rest::findcare::address_state),
+            )
         }
     };
     let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
@@ -714,10 +675,10 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
     found.truncate(count);
     let mut entries = Vec::new();
     for (slot_id, schedule_id, s, e) in found {
-        let schedule = tx
-            .current("Schedule", &schedule_id, false)?
-            .map(|s| body(&s))
-            .unwrap_or(Value::Null);
+        let schedule = directory
+            .schedules
+            .get(&schedule_id)
+            .unwrap_or(&Value::Null);
         let mut participants: Vec<Value> = Vec::new();
         if let Some(pid) = &patient {
             participants.push(json!({"actor": {"reference": format!("Patient/{pid}")}, "required": "required", "status": "needs-action"}));
@@ -736,7 +697,7 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
             "slot": [{"reference": format!("Slot/{slot_id}")}],
             "start": fhir::primitive::format_instant(s), "end": fhir::primitive::format_instant(e),
             "participant": participants});
-        if let Some(m) = extensions(&schedule, crate::rest::findcare::ext::MODALITY)
+        if let Some(m) = extensions(schedule, crate::rest::findcare::ext::MODALITY)
             .next()
             .and_then(|e| e.get("valueCode"))
             .cloned()
@@ -775,7 +736,7 @@ pub(crate) fn release_lapsed(tx: &mut CallerTx) -> Result<usize, ApiError> {
     let held = tx.search(&req)?.matches;
     let mut released = 0;
     for stored in held {
-        let mut slot = body(&stored);
+        let slot = body(&stored);
         let state = slot_state(&slot)?;
         if !care::booking::hold_lapsed(&state, now) {
             continue;
@@ -795,21 +756,7 @@ pub(crate) fn release_lapsed(tx: &mut CallerTx) -> Result<usize, ApiError> {
                     .map_err(|r| refusal(r, "Appointment", aid))?;
             }
         }
-        if let Some(Value::Array(exts)) = slot.get_mut("extension") {
-            exts.retain(|e| {
-                let url = e.get("url").and_then(Value::as_str);
-                url != Some(HOLD_EXPIRES) && url != Some(HELD_BY)
-            });
-            if exts.is_empty()
-                && let Value::Object(o) = &mut slot
-            {
-                o.remove("extension");
-            }
-        }
-        slot["status"] = json!(SlotStatus::Free.code());
-        let index = extract(registry, &slot);
-        tx.update(&stored, &mut slot, &index)?
-            .map_err(|r| refusal(r, "Slot", &stored.id))?;
+        write_slot(tx, &stored, slot, SlotStatus::Free, None, now)?;
         released += 1;
     }
     Ok(released)

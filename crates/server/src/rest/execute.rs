@@ -43,7 +43,7 @@ pub(crate) fn not_known(rt: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("{rt}/{id} is not known"))
 }
 
-fn refused(r: Refusal, rt: &str, id: &str) -> ApiError {
+pub(crate) fn refused(r: Refusal, rt: &str, id: &str) -> ApiError {
     match r {
         Refusal::Hidden => not_known(rt, id),
         Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
@@ -163,7 +163,7 @@ pub(crate) fn execute(
         }
         Interaction::Delete { rt, id } => {
             scope(tx, &rt, Action::Delete)?;
-            delete(tx, ctx, &rt, &id)
+            delete(tx, &rt, &id)
         }
         Interaction::ConditionalDelete { rt, search } => {
             scope(tx, &rt, Action::Delete)?;
@@ -172,7 +172,7 @@ pub(crate) fn execute(
                 [] => Ok(Outcome::Deleted(None)),
                 [one] => {
                     let id = one.id.clone();
-                    delete(tx, ctx, &rt, &id)
+                    delete(tx, &rt, &id)
                 }
                 _ => Err(multiple_matches(&rt)),
             }
@@ -293,7 +293,7 @@ pub(crate) fn create_with_id(
 ) -> Result<Outcome, ApiError> {
     apply_automatic_labels(tx, &mut resource)?;
     if rt == "Appointment" {
-        super::booking::appointment_written(tx, ctx, id, None, Some(&resource))?;
+        super::booking::appointment_written(tx, id, None, Some(&resource))?;
     }
     let index = extract(ctx.registry, &resource);
     let stored = tx
@@ -351,7 +351,7 @@ pub(crate) fn update(
                             .and_then(|b| serde_json::from_str::<Value>(b).ok())
                     })
                     .flatten();
-                super::booking::appointment_written(tx, ctx, id, before.as_ref(), Some(&resource))?;
+                super::booking::appointment_written(tx, id, before.as_ref(), Some(&resource))?;
             }
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
@@ -367,12 +367,7 @@ pub(crate) fn update(
     }
 }
 
-pub(crate) fn delete(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    rt: &str,
-    id: &str,
-) -> Result<Outcome, ApiError> {
+pub(crate) fn delete(tx: &mut CallerTx, rt: &str, id: &str) -> Result<Outcome, ApiError> {
     match tx.current_for_write(rt, id)? {
         store::access::Current::Visible(prev) if !prev.deleted => {
             if rt == "Appointment" {
@@ -385,7 +380,7 @@ pub(crate) fn delete(
                 if let Some(Value::Object(o)) = released.as_mut() {
                     o.remove("status");
                 }
-                super::booking::appointment_written(tx, ctx, id, released.as_ref(), None)?;
+                super::booking::appointment_written(tx, id, released.as_ref(), None)?;
             }
             let stored = tx.delete(&prev)?.map_err(|r| refused(r, rt, id))?;
             Ok(Outcome::Deleted(Some(stored)))

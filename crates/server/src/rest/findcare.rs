@@ -75,7 +75,7 @@ struct Input {
     count: usize,
 }
 
-fn bad(param: &str, msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad(param: &str, msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(IssueType::Value, msg).at(param)
 }
 
@@ -301,6 +301,8 @@ pub struct Directory {
     pub(crate) locations: HashMap<String, Value>,
     pub(crate) licensed: HashMap<String, BTreeSet<String>>,
     pub(crate) schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>>,
+    /// Every active Schedule by id.
+    pub(crate) schedules: HashMap<String, Value>,
 }
 
 /// The shared, lazily built directory snapshot.
@@ -350,10 +352,13 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
     let by_id = |rows: Vec<Stored>| -> HashMap<String, Value> {
         rows.iter().map(|s| (s.id.clone(), body(s))).collect()
     };
-    let organizations = by_id(all_of(tx, ctx, "Organization")?);
-    let locations = by_id(all_of(tx, ctx, "Location")?);
+    let organizations = by_id(all_of(tx, ctx.registry, "Organization")?);
+    let locations = by_id(all_of(tx, ctx.registry, "Location")?);
     let mut licensed: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in all_of(tx, ctx, "PractitionerRole")?.iter().map(body) {
+    for r in all_of(tx, ctx.registry, "PractitionerRole")?
+        .iter()
+        .map(body)
+    {
         if r.get("active").and_then(Value::as_bool) == Some(false) {
             continue;
         }
@@ -383,7 +388,8 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
         }
     }
     let mut schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>> = HashMap::new();
-    for s in &all_of(tx, ctx, "Schedule")? {
+    let mut schedules: HashMap<String, Value> = HashMap::new();
+    for s in &all_of(tx, ctx.registry, "Schedule")? {
         let b = body(s);
         if b.get("active").and_then(Value::as_bool) == Some(false) {
             continue;
@@ -414,6 +420,7 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
                     .push(s.id.clone());
             }
         }
+        schedules.insert(s.id.clone(), b);
     }
     Ok(Directory {
         version,
@@ -421,22 +428,27 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
         locations,
         licensed,
         schedule_of,
+        schedules,
     })
 }
 
 /// Every resource of a type the caller can see, page by page.
-fn all_of(tx: &mut CallerTx, ctx: &Ctx, rt: &str) -> Result<Vec<Stored>, ApiError> {
+pub(crate) fn all_of(
+    tx: &mut CallerTx,
+    registry: &'static fhir::search::Registry,
+    rt: &str,
+) -> Result<Vec<Stored>, ApiError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let pairs = vec![("_count".to_string(), "1000".to_string())];
         let mut req = parse_search(
-            ctx.registry,
+            registry,
             rt,
             &pairs,
             &ParseOptions {
                 lenient: false,
-                base_url: &ctx.base_url,
+                base_url: "",
             },
         )
         .map_err(|issues| ApiError::with_issues(400, issues))?;
@@ -498,12 +510,26 @@ pub(crate) fn scope_reads(tx: &CallerTx, types: &[&str]) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Where a patient lives: an address's geolocation, else its postal code's centroid.
-pub(crate) fn home_of(address: &Value) -> Option<(Point, Option<String>)> {
-    let state = address
+/// A patient's home address: the one with `use` home, else the first.
+pub(crate) fn home_address(patient: &Value) -> Option<&Value> {
+    let addresses = patient.get("address").and_then(Value::as_array)?;
+    addresses
+        .iter()
+        .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
+        .or_else(|| addresses.first())
+}
+
+/// An address's state (USPS code, upper case).
+pub(crate) fn address_state(address: &Value) -> Option<String> {
+    address
         .get("state")
         .and_then(Value::as_str)
-        .map(|s| s.to_ascii_uppercase());
+        .map(str::to_ascii_uppercase)
+}
+
+/// Where a patient lives: an address's geolocation, else its postal code's centroid.
+pub(crate) fn home_of(address: &Value) -> Option<(Point, Option<String>)> {
+    let state = address_state(address);
     if let Some(geo) = extensions(address, ext::GEOLOCATION).next() {
         let part = |name: &str| {
             extensions(geo, name)
@@ -556,24 +582,14 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
                         ),
                     )
                 })?;
-            let addresses: Vec<&Value> = patient
-                .get("address")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().collect())
-                .unwrap_or_default();
-            let home = addresses
-                .iter()
-                .find(|a| a.get("use").and_then(Value::as_str) == Some("home"))
-                .or_else(|| addresses.first())
-                .and_then(|a| home_of(a))
-                .ok_or_else(|| {
-                    bad(
-                        "patient",
-                        format!(
-                            "Patient/{pid} has no home address with a known postal code or position"
-                        ),
-                    )
-                })?;
+            let home = home_address(&patient).and_then(home_of).ok_or_else(|| {
+                bad(
+                    "patient",
+                    format!(
+                        "Patient/{pid} has no home address with a known postal code or position"
+                    ),
+                )
+            })?;
             let conditions = search(tx, ctx, "Condition", &[("patient", pid.clone())])?;
             let onset = conditions.iter().map(body).any(|c| {
                 let active = c

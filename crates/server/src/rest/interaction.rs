@@ -171,6 +171,32 @@ pub struct Conditions {
     pub lenient: bool,
 }
 
+/// The `Parameters` body of an operation, validated; a structural error in a named parameter
+/// says which parameter it is in. `usage` is the 400 for a missing or other body.
+fn operation_parameters(body: Option<Value>, usage: &str) -> Result<Value, ApiError> {
+    let params = body.ok_or_else(|| ApiError::bad_request(IssueType::Required, usage))?;
+    if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+        return Err(ApiError::bad_request(IssueType::Invalid, usage).at("resourceType"));
+    }
+    validate_resource(&params).map_err(|mut issues| {
+        for issue in &mut issues {
+            let name = issue
+                .expression
+                .as_deref()
+                .and_then(|e| e.strip_prefix("Parameters.parameter["))
+                .and_then(|rest| rest.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| params.pointer(&format!("/parameter/{i}/name")))
+                .and_then(Value::as_str);
+            if let Some(name) = name {
+                issue.diagnostics = format!("parameter '{name}': {}", issue.diagnostics);
+            }
+        }
+        ApiError::with_issues(400, issues)
+    })?;
+    Ok(params)
+}
+
 /// Parses an HTTP-level request.
 pub fn parse(req: &FhirRequest, registry: &Registry) -> Result<Interaction, ApiError> {
     let segs: Vec<&str> = req.path.iter().map(String::as_str).collect();
@@ -452,17 +478,10 @@ pub fn route(
         }
         (Method::Post, ["Patient", id, "$break-glass"]) => {
             let id = check_id(id)?;
-            let params = body.ok_or_else(|| {
-                ApiError::bad_request(IssueType::Required, "send Parameters with a 'reason'")
-            })?;
-            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-                return Err(ApiError::bad_request(
-                    IssueType::Invalid,
-                    "$break-glass takes a Parameters resource with a 'reason' (valueString)",
-                )
-                .at("resourceType"));
-            }
-            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            let params = operation_parameters(
+                body,
+                "$break-glass takes a Parameters resource with a 'reason' (valueString)",
+            )?;
             let reason = params
                 .get("parameter")
                 .and_then(Value::as_array)
@@ -478,73 +497,27 @@ pub fn route(
             })
         }
         (Method::Post, ["Appointment", "$find"]) => {
-            let params = body.ok_or_else(|| {
-                ApiError::bad_request(
-                    IssueType::Required,
-                    "$find takes a Parameters resource with 'start' and 'end'",
-                )
-            })?;
-            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-                return Err(ApiError::bad_request(
-                    IssueType::Invalid,
-                    "$find takes a Parameters resource",
-                )
-                .at("resourceType"));
-            }
-            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            let params = operation_parameters(
+                body,
+                "$find takes a Parameters resource with 'start' and 'end'",
+            )?;
             Ok(Interaction::FindAppointments { params })
         }
         (Method::Post, ["Appointment", op @ ("$hold" | "$book")]) => {
-            let params = body.ok_or_else(|| {
-                ApiError::bad_request(
-                    IssueType::Required,
-                    format!("{op} takes a Parameters resource with 'slot' and 'patient'"),
-                )
-            })?;
-            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-                return Err(ApiError::bad_request(
-                    IssueType::Invalid,
-                    format!("{op} takes a Parameters resource"),
-                )
-                .at("resourceType"));
-            }
-            validate_resource(&params).map_err(|issues| ApiError::with_issues(400, issues))?;
+            let params = operation_parameters(
+                body,
+                &format!("{op} takes a Parameters resource with 'slot' and 'patient'"),
+            )?;
             Ok(Interaction::Book {
                 hold: *op == "$hold",
                 params,
             })
         }
         (Method::Post, ["HealthcareService", "$find-care"]) => {
-            let params = body.ok_or_else(|| {
-                ApiError::bad_request(
-                    IssueType::Required,
-                    "$find-care takes a Parameters resource (see the README)",
-                )
-            })?;
-            if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
-                return Err(ApiError::bad_request(
-                    IssueType::Invalid,
-                    "$find-care takes a Parameters resource",
-                )
-                .at("resourceType"));
-            }
-            validate_resource(&params).map_err(|mut issues| {
-                // say which named parameter a structural error is in
-                for issue in &mut issues {
-                    let name = issue
-                        .expression
-                        .as_deref()
-                        .and_then(|e| e.strip_prefix("Parameters.parameter["))
-                        .and_then(|rest| rest.split(']').next())
-                        .and_then(|i| i.parse::<usize>().ok())
-                        .and_then(|i| params.pointer(&format!("/parameter/{i}/name")))
-                        .and_then(Value::as_str);
-                    if let Some(name) = name {
-                        issue.diagnostics = format!("parameter '{name}': {}", issue.diagnostics);
-                    }
-                }
-                ApiError::with_issues(400, issues)
-            })?;
+            let params = operation_parameters(
+                body,
+                "$find-care takes a Parameters resource (see the README)",
+            )?;
             Ok(Interaction::FindCare { params })
         }
         (Method::Patch, [_, _]) => Err(ApiError::new(
