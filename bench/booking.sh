@@ -14,6 +14,8 @@ cargo build --release -q -p continuum
 BIN="$ROOT/target/release"
 # shellcheck source=../scripts/lib/postgres.sh
 source "$ROOT/scripts/lib/postgres.sh"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; continuum_stop_postgres; rm -rf "$WORK"; }
@@ -21,7 +23,7 @@ trap cleanup EXIT
 
 race() { # ENGINE DATABASE
   local engine=$1 db=$2 port raw
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  port=$(free_port)
   (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
     "$BIN/continuum" serve --demo --listen "127.0.0.1:$port" --database "$db" >"$OUT/server-$engine.log" 2>&1) &
   SERVER=$!

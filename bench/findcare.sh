@@ -17,6 +17,8 @@ mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p continuum -p bench
 BIN="$ROOT/target/release"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 WORK=$(mktemp -d)
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"; }
@@ -29,7 +31,7 @@ t0=$(date +%s.%N)
 "$BIN/continuum" slots generate --weeks 8 --database "$DB" 2>&1 | tee -a "$OUT/setup.txt"
 echo "slot generation: $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$t0" "$(date +%s.%N)") s" | tee -a "$OUT/setup.txt"
 creds=$("$BIN/continuum" clients add --database "$DB" --name bench --scope 'system/*.cruds')
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+PORT=$(free_port)
 CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
   "$BIN/continuum" serve --listen "127.0.0.1:$PORT" --database "$DB" >"$OUT/server.log" 2>&1 &
 SERVER=$!
@@ -45,23 +47,12 @@ run() { # NAME THREADS CONNECTIONS
   local raw
   raw=$(wrk -t"$2" -c"$3" -d"${DURATION}s" --latency -s "$ROOT/bench/lua/findcare.lua" "http://127.0.0.1:$PORT" 2>&1)
   echo "$raw" >>"$OUT/$1.raw"
-  python3 - "$raw" >>"$OUT/$1.txt" <<'PY'
-import re, sys
-t = sys.argv[1]
-def ms(label):
-    m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)", t, re.M)
-    v = float(m.group(1)); u = m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.1f} {ms('50'):.2f} {ms('99'):.2f} {non2xx.group(1) if non2xx else 0}")
-PY
+  wrk_line "$raw" >>"$OUT/$1.txt"
 }
 for _ in $(seq 1 "$RUNS"); do
   run findcare-c1 1 1
   run findcare-c16 2 16
 done
-median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
 {
   echo "# \$find-care run $(date -u +%FT%TZ) on $(nproc) cores"
   echo

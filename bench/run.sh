@@ -20,12 +20,12 @@ cargo build --release -q -p continuum -p bench
 BIN="$ROOT/target/release"
 # shellcheck source=../scripts/lib/postgres.sh
 source "$ROOT/scripts/lib/postgres.sh"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
 SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true; continuum_stop_postgres; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-median() { python3 -c 'import sys, statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.1f}")' "$@"; }
 
 # start_server DATABASE → sets PORT, TOKEN, SERVER
 start_server() {
@@ -47,17 +47,7 @@ run_wrk() {
   local name=$1 script=$2 patients=$3 raw
   raw=$(PATIENTS=$patients wrk -t2 -c32 -d"${DURATION}s" --latency -s "$ROOT/bench/lua/$script" "http://127.0.0.1:$PORT" 2>&1)
   echo "$raw" >>"$OUT/$name.raw"
-  python3 - "$raw" >>"$OUT/$name.txt" <<'PY'
-import re, sys
-t = sys.argv[1]
-def ms(label):
-    m = re.search(r"^\s*" + label + r"%\s+([\d.]+)(us|ms|s)", t, re.M)
-    v = float(m.group(1)); u = m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.1f} {ms('50'):.2f} {ms('99'):.2f} {non2xx.group(1) if non2xx else 0}")
-PY
+  wrk_line "$raw" >>"$OUT/$name.txt"
 }
 
 summary() { # NAME → "median rps | median p50 | median p99"
