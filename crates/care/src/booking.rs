@@ -11,6 +11,12 @@
 
 use std::fmt;
 
+/// Slot extension: when a hold lapses, `valueInstant`.
+pub const HOLD_EXPIRES: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/hold-expires";
+/// Slot extension: the Appointment that holds or booked it, `valueReference`.
+pub const HELD_BY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/held-by";
+
 /// R4 `SlotStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SlotStatus {
@@ -37,6 +43,20 @@ impl SlotStatus {
             SlotStatus::Busy => "busy",
             SlotStatus::BusyUnavailable => "busy-unavailable",
             SlotStatus::EnteredInError => "entered-in-error",
+        }
+    }
+
+    /// The statuses a Slot may move to: a hold becomes a booking or lapses back to free; a
+    /// booking is freed by a cancellation; a blocked slot may be reopened; `entered-in-error`
+    /// is final.
+    pub fn next(self) -> &'static [SlotStatus] {
+        use SlotStatus::*;
+        match self {
+            Free => &[BusyTentative, Busy, BusyUnavailable, EnteredInError],
+            BusyTentative => &[Free, Busy, EnteredInError],
+            Busy => &[Free, EnteredInError],
+            BusyUnavailable => &[Free, EnteredInError],
+            EnteredInError => &[],
         }
     }
 
@@ -181,6 +201,29 @@ pub fn transition(from: AppointmentStatus, to: AppointmentStatus) -> Result<(), 
     }
 }
 
+/// Checks a Slot status change (staying is not a change); the error names the allowed ones.
+pub fn slot_transition(from: SlotStatus, to: SlotStatus) -> Result<(), String> {
+    if from == to || from.next().contains(&to) {
+        return Ok(());
+    }
+    let allowed: Vec<&str> = from.next().iter().map(|s| s.code()).collect();
+    Err(if allowed.is_empty() {
+        format!(
+            "a slot that is {} cannot become {}: {} is final",
+            from.code(),
+            to.code(),
+            from.code()
+        )
+    } else {
+        format!(
+            "a slot that is {} cannot become {}; allowed: {}",
+            from.code(),
+            to.code(),
+            allowed.join(", ")
+        )
+    })
+}
+
 /// A slot as the booking rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotState {
@@ -243,6 +286,54 @@ pub fn can_take(
 /// Whether a hold has lapsed and its slot should be freed (by the sweeper, or on read).
 pub fn hold_lapsed(slot: &SlotState, now_ms: i64) -> bool {
     slot.status == SlotStatus::BusyTentative && slot.hold_expires_ms.is_some_and(|t| t <= now_ms)
+}
+
+/// The R5 cross-version extension that carries a video visit's join details on an R4
+/// Appointment (`channelType`, `addressUrl`).
+pub const VIRTUAL_SERVICE: &str =
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.virtualService";
+
+/// Whether a video visit's join link opens now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinTime {
+    Open,
+    /// Not yet: it opens at this instant (epoch ms).
+    TooEarly {
+        opens_ms: i64,
+    },
+    /// The visit's time is over.
+    Over,
+}
+
+/// The join window of a visit from `start_ms` to `end_ms`: from `opens_before_ms` before the
+/// start until the end.
+pub fn join_time(start_ms: i64, end_ms: i64, opens_before_ms: i64, now_ms: i64) -> JoinTime {
+    let opens_ms = start_ms - opens_before_ms;
+    if now_ms < opens_ms {
+        JoinTime::TooEarly { opens_ms }
+    } else if now_ms > end_ms {
+        JoinTime::Over
+    } else {
+        JoinTime::Open
+    }
+}
+
+/// Who may see a video visit's join link: a participant (the caller is one of the
+/// appointment's actors — the clinician, the patient, a related person named on it), the
+/// patient, or someone the access policy gives that patient's record to in their own right
+/// (`own_patients`: the caller's own record and the children they are a proxy for — not a
+/// break-the-glass grant, not an organisation's care relationship). Everyone else who can read
+/// the appointment sees it without the link.
+pub fn may_see_join_link(
+    caller: &[String],
+    own_patients: &[&str],
+    participants: &[String],
+) -> bool {
+    participants.iter().any(|p| {
+        caller.contains(p)
+            || p.strip_prefix("Patient/")
+                .is_some_and(|id| own_patients.contains(&id))
+    })
 }
 
 #[cfg(test)]
@@ -429,5 +520,124 @@ mod tests {
             Unavailable::Held { until_ms: 0 }.to_string(),
             "the slot is held for another booking"
         );
+    }
+
+    /// Every (from, to) pair of Slot statuses.
+    #[test]
+    fn slot_transitions_are_the_rules_and_nothing_else() {
+        use SlotStatus::*;
+        let allowed: &[(SlotStatus, &[SlotStatus])] = &[
+            (
+                Free,
+                &[BusyTentative, Busy, BusyUnavailable, EnteredInError],
+            ),
+            (BusyTentative, &[Free, Busy, EnteredInError]),
+            (Busy, &[Free, EnteredInError]),
+            (BusyUnavailable, &[Free, EnteredInError]),
+            (EnteredInError, &[]),
+        ];
+        let mut checked = 0;
+        for (from, to_ok) in allowed {
+            for to in SlotStatus::ALL {
+                let result = slot_transition(*from, to);
+                if *from == to || to_ok.contains(&to) {
+                    assert_eq!(result, Ok(()), "{from:?} -> {to:?}");
+                } else {
+                    let why = result.expect_err("forbidden");
+                    if to_ok.is_empty() {
+                        assert!(why.ends_with("is final"), "{why}");
+                    } else {
+                        for a in *to_ok {
+                            assert!(why.contains(a.code()), "{why} names {a:?}");
+                        }
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 25);
+        assert_eq!(
+            slot_transition(Busy, BusyTentative).unwrap_err(),
+            "a slot that is busy cannot become busy-tentative; allowed: free, entered-in-error"
+        );
+    }
+
+    /// The join window with an injected time: closed until 15 minutes before, open to the end.
+    #[test]
+    fn the_join_link_opens_before_the_start_and_closes_at_the_end() {
+        let (start, end, before) = (NOW, NOW + 30 * MIN, 15 * MIN);
+        let cases = [
+            (
+                NOW - 60 * MIN,
+                JoinTime::TooEarly {
+                    opens_ms: NOW - 15 * MIN,
+                },
+            ),
+            (
+                NOW - 15 * MIN - 1,
+                JoinTime::TooEarly {
+                    opens_ms: NOW - 15 * MIN,
+                },
+            ),
+            (NOW - 15 * MIN, JoinTime::Open),
+            (NOW, JoinTime::Open),
+            (NOW + 30 * MIN, JoinTime::Open),
+            (NOW + 30 * MIN + 1, JoinTime::Over),
+        ];
+        for (now, expected) in cases {
+            assert_eq!(join_time(start, end, before, now), expected, "at {now}");
+        }
+        assert_eq!(
+            join_time(start, end, 0, NOW - 1),
+            JoinTime::TooEarly { opens_ms: NOW }
+        );
+    }
+
+    #[test]
+    fn only_participants_the_patient_and_their_proxies_see_the_join_link() {
+        let participants: Vec<String> = [
+            "Patient/p1",
+            "Practitioner/dr",
+            "HealthcareService/cardio",
+            "RelatedPerson/mom",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let me = |refs: &[&str]| refs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // the clinician, a related person named on it
+        assert!(may_see_join_link(
+            &me(&["Practitioner/dr"]),
+            &[],
+            &participants
+        ));
+        assert!(may_see_join_link(
+            &me(&["RelatedPerson/mom"]),
+            &[],
+            &participants
+        ));
+        // the patient, and a proxy the policy gives the patient's record to
+        assert!(may_see_join_link(
+            &me(&["Patient/p1"]),
+            &["p1"],
+            &participants
+        ));
+        assert!(may_see_join_link(
+            &me(&["RelatedPerson/dad"]),
+            &["p1"],
+            &participants
+        ));
+        // a coordinator, another clinician, another child's parent, a backend service
+        assert!(!may_see_join_link(
+            &me(&["Practitioner/other"]),
+            &[],
+            &participants
+        ));
+        assert!(!may_see_join_link(
+            &me(&["RelatedPerson/dad"]),
+            &["p2"],
+            &participants
+        ));
+        assert!(!may_see_join_link(&[], &[], &participants));
     }
 }

@@ -7,7 +7,9 @@ pub mod clock;
 pub mod findcare;
 pub mod geo;
 pub mod labels;
+pub mod notify;
 pub mod relationships;
 pub mod slots;
+pub mod waitlist;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -217,10 +217,38 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
         store,
         server::RestConfig {
             public_base_url: config.public_base_url.clone(),
-            find_care: Default::default(),
-            directory: Default::default(),
+            booking: std::sync::Arc::new(booking_config(config)),
+            ..Default::default()
         },
     )
+}
+
+fn booking_config(config: &Config) -> server::rest::booking::BookingConfig {
+    let b = &config.booking;
+    server::rest::booking::BookingConfig {
+        hold_minutes: b.hold_minutes,
+        waitlist_offer_minutes: b.waitlist_offer_minutes,
+        video_url_template: b.video_url_template.clone(),
+        join_opens_minutes: b.join_opens_minutes,
+        reminders: care::notify::ReminderConfig {
+            hours_before: b.reminder_hours.clone(),
+        },
+    }
+}
+
+fn notifier(config: &Config) -> Result<server::notify::Notifier> {
+    use crate::config::NotifySettings;
+    let transport = match &config.notify {
+        NotifySettings::Log => server::notify::Transport::Log,
+        NotifySettings::Webhook { url, secret } => server::notify::Transport::Webhook {
+            url: url.clone(),
+            secret: secret.expose().to_string(),
+        },
+        NotifySettings::Smtp { url, from } => {
+            server::notify::Transport::smtp(url.expose(), from).map_err(anyhow::Error::msg)?
+        }
+    };
+    Ok(server::notify::Notifier::new(transport))
 }
 
 /// Loads the demo alliance once (then tops up its slots).
@@ -300,7 +328,9 @@ async fn serve(config: Config, store: Store) -> Result<()> {
                 ),
             ..Default::default()
         },
+        booking: booking_config(&config),
     };
+    let notifier = notifier(&config)?;
     let (listener, addr) = server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -341,6 +371,36 @@ async fn serve(config: Config, store: Store) -> Result<()> {
             }
         }
     });
+    // the notification outbox: deliver what is due
+    let api = rest_api(&config, store.clone());
+    let every_seconds = config.notify_interval_seconds as u64;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(every_seconds));
+        loop {
+            every.tick().await;
+            loop {
+                match server::notify::deliver_due(&api, &notifier).await {
+                    Ok(r) if r == Default::default() => break,
+                    Ok(r) => {
+                        tracing::info!(
+                            sent = r.sent,
+                            retrying = r.retrying,
+                            failed = r.failed,
+                            skipped = r.skipped,
+                            "notifications delivered"
+                        );
+                        if r.sent + r.skipped == 0 {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(status = e.status, "notification delivery failed");
+                        break;
+                    }
+                }
+            }
+        }
+    });
     server::serve(listener, app, shutdown_signal())
         .await
         .context("server failed")?;
@@ -371,14 +431,7 @@ async fn shutdown_signal() {
 
 async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
     let store = open_store(&config, true)?;
-    let api = server::FhirApi::new(
-        store,
-        server::RestConfig {
-            public_base_url: config.public_base_url.clone(),
-            find_care: Default::default(),
-            directory: Default::default(),
-        },
-    );
+    let api = rest_api(&config, store);
     let start = std::time::Instant::now();
     let totals = crate::import::import_files(&api, &files).await?;
     api.store()

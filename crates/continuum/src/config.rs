@@ -44,6 +44,17 @@ pub struct FileConfig {
     pub oidc_jwks_url: Option<String>,
     pub oidc_audience: Option<String>,
     pub oidc_roles_claim: Option<String>,
+    pub hold_minutes: Option<usize>,
+    pub waitlist_offer_minutes: Option<usize>,
+    pub video_url_template: Option<String>,
+    pub video_join_opens_minutes: Option<usize>,
+    pub reminder_hours: Option<Vec<usize>>,
+    pub notify_transport: Option<String>,
+    pub notify_webhook_url: Option<String>,
+    pub notify_webhook_secret: Option<String>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
+    pub notify_interval_seconds: Option<usize>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -71,9 +82,35 @@ pub struct Config {
     pub admin_password: Option<Secret>,
     /// An external OpenID Connect issuer: (issuer, JWKS URL, audience, roles claim).
     pub oidc: Option<(String, String, String, String)>,
+    /// Holds, video visits, the waitlist and reminders.
+    pub booking: BookingSettings,
+    /// How notifications leave the server.
+    pub notify: NotifySettings,
+    pub notify_interval_seconds: usize,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
+
+/// Booking settings (see the README, "Configuration").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingSettings {
+    pub hold_minutes: i64,
+    pub waitlist_offer_minutes: i64,
+    pub video_url_template: String,
+    pub join_opens_minutes: i64,
+    pub reminder_hours: Vec<i64>,
+}
+
+/// The notification transport: `log`, `webhook` (URL and HMAC secret) or `smtp` (URL and From).
+#[derive(Debug, Clone)]
+pub enum NotifySettings {
+    Log,
+    Webhook { url: String, secret: Secret },
+    Smtp { url: Secret, from: String },
+}
+
+/// How often the notification worker looks for due messages.
+pub const DEFAULT_NOTIFY_INTERVAL_SECONDS: usize = 15;
 
 const ENV_KEYS: &[&str] = &[
     "CONTINUUM_CONFIG",
@@ -90,6 +127,17 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_OIDC_JWKS_URL",
     "CONTINUUM_OIDC_AUDIENCE",
     "CONTINUUM_OIDC_ROLES_CLAIM",
+    "CONTINUUM_HOLD_MINUTES",
+    "CONTINUUM_WAITLIST_OFFER_MINUTES",
+    "CONTINUUM_VIDEO_URL_TEMPLATE",
+    "CONTINUUM_VIDEO_JOIN_OPENS_MINUTES",
+    "CONTINUUM_REMINDER_HOURS",
+    "CONTINUUM_NOTIFY_TRANSPORT",
+    "CONTINUUM_NOTIFY_WEBHOOK_URL",
+    "CONTINUUM_NOTIFY_WEBHOOK_SECRET",
+    "CONTINUUM_SMTP_URL",
+    "CONTINUUM_SMTP_FROM",
+    "CONTINUUM_NOTIFY_INTERVAL_SECONDS",
 ];
 
 impl Config {
@@ -191,7 +239,99 @@ impl Config {
             Some("true" | "1" | "yes") | None => file.secure_cookies.unwrap_or(true),
             Some(other) => bail!("CONTINUUM_SECURE_COOKIES='{other}' is not true or false"),
         };
+        let minutes = |key: &str, file: Option<usize>, default: usize| -> Result<i64> {
+            let v = number(None, key, file, default)?;
+            if v == 0 || v > 7 * 24 * 60 {
+                bail!("{key} must be between 1 and 10080 minutes (got {v})");
+            }
+            Ok(v as i64)
+        };
+        let text_setting =
+            |key: &str, file: &Option<String>| env.get(key).cloned().or_else(|| file.clone());
+        let video_url_template =
+            text_setting("CONTINUUM_VIDEO_URL_TEMPLATE", &file.video_url_template)
+                .unwrap_or_else(|| "https://meet.jit.si/continuum-{room}".into());
+        if !video_url_template.contains("{room}")
+            || !(video_url_template.starts_with("https://")
+                || video_url_template.starts_with("http://"))
+        {
+            bail!(
+                "video_url_template '{video_url_template}' must be an http(s) URL containing {{room}}"
+            );
+        }
+        let reminder_hours: Vec<i64> = match env.get("CONTINUUM_REMINDER_HOURS") {
+            Some(v) => v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|h| h.trim().parse::<i64>().with_context(|| format!("CONTINUUM_REMINDER_HOURS='{v}' is not a list of whole hours (e.g. 72,24)")))
+                .collect::<Result<_>>()?,
+            None => file
+                .reminder_hours
+                .clone()
+                .map(|v| v.into_iter().map(|h| h as i64).collect())
+                .unwrap_or_else(|| vec![72, 24]),
+        };
+        if reminder_hours.iter().any(|h| *h <= 0 || *h > 24 * 60) {
+            bail!("reminder hours must be between 1 and 1440");
+        }
+        let booking = BookingSettings {
+            hold_minutes: minutes("CONTINUUM_HOLD_MINUTES", file.hold_minutes, 10)?,
+            waitlist_offer_minutes: minutes(
+                "CONTINUUM_WAITLIST_OFFER_MINUTES",
+                file.waitlist_offer_minutes,
+                30,
+            )?,
+            video_url_template,
+            join_opens_minutes: minutes(
+                "CONTINUUM_VIDEO_JOIN_OPENS_MINUTES",
+                file.video_join_opens_minutes,
+                15,
+            )?,
+            reminder_hours,
+        };
+        let transport = text_setting("CONTINUUM_NOTIFY_TRANSPORT", &file.notify_transport)
+            .unwrap_or_else(|| "log".into());
+        let notify = match transport.as_str() {
+            "log" => NotifySettings::Log,
+            "webhook" => {
+                let url = text_setting("CONTINUUM_NOTIFY_WEBHOOK_URL", &file.notify_webhook_url)
+                    .context("the webhook transport needs notify_webhook_url")?;
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    bail!("notify_webhook_url '{url}' must be an http(s) URL");
+                }
+                let secret = text_setting(
+                    "CONTINUUM_NOTIFY_WEBHOOK_SECRET",
+                    &file.notify_webhook_secret,
+                )
+                .context("the webhook transport needs notify_webhook_secret (the HMAC key)")?;
+                if secret.len() < 16 {
+                    bail!("notify_webhook_secret must be at least 16 characters");
+                }
+                NotifySettings::Webhook {
+                    url,
+                    secret: Secret(secret),
+                }
+            }
+            "smtp" => NotifySettings::Smtp {
+                url: Secret(text_setting("CONTINUUM_SMTP_URL", &file.smtp_url).context(
+                    "the smtp transport needs smtp_url (smtp://host:25 or smtps://user:pass@host)",
+                )?),
+                from: text_setting("CONTINUUM_SMTP_FROM", &file.smtp_from)
+                    .context("the smtp transport needs smtp_from (an e-mail address)")?,
+            },
+            other => bail!("notify_transport '{other}' is not log, webhook or smtp"),
+        };
+        let notify_interval_seconds = number(
+            None,
+            "CONTINUUM_NOTIFY_INTERVAL_SECONDS",
+            file.notify_interval_seconds,
+            DEFAULT_NOTIFY_INTERVAL_SECONDS,
+        )?
+        .max(1);
         Ok(Config {
+            booking,
+            notify,
+            notify_interval_seconds,
             secure_cookies,
             admin_password: env.get("CONTINUUM_ADMIN_PASSWORD").cloned().map(Secret),
             oidc: {
@@ -269,6 +409,54 @@ mod tests {
         .unwrap();
         assert_eq!(c.database.expose(), "sqlite://flag.db");
         assert_eq!(format!("{:?}", c.database), "Secret(***)");
+    }
+
+    #[test]
+    fn booking_and_notification_settings() {
+        let c = Config::load(None, &env(&[]), &FlagConfig::default()).unwrap();
+        assert_eq!(c.booking.hold_minutes, 10);
+        assert_eq!(c.booking.waitlist_offer_minutes, 30);
+        assert_eq!(c.booking.join_opens_minutes, 15);
+        assert_eq!(c.booking.reminder_hours, vec![72, 24]);
+        assert!(matches!(c.notify, NotifySettings::Log));
+        let c = Config::load(
+            None,
+            &env(&[
+                ("CONTINUUM_HOLD_MINUTES", "5"),
+                ("CONTINUUM_REMINDER_HOURS", "48, 2"),
+                (
+                    "CONTINUUM_VIDEO_URL_TEMPLATE",
+                    "https://video.example.org/r/{room}",
+                ),
+                ("CONTINUUM_NOTIFY_TRANSPORT", "webhook"),
+                (
+                    "CONTINUUM_NOTIFY_WEBHOOK_URL",
+                    "https://hooks.example.org/in",
+                ),
+                ("CONTINUUM_NOTIFY_WEBHOOK_SECRET", "0123456789abcdef0123"),
+            ]),
+            &FlagConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.booking.hold_minutes, 5);
+        assert_eq!(c.booking.reminder_hours, vec![48, 2]);
+        assert!(format!("{:?}", c.notify).contains("Secret(***)"));
+        for bad in [
+            vec![("CONTINUUM_HOLD_MINUTES", "0")],
+            vec![(
+                "CONTINUUM_VIDEO_URL_TEMPLATE",
+                "https://video.example.org/no-room",
+            )],
+            vec![("CONTINUUM_NOTIFY_TRANSPORT", "pigeon")],
+            vec![("CONTINUUM_NOTIFY_TRANSPORT", "webhook")],
+            vec![("CONTINUUM_NOTIFY_TRANSPORT", "smtp")],
+            vec![("CONTINUUM_REMINDER_HOURS", "72,soon")],
+        ] {
+            assert!(
+                Config::load(None, &env(&bad), &FlagConfig::default()).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
     }
 
     #[test]

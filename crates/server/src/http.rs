@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> axum::Router {
             get(auth_routes::smart_configuration),
         )
         .route("/.well-known/jwks.json", get(auth_routes::jwks))
+        .route("/visit/{token}", get(join_visit))
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
@@ -108,6 +109,36 @@ async fn home() -> Response {
         .to_string(),
     )
         .into_response()
+}
+
+/// `GET /visit/{token}`: a video visit's join link. Within the join window it redirects to the
+/// video room; otherwise it says, in words, when the visit opens or why it is closed. The token
+/// is the credential (as with any video-visit link); every use is audited.
+async fn join_visit(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    let private = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ];
+    match crate::rest::visit::join(&state.api, &token).await {
+        Ok(crate::rest::visit::Join::Redirect(url)) => {
+            (StatusCode::FOUND, private, [(header::LOCATION, url)]).into_response()
+        }
+        Ok(crate::rest::visit::Join::Refused(status, why)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+            private,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{why}\n"),
+        )
+            .into_response(),
+        Err(e) => outcome_response(
+            e.status,
+            IssueType::Exception,
+            "the visit link could not be checked",
+        ),
+    }
 }
 
 async fn not_found() -> Response {

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod rest;
 pub mod slots;
 
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Tokens, sessions and the access policy.
     pub auth: auth::AuthConfig,
+    /// Holds, video visits, the waitlist and reminders.
+    pub booking: rest::booking::BookingConfig,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +42,7 @@ impl Default for ServerConfig {
             public_base_url: None,
             max_body_bytes: 16 * 1024 * 1024,
             auth: auth::AuthConfig::default(),
+            booking: Default::default(),
         }
     }
 }
@@ -49,8 +53,8 @@ pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, st
         store.clone(),
         RestConfig {
             public_base_url: config.public_base_url.clone(),
-            find_care: Default::default(),
-            directory: Default::default(),
+            booking: Arc::new(config.booking.clone()),
+            ..Default::default()
         },
     );
     let auth = auth::Auth::new(store, config.auth.clone()).await?;

@@ -116,31 +116,14 @@ pub fn slot_id(schedule_id: &str, start_ms: i64) -> String {
 }
 
 /// Frees the slots whose holds have lapsed (cancelling the pending appointments that held
-/// them), in one audited transaction; returns how many.
+/// them; a freed slot goes to the waitlist first), in one audited transaction; returns how many.
 pub async fn release_lapsed_holds(api: &FhirApi) -> Result<usize, ApiError> {
-    let caller = crate::rest::import::system_caller("holds:release");
-    api.store()
-        .write_alone(move |tx| {
-            let mut bound = store::CallerTx::bind(tx, &caller)?;
-            let released = crate::rest::booking::release_lapsed(&mut bound)?;
-            if released > 0 {
-                let trail = std::mem::take(&mut bound.trail);
-                let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
-                    interaction: "update",
-                    subject_id: "holds:release",
-                    fhir_users: &[],
-                    address: None,
-                    outcome: crate::audit::AuditOutcome::Success,
-                    description: Some(format!("released {released} lapsed slot holds")),
-                    trail: &trail,
-                    query: None,
-                    now_ms: bound.now(),
-                });
-                bound.raw().append_audit(&mut event)?;
-            }
-            Ok::<_, ApiError>(released)
-        })
-        .await
+    api.system_job("holds:release", |tx, ctx| {
+        let released = crate::rest::booking::release_lapsed(tx, ctx)?;
+        let described = (released > 0).then(|| format!("released {released} lapsed slot holds"));
+        Ok((released, described))
+    })
+    .await
 }
 
 /// Slots written per transaction: the writer is shared with requests, so a long run yields

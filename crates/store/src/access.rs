@@ -220,7 +220,7 @@ fn instant_ms(s: &str) -> Option<i64> {
         .map(|v| v.range().low)
 }
 
-fn label_codes(resource: &Value) -> Vec<String> {
+pub fn label_codes(resource: &Value) -> Vec<String> {
     resource
         .get("meta")
         .and_then(|m| m.get("security"))
@@ -366,7 +366,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         }
         let patients = self.patients_of_rid(s.rid)?;
         self.note(rtype, id, &patients);
-        Ok(Some(s))
+        Ok(Some(self.shown(s)))
     }
 
     /// The current version for an update or delete, telling hidden apart from absent.
@@ -401,7 +401,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let patients = self.patients_of_rid(current.rid)?;
         self.note(rtype, id, &patients);
         match found {
-            Some(v) if self.version_visible(&v, &patients)? => Ok(Some(v)),
+            Some(v) if self.version_visible(&v, &patients)? => Ok(Some(self.shown(v))),
             _ => Ok(None),
         }
     }
@@ -430,7 +430,15 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     }
 
     pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
-        let page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
+        let mut page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
+        page.matches = std::mem::take(&mut page.matches)
+            .into_iter()
+            .map(|m| self.shown(m))
+            .collect();
+        page.included = std::mem::take(&mut page.included)
+            .into_iter()
+            .map(|m| self.shown(m))
+            .collect();
         let rids: Vec<i64> = page
             .matches
             .iter()
@@ -466,7 +474,66 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             }
             page.entries = kept;
         }
+        for e in &mut page.entries {
+            let version = e.version.clone();
+            e.version = self.shown(version);
+        }
         Ok(page)
+    }
+
+    /// A version as this caller is shown it: a video visit's join link (the `virtualService`
+    /// extension of an Appointment) only for the visit's participants, the patient and the
+    /// patient's proxies (`care::booking::may_see_join_link`); everyone else who may read the
+    /// appointment sees it without the link.
+    fn shown(&self, mut s: Stored) -> Stored {
+        if s.resource_type != "Appointment"
+            || !s
+                .body
+                .as_deref()
+                .is_some_and(|b| b.contains(care::booking::VIRTUAL_SERVICE))
+        {
+            return s;
+        }
+        let Some(Ok(mut value)) = s.body.as_deref().map(serde_json::from_str::<Value>) else {
+            return s;
+        };
+        let participants: Vec<String> = value
+            .get("participant")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        let caller: Vec<String> = self
+            .caller
+            .subject
+            .fhir_users
+            .iter()
+            .map(|(t, id)| format!("{t}/{id}"))
+            .collect();
+        let own: Vec<&str> = self
+            .view
+            .patients
+            .iter()
+            .filter(|p| !p.break_glass)
+            .map(|p| p.patient_id.as_str())
+            .collect();
+        if care::booking::may_see_join_link(&caller, &own, &participants) {
+            return s;
+        }
+        if let Some(exts) = value.get_mut("extension").and_then(Value::as_array_mut) {
+            exts.retain(|e| {
+                e.get("url").and_then(Value::as_str) != Some(care::booking::VIRTUAL_SERVICE)
+            });
+            if exts.is_empty()
+                && let Value::Object(o) = &mut value
+            {
+                o.remove("extension");
+            }
+        }
+        s.body = Some(value.to_string());
+        s
     }
 
     /// The facts `decide` needs about a resource version that is about to be written.
@@ -557,7 +624,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         }
         let stored = self.tx.create(rtype, id, resource, index)?;
         self.note(rtype, id, &facts.patients);
-        Ok(Ok(stored))
+        Ok(Ok(self.shown(stored)))
     }
 
     /// Checks and stores many new resources (ids not in use) on the bulk path; one answer each,
@@ -624,7 +691,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         }
         let stored = self.tx.update(previous, resource, index)?;
         self.note(&previous.resource_type, &previous.id, &facts.patients);
-        Ok(Ok(stored))
+        Ok(Ok(self.shown(stored)))
     }
 
     /// Checks and records a deletion.
@@ -675,6 +742,14 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             .map_err(E::from)?;
         result
     }
+}
+
+/// Whether `caller` would be allowed to read a resource with these facts — the same rules as
+/// every read (used to decide who a notification may go to).
+pub fn would_see(tx: &mut Tx, caller: &Caller, facts: &ResourceFacts) -> Result<bool, StoreError> {
+    let ctx = load_context(tx, &caller.subject)?;
+    let v = view(&caller.subject, &ctx, &caller.policy);
+    Ok(care::access::permits(&v, facts).is_permit())
 }
 
 /// Loads what the policy needs to know about the caller.

@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod identity;
 pub mod migrations;
+mod outbox;
 mod pool;
 mod postgres;
 mod search_sql;
@@ -17,6 +18,7 @@ mod tx;
 pub use access::{AuditTrail, Caller, CallerTx, Refusal};
 pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
+pub use outbox::{Message, NewMessage};
 pub use pool::{DatabaseUrl, Store, StoreOptions};
 pub use tx::{
     DIRECTORY_SNAPSHOT_TYPES, HistoryEntry, HistoryPage, HistoryScope, INDEX_TABLES, Method,

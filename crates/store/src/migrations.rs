@@ -266,7 +266,8 @@ CREATE TABLE slot_free (
 CREATE INDEX slot_free_schedule ON slot_free (schedule_id, start_ms);
 CREATE INDEX slot_free_rid ON slot_free (rid);
 "#,
-        data: Some(backfill_slot_free),
+        // the rows are (re)built by migration 8, which adds a column
+        data: None,
     },
     Migration {
         version: 7,
@@ -282,9 +283,44 @@ INSERT INTO directory_version (id, version) VALUES (1, 0);
 "#,
         data: None,
     },
+    Migration {
+        version: 8,
+        name: "held slots, video rooms and the notification outbox",
+        // a held slot is listed with its hold's expiry, so a lapsed hold reads as free before
+        // the sweeper frees it; a video visit's room token finds its appointment; messages are
+        // written in the transaction of the change they announce and delivered from here
+        sql: r#"
+ALTER TABLE slot_free ADD COLUMN hold_until BIGINT;
+DELETE FROM slot_free;
+CREATE TABLE video_visit (
+    token {text_c} PRIMARY KEY,
+    appointment_id {text_c} NOT NULL
+);
+CREATE UNIQUE INDEX video_visit_appointment ON video_visit (appointment_id);
+CREATE TABLE outbox (
+    id {text_c} PRIMARY KEY,
+    event_key {text_c} NOT NULL,
+    recipient {text_c} NOT NULL,
+    kind {text_c} NOT NULL,
+    channel {text_c} NOT NULL,
+    target TEXT,
+    communication_id {text_c},
+    payload TEXT NOT NULL,
+    due_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    state {text_c} NOT NULL,
+    last_error TEXT,
+    sent_ms BIGINT,
+    created_ms BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX outbox_event ON outbox (event_key, recipient);
+CREATE INDEX outbox_due ON outbox (state, due_ms);
+"#,
+        data: Some(backfill_slot_free),
+    },
 ];
 
-/// Fills `slot_free` from the Slots already stored.
+/// Fills `slot_free` from the Slots already stored (free ones, and held ones with their expiry).
 fn backfill_slot_free(conn: &mut dyn Conn) -> Result<(), StoreError> {
     let rows = conn.query(
         "SELECT rid, id, body FROM resources WHERE rtype = 'Slot' AND deleted = 0",

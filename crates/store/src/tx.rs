@@ -93,6 +93,8 @@ pub const DIRECTORY_SNAPSHOT_TYPES: &[&str] = &[
     "Organization",
     "PractitionerRole",
     "Schedule",
+    // not the directory, but cached the same way: the active subscriptions every write checks
+    "Subscription",
 ];
 
 pub struct Tx<'c> {
@@ -100,6 +102,11 @@ pub struct Tx<'c> {
     clock: &'c dyn Clock,
     write: bool,
     savepoints: u32,
+    /// (type, id) of every resource created or updated in this transaction, in order (for
+    /// subscriptions, matched before commit).
+    written: Vec<(String, String)>,
+    /// `written`'s length at each open savepoint.
+    written_marks: Vec<usize>,
 }
 
 impl<'c> Tx<'c> {
@@ -109,7 +116,14 @@ impl<'c> Tx<'c> {
             clock,
             write,
             savepoints: 0,
+            written: Vec::new(),
+            written_marks: Vec::new(),
         }
+    }
+
+    /// The resources created or updated so far (and forgets them): (type, id), in order.
+    pub fn take_written(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.written)
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -144,6 +158,7 @@ impl<'c> Tx<'c> {
 
     pub(crate) fn begin_savepoint(&mut self) -> Result<String, StoreError> {
         self.savepoints += 1;
+        self.written_marks.push(self.written.len());
         let name = format!("sp{}", self.savepoints);
         self.conn.batch(&format!("SAVEPOINT {name}"))?;
         Ok(name)
@@ -151,8 +166,11 @@ impl<'c> Tx<'c> {
 
     /// Keeps (`keep`) or undoes what was written since the savepoint.
     pub(crate) fn end_savepoint(&mut self, name: &str, keep: bool) -> Result<(), StoreError> {
+        let mark = self.written_marks.pop().unwrap_or(self.written.len());
         if !keep {
             self.conn.batch(&format!("ROLLBACK TO SAVEPOINT {name}"))?;
+            // what was undone was not written
+            self.written.truncate(mark);
         }
         self.conn.batch(&format!("RELEASE SAVEPOINT {name}"))
     }
@@ -313,6 +331,7 @@ impl<'c> Tx<'c> {
             {
                 free.insert(self.conn, s.rid)?;
             }
+            self.written.push((s.resource_type.clone(), s.id.clone()));
         }
         Ok(stored)
     }
@@ -373,6 +392,8 @@ impl<'c> Tx<'c> {
         self.insert_history(&stored, Method::Create)?;
         self.insert_index(rid, resource_type, index)?;
         self.index_access(rid, resource_type, id, resource, index, true)?;
+        self.written
+            .push((resource_type.to_string(), id.to_string()));
         Ok(stored)
     }
 
@@ -396,6 +417,8 @@ impl<'c> Tx<'c> {
             index,
             false,
         )?;
+        self.written
+            .push((previous.resource_type.clone(), previous.id.clone()));
         Ok(stored)
     }
 
@@ -454,10 +477,11 @@ impl<'c> Tx<'c> {
         until_ms: i64,
     ) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
         let mut out = std::collections::HashMap::new();
+        let now = self.now();
         for id in schedule_ids {
             let rows = self.conn.query(
-                "SELECT slot_id, start_ms FROM slot_free WHERE schedule_id = ? AND start_ms >= ? AND start_ms < ? ORDER BY start_ms LIMIT 1",
-                &[(*id).into(), from_ms.into(), until_ms.into()],
+                "SELECT slot_id, start_ms FROM slot_free WHERE schedule_id = ? AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?) ORDER BY start_ms LIMIT 1",
+                &[(*id).into(), from_ms.into(), until_ms.into(), now.into()],
             )?;
             if let Some(row) = rows.into_iter().next() {
                 let mut it = row.into_iter();
@@ -483,13 +507,15 @@ impl<'c> Tx<'c> {
     ) -> Result<(Vec<FreeSlotRow>, i64), StoreError> {
         let mut out = Vec::new();
         let mut total = 0;
+        let now = self.now();
         for chunk in schedule_ids.chunks(500) {
             let list = vec!["?"; chunk.len()].join(", ");
             let mut params: Vec<SqlValue> = chunk.iter().map(|id| (*id).into()).collect();
             params.push(from_ms.into());
             params.push(until_ms.into());
+            params.push(now.into());
             let rows = self.conn.query(
-                &format!("SELECT COUNT(*) FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ?"),
+                &format!("SELECT COUNT(*) FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?)"),
                 &params,
             )?;
             total += rows
@@ -499,7 +525,7 @@ impl<'c> Tx<'c> {
                 .unwrap_or(0);
             params.push((limit as i64).into());
             for row in self.conn.query(
-                &format!("SELECT slot_id, schedule_id, start_ms, end_ms FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? ORDER BY start_ms, slot_id LIMIT ?"),
+                &format!("SELECT slot_id, schedule_id, start_ms, end_ms FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?) ORDER BY start_ms, slot_id LIMIT ?"),
                 &params,
             )? {
                 let mut it = row.into_iter();
@@ -970,47 +996,63 @@ const BULK_ROWS: usize = 100;
 /// A free slot as `Tx::free_slots` lists it: (slot id, schedule id, start, end).
 pub type FreeSlotRow = (String, String, i64, i64);
 
-/// A Slot that is free, as `slot_free` keeps it.
+/// A Slot that is free or held, as `slot_free` keeps it: a held slot (`busy-tentative` with a
+/// `hold-expires` instant) is listed with `hold_until`, so it reads as free once the hold has
+/// lapsed, before the sweeper frees it.
 pub(crate) struct FreeSlot {
     schedule_id: String,
     slot_id: String,
     start_ms: i64,
     end_ms: i64,
+    hold_until: Option<i64>,
 }
 
 impl FreeSlot {
-    /// The row of a Slot, if it is free and names a local Schedule and valid times.
+    /// The row of a Slot, if it is free or held with an expiry and names a local Schedule and
+    /// valid times.
     pub(crate) fn of(id: &str, slot: &Value) -> Option<FreeSlot> {
-        if slot.get("status").and_then(Value::as_str) != Some("free") {
-            return None;
-        }
-        let schedule = slot
-            .pointer("/schedule/reference")
-            .and_then(Value::as_str)?
-            .strip_prefix("Schedule/")?;
-        let instant = |key: &str| {
-            let text = slot.get(key).and_then(Value::as_str)?;
+        let instant = |v: Option<&Value>| {
+            let text = v?.as_str()?;
             fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
                 .ok()
                 .map(|v| v.range().low)
         };
+        let hold_until = match slot.get("status").and_then(Value::as_str) {
+            Some("free") => None,
+            Some("busy-tentative") => Some(instant(
+                slot.get("extension")
+                    .and_then(Value::as_array)?
+                    .iter()
+                    .find(|e| {
+                        e.get("url").and_then(Value::as_str) == Some(care::booking::HOLD_EXPIRES)
+                    })?
+                    .get("valueInstant"),
+            )?),
+            _ => return None,
+        };
+        let schedule = slot
+            .pointer("/schedule/reference")
+            .and_then(Value::as_str)?
+            .strip_prefix("Schedule/")?;
         Some(FreeSlot {
             schedule_id: schedule.to_string(),
             slot_id: id.to_string(),
-            start_ms: instant("start")?,
-            end_ms: instant("end")?,
+            start_ms: instant(slot.get("start"))?,
+            end_ms: instant(slot.get("end"))?,
+            hold_until,
         })
     }
 
     pub(crate) fn insert(&self, conn: &mut dyn Conn, rid: i64) -> Result<(), StoreError> {
         conn.execute(
-            "INSERT INTO slot_free (rid, schedule_id, start_ms, end_ms, slot_id) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO slot_free (rid, schedule_id, start_ms, end_ms, slot_id, hold_until) VALUES (?, ?, ?, ?, ?, ?)",
             &[
                 rid.into(),
                 self.schedule_id.as_str().into(),
                 self.start_ms.into(),
                 self.end_ms.into(),
                 self.slot_id.as_str().into(),
+                self.hold_until.map_or(SqlValue::Null, SqlValue::Int),
             ],
         )?;
         Ok(())

@@ -4,6 +4,11 @@
 //! request's one transaction. The slot is read for write (row-locked on PostgreSQL, the single
 //! writer on SQLite) and updated only at the version read, so of any number of concurrent
 //! holds or books of one slot exactly one succeeds; the others get 409.
+//!
+//! A slot an appointment gives up (cancelled, rescheduled, deleted, a lapsed hold) goes to the
+//! first fitting waitlisted patient as a time-limited hold ([`super::waitlist`]) or becomes
+//! free; every status change writes its messages to the outbox ([`crate::notify`]) and a video
+//! visit gets its join link ([`super::visit`]), all in the same transaction.
 
 use care::booking::{AppointmentStatus, SlotState, SlotStatus, can_take, transition};
 use fhir::IssueType;
@@ -18,13 +23,41 @@ use crate::error::ApiError;
 use crate::rest::execute::refused as refusal;
 use crate::rest::findcare::{bad, body, extensions};
 
-/// Slot: when a hold lapses, `valueInstant`.
-pub const HOLD_EXPIRES: &str =
-    "http://continuum-alliance.org/fhir/StructureDefinition/hold-expires";
-/// Slot: the Appointment that holds or booked it, `valueReference`.
-pub const HELD_BY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/held-by";
-/// How long a hold lasts.
-pub const HOLD_MINUTES: i64 = 10;
+pub use care::booking::{HELD_BY, HOLD_EXPIRES};
+
+/// Holds, video visits, the waitlist and reminders (configurable; see the README).
+#[derive(Debug, Clone)]
+pub struct BookingConfig {
+    /// How long a `$hold` keeps its slot.
+    pub hold_minutes: i64,
+    /// How long a freed slot is held for the waitlisted patient it is offered to.
+    pub waitlist_offer_minutes: i64,
+    /// The video service's room URL; `{room}` is replaced by the visit's room token.
+    pub video_url_template: String,
+    /// The join link opens this many minutes before the start (and closes at the end).
+    pub join_opens_minutes: i64,
+    pub reminders: care::notify::ReminderConfig,
+}
+
+impl Default for BookingConfig {
+    fn default() -> Self {
+        BookingConfig {
+            hold_minutes: 10,
+            waitlist_offer_minutes: 30,
+            video_url_template: "https://meet.jit.si/continuum-{room}".into(),
+            join_opens_minutes: 15,
+            reminders: Default::default(),
+        }
+    }
+}
+
+/// The status of an Appointment JSON.
+pub(crate) fn status_of(appointment: &Value) -> Option<AppointmentStatus> {
+    appointment
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(AppointmentStatus::parse)
+}
 
 fn conflict(msg: impl Into<String>) -> ApiError {
     ApiError::new(409, IssueType::Conflict, msg)
@@ -87,15 +120,15 @@ fn slot_state(slot: &Value) -> Result<SlotState, ApiError> {
 }
 
 /// Writes a Slot's new status at the version read (`prev`): `holder` is the appointment that
-/// holds or booked it (`held-by`; none frees it), and a hold (`busy-tentative`) lapses
-/// [`HOLD_MINUTES`] from `now` (`hold-expires`).
+/// holds or booked it (`held-by`; none frees it), and a hold (`busy-tentative`) lapses at
+/// `hold_until` (`hold-expires`).
 fn write_slot(
     tx: &mut CallerTx,
     prev: &store::Stored,
     mut slot: Value,
     status: SlotStatus,
     holder: Option<&str>,
-    now: i64,
+    hold_until: i64,
 ) -> Result<(), ApiError> {
     let mut exts: Vec<Value> = slot
         .get("extension")
@@ -115,7 +148,7 @@ fn write_slot(
     }
     if status == SlotStatus::BusyTentative {
         exts.push(json!({"url": HOLD_EXPIRES,
-            "valueInstant": fhir::primitive::format_instant(now + HOLD_MINUTES * 60_000)}));
+            "valueInstant": fhir::primitive::format_instant(hold_until)}));
     }
     if exts.is_empty() {
         if let Value::Object(o) = &mut slot {
@@ -221,16 +254,19 @@ pub(crate) fn hold_or_book(
                 format!("Appointment/{aid} is not for Slot/{slot_id}"),
             ));
         }
-        let from = appointment
-            .get("status")
-            .and_then(Value::as_str)
-            .and_then(AppointmentStatus::parse)
-            .unwrap_or(AppointmentStatus::Proposed);
+        let from = status_of(&appointment).unwrap_or(AppointmentStatus::Proposed);
         transition(from, target).map_err(|f| conflict(f.to_string()))?;
         appointment["status"] = json!(target.code());
+        super::visit::attach_join_link(tx, ctx, aid, &mut appointment)?;
+        crate::notify::appointment_changed(tx, ctx, aid, Some(from), &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
-        tx.update(&prev, &mut appointment, &index)?
-            .map_err(|r| refusal(r, "Appointment", aid))?
+        let stored = tx
+            .update(&prev, &mut appointment, &index)?
+            .map_err(|r| refusal(r, "Appointment", aid))?;
+        if target == AppointmentStatus::Booked {
+            super::waitlist::cancel_superseded(tx, ctx, &appointment)?;
+        }
+        stored
     } else {
         let pid = patient_id.clone().unwrap_or_default();
         let patient = match tx.current("Patient", &pid, false)? {
@@ -282,6 +318,8 @@ pub(crate) fn hold_or_book(
                 json!([{"url": crate::rest::findcare::ext::MODALITY, "valueCode": m}]);
         }
         let id = tx.new_id();
+        super::visit::attach_join_link(tx, ctx, &id, &mut appointment)?;
+        crate::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
         tx.create("Appointment", &id, &mut appointment, &index)?
             .map_err(|r| refusal(r, "Appointment", &id))?
@@ -293,7 +331,7 @@ pub(crate) fn hold_or_book(
         slot,
         target.slot_status(),
         Some(&stored_appointment.id),
-        now,
+        now + ctx.booking.hold_minutes * 60_000,
     )?;
     let appointment = body(&stored_appointment);
     Ok(Outcome::Json(
@@ -364,26 +402,33 @@ fn slot_ids(appointment: &Value) -> Vec<String> {
 /// `new` is `None` — through the plain REST interactions): the status change must be allowed
 /// (409 naming the allowed ones), slots the appointment takes must be free, lapsed or its own
 /// (409 otherwise), and slots it gives up — cancelled, entered in error, deleted, or dropped
-/// from `slot` by a reschedule — are freed if it held them. Slots that are not stored here are
-/// left alone. Runs in the request's transaction, before the Appointment is written.
+/// from `slot` by a reschedule — go to the waitlist or become free if it held them. Slots that
+/// are not stored here are left alone. The server owns a video visit's join link and the
+/// modality of an appointment on a known slot; a waitlist entry is checked. Runs in the
+/// request's transaction, before the Appointment is written; writes the change's messages.
 pub(crate) fn appointment_written(
     tx: &mut CallerTx,
+    ctx: &Ctx,
     id: &str,
     previous: Option<&Value>,
-    new: Option<&Value>,
+    mut new: Option<&mut Value>,
 ) -> Result<(), ApiError> {
-    let status = |v: Option<&Value>| {
-        v.and_then(|a| a.get("status"))
-            .and_then(Value::as_str)
-            .and_then(AppointmentStatus::parse)
-    };
-    let (from, to) = (status(previous), status(new));
+    let (from, to) = (
+        previous.and_then(status_of),
+        new.as_deref().and_then(status_of),
+    );
     if let (Some(from), Some(to)) = (from, to) {
         transition(from, to).map_err(|f| conflict(f.to_string()).at("Appointment.status"))?;
     }
+    if to == Some(AppointmentStatus::Waitlist)
+        && from != Some(AppointmentStatus::Waitlist)
+        && let Some(a) = new.as_deref_mut()
+    {
+        super::waitlist::check_entry(tx, a)?;
+    }
     let now = tx.now();
     let old_slots = previous.map(slot_ids).unwrap_or_default();
-    let new_slots = new.map(slot_ids).unwrap_or_default();
+    let new_slots = new.as_deref().map(slot_ids).unwrap_or_default();
     // what each slot should become: the new status for the slots it names, free for the ones
     // it no longer names
     let mut wanted: Vec<(String, SlotStatus)> = Vec::new();
@@ -397,28 +442,100 @@ pub(crate) fn appointment_written(
     for s in old_slots.iter().filter(|s| !new_slots.contains(s)) {
         wanted.push((s.clone(), SlotStatus::Free));
     }
+    let mut modality: Option<Value> = None;
     for (slot_id, desired) in wanted {
         let prev_slot = match tx.current_for_write("Slot", &slot_id)? {
             Current::Visible(s) if !s.deleted => s,
             _ => continue,
         };
         let slot = body(&prev_slot);
+        if new_slots.contains(&slot_id) && modality.is_none() {
+            modality = schedule_modality(tx, &slot)?;
+        }
         let state = slot_state(&slot)?;
         let own = state.held_by.as_deref() == Some(id);
         if desired == SlotStatus::Free {
-            if !own {
-                continue;
+            if own {
+                give_up_slot(tx, ctx, &prev_slot, slot, &slot_id)?;
             }
+            continue;
         } else if own && state.status == desired {
             continue;
         } else if !(own && state.status != SlotStatus::Free) {
             can_take(&state, Some(id), now)
                 .map_err(|why| conflict(format!("Slot/{slot_id}: {why}")).at("Appointment.slot"))?;
         }
-        let holder = (desired != SlotStatus::Free).then_some(id);
-        write_slot(tx, &prev_slot, slot, desired, holder, now)?;
+        write_slot(
+            tx,
+            &prev_slot,
+            slot,
+            desired,
+            Some(id),
+            now + ctx.booking.hold_minutes * 60_000,
+        )?;
+    }
+    if let Some(appointment) = new {
+        if let Some(m) = modality {
+            set_modality(appointment, m);
+        }
+        super::visit::attach_join_link(tx, ctx, id, appointment)?;
+        crate::notify::appointment_changed(tx, ctx, id, from, appointment, None)?;
     }
     Ok(())
+}
+
+/// The modality (`valueCode`) of the schedule a stored slot belongs to.
+fn schedule_modality(tx: &mut CallerTx, slot: &Value) -> Result<Option<Value>, ApiError> {
+    let Some(sid) = slot
+        .pointer("/schedule/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Schedule/"))
+    else {
+        return Ok(None);
+    };
+    Ok(tx.raw().current("Schedule", sid, false)?.and_then(|s| {
+        extensions(&body(&s), crate::rest::findcare::ext::MODALITY)
+            .next()
+            .and_then(|e| e.get("valueCode"))
+            .cloned()
+    }))
+}
+
+/// Sets an appointment's modality extension (replacing any other).
+pub(crate) fn set_modality(appointment: &mut Value, modality: Value) {
+    let url = crate::rest::findcare::ext::MODALITY;
+    let mut exts: Vec<Value> = appointment
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("url").and_then(Value::as_str) != Some(url))
+        .cloned()
+        .collect();
+    exts.push(json!({"url": url, "valueCode": modality}));
+    appointment["extension"] = Value::Array(exts);
+}
+
+/// A slot its appointment gave up (read for write at `prev`): offered to the first fitting
+/// waitlisted patient as a hold lasting [`BookingConfig::waitlist_offer_minutes`], or freed.
+fn give_up_slot(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    prev: &store::Stored,
+    slot: Value,
+    slot_id: &str,
+) -> Result<(), ApiError> {
+    match super::waitlist::offer(tx, ctx, slot_id, &slot)? {
+        Some((appointment_id, until)) => write_slot(
+            tx,
+            prev,
+            slot,
+            SlotStatus::BusyTentative,
+            Some(&appointment_id),
+            until,
+        ),
+        None => write_slot(tx, prev, slot, SlotStatus::Free, None, 0),
+    }
 }
 
 /// Slots looked at when ordering by distance (the earliest this many in the window).
@@ -555,9 +672,7 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
     if let Some(o) = &organization {
         service_params.push(("organization", format!("Organization/{o}")));
     }
-    if let Some(l) = &location {
-        service_params.push(("location", format!("Location/{l}")));
-    }
+    // a location is matched by the schedule's site below (a service need not list its sites)
     let services: Vec<store::Stored> = if service_params.is_empty() {
         Vec::new()
     } else {
@@ -713,10 +828,11 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
     ))
 }
 
-/// Frees every Slot whose hold has lapsed and cancels the pending Appointment that held it;
-/// returns how many holds were released. Run every minute by the server (and lapsed holds
-/// already count as free when someone books).
-pub(crate) fn release_lapsed(tx: &mut CallerTx) -> Result<usize, ApiError> {
+/// Frees every Slot whose hold has lapsed and cancels the pending Appointment that held it (a
+/// lapsed waitlist offer ends that patient's wait); the slot then goes to the next waitlisted
+/// patient it fits, or becomes free. Returns how many holds were released. Run every minute by
+/// the server; a lapsed hold already counts as free when someone books or searches.
+pub(crate) fn release_lapsed(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiError> {
     let registry = fhir::search::registry();
     let now = tx.now();
     let pairs = vec![
@@ -746,17 +862,28 @@ pub(crate) fn release_lapsed(tx: &mut CallerTx) -> Result<usize, ApiError> {
             && !prev.deleted
         {
             let mut appointment = body(&prev);
-            let pending = appointment.get("status").and_then(Value::as_str) == Some("pending");
-            if pending {
+            if status_of(&appointment) == Some(AppointmentStatus::Pending) {
+                let offer = super::waitlist::is_offer(&appointment);
                 appointment["status"] = json!("cancelled");
-                appointment["cancelationReason"] =
-                    json!({"text": "the hold lapsed before the appointment was booked"});
+                appointment["cancelationReason"] = json!({"text": if offer {
+                    "the waitlist offer lapsed before it was booked"
+                } else {
+                    "the hold lapsed before the appointment was booked"
+                }});
+                crate::notify::appointment_changed(
+                    tx,
+                    ctx,
+                    aid,
+                    Some(AppointmentStatus::Pending),
+                    &appointment,
+                    None,
+                )?;
                 let index = extract(registry, &appointment);
                 tx.update(&prev, &mut appointment, &index)?
                     .map_err(|r| refusal(r, "Appointment", aid))?;
             }
         }
-        write_slot(tx, &stored, slot, SlotStatus::Free, None, now)?;
+        give_up_slot(tx, ctx, &stored, slot, &stored.id)?;
         released += 1;
     }
     Ok(released)

@@ -163,7 +163,7 @@ pub(crate) fn execute(
         }
         Interaction::Delete { rt, id } => {
             scope(tx, &rt, Action::Delete)?;
-            delete(tx, &rt, &id)
+            delete(tx, ctx, &rt, &id)
         }
         Interaction::ConditionalDelete { rt, search } => {
             scope(tx, &rt, Action::Delete)?;
@@ -172,7 +172,7 @@ pub(crate) fn execute(
                 [] => Ok(Outcome::Deleted(None)),
                 [one] => {
                     let id = one.id.clone();
-                    delete(tx, &rt, &id)
+                    delete(tx, ctx, &rt, &id)
                 }
                 _ => Err(multiple_matches(&rt)),
             }
@@ -292,9 +292,7 @@ pub(crate) fn create_with_id(
     mut resource: Value,
 ) -> Result<Outcome, ApiError> {
     apply_automatic_labels(tx, &mut resource)?;
-    if rt == "Appointment" {
-        super::booking::appointment_written(tx, id, None, Some(&resource))?;
-    }
+    written_rules(tx, ctx, rt, id, None, &mut resource)?;
     let index = extract(ctx.registry, &resource);
     let stored = tx
         .create(rt, id, &mut resource, &index)?
@@ -343,16 +341,14 @@ pub(crate) fn update(
                 ));
             }
             apply_automatic_labels(tx, &mut resource)?;
-            if rt == "Appointment" {
-                let before = (!prev.deleted)
-                    .then(|| {
-                        prev.body
-                            .as_deref()
-                            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                    })
-                    .flatten();
-                super::booking::appointment_written(tx, id, before.as_ref(), Some(&resource))?;
-            }
+            let before = (!prev.deleted)
+                .then(|| {
+                    prev.body
+                        .as_deref()
+                        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                })
+                .flatten();
+            written_rules(tx, ctx, rt, id, before.as_ref(), &mut resource)?;
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
             let stored = tx
@@ -367,7 +363,12 @@ pub(crate) fn update(
     }
 }
 
-pub(crate) fn delete(tx: &mut CallerTx, rt: &str, id: &str) -> Result<Outcome, ApiError> {
+pub(crate) fn delete(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    rt: &str,
+    id: &str,
+) -> Result<Outcome, ApiError> {
     match tx.current_for_write(rt, id)? {
         store::access::Current::Visible(prev) if !prev.deleted => {
             if rt == "Appointment" {
@@ -380,12 +381,43 @@ pub(crate) fn delete(tx: &mut CallerTx, rt: &str, id: &str) -> Result<Outcome, A
                 if let Some(Value::Object(o)) = released.as_mut() {
                     o.remove("status");
                 }
-                super::booking::appointment_written(tx, id, released.as_ref(), None)?;
+                super::booking::appointment_written(tx, ctx, id, released.as_ref(), None)?;
             }
             let stored = tx.delete(&prev)?.map_err(|r| refused(r, rt, id))?;
             Ok(Outcome::Deleted(Some(stored)))
         }
         _ => Ok(Outcome::Deleted(None)),
+    }
+}
+
+/// The rules a resource type brings to a create or update (`previous` is the version it
+/// replaces): an Appointment keeps its slots, join link and messages in step; a Slot's status
+/// follows its machine; a Subscription must be valid and written by someone who sees all.
+fn written_rules(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    rt: &str,
+    id: &str,
+    previous: Option<&Value>,
+    resource: &mut Value,
+) -> Result<(), ApiError> {
+    match rt {
+        "Appointment" => super::booking::appointment_written(tx, ctx, id, previous, Some(resource)),
+        "Slot" => {
+            let status = |v: Option<&Value>| {
+                v.and_then(|s| s.get("status"))
+                    .and_then(Value::as_str)
+                    .and_then(care::booking::SlotStatus::parse)
+            };
+            if let (Some(from), Some(to)) = (status(previous), status(Some(resource))) {
+                care::booking::slot_transition(from, to).map_err(|why| {
+                    ApiError::new(409, IssueType::Conflict, why).at("Slot.status")
+                })?;
+            }
+            Ok(())
+        }
+        "Subscription" => super::subscriptions::check(tx, ctx, resource),
+        _ => Ok(()),
     }
 }
 

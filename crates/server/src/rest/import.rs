@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::FhirApi;
 use super::execute;
 use super::interaction::{Interaction, route};
-use super::{Ctx, Method, Prefer};
+use super::{Method, Prefer};
 use crate::error::ApiError;
 
 /// The caller the command line acts as: a backend service with full access (the operator who
@@ -222,16 +222,13 @@ impl FhirApi {
                 "not a batch or transaction Bundle",
             ));
         };
-        let ctx = Ctx {
-            base_url: base,
-            prefer: Prefer {
+        let ctx = self.ctx(
+            base,
+            Prefer {
                 return_: super::Return::Minimal,
                 lenient: false,
             },
-            registry: self.registry,
-            find_care: self.config.find_care.clone(),
-            directory: self.config.directory.clone(),
-        };
+        );
         let caller = system_caller("cli:import");
         let outcome = self
             .store()

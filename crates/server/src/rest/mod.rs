@@ -12,6 +12,9 @@ pub mod findcare;
 pub mod import;
 mod interaction;
 mod render;
+pub mod subscriptions;
+pub mod visit;
+mod waitlist;
 
 use std::sync::Arc;
 
@@ -166,7 +169,7 @@ impl FhirResponse {
 }
 
 /// Router settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RestConfig {
     /// The FHIR base URL to use in links instead of the one the request came in on.
     pub public_base_url: Option<String>,
@@ -174,6 +177,10 @@ pub struct RestConfig {
     pub find_care: Arc<care::findcare::FindCareConfig>,
     /// The care finder's directory snapshot, shared by every request.
     pub directory: Arc<findcare::DirectoryCache>,
+    /// Holds, video visits, the waitlist and reminders.
+    pub booking: Arc<booking::BookingConfig>,
+    /// The active subscriptions, shared by every request.
+    pub subscriptions: Arc<subscriptions::SubscriptionCache>,
 }
 
 /// The FHIR REST API over a store.
@@ -192,6 +199,8 @@ pub(crate) struct Ctx {
     pub find_care: Arc<care::findcare::FindCareConfig>,
     /// The care finder's directory snapshot, shared by every request.
     pub directory: Arc<findcare::DirectoryCache>,
+    pub booking: Arc<booking::BookingConfig>,
+    pub subscriptions: Arc<subscriptions::SubscriptionCache>,
 }
 
 /// Who sent a request, as far as the router needs to know.
@@ -231,6 +240,71 @@ impl FhirApi {
         &self.store
     }
 
+    pub fn config(&self) -> &RestConfig {
+        &self.config
+    }
+
+    /// What execution needs, for a request to `base_url` (or a background job: the public base
+    /// URL when one is configured).
+    pub(crate) fn ctx(&self, base_url: String, prefer: Prefer) -> Ctx {
+        Ctx {
+            base_url,
+            prefer,
+            registry: self.registry,
+            find_care: self.config.find_care.clone(),
+            directory: self.config.directory.clone(),
+            booking: self.config.booking.clone(),
+            subscriptions: self.config.subscriptions.clone(),
+        }
+    }
+
+    /// Runs a background job's work as the system (`who`) in one write transaction of its
+    /// own: subscriptions are told of what it wrote, and when it did something (a description
+    /// is returned) an AuditEvent records it with the resources it touched.
+    pub(crate) async fn system_job<T, F>(&self, who: &'static str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CallerTx, &Ctx) -> Result<(T, Option<String>), ApiError> + Send + 'static,
+    {
+        let caller = import::system_caller(who);
+        let ctx = self.job_ctx();
+        self.store
+            .write_alone(move |tx| {
+                let mut bound = CallerTx::bind(tx, &caller)?;
+                let (out, description) = f(&mut bound, &ctx)?;
+                subscriptions::notify_written(&mut bound, &ctx)?;
+                if let Some(description) = description {
+                    let trail = std::mem::take(&mut bound.trail);
+                    let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
+                        interaction: "update",
+                        subject_id: who,
+                        fhir_users: &[],
+                        address: None,
+                        outcome: crate::audit::AuditOutcome::Success,
+                        description: Some(description),
+                        trail: &trail,
+                        query: None,
+                        now_ms: bound.now(),
+                    });
+                    bound.raw().append_audit(&mut event)?;
+                }
+                Ok::<_, ApiError>(out)
+            })
+            .await
+    }
+
+    /// The context of a background job.
+    pub(crate) fn job_ctx(&self) -> Ctx {
+        let base = self
+            .config
+            .public_base_url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        self.ctx(base, Prefer::default())
+    }
+
     /// Handles one request end to end: parse, authenticate, execute in one transaction bound
     /// to the caller, audit, render.
     pub async fn handle(&self, mut req: FhirRequest, origin: RequestOrigin) -> FhirResponse {
@@ -266,13 +340,7 @@ impl FhirApi {
         };
         let name = interaction.name();
         let rt = interaction.resource_type().map(str::to_string);
-        let ctx = Ctx {
-            base_url: req.base_url.clone(),
-            prefer: req.prefer,
-            registry: self.registry,
-            find_care: self.config.find_care.clone(),
-            directory: self.config.directory.clone(),
-        };
+        let ctx = self.ctx(req.base_url.clone(), req.prefer);
         if let Interaction::Capabilities = interaction {
             let cs = capability::capability_statement(self.registry, &ctx.base_url);
             return render::response(execute::Outcome::Json(200, cs), req.prefer, &req.base_url);
@@ -321,7 +389,11 @@ impl FhirApi {
             let alone = matches!(interaction, Interaction::Bundle { .. });
             let unit = move |tx: &mut store::Tx| {
                 let mut bound = CallerTx::bind(tx, &caller)?;
-                match execute::execute(&mut bound, &ctx, interaction) {
+                let done = execute::execute(&mut bound, &ctx, interaction).and_then(|outcome| {
+                    subscriptions::notify_written(&mut bound, &ctx)?;
+                    Ok(outcome)
+                });
+                match done {
                     Ok(outcome) => {
                         let trail = std::mem::take(&mut bound.trail);
                         let mut event = audit.event(&caller, &trail, 200, bound.now());

@@ -387,14 +387,7 @@ async fn appointments_written_directly_keep_their_slots_in_step(app: TestApp) {
 /// `$find` on the demo alliance: fitting free slots as proposed Appointments, close to home
 /// first, never a held slot, video only where a clinician is licensed.
 async fn find_proposes_free_slots_close_to_home(app: TestApp) {
-    let api = server::rest::FhirApi::new(
-        app.store.clone(),
-        server::rest::RestConfig {
-            public_base_url: None,
-            find_care: Default::default(),
-            directory: Default::default(),
-        },
-    );
+    let api = server::rest::FhirApi::new(app.store.clone(), server::rest::RestConfig::default());
     server::demo::load(&api, 2).await.expect("demo");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -570,14 +563,7 @@ async fn lapsed_holds_are_released(app: TestApp) {
         app.put(&format!("Slot/{}", ids[0]), &slot).await.status,
         200
     );
-    let api = server::rest::FhirApi::new(
-        app.store.clone(),
-        server::rest::RestConfig {
-            public_base_url: None,
-            find_care: Default::default(),
-            directory: Default::default(),
-        },
-    );
+    let api = server::rest::FhirApi::new(app.store.clone(), server::rest::RestConfig::default());
     assert_eq!(server::slots::release_lapsed_holds(&api).await.unwrap(), 1);
     let freed = app.get(&format!("Slot/{}", ids[0])).await.json();
     assert_eq!(freed["status"], "free");

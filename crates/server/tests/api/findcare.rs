@@ -9,14 +9,7 @@ use crate::helpers::TestApp;
 const FIND: &str = "HealthcareService/$find-care";
 
 fn api(app: &TestApp) -> server::rest::FhirApi {
-    server::rest::FhirApi::new(
-        app.store.clone(),
-        server::rest::RestConfig {
-            public_base_url: None,
-            find_care: Default::default(),
-            directory: Default::default(),
-        },
-    )
+    server::rest::FhirApi::new(app.store.clone(), server::rest::RestConfig::default())
 }
 
 async fn load_demo(app: &TestApp) {

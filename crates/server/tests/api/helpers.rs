@@ -90,7 +90,16 @@ impl TestApp {
         Self::spawn_with(engine, server::ServerConfig::default()).await
     }
 
-    pub async fn spawn_with(engine: Engine, mut config: server::ServerConfig) -> TestApp {
+    pub async fn spawn_with(engine: Engine, config: server::ServerConfig) -> TestApp {
+        Self::spawn_with_clock(engine, config, Arc::new(care::SystemClock)).await
+    }
+
+    /// A server whose store (and token checks) read time from `clock`.
+    pub async fn spawn_with_clock(
+        engine: Engine,
+        mut config: server::ServerConfig,
+        clock: Arc<dyn care::Clock>,
+    ) -> TestApp {
         let (url, dir, pg_database) = match engine {
             Engine::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -115,7 +124,7 @@ impl TestApp {
                 connections: 3,
                 migrate: true,
             },
-            Arc::new(care::SystemClock),
+            clock,
         )
         .expect("open store");
         config.listen = "127.0.0.1:0".parse().unwrap();

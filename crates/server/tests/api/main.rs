@@ -14,3 +14,4 @@ mod findcare;
 mod ops;
 mod policy_matrix;
 mod search;
+mod visits;

@@ -1,0 +1,190 @@
+//! Video visits: a booked video Appointment carries the R5 cross-version `virtualService`
+//! extension (channel type, join URL). The join URL is this server's `/visit/{token}` with a
+//! 128-bit random room token kept in `video_visit`; it redirects to the video service (the
+//! configured URL template with the token as the room) only within the join window — from
+//! [`BookingConfig::join_opens_minutes`](super::booking::BookingConfig) before the start to the
+//! end — and only while the appointment is booked, checked in or arrived. Who sees the link is
+//! decided where every read is (`store::CallerTx`, `care::booking::may_see_join_link`).
+
+use care::booking::{AppointmentStatus, JoinTime, VIRTUAL_SERVICE, join_time};
+use serde_json::{Value, json};
+use store::CallerTx;
+
+use super::{Ctx, FhirApi};
+use crate::error::ApiError;
+
+/// The channel type code of the alliance's browser video visits.
+pub const CHANNEL_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/virtual-service";
+
+/// Sets (or removes) an appointment's join link: a video appointment that is booked, checked
+/// in or arrived gets its room's link (a room is made the first time); any other appointment
+/// carries none. Clients cannot set or change it.
+pub(crate) fn attach_join_link(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    appointment: &mut Value,
+) -> Result<(), ApiError> {
+    let mut exts: Vec<Value> = appointment
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("url").and_then(Value::as_str) != Some(VIRTUAL_SERVICE))
+        .cloned()
+        .collect();
+    let video =
+        crate::rest::findcare::extensions(appointment, crate::rest::findcare::ext::MODALITY)
+            .next()
+            .and_then(|e| e.get("valueCode"))
+            .and_then(Value::as_str)
+            == Some("video");
+    let live = matches!(
+        super::booking::status_of(appointment),
+        Some(AppointmentStatus::Booked | AppointmentStatus::CheckedIn | AppointmentStatus::Arrived)
+    );
+    if video && live {
+        let token = match tx.raw().video_room_of(id)? {
+            Some(t) => t,
+            None => {
+                // 128 bits from a cryptographically secure generator (seeded by the OS), 32 hex digits
+                let t = format!("{:032x}", rand::random::<u128>());
+                tx.raw().video_room_add(&t, id)?;
+                t
+            }
+        };
+        let root = ctx.base_url.strip_suffix("/fhir").unwrap_or(&ctx.base_url);
+        exts.push(json!({"url": VIRTUAL_SERVICE, "extension": [
+            {"url": "channelType", "valueCoding": {"system": CHANNEL_SYSTEM, "code": "video-visit",
+                "display": "Video visit in the browser"}},
+            {"url": "addressUrl", "valueUrl": format!("{root}/visit/{token}")}
+        ]}));
+    }
+    if exts.is_empty() {
+        if let Value::Object(o) = appointment {
+            o.remove("extension");
+        }
+    } else {
+        appointment["extension"] = Value::Array(exts);
+    }
+    Ok(())
+}
+
+/// What `GET /visit/{token}` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// Go to the video room.
+    Redirect(String),
+    /// Not now: the status and why, in words.
+    Refused(u16, String),
+}
+
+/// Decides a join: the room's appointment must be live and the window open.
+pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
+    let token_ok = token.len() == 32 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    if !token_ok {
+        return Ok(Join::Refused(404, "there is no such visit".into()));
+    }
+    let token = token.to_string();
+    let config = api.config().booking.clone();
+    let (answer, trail) = api
+        .store()
+        .read(move |tx| {
+            let mut trail = store::AuditTrail::default();
+            let Some(id) = tx.video_room_appointment(&token)? else {
+                return Ok::<_, ApiError>((
+                    Join::Refused(404, "there is no such visit".into()),
+                    trail,
+                ));
+            };
+            let Some(stored) = tx
+                .current("Appointment", &id, false)?
+                .filter(|s| !s.deleted)
+            else {
+                return Ok((
+                    Join::Refused(410, "this visit no longer exists".into()),
+                    trail,
+                ));
+            };
+            let appointment = crate::rest::findcare::body(&stored);
+            let patients: Vec<String> = appointment
+                .get("participant")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
+                .filter_map(|r| r.strip_prefix("Patient/"))
+                .map(str::to_string)
+                .collect();
+            trail.add("Appointment", &id, &patients);
+            let status = super::booking::status_of(&appointment);
+            if !matches!(
+                status,
+                Some(
+                    AppointmentStatus::Booked
+                        | AppointmentStatus::CheckedIn
+                        | AppointmentStatus::Arrived
+                )
+            ) {
+                let why = match status {
+                    Some(AppointmentStatus::Cancelled) => "this visit was cancelled",
+                    Some(AppointmentStatus::Fulfilled) => "this visit is over",
+                    _ => "this visit is not booked",
+                };
+                return Ok((Join::Refused(410, why.into()), trail));
+            }
+            let instant = |key: &str| {
+                appointment
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .and_then(|t| {
+                        fhir::primitive::parse_date_time(
+                            t,
+                            fhir::primitive::Precision::Fraction,
+                            false,
+                        )
+                        .ok()
+                    })
+                    .map(|d| d.range().low)
+            };
+            let (Some(start), Some(end)) = (instant("start"), instant("end")) else {
+                return Ok((Join::Refused(409, "this visit has no time".into()), trail));
+            };
+            let answer = match join_time(start, end, config.join_opens_minutes * 60_000, tx.now()) {
+                JoinTime::Open => {
+                    Join::Redirect(config.video_url_template.replace("{room}", &token))
+                }
+                JoinTime::TooEarly { opens_ms } => Join::Refused(
+                    403,
+                    format!(
+                        "the visit opens at {} ({} minutes before it starts); come back then",
+                        care::notify::eastern(opens_ms),
+                        config.join_opens_minutes
+                    ),
+                ),
+                JoinTime::Over => Join::Refused(410, "this visit's time is over".into()),
+            };
+            Ok((answer, trail))
+        })
+        .await?;
+    // on the record: the link was used (the patient's record was not shown)
+    let status = match &answer {
+        Join::Redirect(_) => 302,
+        Join::Refused(s, _) => *s,
+    };
+    if !trail.resources.is_empty() {
+        let event = crate::audit::audit_event(&crate::audit::AuditFacts {
+            interaction: "join-video-visit",
+            subject_id: "visit-link",
+            fhir_users: &[],
+            address: None,
+            outcome: crate::audit::AuditOutcome::from_status(status),
+            description: Some("a video visit link was opened".into()),
+            trail: &trail,
+            query: None,
+            now_ms: api.store().clock().now_ms(),
+        });
+        api.store().append_audit(event).await?;
+    }
+    Ok(answer)
+}
