@@ -105,6 +105,8 @@ pub struct Visit<'a> {
     pub start_ms: i64,
     /// For a waitlist offer: until when it is held.
     pub offer_until_ms: Option<i64>,
+    /// For a video visit: how many minutes before the start its link opens.
+    pub join_opens_minutes: i64,
 }
 
 /// The words of a message. They name the service, the time (US Eastern) and the place, and
@@ -113,12 +115,23 @@ pub fn text(kind: Kind, visit: &Visit) -> String {
     let when = eastern(visit.start_ms);
     let place = match visit.site {
         Some(site) => format!("at {site}"),
-        None => "by video (the join link opens 15 minutes before)".to_string(),
+        None => "by video".to_string(),
+    };
+    let link = if visit.site.is_none() {
+        format!(
+            " The video link opens {} minutes before the start.",
+            visit.join_opens_minutes
+        )
+    } else {
+        String::new()
     };
     match kind {
-        Kind::Booked => format!("Appointment booked: {} on {when}, {place}.", visit.service),
+        Kind::Booked => format!(
+            "Appointment booked: {} on {when}, {place}.{link}",
+            visit.service
+        ),
         Kind::Reminder { hours } => format!(
-            "Reminder: {} on {when}, {place} (in about {}).",
+            "Reminder: {} on {when} (in about {}), {place}.{link}",
             visit.service,
             if hours % 24 == 0 {
                 format!("{} day{}", hours / 24, if hours == 24 { "" } else { "s" })
@@ -240,13 +253,17 @@ mod tests {
             site: Some("Connecticut Children's Waterford"),
             start_ms: start,
             offer_until_ms: None,
+            join_opens_minutes: 15,
         };
         assert_eq!(
             text(Kind::Booked, &visit),
             "Appointment booked: Pediatric Cardiology on Mon 30 Nov 2026, 1:00 PM ET, at Connecticut Children's Waterford."
         );
-        assert!(text(Kind::Reminder { hours: 24 }, &visit).ends_with("(in about 1 day)."));
-        assert!(text(Kind::Reminder { hours: 72 }, &visit).ends_with("(in about 3 days)."));
+        assert_eq!(
+            text(Kind::Reminder { hours: 72 }, &visit),
+            "Reminder: Pediatric Cardiology on Mon 30 Nov 2026, 1:00 PM ET (in about 3 days), at Connecticut Children's Waterford."
+        );
+        assert!(text(Kind::Reminder { hours: 24 }, &visit).contains("(in about 1 day)"));
         // summer time: 2026-07-01T14:30:00Z is 10:30 AM EDT
         let summer = crate::slots::days_from_civil(2026, 7, 1) * 86_400_000 + 14 * H + 30 * 60_000;
         assert_eq!(eastern(summer), "Wed 1 Jul 2026, 10:30 AM ET");

@@ -721,13 +721,31 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         let city = care::geo::zip_city(zip).unwrap_or_default();
         let id = format!("demo-pat-{i}");
         let org = if age_days < 18 * 365 { "cc" } else { "hhc" };
+        let family = FAMILY[rng.random_range(0..FAMILY.len())];
+        let first = given[rng.random_range(0..given.len())];
         out.push(json!({"resourceType": "Patient", "id": id, "meta": tag(),
             "identifier": [{"system": format!("urn:mrn:{org}"), "value": format!("D{i:05}")}],
-            "name": [{"family": FAMILY[rng.random_range(0..FAMILY.len())], "given": [given[rng.random_range(0..given.len())]]}],
+            "name": [{"family": family, "given": [first]}],
             "gender": if female { "female" } else { "male" },
             "birthDate": format!("{y:04}-{m:02}-{d:02}"),
             "address": [{"use": "home", "line": [format!("{} Demo Street", rng.random_range(1..200))], "city": city, "state": "CT", "postalCode": zip, "country": "US"}],
             "managingOrganization": {"reference": format!("Organization/{org}")}}));
+        let birth_date = format!("{y:04}-{m:02}-{d:02}");
+        let is_child = care::access::BirthDate::parse(&birth_date)
+            .is_some_and(|b| care::access::age_on(b, now_ms) < 18);
+        if is_child {
+            // a parent, who may sign in as the child's proxy and receives the family's messages
+            let (relationship, parent) = if i % 2 == 0 {
+                ("MTH", GIVEN_F[i % GIVEN_F.len()])
+            } else {
+                ("FTH", GIVEN_M[i % GIVEN_M.len()])
+            };
+            out.push(json!({"resourceType": "RelatedPerson", "id": format!("demo-parent-{i}"), "meta": tag(),
+                "active": true, "patient": {"reference": format!("Patient/{id}")},
+                "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": relationship}]}],
+                "name": [{"family": family, "given": [parent]}],
+                "telecom": [{"system": "email", "value": format!("parent-of-{id}@example.org")}]}));
+        }
         if age_days > 12 * 365 && rng.random_range(0..20) == 0 {
             let (code, display) = ONSET[rng.random_range(0..ONSET.len())];
             out.push(json!({"resourceType": "Condition", "id": format!("demo-cond-{i}"), "meta": tag(),
@@ -818,6 +836,18 @@ mod tests {
         assert!(count("Patient") >= 2000);
         assert!(count("HealthcareService") >= 15 + PROGRAMS.len());
         assert!(count("Condition") > 0);
+        // every child has a parent (a RelatedPerson of that child); adults have none
+        let children = a
+            .iter()
+            .filter(|r| r["resourceType"] == "Patient")
+            .filter(|r| {
+                let birth =
+                    care::access::BirthDate::parse(r["birthDate"].as_str().unwrap()).unwrap();
+                care::access::age_on(birth, now) < 18
+            })
+            .count();
+        assert!(children > 1000, "{children}");
+        assert_eq!(count("RelatedPerson"), children);
         assert!(
             a.iter()
                 .all(|r| r["meta"]["tag"][0]["code"] == "illustrative")

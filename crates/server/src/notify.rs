@@ -109,6 +109,7 @@ pub(crate) fn appointment_changed(
         site: if video { None } else { site_name.as_deref() },
         start_ms,
         offer_until_ms,
+        join_opens_minutes: ctx.booking.join_opens_minutes,
     };
     let slot_id = appointment
         .pointer("/slot/0/reference")
@@ -518,7 +519,7 @@ async fn send(notifier: &Notifier, m: &store::Message) -> Result<(), String> {
     }
     match &notifier.transport {
         Transport::Log => {
-            tracing::info!(message = %m.id, kind = %m.kind, attempt = m.attempts, "notification (log transport)");
+            tracing::info!(outbox_id = %m.id, kind = %m.kind, attempt = m.attempts, "notification (log transport)");
             Ok(())
         }
         Transport::Webhook { url, secret } => {

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The booking crash test (issue 6): 64 clients race to book 1,000 demo slots (each walking the
+# whole list, so every slot is wanted by all of them); after KILL_AFTER seconds the server is
+# killed with SIGKILL mid-race, then restarted on the same database. Checks that every booking
+# a client saw confirmed (200) is in the database, booked, on its slot, and that no slot is
+# double-booked — on SQLite and on PostgreSQL.
+# Usage: bench/crash.sh   Results: bench/results/crash-<date>/summary.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT="$ROOT/bench/results/crash-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+KILL_AFTER=${KILL_AFTER:-2}
+cargo build --release -q -p continuum
+BIN="$ROOT/target/release"
+# shellcheck source=../scripts/lib/postgres.sh
+source "$ROOT/scripts/lib/postgres.sh"
+# shellcheck source=lib.sh
+source "$ROOT/bench/lib.sh"
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() { [ -n "$SERVER" ] && kill -9 "$SERVER" 2>/dev/null || true; continuum_stop_postgres; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start() { # ENGINE DATABASE PORT — the server process itself is $SERVER (exec), so kill -9 hits it
+  (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
+    exec "$BIN/continuum" serve --demo --listen "127.0.0.1:$3" --database "$2" >>"$OUT/server-$1.log" 2>&1) &
+  SERVER=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "the server did not start" >&2; return 1
+}
+
+token() { # PORT
+  local creds=""
+  for f in "$WORK/demo-client" "$WORK/continuum-demo-client"; do [ -f "$f" ] && creds=$f; done
+  curl -s -u "$(cat "$creds")" -d grant_type=client_credentials "http://127.0.0.1:$1/auth/token" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+crash() { # ENGINE DATABASE
+  local engine=$1 db=$2 port
+  port=$(free_port)
+  start "$engine" "$db" "$port"
+  TOKEN=$(token "$port")
+  curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Slot?status=free&start=gt$(date -u +%FT%TZ)&_count=1000" \
+    | python3 -c 'import json,sys; [print(e["resource"]["id"]) for e in json.load(sys.stdin)["entry"]]' >"$WORK/slots-$engine.txt"
+  : >"$WORK/seen-$engine.txt"
+  python3 "$ROOT/bench/crash_client.py" "http://127.0.0.1:$port" "$TOKEN" "$WORK/slots-$engine.txt" \
+    "$WORK/seen-$engine.txt" 64 >"$WORK/client-$engine.json" &
+  local client=$!
+  sleep "$KILL_AFTER"
+  kill -9 "$SERVER"
+  wait "$SERVER" 2>/dev/null || true
+  SERVER=""
+  wait "$client"
+  start "$engine" "$db" "$port"
+  TOKEN=$(token "$port")
+  TOKEN=$TOKEN python3 - "$port" "$WORK/seen-$engine.txt" "$WORK/client-$engine.json" "$engine" "$KILL_AFTER" >>"$OUT/summary.md" <<'PY'
+import json, os, sys, urllib.request
+port, seen_file, client_file, engine, after = sys.argv[1:6]
+token = os.environ["TOKEN"]
+def get(path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/fhir/{path}", headers={"Authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(req))
+seen = [l.split() for l in open(seen_file) if l.strip()]
+missing = 0
+for appointment, slot in seen:
+    a = get(f"Appointment/{appointment}")
+    if a.get("status") != "booked" or a["slot"][0]["reference"] != f"Slot/{slot}":
+        missing += 1
+booked = {}
+url = f"http://127.0.0.1:{port}/fhir/Appointment?status=booked&_count=1000"
+while url:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    b = json.load(urllib.request.urlopen(req))
+    for e in b.get("entry", []):
+        for s in e["resource"].get("slot", []):
+            booked[s["reference"]] = booked.get(s["reference"], 0) + 1
+    url = next((l["url"] for l in b.get("link", []) if l["relation"] == "next"), None)
+double = sum(1 for n in booked.values() if n > 1)
+counts = json.load(open(client_file))
+print(f"| {engine} | {after} s | {counts['ok']} | {counts['conflict']} | {counts['cut']} | {len(seen) - missing} | **{missing}** | {sum(booked.values())} | **{double}** |")
+PY
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=""
+}
+
+{
+  echo "# Booking crash test $(date -u +%FT%TZ) on $(nproc) cores (SIGKILL after ${KILL_AFTER} s)"
+  echo
+  echo "| engine | killed after | confirmed (200) | refused (409) | connections cut | confirmed and found | confirmed but lost | booked in the database | double-booked |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+} >"$OUT/summary.md"
+crash sqlite "sqlite://$WORK/crash.db"
+continuum_start_postgres
+psql "$CONTINUUM_TEST_POSTGRES_URL" -qc "CREATE DATABASE booking_crash_$$"
+rm -f "$WORK/demo-client" "$WORK/continuum-demo-client"
+crash postgres "${CONTINUUM_TEST_POSTGRES_URL%/*}/booking_crash_$$"
+cat "$OUT/summary.md"
+echo "results in $OUT"
