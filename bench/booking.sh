@@ -25,7 +25,7 @@ race() { # ENGINE DATABASE
   local engine=$1 db=$2 port raw
   port=$(free_port)
   (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
-    "$BIN/continuum" serve --demo --listen "127.0.0.1:$port" --database "$db" >"$OUT/server-$engine.log" 2>&1) &
+    exec "$BIN/continuum" serve --demo --listen "127.0.0.1:$port" --database "$db" >"$OUT/server-$engine.log" 2>&1) &
   SERVER=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
   local creds

@@ -256,13 +256,18 @@ async fn load_demo(config: &Config, store: &Store) -> Result<()> {
     let api = rest_api(config, store.clone());
     let start = std::time::Instant::now();
     match server::demo::load(&api, SLOT_WEEKS).await? {
-        Some(loaded) => eprintln!(
-            "demo alliance loaded: {} resources, {} slots for {} schedules ({:.1} s) — illustrative data, not real people",
-            loaded.resources,
-            loaded.slots.created,
-            loaded.slots.schedules,
-            start.elapsed().as_secs_f64()
-        ),
+        Some(loaded) => {
+            // fresh statistics for the planner after the bulk load (PostgreSQL would otherwise
+            // plan the first searches over empty-table estimates until autovacuum catches up)
+            store.analyze().await?;
+            eprintln!(
+                "demo alliance loaded: {} resources, {} slots for {} schedules ({:.1} s) — illustrative data, not real people",
+                loaded.resources,
+                loaded.slots.created,
+                loaded.slots.schedules,
+                start.elapsed().as_secs_f64()
+            )
+        }
         None => eprintln!("demo alliance already loaded (slots topped up)"),
     }
     Ok(())

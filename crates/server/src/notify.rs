@@ -128,22 +128,12 @@ pub(crate) fn appointment_changed(
     };
     let policy = tx.caller().policy.clone();
     let to_whom = recipients(tx, patient_id, &facts, &policy)?;
+    // the Communications of every message written, stored together (one multi-row write)
+    let mut communications: Vec<(String, Value)> = Vec::new();
     for (kind, due) in messages {
         let words = text(kind, &visit);
         for (recipient, email) in &to_whom {
             let communication_id = tx.new_id();
-            let mut communication = json!({
-                "resourceType": "Communication",
-                "status": "preparation",
-                "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": kind.code()}]}],
-                "subject": {"reference": format!("Patient/{patient_id}")},
-                "about": [{"reference": format!("Appointment/{id}")}],
-                "recipient": [{"reference": recipient}],
-                "payload": [{"contentString": words}],
-            });
-            if !security.is_null() {
-                communication["meta"] = json!({"security": security});
-            }
             let message = NewMessage {
                 id: tx.new_id(),
                 event_key: kind.event_key(id, start_ms, &slot_id),
@@ -166,19 +156,42 @@ pub(crate) fn appointment_changed(
             if !tx.raw().outbox_add(&message)? {
                 continue; // this recipient already has this event's message
             }
-            let index = extract(ctx.registry, &communication);
-            tx.raw().create(
-                "Communication",
-                &communication_id,
-                &mut communication,
-                &index,
-            )?;
-            tx.trail.add(
-                "Communication",
-                &communication_id,
-                &[patient_id.to_string()],
-            );
+            let mut communication = json!({
+                "resourceType": "Communication",
+                "status": "preparation",
+                "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": kind.code()}]}],
+                "subject": {"reference": format!("Patient/{patient_id}")},
+                "about": [{"reference": format!("Appointment/{id}")}],
+                "recipient": [{"reference": recipient}],
+                "payload": [{"contentString": words}],
+            });
+            if !security.is_null() {
+                communication["meta"] = json!({"security": security});
+            }
+            communications.push((communication_id, communication));
         }
+    }
+    if communications.is_empty() {
+        return Ok(());
+    }
+    let indexes: Vec<Vec<fhir::search::IndexEntry>> = communications
+        .iter()
+        .map(|(_, c)| extract(ctx.registry, c))
+        .collect();
+    let mut items: Vec<store::NewResource> = communications
+        .iter_mut()
+        .zip(&indexes)
+        .map(|((cid, c), index)| store::NewResource {
+            resource_type: "Communication",
+            id: cid.clone(),
+            resource: c,
+            index,
+        })
+        .collect();
+    tx.raw().create_many(&mut items)?;
+    for (cid, _) in &communications {
+        tx.trail
+            .add("Communication", cid, &[patient_id.to_string()]);
     }
     Ok(())
 }

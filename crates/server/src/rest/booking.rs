@@ -90,6 +90,19 @@ fn reference(params: &Value, name: &str, rt: &str) -> Result<Option<String>, Api
     }
 }
 
+/// For a stored Slot: the appointment that holds or booked it, unless the hold has lapsed
+/// (`live_holder(now)(slot)`).
+pub(crate) fn live_holder(now: i64) -> impl Fn(&Value) -> Option<String> {
+    move |slot| {
+        let state = slot_state(slot).ok()?;
+        match state.status {
+            SlotStatus::Busy => state.held_by,
+            SlotStatus::BusyTentative if !care::booking::hold_lapsed(&state, now) => state.held_by,
+            _ => None,
+        }
+    }
+}
+
 /// The booking facts of a stored Slot.
 fn slot_state(slot: &Value) -> Result<SlotState, ApiError> {
     let status = slot

@@ -413,6 +413,16 @@ fn written_rules(
                 care::booking::slot_transition(from, to).map_err(|why| {
                     ApiError::new(409, IssueType::Conflict, why).at("Slot.status")
                 })?;
+                if let Some(holder) = previous.and_then(super::booking::live_holder(tx.now()))
+                    && to == care::booking::SlotStatus::Free
+                {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Conflict,
+                        format!("the slot is taken by Appointment/{holder}: cancel or reschedule that appointment to free it"),
+                    )
+                    .at("Slot.status"));
+                }
             }
             Ok(())
         }

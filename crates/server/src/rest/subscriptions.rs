@@ -65,7 +65,8 @@ fn search_request(
 }
 
 /// Checks a Subscription being written: the caller may read everything, the channel is a
-/// rest-hook to an http(s) endpoint, the criteria are a valid search.
+/// rest-hook to an http(s) endpoint, the criteria are a valid search. (`requested` and
+/// `active` subscriptions are both served; the resource is stored as written.)
 pub(crate) fn check(tx: &CallerTx, ctx: &Ctx, subscription: &Value) -> Result<(), ApiError> {
     if !tx.view().everything {
         return Err(ApiError::new(

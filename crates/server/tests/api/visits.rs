@@ -464,6 +464,11 @@ async fn lapsed_holds_read_as_free(app: TestApp) {
         "{}",
         r.text
     );
+    // and a slot an appointment holds is freed by cancelling the appointment, not by a PUT
+    busy["status"] = json!("free");
+    let r = app.put(&format!("Slot/{s}"), &busy).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("cancel or reschedule"), "{}", r.text);
 }
 
 /// What a test receiver saw: (headers, body).
@@ -826,7 +831,7 @@ async fn smtp_transport_mails_the_recipient(app: TestApp) {
 async fn subscriptions_notify_rest_hooks_with_ids_only(app: TestApp) {
     world(&app).await;
     let (url, seen) = receiver(0).await;
-    let sub = json!({"resourceType": "Subscription", "status": "active",
+    let sub = json!({"resourceType": "Subscription", "status": "requested",
         "reason": "booked visits", "criteria": "Appointment?status=booked",
         "channel": {"type": "rest-hook", "endpoint": url, "payload": "application/fhir+json",
             "header": ["Authorization: Bearer hook-secret"]}});
