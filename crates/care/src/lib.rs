@@ -6,6 +6,7 @@ pub mod booking;
 pub mod clock;
 pub mod findcare;
 pub mod geo;
+pub mod identity;
 pub mod labels;
 pub mod notify;
 pub mod relationships;

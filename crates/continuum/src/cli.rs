@@ -62,6 +62,9 @@ pub enum Command {
     },
     /// Bring the database schema up to date and exit.
     Migrate,
+    /// Link the records of two files (CSV or NDJSON of Patients), or find the duplicates in
+    /// one: writes left_id,right_id,score,grade for the probable and certain matches.
+    Link(crate::link::LinkArgs),
     /// Console users: add, list, disable, enable, passwd.
     Users {
         #[command(subcommand)]
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Import { files } => runtime.block_on(import(config, files)),
         Command::Migrate => migrate(config),
+        Command::Link(args) => crate::link::run(args),
         Command::Users { command } => crate::admin::users(&open_store(&config, true)?, command),
         Command::Clients { command } => crate::admin::clients(&open_store(&config, true)?, command),
         Command::Keys { command } => crate::admin::keys(&open_store(&config, true)?, command),

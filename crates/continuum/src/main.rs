@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod config;
 mod import;
+mod link;
 
 use clap::Parser;
 

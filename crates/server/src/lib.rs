@@ -6,6 +6,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod rest;

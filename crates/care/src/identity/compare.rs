@@ -1,0 +1,397 @@
+//! Records prepared for comparison, and the comparison of two records: one agreement level
+//! per field (or nothing when either side is missing), from exact agreement down to
+//! disagreement, using Jaro–Winkler and Damerau–Levenshtein (`strsim`), Double Metaphone
+//! (`rphonetic`), nicknames, partial and transposed dates, and postcode/locality agreement.
+
+use rphonetic::DoubleMetaphone;
+use strsim::{damerau_levenshtein, jaro_winkler};
+
+use super::normalize::{self, DateParts};
+
+/// A person's record as it arrives (a Patient, or a CSV row).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub given: String,
+    pub family: String,
+    pub birth_date: String,
+    pub street_number: String,
+    pub address_1: String,
+    pub address_2: String,
+    pub locality: String,
+    pub postcode: String,
+    pub state: String,
+    pub phone: String,
+    pub sex: String,
+    /// Identifiers (`system|value`) that name one person wherever they appear (a national
+    /// or member id): a shared one links deterministically.
+    pub identifiers: Vec<String>,
+}
+
+/// A record normalised once, for many comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    pub id: String,
+    pub given: String,
+    pub given_formal: String,
+    pub given_code: (String, String),
+    pub family: String,
+    pub family_code: (String, String),
+    pub birth: DateParts,
+    pub street_number: String,
+    pub address_1: String,
+    pub address_2: String,
+    pub locality: String,
+    pub postcode: String,
+    pub state: String,
+    pub phone: String,
+    pub sex: String,
+    pub identifiers: Vec<String>,
+}
+
+fn codes(encoder: &DoubleMetaphone, s: &str) -> (String, String) {
+    if s.is_empty() {
+        return (String::new(), String::new());
+    }
+    let r = encoder.double_metaphone(s);
+    (r.primary(), r.alternate())
+}
+
+/// Normalises a record.
+pub fn prepare(r: &Record) -> Prepared {
+    let encoder = DoubleMetaphone::default();
+    let given = normalize::name(&r.given);
+    let family = normalize::name(&r.family);
+    Prepared {
+        id: r.id.clone(),
+        given_formal: normalize::formal_given(&given).to_string(),
+        given_code: codes(&encoder, &given),
+        family_code: codes(&encoder, &family),
+        given,
+        family,
+        birth: normalize::date(&r.birth_date),
+        street_number: normalize::digits(&r.street_number, true),
+        address_1: normalize::address(&r.address_1),
+        address_2: normalize::address(&r.address_2),
+        locality: normalize::fold(&r.locality),
+        postcode: normalize::digits(&r.postcode, false),
+        state: normalize::fold(&r.state),
+        phone: normalize::digits(&r.phone, false),
+        sex: normalize::fold(&r.sex),
+        identifiers: r
+            .identifiers
+            .iter()
+            .map(|i| i.trim().to_ascii_lowercase())
+            .filter(|i| !i.is_empty())
+            .collect(),
+    }
+}
+
+/// The fields compared, in the order of a comparison vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Given,
+    Family,
+    Birth,
+    StreetNumber,
+    Address1,
+    Address2,
+    /// Where: postcode and locality together (they say one thing; counting them, and the
+    /// state, apart would count that evidence three times).
+    Place,
+    Phone,
+    Sex,
+}
+
+impl Field {
+    pub const ALL: [Field; 9] = [
+        Field::Given,
+        Field::Family,
+        Field::Birth,
+        Field::StreetNumber,
+        Field::Address1,
+        Field::Address2,
+        Field::Place,
+        Field::Phone,
+        Field::Sex,
+    ];
+
+    /// How many agreement levels the field has (0 = disagree … `levels − 1` = exact).
+    pub fn levels(self) -> usize {
+        match self {
+            Field::Given | Field::Family | Field::Birth | Field::Place => 4,
+            Field::StreetNumber | Field::Sex => 2,
+            Field::Address1 | Field::Address2 | Field::Phone => 3,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Given => "given",
+            Field::Family => "family",
+            Field::Birth => "birth",
+            Field::StreetNumber => "street_number",
+            Field::Address1 => "address_1",
+            Field::Address2 => "address_2",
+            Field::Place => "place",
+            Field::Phone => "phone",
+            Field::Sex => "sex",
+        }
+    }
+}
+
+/// Number of fields.
+pub const FIELDS: usize = Field::ALL.len();
+
+/// The agreement level of each field; `None` when either record lacks it.
+pub type Vector = [Option<u8>; FIELDS];
+
+/// Name agreement: 3 exact (or the same formal name), 2 very close (Jaro–Winkler ≥ 0.92 or
+/// one edit), 1 alike (Jaro–Winkler ≥ 0.80 or the same Double Metaphone code), 0 different.
+fn name_level(a: &str, b: &str, a_code: &(String, String), b_code: &(String, String)) -> u8 {
+    if a == b {
+        return 3;
+    }
+    let jw = jaro_winkler(a, b);
+    if jw >= 0.92 || damerau_levenshtein(a, b) <= 1 {
+        return 2;
+    }
+    let phonetic = !a_code.0.is_empty()
+        && (a_code.0 == b_code.0
+            || a_code.0 == b_code.1
+            || (!a_code.1.is_empty() && a_code.1 == b_code.0));
+    if jw >= 0.80 || phonetic { 1 } else { 0 }
+}
+
+/// Date agreement: 3 identical, 2 off in one part (a typo, one edit of the 8 digits) or day and
+/// month transposed, 1 the same year (or year off by one with day and month equal), 0 different.
+fn date_level(a: &DateParts, b: &DateParts) -> u8 {
+    if a == b {
+        return 3;
+    }
+    let same = [a.year == b.year, a.month == b.month, a.day == b.day];
+    let agree = same.iter().filter(|s| **s).count();
+    let transposed = a.year == b.year && a.month == b.day && a.day == b.month;
+    if agree == 2 || transposed || damerau_levenshtein(&a.key(), &b.key()) <= 1 {
+        return 2;
+    }
+    let near_year = match (a.year, b.year) {
+        (Some(x), Some(y)) => x.abs_diff(y) <= 1 && a.month == b.month && a.day == b.day,
+        _ => false,
+    };
+    if a.year.is_some() && a.year == b.year || near_year {
+        1
+    } else {
+        0
+    }
+}
+
+/// Text agreement in three levels: 2 equal, 1 Jaro–Winkler ≥ `close`, 0 different.
+fn text_level(a: &str, b: &str, close: f64) -> u8 {
+    if a == b {
+        2
+    } else if jaro_winkler(a, b) >= close {
+        1
+    } else {
+        0
+    }
+}
+
+/// Place agreement: 3 postcode and locality both equal, 2 one of them equal, 1 the postcode
+/// one edit away or the locality alike (Jaro–Winkler ≥ 0.88), 0 neither. The state adds
+/// nothing a postcode does not say.
+fn place_level(a: &Prepared, b: &Prepared) -> u8 {
+    let both = |x: &str, y: &str| !x.is_empty() && !y.is_empty();
+    let postcode = both(&a.postcode, &b.postcode).then(|| a.postcode == b.postcode);
+    let locality = both(&a.locality, &b.locality).then(|| a.locality == b.locality);
+    match (postcode, locality) {
+        (Some(true), Some(true)) => 3,
+        (Some(true), _) | (_, Some(true)) => 2,
+        _ => {
+            let near_postcode =
+                postcode.is_some() && damerau_levenshtein(&a.postcode, &b.postcode) <= 1;
+            let near_locality =
+                locality.is_some() && jaro_winkler(&a.locality, &b.locality) >= 0.88;
+            (near_postcode || near_locality) as u8
+        }
+    }
+}
+
+fn present(s: &str) -> bool {
+    !s.is_empty()
+}
+
+/// Compares two prepared records. Names are also compared swapped (given ↔ family); the
+/// better reading counts.
+pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
+    let mut v: Vector = [None; FIELDS];
+    let both = |x: &str, y: &str| present(x) && present(y);
+    let given = |a: &Prepared, b: &Prepared| -> u8 {
+        if a.given_formal == b.given_formal {
+            3
+        } else {
+            name_level(&a.given, &b.given, &a.given_code, &b.given_code)
+        }
+    };
+    if both(&a.given, &b.given) {
+        v[0] = Some(given(a, b));
+    }
+    if both(&a.family, &b.family) {
+        v[1] = Some(name_level(
+            &a.family,
+            &b.family,
+            &a.family_code,
+            &b.family_code,
+        ));
+    }
+    // given and family swapped
+    if both(&a.given, &b.family) && both(&a.family, &b.given) {
+        let g = name_level(&a.given, &b.family, &a.given_code, &b.family_code);
+        let f = name_level(&a.family, &b.given, &a.family_code, &b.given_code);
+        if g + f > v[0].unwrap_or(0) + v[1].unwrap_or(0) && g >= 2 && f >= 2 {
+            v[0] = Some(g);
+            v[1] = Some(f);
+        }
+    }
+    if !a.birth.is_empty() && !b.birth.is_empty() {
+        v[2] = Some(date_level(&a.birth, &b.birth));
+    }
+    if both(&a.street_number, &b.street_number) {
+        v[3] = Some((a.street_number == b.street_number) as u8);
+    }
+    if both(&a.address_1, &b.address_1) {
+        v[4] = Some(text_level(&a.address_1, &b.address_1, 0.85));
+    }
+    if both(&a.address_2, &b.address_2) {
+        v[5] = Some(text_level(&a.address_2, &b.address_2, 0.85));
+    }
+    // the two address lines the other way round
+    if both(&a.address_1, &b.address_2) && both(&a.address_2, &b.address_1) {
+        let x = text_level(&a.address_1, &b.address_2, 0.85);
+        let y = text_level(&a.address_2, &b.address_1, 0.85);
+        if x + y > v[4].unwrap_or(0) + v[5].unwrap_or(0) && x >= 1 && y >= 1 {
+            v[4] = Some(x);
+            v[5] = Some(y);
+        }
+    }
+    if both(&a.postcode, &b.postcode) || both(&a.locality, &b.locality) {
+        v[6] = Some(place_level(a, b));
+    }
+    if both(&a.phone, &b.phone) {
+        let tail = |p: &str| p[p.len().saturating_sub(7)..].to_string();
+        v[7] = Some(if a.phone == b.phone {
+            2
+        } else if tail(&a.phone) == tail(&b.phone) {
+            1
+        } else {
+            0
+        });
+    }
+    if both(&a.sex, &b.sex) {
+        v[8] = Some((a.sex == b.sex) as u8);
+    }
+    v
+}
+
+/// Whether two records share an identifier (the deterministic shortcut).
+pub fn share_identifier(a: &Prepared, b: &Prepared) -> bool {
+    a.identifiers.iter().any(|i| b.identifiers.contains(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(given: &str, family: &str, dob: &str) -> Prepared {
+        prepare(&Record {
+            id: "x".into(),
+            given: given.into(),
+            family: family.into(),
+            birth_date: dob.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn names_agree_by_level() {
+        let v = |a: (&str, &str), b: (&str, &str)| {
+            let x = compare(&rec(a.0, a.1, ""), &rec(b.0, b.1, ""));
+            (x[0], x[1])
+        };
+        assert_eq!(v(("Ana", "Núñez"), ("ana", "NUNEZ")), (Some(3), Some(3)));
+        // a nickname is the formal name
+        assert_eq!(v(("Bill", "Smith"), ("William", "Smith")).0, Some(3));
+        // one typo
+        assert_eq!(
+            v(("michaela", "neumann"), ("michaela", "neumqnn")).1,
+            Some(2)
+        );
+        // sounds alike
+        assert_eq!(v(("stephen", "x"), ("steven", "x")).0, Some(1));
+        assert_eq!(v(("jon", "x"), ("john", "x")).0, Some(2), "one edit");
+        assert_eq!(v(("catherine", "x"), ("kathryn", "x")).0, Some(1));
+        // different
+        assert_eq!(v(("john", "x"), ("mary", "x")).0, Some(0));
+        // swapped given and family
+        assert_eq!(v(("smith", "john"), ("john", "smith")), (Some(3), Some(3)));
+        // missing on one side
+        assert_eq!(v(("", "smith"), ("john", "smith")).0, None);
+    }
+
+    #[test]
+    fn dates_agree_in_part() {
+        let d = |a: &str, b: &str| compare(&rec("", "", a), &rec("", "", b))[2];
+        assert_eq!(d("19560910", "1956-09-10"), Some(3));
+        assert_eq!(d("19560910", "19560911"), Some(2), "one digit");
+        assert_eq!(
+            d("19561009", "19560910"),
+            Some(2),
+            "day and month transposed"
+        );
+        assert_eq!(
+            d("19371233", "19371223"),
+            Some(2),
+            "an impossible date still agrees in part"
+        );
+        assert_eq!(d("19560910", "19560101"), Some(1), "same year");
+        assert_eq!(d("19560910", "19570910"), Some(2), "one digit of the year");
+        assert_eq!(d("19560910", "19820304"), Some(0));
+        assert_eq!(d("", "19820304"), None);
+    }
+
+    #[test]
+    fn addresses_postcodes_and_phones() {
+        let mut a = rec("a", "b", "");
+        let mut b = a.clone();
+        a.address_1 = normalize::address("12 Pinkerton Circuit");
+        b.address_1 = normalize::address("12 pinkerton cct");
+        a.postcode = "4560".into();
+        b.postcode = "4506".into();
+        a.phone = "18605550100".into();
+        b.phone = "5550100".into();
+        a.locality = "richlands".into();
+        b.locality = "richland".into();
+        let v = compare(&a, &b);
+        assert_eq!(v[4], Some(2));
+        assert_eq!(v[6], Some(1), "postcode one edit away, locality alike");
+        assert_eq!(v[7], Some(1), "same local number");
+        b.locality = "richlands".into();
+        assert_eq!(compare(&a, &b)[6], Some(2), "the locality equal");
+        b.postcode = "4560".into();
+        assert_eq!(compare(&a, &b)[6], Some(3), "both equal");
+        for f in Field::ALL {
+            assert!(f.levels() >= 2, "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn shared_identifiers_are_found() {
+        let mut a = rec("a", "b", "");
+        let mut b = rec("c", "d", "");
+        a.identifiers = vec!["urn:ssn|123".into()];
+        b.identifiers = vec!["urn:mrn|9".into(), "urn:ssn|123".into()];
+        assert!(share_identifier(&a, &b));
+        b.identifiers.pop();
+        assert!(!share_identifier(&a, &b));
+    }
+}

@@ -1,0 +1,559 @@
+//! Linking record sets: blocking on several keys (their union, so that one noisy field does
+//! not lose a match), comparing the candidate pairs, estimating the model from the data (u
+//! from random pairs, m and λ by EM), scoring with term-frequency adjustment, and grading.
+//! Pairs that share an identifier are certain. Two files may be linked one-to-one (each record
+//! in at most one link, best scores first), as for registries that hold each person once.
+//! Comparison runs on every core (rayon); everything is deterministic for a given input.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use rayon::prelude::*;
+
+use super::compare::{FIELDS, Field, Prepared, Vector, compare, share_identifier};
+use super::model::{Grade, Model, Thresholds, estimate_m, estimate_u};
+
+/// How to link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub thresholds: Thresholds,
+    /// Blocks with more records than this are skipped for that key (the other keys still
+    /// bring their pairs together): common values would otherwise compare everyone.
+    pub max_block: usize,
+    /// Random pairs drawn to estimate u.
+    pub random_pairs: usize,
+    pub em_iterations: usize,
+    /// Two files: each record in at most one link.
+    pub one_to_one: bool,
+    /// The least grade reported.
+    pub report: Grade,
+    pub seed: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            thresholds: Thresholds::default(),
+            max_block: 200,
+            random_pairs: 20_000,
+            em_iterations: 100,
+            one_to_one: true,
+            report: Grade::Probable,
+            seed: 42,
+        }
+    }
+}
+
+/// A scored pair (indexes into the left and right sets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub left: usize,
+    pub right: usize,
+    /// Sum of the fields' weights, term-frequency adjusted (bits).
+    pub score: f64,
+    pub probability: f64,
+    pub grade: Grade,
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct Linked {
+    pub links: Vec<Link>,
+    pub model: Model,
+    pub candidates: usize,
+}
+
+/// The blocking keys of a record, hashed (kind-prefixed, so keys of different kinds never meet).
+pub fn blocking_keys(r: &Prepared) -> Vec<u64> {
+    let mut keys: Vec<String> = Vec::with_capacity(12);
+    let b = &r.birth;
+    let year = b.year.map(|y| y.to_string());
+    if let (Some(y), Some(m), Some(d)) = (b.year, b.month, b.day) {
+        // day and month unordered: a transposition stays in the block
+        keys.push(format!("b|{y}|{}|{}", m.min(d), m.max(d)));
+    }
+    let (g, f) = (&r.given_code.0, &r.family_code.0);
+    if !g.is_empty() && !f.is_empty() {
+        // names unordered: a swap stays in the block
+        let (x, y) = if g <= f { (g, f) } else { (f, g) };
+        keys.push(format!("n|{x}|{y}"));
+    }
+    if let Some(y) = &year {
+        if !f.is_empty() {
+            keys.push(format!("fy|{f}|{y}"));
+        }
+        if !g.is_empty() {
+            keys.push(format!("gy|{g}|{y}"));
+        }
+    }
+    if !r.postcode.is_empty() {
+        if !f.is_empty() {
+            keys.push(format!("pf|{}|{f}", r.postcode));
+        }
+        if !g.is_empty() {
+            keys.push(format!("pg|{}|{g}", r.postcode));
+        }
+        if !r.street_number.is_empty() {
+            keys.push(format!("ps|{}|{}", r.postcode, r.street_number));
+        }
+        if let (Some(m), Some(d)) = (b.month, b.day) {
+            keys.push(format!("pb|{}|{m}|{d}", r.postcode));
+        }
+    }
+    if !r.street_number.is_empty() && !r.address_1.is_empty() {
+        keys.push(format!("sa|{}|{}", r.street_number, r.address_1));
+    }
+    if !r.locality.is_empty() && !r.address_1.is_empty() {
+        keys.push(format!("al|{}|{}", r.address_1, r.locality));
+    }
+    if !r.address_1.is_empty() && !r.address_2.is_empty() {
+        // address lines unordered: lines written the other way round stay in the block
+        let (x, y) = if r.address_1 <= r.address_2 {
+            (&r.address_1, &r.address_2)
+        } else {
+            (&r.address_2, &r.address_1)
+        };
+        keys.push(format!("aa|{x}|{y}"));
+    }
+    if !r.locality.is_empty()
+        && let Some(y) = &year
+    {
+        keys.push(format!("ly|{}|{y}", r.locality));
+    }
+    if r.phone.len() >= 7 {
+        keys.push(format!("t|{}", &r.phone[r.phone.len() - 7..]));
+    }
+    for i in &r.identifiers {
+        keys.push(format!("i|{i}"));
+    }
+    keys.iter()
+        .map(|k| {
+            let mut h = DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        })
+        .collect()
+}
+
+/// The candidate pairs of the union of the blocks: (left, right) indexes, each once. With
+/// `right` `None`, the pairs within `left` (i < j).
+pub fn candidates(
+    left: &[Prepared],
+    right: Option<&[Prepared]>,
+    max_block: usize,
+) -> Vec<(u32, u32)> {
+    // (key, side, index), sorted by key: each run is a block
+    let mut entries: Vec<(u64, u8, u32)> = left
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(i, r)| {
+            blocking_keys(r)
+                .into_iter()
+                .map(move |k| (k, 0u8, i as u32))
+        })
+        .collect();
+    if let Some(right) = right {
+        entries.par_extend(right.par_iter().enumerate().flat_map_iter(|(i, r)| {
+            blocking_keys(r)
+                .into_iter()
+                .map(move |k| (k, 1u8, i as u32))
+        }));
+    }
+    entries.par_sort_unstable();
+    let mut blocks: Vec<&[(u64, u8, u32)]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=entries.len() {
+        if i == entries.len() || entries[i].0 != entries[start].0 {
+            let block = &entries[start..i];
+            if block.len() > 1 && block.len() <= max_block {
+                blocks.push(block);
+            }
+            start = i;
+        }
+    }
+    let linking = right.is_some();
+    let mut pairs: Vec<u64> = blocks
+        .par_iter()
+        .flat_map_iter(|block| {
+            let mut out = Vec::new();
+            for (x, a) in block.iter().enumerate() {
+                for b in &block[x + 1..] {
+                    if linking {
+                        if a.1 != b.1 {
+                            let (l, r) = if a.1 == 0 { (a.2, b.2) } else { (b.2, a.2) };
+                            out.push(((l as u64) << 32) | r as u64);
+                        }
+                    } else if a.2 != b.2 {
+                        let (l, r) = (a.2.min(b.2), a.2.max(b.2));
+                        out.push(((l as u64) << 32) | r as u64);
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    pairs
+        .into_iter()
+        .map(|p| ((p >> 32) as u32, p as u32))
+        .collect()
+}
+
+/// Uniformly random pairs (deterministic for a seed), for u.
+fn random_pairs(n_left: usize, n_right: usize, count: usize, seed: u64) -> Vec<(u32, u32)> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    (0..count)
+        .filter_map(|_| {
+            let l = (next() % n_left as u64) as u32;
+            let r = (next() % n_right as u64) as u32;
+            (l != r || n_left != n_right).then_some((l, r))
+        })
+        .collect()
+}
+
+/// The value whose equality is a field's exact level.
+fn exact_value(r: &Prepared, field: Field) -> String {
+    match field {
+        Field::Given => r.given_formal.clone(),
+        Field::Family => r.family.clone(),
+        Field::Birth => {
+            if r.birth.is_empty() {
+                String::new()
+            } else {
+                r.birth.key()
+            }
+        }
+        Field::StreetNumber => r.street_number.clone(),
+        Field::Address1 => r.address_1.clone(),
+        Field::Address2 => r.address_2.clone(),
+        Field::Place => {
+            if r.postcode.is_empty() || r.locality.is_empty() {
+                String::new()
+            } else {
+                format!("{}|{}", r.postcode, r.locality)
+            }
+        }
+        Field::Phone => r.phone.clone(),
+        Field::Sex => r.sex.clone(),
+    }
+}
+
+/// Replaces each field's exact-level u with the chance that two random records with the
+/// field have the same value — Σ p(v)·q(v) over the values' shares on each side — which is
+/// exact where a sample of random pairs sees a rare agreement a handful of times; the other
+/// levels keep their sampled proportions.
+fn exact_u_from_values(u: &mut [Vec<f64>; FIELDS], left: &[Prepared], right: Option<&[Prepared]>) {
+    let shares = |set: &[Prepared], field: Field| -> HashMap<String, f64> {
+        let mut counts: HashMap<String, f64> = HashMap::new();
+        let mut n = 0.0;
+        for r in set {
+            let v = exact_value(r, field);
+            if !v.is_empty() {
+                *counts.entry(v).or_default() += 1.0;
+                n += 1.0;
+            }
+        }
+        for c in counts.values_mut() {
+            *c /= n;
+        }
+        counts
+    };
+    for (f, field) in Field::ALL.iter().enumerate() {
+        let p = shares(left, *field);
+        let q = match right {
+            Some(r) => shares(r, *field),
+            None => p.clone(),
+        };
+        let agree: f64 = p
+            .iter()
+            .filter_map(|(v, pv)| q.get(v).map(|qv| pv * qv))
+            .sum::<f64>()
+            .clamp(1e-7, 0.999);
+        let exact = u[f].len() - 1;
+        let rest: f64 = u[f][..exact].iter().sum();
+        if rest > 0.0 {
+            for x in &mut u[f][..exact] {
+                *x *= (1.0 - agree) / rest;
+            }
+        }
+        u[f][exact] = agree;
+    }
+}
+
+/// How often each value of the term-frequency fields occurs (shares of all records).
+struct TermFrequencies {
+    fields: Vec<(usize, HashMap<String, f64>)>,
+}
+
+impl TermFrequencies {
+    const FIELDS: [Field; 3] = [Field::Given, Field::Family, Field::Place];
+
+    fn new(sets: &[&[Prepared]]) -> TermFrequencies {
+        let total: usize = sets.iter().map(|s| s.len()).sum();
+        let fields = Self::FIELDS
+            .iter()
+            .map(|&field| {
+                let mut counts: HashMap<String, f64> = HashMap::new();
+                for r in sets.iter().flat_map(|s| s.iter()) {
+                    let v = exact_value(r, field);
+                    if !v.is_empty() {
+                        *counts.entry(v).or_default() += 1.0;
+                    }
+                }
+                for c in counts.values_mut() {
+                    *c /= total.max(1) as f64;
+                }
+                (
+                    Field::ALL.iter().position(|f| *f == field).unwrap_or(0),
+                    counts,
+                )
+            })
+            .collect();
+        TermFrequencies { fields }
+    }
+
+    /// The adjustment of a pair's score for its exact agreements on common or rare values.
+    fn adjustment(&self, model: &Model, v: &Vector, a: &Prepared) -> f64 {
+        let mut adj = 0.0;
+        for (f, counts) in &self.fields {
+            let exact = (Field::ALL[*f].levels() - 1) as u8;
+            if v[*f] == Some(exact)
+                && let Some(share) = counts.get(&exact_value(a, Field::ALL[*f]))
+            {
+                adj += model.tf_adjustment(*f, *share);
+            }
+        }
+        adj
+    }
+}
+
+/// Links `left` with `right` (or, with `right` `None`, finds the duplicates within `left`).
+pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Linked {
+    let other = right.unwrap_or(left);
+    let pairs = candidates(left, right, config.max_block);
+    let vectors: Vec<Vector> = pairs
+        .par_iter()
+        .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
+        .collect();
+    let sample: Vec<Vector> =
+        random_pairs(left.len(), other.len(), config.random_pairs, config.seed)
+            .par_iter()
+            .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
+            .collect();
+    let mut u = estimate_u(&sample);
+    exact_u_from_values(&mut u, left, right);
+    let model = estimate_m(&vectors, &u, config.em_iterations);
+    let sets: Vec<&[Prepared]> = match right {
+        Some(r) => vec![left, r],
+        None => vec![left],
+    };
+    let tf = TermFrequencies::new(&sets);
+    let mut links: Vec<Link> = pairs
+        .par_iter()
+        .zip(vectors.par_iter())
+        .filter_map(|(&(l, r), v)| {
+            let (a, b) = (&left[l as usize], &other[r as usize]);
+            let score = model.score(v, tf.adjustment(&model, v, a));
+            let probability = model.probability(score);
+            let grade = if share_identifier(a, b) {
+                Grade::Certain
+            } else {
+                config.thresholds.grade(probability)
+            };
+            (grade >= config.report).then_some(Link {
+                left: l as usize,
+                right: r as usize,
+                score,
+                probability,
+                grade,
+            })
+        })
+        .collect();
+    links.sort_by(|a, b| {
+        b.grade
+            .cmp(&a.grade)
+            .then(b.score.total_cmp(&a.score))
+            .then((a.left, a.right).cmp(&(b.left, b.right)))
+    });
+    if right.is_some() && config.one_to_one {
+        let (mut used_l, mut used_r) = (vec![false; left.len()], vec![false; other.len()]);
+        links.retain(|k| {
+            if used_l[k.left] || used_r[k.right] {
+                return false;
+            }
+            used_l[k.left] = true;
+            used_r[k.right] = true;
+            true
+        });
+    }
+    Linked {
+        links,
+        model,
+        candidates: pairs.len(),
+    }
+}
+
+/// A pair compared and graded against a model already estimated (for `$match` and linkage on
+/// write, where a few pairs are scored at a time): the score, probability and grade.
+pub fn score_pair(
+    model: &Model,
+    thresholds: &Thresholds,
+    a: &Prepared,
+    b: &Prepared,
+) -> (f64, f64, Grade) {
+    let v = compare(a, b);
+    let score = model.score(&v, 0.0);
+    let probability = model.probability(score);
+    let grade = if share_identifier(a, b) {
+        Grade::Certain
+    } else {
+        thresholds.grade(probability)
+    };
+    (score, probability, grade)
+}
+
+/// The comparison vector width, for callers that store vectors.
+pub const VECTOR_FIELDS: usize = FIELDS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::compare::{Record, prepare};
+
+    fn person(
+        id: &str,
+        given: &str,
+        family: &str,
+        dob: &str,
+        postcode: &str,
+        street: &str,
+    ) -> Prepared {
+        prepare(&Record {
+            id: id.into(),
+            given: given.into(),
+            family: family.into(),
+            birth_date: dob.into(),
+            postcode: postcode.into(),
+            street_number: "12".into(),
+            address_1: street.into(),
+            locality: "hartford".into(),
+            state: "ct".into(),
+            ..Default::default()
+        })
+    }
+
+    /// A small registry pair: typos, a swap, a transposed date and a missing field are linked;
+    /// twins (same family, address and birth date, different given names) are not.
+    #[test]
+    fn links_noisy_duplicates_and_not_twins() {
+        let given = [
+            "olivia", "liam", "emma", "noah", "ava", "elijah", "sophia", "lucas", "mia", "mason",
+            "isabella", "logan", "amelia", "ethan", "harper", "james", "evelyn", "aiden",
+            "abigail", "jacob",
+        ];
+        let family = [
+            "garcia", "nguyen", "kowalski", "okafor", "rossi", "haddad", "schmidt", "tanaka",
+            "silva", "murphy", "kim", "patel", "novak", "dubois", "larsen", "moreno", "fischer",
+            "ivanova", "obrien", "cohen",
+        ];
+        let mut left = Vec::new();
+        let mut right = Vec::new();
+        for i in 0..200 {
+            let g = given[i % 20];
+            let f = family[(i * 7 + i / 20) % 20];
+            let dob = format!("20{:02}{:02}{:02}", 5 + i % 15, 1 + i % 12, 1 + i % 28);
+            let pc = format!("06{:03}", 100 + i % 50);
+            let street = format!("{} street", ["main", "elm", "oak", "park"][i % 4]);
+            left.push(person(&format!("a{i}"), g, f, &dob, &pc, &street));
+            // the same person, noisily
+            let (g2, f2, dob2) = match i % 5 {
+                0 => (g.to_string(), f.to_string(), dob.clone()),
+                1 => (format!("{g}h"), f.to_string(), dob.clone()),
+                2 => (f.to_string(), g.to_string(), dob.clone()),
+                3 => (
+                    g.to_string(),
+                    f.to_string(),
+                    format!("{}{}{}", &dob[..4], &dob[6..8], &dob[4..6]),
+                ),
+                _ => (g.to_string(), String::new(), dob.clone()),
+            };
+            right.push(person(&format!("b{i}"), &g2, &f2, &dob2, &pc, &street));
+        }
+        // twins of a0: same family, birth date and address, another given name
+        let twin = person(
+            "twin",
+            "zachary",
+            &left[0].family.clone(),
+            "20050101",
+            &left[0].postcode.clone(),
+            "main street",
+        );
+        right.push(twin);
+        let linked = link(&left, Some(&right), &LinkConfig::default());
+        let found: Vec<(usize, usize)> = linked.links.iter().map(|k| (k.left, k.right)).collect();
+        let correct = found.iter().filter(|(l, r)| l == r).count();
+        assert!(correct >= 195, "found {correct} of 200 true links");
+        assert_eq!(
+            found.len(),
+            correct,
+            "no false links: {:?}",
+            linked
+                .links
+                .iter()
+                .filter(|k| k.left != k.right)
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            !found.iter().any(|&(_, r)| r == 200),
+            "the twin is not linked"
+        );
+        assert!(
+            linked.candidates < 200 * 201,
+            "blocking keeps the candidates few: {}",
+            linked.candidates
+        );
+    }
+
+    #[test]
+    fn blocking_survives_one_noisy_field() {
+        let a = person(
+            "a",
+            "michaela",
+            "neumann",
+            "19151111",
+            "4223",
+            "stanley street",
+        );
+        // a different postcode, a typo in the family name, the birth date transposed
+        let b = person(
+            "b",
+            "michaela",
+            "neumqnn",
+            "19151111",
+            "4232",
+            "stanley street",
+        );
+        let c = person("c", "michaela", "neumann", "19151111", "9999", "other road");
+        let pairs = candidates(&[a], Some(&[b, c]), 100);
+        assert_eq!(pairs, vec![(0, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn shared_identifiers_are_certain() {
+        let mut a = person("a", "x", "y", "", "", "");
+        let mut b = person("b", "p", "q", "", "", "");
+        a.identifiers = vec!["urn:ssn|1".into()];
+        b.identifiers = vec!["urn:ssn|1".into()];
+        let linked = link(&[a], Some(&[b]), &LinkConfig::default());
+        assert_eq!(linked.links.len(), 1);
+        assert_eq!(linked.links[0].grade, Grade::Certain);
+    }
+}
