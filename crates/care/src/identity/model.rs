@@ -63,7 +63,16 @@ fn initial_m() -> [Vec<f64>; FIELDS] {
 /// Estimates m and λ by EM over the candidates (identical vectors are counted once, with
 /// their multiplicity), holding `u`. Stops when no probability moves by more than 1e-6, or
 /// after `max_iterations`.
-pub fn estimate_m(candidates: &[Vector], u: &[Vec<f64>; FIELDS], max_iterations: usize) -> Model {
+///
+/// `max_lambda` bounds the share of matches: there cannot be more true pairs than records
+/// have duplicates, and without the bound a crowd of similar non-matches (neighbours with a
+/// common name) can be taken for the match class.
+pub fn estimate_m(
+    candidates: &[Vector],
+    u: &[Vec<f64>; FIELDS],
+    max_iterations: usize,
+    max_lambda: f64,
+) -> Model {
     let mut patterns: HashMap<Vector, f64> = HashMap::new();
     for v in candidates {
         *patterns.entry(*v).or_default() += 1.0;
@@ -73,7 +82,7 @@ pub fn estimate_m(candidates: &[Vector], u: &[Vec<f64>; FIELDS], max_iterations:
     let mut model = Model {
         m: initial_m(),
         u: u.clone(),
-        lambda: 0.1,
+        lambda: 0.1f64.min(max_lambda / 2.0),
         iterations: 0,
     };
     if total == 0.0 {
@@ -103,7 +112,7 @@ pub fn estimate_m(candidates: &[Vector], u: &[Vec<f64>; FIELDS], max_iterations:
         let m: [Vec<f64>; FIELDS] = std::array::from_fn(|f| normalise(&counts[f], 0.01));
         let non = level_counts(&unweighted);
         model.u = std::array::from_fn(|f| normalise(&non[f], 0.01));
-        let lambda = (matches / total).clamp(FLOOR, 1.0 - FLOOR);
+        let lambda = (matches / total).clamp(FLOOR, max_lambda.clamp(FLOOR, 1.0 - FLOOR));
         let moved = m
             .iter()
             .zip(&model.m)
@@ -278,7 +287,7 @@ mod tests {
             .collect();
         let random: Vec<Vector> = (0..40_000).map(|_| draw(&mut rng, &true_u)).collect();
         let u = estimate_u(&random);
-        let model = estimate_m(&candidates, &u, 200);
+        let model = estimate_m(&candidates, &u, 200, 1.0);
         assert!((model.lambda - lambda).abs() < 0.01, "λ {}", model.lambda);
         for f in 0..FIELDS {
             for (l, m) in model.m[f].iter().enumerate() {

@@ -149,6 +149,10 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                     "name": "break-glass",
                     "definition": format!("{}/OperationDefinition/break-glass", super::findcare::CANONICAL),
                     "documentation": "POST Patient/{id}/$break-glass with Parameters reason (valueString): emergency access to one patient for a limited time, flagged in the audit trail."
+                }, {
+                    "name": "match",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
+                    "documentation": "POST Patient/$match with Parameters resource (a Patient with at least a name and a birth date), onlyCertainMatches, count: the Patients the caller may see that may be the same person, ordered by score, with search.score (match probability) and the match-grade extension (certain | probable | possible)."
                 }]);
             }
             entry

@@ -215,6 +215,7 @@ pub(crate) fn execute(
             break_glass(tx, ctx, &patient_id, &reason)
         }
         Interaction::FindCare { params } => super::findcare::find_care(tx, ctx, params),
+        Interaction::Match { params } => super::matching::patient_match(tx, ctx, params),
         Interaction::Book { hold, params } => super::booking::hold_or_book(tx, ctx, hold, params),
         Interaction::FindAppointments { params } => super::booking::find(tx, ctx, params),
     }

@@ -82,6 +82,10 @@ pub enum Interaction {
     FindCare {
         params: Value,
     },
+    /// `POST Patient/$match`: scored candidate Patients for a described person.
+    Match {
+        params: Value,
+    },
     /// A `batch` or `transaction` Bundle posted to the base.
     Bundle {
         transaction: bool,
@@ -115,6 +119,7 @@ impl Interaction {
             Interaction::Bundle { .. } => "batch",
             Interaction::BreakGlass { .. } => "break-the-glass",
             Interaction::FindCare { .. } => "find-care",
+            Interaction::Match { .. } => "match",
             Interaction::Book { hold: true, .. } => "hold",
             Interaction::Book { hold: false, .. } => "book",
             Interaction::FindAppointments { .. } => "find-appointments",
@@ -133,6 +138,7 @@ impl Interaction {
             Interaction::Search(s) => Some(&s.resource_type),
             Interaction::BreakGlass { .. } => Some("Patient"),
             Interaction::FindCare { .. } => Some("HealthcareService"),
+            Interaction::Match { .. } => Some("Patient"),
             Interaction::Book { .. } | Interaction::FindAppointments { .. } => Some("Appointment"),
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
@@ -512,6 +518,13 @@ pub fn route(
                 hold: *op == "$hold",
                 params,
             })
+        }
+        (Method::Post, ["Patient", "$match"]) => {
+            let params = operation_parameters(
+                body,
+                "$match takes a Parameters resource with 'resource' (a Patient)",
+            )?;
+            Ok(Interaction::Match { params })
         }
         (Method::Post, ["HealthcareService", "$find-care"]) => {
             let params = operation_parameters(

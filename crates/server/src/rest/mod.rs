@@ -11,6 +11,7 @@ mod execute;
 pub mod findcare;
 pub mod import;
 mod interaction;
+pub mod matching;
 mod render;
 pub mod subscriptions;
 pub mod visit;
@@ -181,6 +182,8 @@ pub struct RestConfig {
     pub booking: Arc<booking::BookingConfig>,
     /// The active subscriptions, shared by every request.
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
+    /// The identity model `$match` scores with.
+    pub match_model: Arc<matching::MatchModel>,
 }
 
 /// The FHIR REST API over a store.
@@ -201,6 +204,7 @@ pub(crate) struct Ctx {
     pub directory: Arc<findcare::DirectoryCache>,
     pub booking: Arc<booking::BookingConfig>,
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
+    pub match_model: Arc<matching::MatchModel>,
 }
 
 /// Who sent a request, as far as the router needs to know.
@@ -255,6 +259,7 @@ impl FhirApi {
             directory: self.config.directory.clone(),
             booking: self.config.booking.clone(),
             subscriptions: self.config.subscriptions.clone(),
+            match_model: self.config.match_model.clone(),
         }
     }
 

@@ -11,6 +11,7 @@ mod conformance;
 mod crud;
 mod examples;
 mod findcare;
+mod identity;
 mod ops;
 mod policy_matrix;
 mod search;

@@ -1,0 +1,268 @@
+//! `POST Patient/$match` (FHIR R4): the Patients that may be the person described, scored by
+//! the identity engine (`care::identity`). The input `resource` is a Patient (partial, but
+//! valid); without a name or a birth date the answer is 400. Candidates are found by several
+//! searches (birth date, family name, given name, person-level identifiers) made as the caller
+//! — so the access policy filters them like any search — and scored with a Fellegi–Sunter model
+//! estimated from the server's own Patients (EM; refreshed hourly; a documented prior model
+//! while there are fewer than [`MIN_TRAINING`] Patients). The answer is a searchset ordered by
+//! score with `search.score` (the match probability) and the `match-grade` extension;
+//! `onlyCertainMatches` returns at most the one certain match; `count` bounds the page.
+
+use std::sync::{Arc, Mutex};
+
+use care::identity::{Grade, LinkConfig, Model, Prepared, Thresholds, prepare, score_pair};
+use fhir::IssueType;
+use serde_json::{Value, json};
+use store::CallerTx;
+
+use super::Ctx;
+use super::execute::Outcome;
+use crate::error::ApiError;
+use crate::rest::findcare::{bad, body};
+
+/// `entry.search` extension with the grade.
+pub const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
+/// Patients needed before the model is estimated from the data.
+pub const MIN_TRAINING: usize = 200;
+/// How long an estimated model is used before it is estimated again.
+const MODEL_TTL_MS: i64 = 3_600_000;
+/// Candidates read per search.
+const PER_SEARCH: usize = 200;
+
+/// The model `$match` scores with, shared by every request.
+#[derive(Debug, Default)]
+pub struct MatchModel(Mutex<Option<(i64, Arc<Model>)>>);
+
+/// The model used while the server holds too few Patients to estimate one: agreement
+/// probabilities typical of registration data (m) and of a mid-sized population (u).
+pub fn prior_model() -> Model {
+    use care::identity::Field;
+    let level = |f: Field, m: &[f64], u: &[f64]| -> (Vec<f64>, Vec<f64>) {
+        assert_eq!(m.len(), f.levels());
+        (m.to_vec(), u.to_vec())
+    };
+    let table: Vec<(Vec<f64>, Vec<f64>)> = care::identity::Field::ALL
+        .iter()
+        .map(|&f| match f {
+            Field::Given => level(f, &[0.03, 0.04, 0.08, 0.85], &[0.90, 0.07, 0.02, 0.01]),
+            Field::Family => level(f, &[0.03, 0.03, 0.06, 0.88], &[0.92, 0.06, 0.015, 0.005]),
+            Field::Birth => level(f, &[0.02, 0.02, 0.06, 0.90], &[0.95, 0.045, 0.0049, 0.0001]),
+            Field::StreetNumber => level(f, &[0.15, 0.85], &[0.99, 0.01]),
+            Field::Address1 => level(f, &[0.15, 0.10, 0.75], &[0.97, 0.02, 0.01]),
+            Field::Address2 => level(f, &[0.20, 0.10, 0.70], &[0.97, 0.02, 0.01]),
+            Field::Place => level(f, &[0.08, 0.05, 0.12, 0.75], &[0.90, 0.05, 0.03, 0.02]),
+            Field::Phone => level(f, &[0.30, 0.10, 0.60], &[0.999, 0.0005, 0.0005]),
+            Field::Sex => level(f, &[0.02, 0.98], &[0.5, 0.5]),
+        })
+        .collect();
+    Model {
+        m: std::array::from_fn(|i| table[i].0.clone()),
+        u: std::array::from_fn(|i| table[i].1.clone()),
+        lambda: 0.05,
+        iterations: 0,
+    }
+}
+
+/// Every Patient, read with the system's rights (the model is about the population, not any
+/// one record, and must not depend on who asks).
+fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = fhir::search::parse_search(
+            ctx.registry,
+            "Patient",
+            &[("_count".to_string(), "1000".to_string())],
+            &fhir::search::ParseOptions {
+                lenient: false,
+                base_url: "",
+            },
+        )
+        .map_err(|issues| ApiError::with_issues(500, issues))?;
+        req.cursor = cursor.take();
+        req.total = fhir::search::TotalMode::None;
+        let page = tx.raw().search(&req)?;
+        for s in &page.matches {
+            out.push(prepare(&crate::identity::patient_record(&s.id, &body(s))));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The model for this request: the cached one while fresh, else estimated from the Patients
+/// (or the prior while there are too few).
+fn model(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Model>, ApiError> {
+    let now = tx.now();
+    if let Some((at, m)) = ctx
+        .match_model
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        && now - at < MODEL_TTL_MS
+    {
+        return Ok(m.clone());
+    }
+    let patients = all_patients(tx, ctx)?;
+    let model = if patients.len() < MIN_TRAINING {
+        prior_model()
+    } else {
+        care::identity::link(&patients, None, &LinkConfig::default()).model
+    };
+    let model = Arc::new(model);
+    *ctx.match_model.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, model.clone()));
+    Ok(model)
+}
+
+/// `POST Patient/$match`.
+pub(crate) fn patient_match(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    params: Value,
+) -> Result<Outcome, ApiError> {
+    let list: Vec<&Value> = params
+        .get("parameter")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    for p in &list {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if !matches!(name, "resource" | "onlyCertainMatches" | "count") {
+            return Err(bad(
+                name,
+                format!("$match has no parameter '{name}' (resource, onlyCertainMatches, count)"),
+            ));
+        }
+    }
+    let get = |name: &str| {
+        list.iter()
+            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+            .copied()
+    };
+    let patient = get("resource")
+        .and_then(|p| p.get("resource"))
+        .ok_or_else(|| bad("resource", "$match needs 'resource', the Patient to match"))?;
+    if patient.get("resourceType").and_then(Value::as_str) != Some("Patient") {
+        return Err(bad("resource", "'resource' must be a Patient"));
+    }
+    fhir::validate_resource(patient).map_err(|issues| ApiError::with_issues(400, issues))?;
+    let only_certain = match get("onlyCertainMatches") {
+        None => false,
+        Some(p) => p
+            .get("valueBoolean")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| {
+                bad(
+                    "onlyCertainMatches",
+                    "'onlyCertainMatches' is a valueBoolean",
+                )
+            })?,
+    };
+    let count = match get("count") {
+        None => 10,
+        Some(p) => p
+            .get("valueInteger")
+            .and_then(Value::as_u64)
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| bad("count", "'count' is a valueInteger between 1 and 100"))?
+            as usize,
+    };
+    let record = crate::identity::patient_record(
+        patient.get("id").and_then(Value::as_str).unwrap_or(""),
+        patient,
+    );
+    if record.given.is_empty() && record.family.is_empty() {
+        return Err(too_little("a name"));
+    }
+    let birth = care::identity::normalize::date(&record.birth_date);
+    if birth.year.is_none() {
+        return Err(too_little("a birth date"));
+    }
+    tx.scope_allows("Patient", care::access::Action::Read)
+        .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
+    let wanted = prepare(&record);
+    // candidates: each search made as the caller (hidden patients never appear)
+    let mut searches: Vec<Vec<(String, String)>> = Vec::new();
+    if !record.birth_date.is_empty() {
+        searches.push(vec![("birthdate".into(), record.birth_date.clone())]);
+    }
+    if !record.family.is_empty() {
+        searches.push(vec![("family".into(), record.family.clone())]);
+    }
+    if !record.given.is_empty() {
+        searches.push(vec![("given".into(), record.given.clone())]);
+    }
+    for i in &record.identifiers {
+        searches.push(vec![("identifier".into(), i.clone())]);
+    }
+    let mut found: Vec<store::Stored> = Vec::new();
+    for mut pairs in searches {
+        pairs.push(("_count".into(), PER_SEARCH.to_string()));
+        let Ok(req) = fhir::search::parse_search(
+            ctx.registry,
+            "Patient",
+            &pairs,
+            &fhir::search::ParseOptions {
+                lenient: true,
+                base_url: "",
+            },
+        ) else {
+            continue;
+        };
+        for s in tx.search(&req)?.matches {
+            if !found.iter().any(|f| f.id == s.id)
+                && Some(s.id.as_str()) != patient.get("id").and_then(Value::as_str)
+            {
+                found.push(s);
+            }
+        }
+    }
+    let model = model(tx, ctx)?;
+    let thresholds = Thresholds::default();
+    let mut scored: Vec<(f64, Grade, store::Stored)> = found
+        .into_iter()
+        .map(|s| {
+            let candidate = prepare(&crate::identity::patient_record(&s.id, &body(&s)));
+            let (_, probability, grade) = score_pair(&model, &thresholds, &wanted, &candidate);
+            (probability, grade, s)
+        })
+        .filter(|(_, grade, _)| *grade >= Grade::Possible)
+        .collect();
+    scored.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(b.0.total_cmp(&a.0))
+            .then(a.2.id.cmp(&b.2.id))
+    });
+    if only_certain {
+        scored.retain(|(_, g, _)| *g == Grade::Certain);
+        scored.truncate(1);
+    }
+    scored.truncate(count);
+    let entries: Vec<Value> = scored
+        .iter()
+        .map(|(p, grade, s)| {
+            json!({
+                "fullUrl": format!("{}/Patient/{}", ctx.base_url, s.id),
+                "resource": body(s),
+                "search": {"mode": "match", "score": (p * 10_000.0).round() / 10_000.0,
+                    "extension": [{"url": MATCH_GRADE, "valueCode": grade.code()}]}
+            })
+        })
+        .collect();
+    Ok(Outcome::Json(
+        200,
+        json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
+    ))
+}
+
+fn too_little(what: &str) -> ApiError {
+    ApiError::new(
+        400,
+        IssueType::Required,
+        format!("$match needs at least a name and a birth date in 'resource'; {what} is missing"),
+    )
+    .at("resource")
+}
