@@ -24,15 +24,8 @@ trap cleanup EXIT
 race() { # ENGINE DATABASE
   local engine=$1 db=$2 port raw
   port=$(free_port)
-  (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
-    exec "$BIN/continuum" serve --demo --listen "127.0.0.1:$port" --database "$db" >"$OUT/server-$engine.log" 2>&1) &
-  SERVER=$!
-  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
-  local creds
-  creds=""
-  for f in "$WORK/demo-client" "$WORK/continuum-demo-client"; do [ -f "$f" ] && creds=$f; done
-  TOKEN=$(curl -s -u "$(cat "$creds")" -d grant_type=client_credentials "http://127.0.0.1:$port/auth/token" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  start_demo_server "$engine" "$db" "$port"
+  TOKEN=$(demo_token "$port")
   export TOKEN
   curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Slot?status=free&start=gt$(date -u +%FT%TZ)&_count=1000" \
     | python3 -c 'import json,sys; [print(e["resource"]["id"]) for e in json.load(sys.stdin)["entry"]]' >"$WORK/slots-$engine.txt"

@@ -22,26 +22,11 @@ SERVER=""
 cleanup() { [ -n "$SERVER" ] && kill -9 "$SERVER" 2>/dev/null || true; continuum_stop_postgres; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-start() { # ENGINE DATABASE PORT — the server process itself is $SERVER (exec), so kill -9 hits it
-  (cd "$WORK" && CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \
-    exec "$BIN/continuum" serve --demo --listen "127.0.0.1:$3" --database "$2" >>"$OUT/server-$1.log" 2>&1) &
-  SERVER=$!
-  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$3/readyz" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  echo "the server did not start" >&2; return 1
-}
-
-token() { # PORT
-  local creds=""
-  for f in "$WORK/demo-client" "$WORK/continuum-demo-client"; do [ -f "$f" ] && creds=$f; done
-  curl -s -u "$(cat "$creds")" -d grant_type=client_credentials "http://127.0.0.1:$1/auth/token" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
-
 crash() { # ENGINE DATABASE
   local engine=$1 db=$2 port
   port=$(free_port)
-  start "$engine" "$db" "$port"
-  TOKEN=$(token "$port")
+  start_demo_server "$engine" "$db" "$port"
+  TOKEN=$(demo_token "$port")
   curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$port/fhir/Slot?status=free&start=gt$(date -u +%FT%TZ)&_count=1000" \
     | python3 -c 'import json,sys; [print(e["resource"]["id"]) for e in json.load(sys.stdin)["entry"]]' >"$WORK/slots-$engine.txt"
   : >"$WORK/seen-$engine.txt"
@@ -53,8 +38,8 @@ crash() { # ENGINE DATABASE
   wait "$SERVER" 2>/dev/null || true
   SERVER=""
   wait "$client"
-  start "$engine" "$db" "$port"
-  TOKEN=$(token "$port")
+  start_demo_server "$engine" "$db" "$port"
+  TOKEN=$(demo_token "$port")
   TOKEN=$TOKEN python3 - "$port" "$WORK/seen-$engine.txt" "$WORK/client-$engine.json" "$engine" "$KILL_AFTER" >>"$OUT/summary.md" <<'PY'
 import json, os, sys, urllib.request
 port, seen_file, client_file, engine, after = sys.argv[1:6]

@@ -255,6 +255,14 @@ fn ms(dt: time::OffsetDateTime) -> i64 {
     (dt.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The start (epoch ms) of a FHIR date, dateTime or instant (a partial date starts at its
+/// first moment); `None` when it is not one.
+pub fn instant_ms(s: &str) -> Option<i64> {
+    parse_date_time(s, Precision::Fraction, false)
+        .ok()
+        .map(|v| v.range().low)
+}
+
 /// Parses a FHIR date/dateTime/instant. `max` is the finest precision allowed (`Day` for
 /// `date`); `minutes_ok` allows `hh:mm` without seconds and a missing zone (search values).
 pub fn parse_date_time(s: &str, max: Precision, minutes_ok: bool) -> Result<DateTimeValue, String> {

@@ -51,17 +51,11 @@ pub(crate) fn appointment_changed(
         return Ok(());
     };
     let now = tx.now();
-    let instant = |key: &str| {
-        appointment
-            .get(key)
-            .and_then(Value::as_str)
-            .and_then(|t| {
-                fhir::primitive::parse_date_time(t, fhir::primitive::Precision::Fraction, false)
-                    .ok()
-            })
-            .map(|d| d.range().low)
-    };
-    let Some(start_ms) = instant("start") else {
+    let Some(start_ms) = appointment
+        .get("start")
+        .and_then(Value::as_str)
+        .and_then(fhir::primitive::instant_ms)
+    else {
         return Ok(());
     };
     let messages = messages_for(from, to, start_ms, &ctx.booking.reminders, now);
@@ -98,12 +92,7 @@ pub(crate) fn appointment_changed(
             .and_then(|l| l.get("name").and_then(Value::as_str).map(str::to_string)),
         None => None,
     };
-    let video =
-        crate::rest::findcare::extensions(appointment, crate::rest::findcare::ext::MODALITY)
-            .next()
-            .and_then(|e| e.get("valueCode"))
-            .and_then(Value::as_str)
-            == Some("video");
+    let video = crate::rest::booking::is_video(appointment);
     let visit = Visit {
         service: &service_name,
         site: if video { None } else { site_name.as_deref() },
@@ -236,20 +225,14 @@ fn recipients(
     {
         out.push((format!("Patient/{patient_id}"), email_of(&body(&p))));
     }
-    let pairs = vec![
-        ("patient".to_string(), format!("Patient/{patient_id}")),
-        ("_count".to_string(), "50".to_string()),
-    ];
-    let req = fhir::search::parse_search(
+    let req = crate::rest::findcare::search_request(
         fhir::search::registry(),
         "RelatedPerson",
-        &pairs,
-        &fhir::search::ParseOptions {
-            lenient: false,
-            base_url: "",
-        },
-    )
-    .map_err(|issues| ApiError::with_issues(500, issues))?;
+        &[
+            ("patient", format!("Patient/{patient_id}")),
+            ("_count", "50".into()),
+        ],
+    )?;
     for rp in tx.raw().search(&req)?.matches {
         let caller = as_caller(Role::Proxy, "RelatedPerson", &rp.id);
         if store::access::would_see(tx.raw(), &caller, facts)? {
@@ -446,10 +429,7 @@ fn reminder_still_true(tx: &mut CallerTx, m: &store::Message) -> Result<bool, Ap
     let starts = a
         .get("start")
         .and_then(Value::as_str)
-        .and_then(|t| {
-            fhir::primitive::parse_date_time(t, fhir::primitive::Precision::Fraction, false).ok()
-        })
-        .map(|d| d.range().low);
+        .and_then(fhir::primitive::instant_ms);
     Ok(
         crate::rest::booking::status_of(&a) == Some(AppointmentStatus::Booked)
             && starts == Some(start),

@@ -143,14 +143,26 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
         .read(move |tx| {
             let mut bound = store::CallerTx::bind(tx, &read_caller)?;
             let now = bound.now();
-            let services: HashMap<String, Value> =
-                all_of(&mut bound, registry, "HealthcareService")?
-                    .iter()
-                    .map(|s| (s.id.clone(), body(s)))
-                    .collect();
+            let services: HashMap<String, Value> = all_of(
+                &mut bound,
+                registry,
+                "HealthcareService",
+                crate::rest::findcare::Reader::Caller,
+            )?
+            .iter()
+            .map(|s| (s.id.clone(), body(s)))
+            .collect();
             let mut schedules = 0;
             let mut planned: Vec<(String, String, i64, i64)> = Vec::new();
-            for schedule in all_of(&mut bound, registry, "Schedule")?.iter().map(body) {
+            for schedule in all_of(
+                &mut bound,
+                registry,
+                "Schedule",
+                crate::rest::findcare::Reader::Caller,
+            )?
+            .iter()
+            .map(body)
+            {
                 let schedule = &schedule;
                 if schedule.get("active").and_then(Value::as_bool) == Some(false) {
                     continue;

@@ -1011,12 +1011,7 @@ impl FreeSlot {
     /// The row of a Slot, if it is free or held with an expiry and names a local Schedule and
     /// valid times.
     pub(crate) fn of(id: &str, slot: &Value) -> Option<FreeSlot> {
-        let instant = |v: Option<&Value>| {
-            let text = v?.as_str()?;
-            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
-                .ok()
-                .map(|v| v.range().low)
-        };
+        let instant = |v: Option<&Value>| v?.as_str().and_then(fhir::primitive::instant_ms);
         let hold_until = match slot.get("status").and_then(Value::as_str) {
             Some("free") => None,
             Some("busy-tentative") => Some(instant(

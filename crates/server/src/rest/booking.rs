@@ -51,6 +51,15 @@ impl Default for BookingConfig {
     }
 }
 
+/// Whether an Appointment JSON is a video visit (its modality extension).
+pub(crate) fn is_video(appointment: &Value) -> bool {
+    extensions(appointment, crate::rest::findcare::ext::MODALITY)
+        .next()
+        .and_then(|e| e.get("valueCode"))
+        .and_then(Value::as_str)
+        == Some("video")
+}
+
 /// The status of an Appointment JSON.
 pub(crate) fn status_of(appointment: &Value) -> Option<AppointmentStatus> {
     appointment
@@ -110,13 +119,7 @@ fn slot_state(slot: &Value) -> Result<SlotState, ApiError> {
         .and_then(Value::as_str)
         .and_then(SlotStatus::parse)
         .ok_or_else(|| ApiError::new(500, IssueType::Exception, "the slot has no valid status"))?;
-    let instant = |v: Option<&Value>| -> Option<i64> {
-        let text = v?.as_str()?;
-        let dt =
-            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
-                .ok()?;
-        Some(dt.range().low)
-    };
+    let instant = |v: Option<&Value>| v?.as_str().and_then(fhir::primitive::instant_ms);
     Ok(SlotState {
         status,
         hold_expires_ms: extensions(slot, HOLD_EXPIRES)
@@ -848,20 +851,14 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
 pub(crate) fn release_lapsed(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiError> {
     let registry = fhir::search::registry();
     let now = tx.now();
-    let pairs = vec![
-        ("status".to_string(), "busy-tentative".to_string()),
-        ("_count".to_string(), "1000".to_string()),
-    ];
-    let req = fhir::search::parse_search(
+    let req = crate::rest::findcare::search_request(
         registry,
         "Slot",
-        &pairs,
-        &fhir::search::ParseOptions {
-            lenient: false,
-            base_url: "",
-        },
-    )
-    .map_err(|issues| ApiError::with_issues(400, issues))?;
+        &[
+            ("status", "busy-tentative".into()),
+            ("_count", "1000".into()),
+        ],
+    )?;
     let held = tx.search(&req)?.matches;
     let mut released = 0;
     for stored in held {

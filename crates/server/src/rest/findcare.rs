@@ -352,10 +352,10 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
     let by_id = |rows: Vec<Stored>| -> HashMap<String, Value> {
         rows.iter().map(|s| (s.id.clone(), body(s))).collect()
     };
-    let organizations = by_id(all_of(tx, ctx.registry, "Organization")?);
-    let locations = by_id(all_of(tx, ctx.registry, "Location")?);
+    let organizations = by_id(all_of(tx, ctx.registry, "Organization", Reader::Caller)?);
+    let locations = by_id(all_of(tx, ctx.registry, "Location", Reader::Caller)?);
     let mut licensed: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for r in all_of(tx, ctx.registry, "PractitionerRole")?
+    for r in all_of(tx, ctx.registry, "PractitionerRole", Reader::Caller)?
         .iter()
         .map(body)
     {
@@ -389,7 +389,7 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
     }
     let mut schedule_of: HashMap<(String, Option<String>, Modality), Vec<String>> = HashMap::new();
     let mut schedules: HashMap<String, Value> = HashMap::new();
-    for s in &all_of(tx, ctx.registry, "Schedule")? {
+    for s in &all_of(tx, ctx.registry, "Schedule", Reader::Caller)? {
         let b = body(s);
         if b.get("active").and_then(Value::as_bool) == Some(false) {
             continue;
@@ -432,29 +432,55 @@ fn build_directory(tx: &mut CallerTx, ctx: &Ctx, version: i64) -> Result<Directo
     })
 }
 
-/// Every resource of a type the caller can see, page by page.
+/// A search the server makes for itself (its parameters are the server's own: a problem with
+/// them is the server's, 500).
+pub(crate) fn search_request(
+    registry: &'static fhir::search::Registry,
+    rt: &str,
+    pairs: &[(&str, String)],
+) -> Result<fhir::search::SearchRequest, ApiError> {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    parse_search(
+        registry,
+        rt,
+        &pairs,
+        &ParseOptions {
+            lenient: false,
+            base_url: "",
+        },
+    )
+    .map_err(|issues| ApiError::with_issues(500, issues))
+}
+
+/// Whose rights a read is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// The caller's (hidden resources are left out).
+    Caller,
+    /// The system's (for what the alliance computes over everything, such as a model).
+    System,
+}
+
+/// Every resource of a type, page by page, read as `reader`.
 pub(crate) fn all_of(
     tx: &mut CallerTx,
     registry: &'static fhir::search::Registry,
     rt: &str,
+    reader: Reader,
 ) -> Result<Vec<Stored>, ApiError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let pairs = vec![("_count".to_string(), "1000".to_string())];
-        let mut req = parse_search(
-            registry,
-            rt,
-            &pairs,
-            &ParseOptions {
-                lenient: false,
-                base_url: "",
-            },
-        )
-        .map_err(|issues| ApiError::with_issues(400, issues))?;
+        let mut req = search_request(registry, rt, &[("_count", "1000".into())])?;
         req.cursor = cursor.take();
         req.total = fhir::search::TotalMode::None;
-        let page = tx.search(&req)?;
+        let page = match reader {
+            Reader::Caller => tx.search(&req)?,
+            Reader::System => tx.raw().search(&req)?,
+        };
         out.extend(page.matches);
         match page.next_cursor {
             Some(c) => cursor = Some(c),

@@ -66,30 +66,16 @@ pub fn prior_model() -> Model {
 /// Every Patient, read with the system's rights (the model is about the population, not any
 /// one record, and must not depend on who asks).
 fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut req = fhir::search::parse_search(
-            ctx.registry,
-            "Patient",
-            &[("_count".to_string(), "1000".to_string())],
-            &fhir::search::ParseOptions {
-                lenient: false,
-                base_url: "",
-            },
-        )
-        .map_err(|issues| ApiError::with_issues(500, issues))?;
-        req.cursor = cursor.take();
-        req.total = fhir::search::TotalMode::None;
-        let page = tx.raw().search(&req)?;
-        for s in &page.matches {
-            out.push(prepare(&crate::identity::patient_record(&s.id, &body(s))));
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
+    let all = crate::rest::findcare::all_of(
+        tx,
+        ctx.registry,
+        "Patient",
+        crate::rest::findcare::Reader::System,
+    )?;
+    Ok(all
+        .iter()
+        .map(|s| prepare(&crate::identity::patient_record(&s.id, &body(s))))
+        .collect())
 }
 
 /// The model for this request: the cached one while fresh, else estimated from the Patients

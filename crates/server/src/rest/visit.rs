@@ -33,12 +33,7 @@ pub(crate) fn attach_join_link(
         .filter(|e| e.get("url").and_then(Value::as_str) != Some(VIRTUAL_SERVICE))
         .cloned()
         .collect();
-    let video =
-        crate::rest::findcare::extensions(appointment, crate::rest::findcare::ext::MODALITY)
-            .next()
-            .and_then(|e| e.get("valueCode"))
-            .and_then(Value::as_str)
-            == Some("video");
+    let video = super::booking::is_video(appointment);
     let live = matches!(
         super::booking::status_of(appointment),
         Some(AppointmentStatus::Booked | AppointmentStatus::CheckedIn | AppointmentStatus::Arrived)
@@ -137,15 +132,7 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
                 appointment
                     .get(key)
                     .and_then(Value::as_str)
-                    .and_then(|t| {
-                        fhir::primitive::parse_date_time(
-                            t,
-                            fhir::primitive::Precision::Fraction,
-                            false,
-                        )
-                        .ok()
-                    })
-                    .map(|d| d.range().low)
+                    .and_then(fhir::primitive::instant_ms)
             };
             let (Some(start), Some(end)) = (instant("start"), instant("end")) else {
                 return Ok((Join::Refused(409, "this visit has no time".into()), trail));

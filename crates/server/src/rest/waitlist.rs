@@ -31,9 +31,7 @@ pub const WAITLIST_OFFER: &str =
 const ENTRIES_PER_SERVICE: usize = 500;
 
 fn instant_ms(text: Option<&str>) -> Option<i64> {
-    let dt = fhir::primitive::parse_date_time(text?, fhir::primitive::Precision::Fraction, false)
-        .ok()?;
-    Some(dt.range().low)
+    text.and_then(fhir::primitive::instant_ms)
 }
 
 /// The references of an appointment's participants that are of type `rt` (ids).
@@ -139,21 +137,15 @@ pub(crate) fn offer(
     // the waitlist of these services, read with the system's rights
     let mut waiting: Vec<store::Stored> = Vec::new();
     for service in &services {
-        let pairs = vec![
-            ("status".to_string(), "waitlist".to_string()),
-            ("actor".to_string(), format!("HealthcareService/{service}")),
-            ("_count".to_string(), ENTRIES_PER_SERVICE.to_string()),
-        ];
-        let req = fhir::search::parse_search(
+        let req = crate::rest::findcare::search_request(
             ctx.registry,
             "Appointment",
-            &pairs,
-            &fhir::search::ParseOptions {
-                lenient: false,
-                base_url: "",
-            },
-        )
-        .map_err(|issues| ApiError::with_issues(500, issues))?;
+            &[
+                ("status", "waitlist".into()),
+                ("actor", format!("HealthcareService/{service}")),
+                ("_count", ENTRIES_PER_SERVICE.to_string()),
+            ],
+        )?;
         for m in tx.raw().search(&req)?.matches {
             if !waiting.iter().any(|w| w.id == m.id) {
                 waiting.push(m);

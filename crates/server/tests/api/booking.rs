@@ -51,7 +51,8 @@ async fn patient(app: &TestApp) -> String {
         .to_string()
 }
 
-fn params(slot: &str, patient: Option<&str>, appointment: Option<&str>) -> Value {
+/// `$hold`/`$book` Parameters.
+pub(crate) fn params(slot: &str, patient: Option<&str>, appointment: Option<&str>) -> Value {
     let mut p =
         vec![json!({"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}})];
     if let Some(pid) = patient {

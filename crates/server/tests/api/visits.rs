@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
+use crate::booking::params as book_params;
 use crate::both_engines;
 use crate::helpers::{Engine, TestApp};
 
@@ -80,20 +81,6 @@ async fn family(app: &TestApp, birth: &str) -> (String, String) {
         .unwrap()
         .to_string();
     (child, parent)
-}
-
-fn book_params(slot: &str, patient: Option<&str>, appointment: Option<&str>) -> Value {
-    let mut p =
-        vec![json!({"name": "slot", "valueReference": {"reference": format!("Slot/{slot}")}})];
-    if let Some(pid) = patient {
-        p.push(
-            json!({"name": "patient", "valueReference": {"reference": format!("Patient/{pid}")}}),
-        );
-    }
-    if let Some(a) = appointment {
-        p.push(json!({"name": "appointment", "valueReference": {"reference": format!("Appointment/{a}")}}));
-    }
-    json!({"resourceType": "Parameters", "parameter": p})
 }
 
 async fn book(app: &TestApp, slot: &str, patient: &str) -> Value {
