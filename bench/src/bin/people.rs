@@ -46,10 +46,10 @@ fn words(rng: &mut Rng, n: usize) -> Vec<String> {
         let syllables = 2 + rng.below(2) as usize;
         let mut w = String::new();
         for _ in 0..syllables {
-            w.push_str(*rng.pick(ONSETS));
-            w.push_str(*rng.pick(VOWELS));
+            w.push_str(rng.pick::<&str>(ONSETS));
+            w.push_str(rng.pick::<&str>(VOWELS));
         }
-        w.push_str(*rng.pick(CODAS));
+        w.push_str(rng.pick::<&str>(CODAS));
         if seen.insert(w.clone()) {
             out.push(w);
         }

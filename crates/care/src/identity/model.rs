@@ -255,20 +255,14 @@ mod tests {
     fn em_converges_to_the_true_m_and_lambda() {
         let true_m: [Vec<f64>; FIELDS] = std::array::from_fn(|f| {
             let n = Field::ALL[f].levels();
-            let mut m = vec![0.0; n];
+            let mut m = vec![0.15 / (n - 1) as f64; n];
             m[n - 1] = 0.85;
-            for l in 0..n - 1 {
-                m[l] = 0.15 / (n - 1) as f64;
-            }
             m
         });
         let true_u: [Vec<f64>; FIELDS] = std::array::from_fn(|f| {
             let n = Field::ALL[f].levels();
-            let mut u = vec![0.0; n];
+            let mut u = vec![0.1 / (n - 1) as f64; n];
             u[0] = 0.9;
-            for l in 1..n {
-                u[l] = 0.1 / (n - 1) as f64;
-            }
             u
         });
         let lambda = 0.2;
@@ -289,13 +283,13 @@ mod tests {
         let u = estimate_u(&random);
         let model = estimate_m(&candidates, &u, 200, 1.0);
         assert!((model.lambda - lambda).abs() < 0.01, "λ {}", model.lambda);
-        for f in 0..FIELDS {
-            for (l, m) in model.m[f].iter().enumerate() {
+        for (f, (got, truth)) in model.m.iter().zip(&true_m).enumerate() {
+            for (l, m) in got.iter().enumerate() {
                 assert!(
-                    (m - true_m[f][l]).abs() < 0.02,
+                    (m - truth[l]).abs() < 0.02,
                     "m[{}][{l}] = {m}, true {}",
                     Field::ALL[f].name(),
-                    true_m[f][l]
+                    truth[l]
                 );
             }
         }
