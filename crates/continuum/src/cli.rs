@@ -265,10 +265,12 @@ async fn load_demo(config: &Config, store: &Store) -> Result<()> {
             // plan the first searches over empty-table estimates until autovacuum catches up)
             store.analyze().await?;
             eprintln!(
-                "demo alliance loaded: {} resources, {} slots for {} schedules ({:.1} s) — illustrative data, not real people",
+                "demo alliance loaded: {} resources, {} slots for {} schedules, {} duplicate patients linked and {} pairs for identity review ({:.1} s) — illustrative data, not real people",
                 loaded.resources,
                 loaded.slots.created,
                 loaded.slots.schedules,
+                loaded.identity.linked,
+                loaded.identity.for_review,
                 start.elapsed().as_secs_f64()
             )
         }

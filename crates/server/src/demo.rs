@@ -403,6 +403,36 @@ const PROGRAMS: &[Program] = &[
     },
 ];
 
+/// Street names for the demo's home addresses.
+const STREETS: &[&str] = &[
+    "Maple Avenue",
+    "Oak Street",
+    "Elm Street",
+    "Church Street",
+    "Main Street",
+    "High Street",
+    "Park Road",
+    "Hillside Avenue",
+    "Prospect Street",
+    "Washington Street",
+    "Grove Street",
+    "Cedar Lane",
+    "Pleasant Street",
+    "Spring Street",
+    "Ridge Road",
+    "Orchard Lane",
+    "Highland Avenue",
+    "Walnut Street",
+    "Chestnut Street",
+    "River Road",
+    "Lake Drive",
+    "Meadow Lane",
+    "Forest Avenue",
+    "Summer Street",
+    "Winter Street",
+    "Union Street",
+];
+
 const FAMILY: &[&str] = &[
     "Smith", "Johnson", "Garcia", "Rivera", "Nguyen", "Patel", "Kim", "Rossi", "Lopez", "Clark",
     "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Hill", "Flores", "Green",
@@ -721,14 +751,20 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         let city = care::geo::zip_city(zip).unwrap_or_default();
         let id = format!("demo-pat-{i}");
         let org = if age_days < 18 * 365 { "cc" } else { "hhc" };
-        let family = FAMILY[rng.random_range(0..FAMILY.len())];
+        let drawn = FAMILY[rng.random_range(0..FAMILY.len())];
+        // a third of the families carry a double name (more names, as in a real population)
+        let family = if i % 3 == 0 {
+            format!("{drawn}-{}", FAMILY[(i * 37 + 11) % FAMILY.len()])
+        } else {
+            drawn.to_string()
+        };
         let first = given[rng.random_range(0..given.len())];
         out.push(json!({"resourceType": "Patient", "id": id, "meta": tag(),
             "identifier": [{"system": format!("urn:mrn:{org}"), "value": format!("D{i:05}")}],
             "name": [{"family": family, "given": [first]}],
             "gender": if female { "female" } else { "male" },
             "birthDate": format!("{y:04}-{m:02}-{d:02}"),
-            "address": [{"use": "home", "line": [format!("{} Demo Street", rng.random_range(1..200))], "city": city, "state": "CT", "postalCode": zip, "country": "US"}],
+            "address": [{"use": "home", "line": [format!("{} {}", rng.random_range(1..200), STREETS[(i * 7 + 3) % STREETS.len()])], "city": city, "state": "CT", "postalCode": zip, "country": "US"}],
             "managingOrganization": {"reference": format!("Organization/{org}")}}));
         let birth_date = format!("{y:04}-{m:02}-{d:02}");
         let is_child = care::access::BirthDate::parse(&birth_date)
@@ -757,6 +793,75 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
                 "onsetAge": {"value": rng.random_range(0..6), "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}));
         }
     }
+    // the same child registered at the other organisation too (another MRN, a nickname or a
+    // typo, the street written shorter), and twins (same family, birth date and home, another
+    // given name): the linkage links the first and sends the second to review
+    let patients: Vec<Value> = out
+        .iter()
+        .filter(|r| r["resourceType"] == "Patient")
+        .cloned()
+        .collect();
+    for k in 0..24usize {
+        let original = &patients[(k * 83 + 5) % patients.len()];
+        let mut copy = original.clone();
+        let id = format!("demo-dup-{k}");
+        copy["id"] = json!(id);
+        let other_org = if original["managingOrganization"]["reference"] == "Organization/cc" {
+            "hhc"
+        } else {
+            "cc"
+        };
+        copy["identifier"] =
+            json!([{"system": format!("urn:mrn:{other_org}"), "value": format!("X{k:04}")}]);
+        copy["managingOrganization"] = json!({"reference": format!("Organization/{other_org}")});
+        let given = original["name"][0]["given"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let family = original["name"][0]["family"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        match k % 3 {
+            // a typo in the family name
+            0 if family.len() > 3 => {
+                let mut c: Vec<char> = family.chars().collect();
+                c.swap(1, 2);
+                copy["name"][0]["family"] = json!(c.into_iter().collect::<String>());
+            }
+            // the given name in capitals, the family name without accents
+            1 => {
+                copy["name"][0]["given"] = json!([given.to_uppercase()]);
+            }
+            // the street written shorter
+            _ => {
+                if let Some(line) = copy["address"][0]["line"][0].as_str() {
+                    copy["address"][0]["line"][0] = json!(
+                        line.replace("Street", "St")
+                            .replace("Avenue", "Ave")
+                            .replace("Road", "Rd")
+                            .replace("Lane", "Ln")
+                            .replace("Drive", "Dr")
+                    );
+                }
+            }
+        }
+        out.push(copy);
+    }
+    for k in 0..6usize {
+        let original = &patients[(k * 131 + 11) % patients.len()];
+        let mut twin = original.clone();
+        twin["id"] = json!(format!("demo-twin-{k}"));
+        twin["identifier"] = json!([{"system": original["identifier"][0]["system"].clone(), "value": format!("T{k:04}")}]);
+        let given = original["name"][0]["given"][0].as_str().unwrap_or("");
+        let other = if given.starts_with('Z') {
+            "Yara"
+        } else {
+            "Zoe"
+        };
+        twin["name"][0]["given"] = json!([other]);
+        out.push(twin);
+    }
     Ok(out)
 }
 
@@ -764,6 +869,8 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
 pub struct Loaded {
     pub resources: usize,
     pub slots: crate::slots::SlotReport,
+    /// The identity linkage run over the demo's Patients.
+    pub identity: crate::identity::linkage::LinkReport,
 }
 
 /// Loads the demo alliance (if Organization/cc is not there yet) and its slots for `weeks`
@@ -818,7 +925,24 @@ pub async fn load(api: &FhirApi, weeks: u32) -> Result<Option<Loaded>> {
                 .join("; ")
         )
     })?;
-    Ok((!present).then_some(Loaded { resources, slots }))
+    if present {
+        return Ok(None);
+    }
+    let identity = crate::identity::link_all_patients(api).await.map_err(|e| {
+        anyhow::anyhow!(
+            "linking the demo's patients failed: {}",
+            e.issues
+                .iter()
+                .map(|i| i.diagnostics.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    Ok(Some(Loaded {
+        resources,
+        slots,
+        identity,
+    }))
 }
 
 #[cfg(test)]
@@ -840,6 +964,7 @@ mod tests {
         let children = a
             .iter()
             .filter(|r| r["resourceType"] == "Patient")
+            .filter(|r| r["id"].as_str().unwrap().starts_with("demo-pat-"))
             .filter(|r| {
                 let birth =
                     care::access::BirthDate::parse(r["birthDate"].as_str().unwrap()).unwrap();

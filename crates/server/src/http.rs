@@ -67,6 +67,8 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .route("/.well-known/jwks.json", get(auth_routes::jwks))
         .route("/visit/{token}", get(join_visit))
+        .route("/api/identity/reviews", any(fhir_handler))
+        .route("/api/identity/reviews/{*rest}", any(fhir_handler))
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
@@ -272,7 +274,12 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
         }
     };
     let path = parts.uri.path();
-    let rest = path.strip_prefix("/fhir").unwrap_or(path);
+    // the identity review queue is served by the same router, as a system-level operation
+    let identity = path.strip_prefix("/api/identity/reviews");
+    let rest = match identity {
+        Some(tail) => format!("/$identity-reviews{tail}"),
+        None => path.strip_prefix("/fhir").unwrap_or(path).to_string(),
+    };
     let segments: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())

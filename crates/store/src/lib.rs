@@ -7,6 +7,7 @@ pub mod audit;
 pub mod db;
 pub mod error;
 pub mod identity;
+mod identity_links;
 pub mod migrations;
 mod outbox;
 mod pool;
@@ -18,6 +19,7 @@ mod tx;
 pub use access::{AuditTrail, Caller, CallerTx, Refusal};
 pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
+pub use identity_links::IdentityPair;
 pub use outbox::{Message, NewMessage};
 pub use pool::{DatabaseUrl, Store, StoreOptions};
 pub use tx::{

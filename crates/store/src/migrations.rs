@@ -318,6 +318,30 @@ CREATE INDEX outbox_due ON outbox (state, due_ms);
 "#,
         data: Some(backfill_slot_free),
     },
+    Migration {
+        version: 9,
+        name: "identity links and the review queue",
+        // every pair the linkage engine has graded at least possible: auto-linked (certain),
+        // waiting for a person (probable, possible), or decided — the register of links, so
+        // that each can be undone
+        sql: r#"
+CREATE TABLE identity_review (
+    id {text_c} PRIMARY KEY,
+    left_id {text_c} NOT NULL,
+    right_id {text_c} NOT NULL,
+    score {real} NOT NULL,
+    grade {text_c} NOT NULL,
+    state {text_c} NOT NULL,
+    created_ms BIGINT NOT NULL,
+    decided_ms BIGINT,
+    decided_by {text_c}
+);
+CREATE UNIQUE INDEX identity_review_pair ON identity_review (left_id, right_id);
+CREATE INDEX identity_review_state ON identity_review (state, created_ms);
+CREATE INDEX identity_review_right ON identity_review (right_id);
+"#,
+        data: None,
+    },
 ];
 
 /// Fills `slot_free` from the Slots already stored (free ones, and held ones with their expiry).

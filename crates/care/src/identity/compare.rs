@@ -160,7 +160,8 @@ fn name_level(a: &str, b: &str, a_code: &(String, String), b_code: &(String, Str
         return 3;
     }
     let jw = jaro_winkler(a, b);
-    if jw >= 0.92 || edits(a, b) <= 1 {
+    // one edit says little about a name of two or three letters
+    if jw >= 0.92 || (a.len().min(b.len()) >= 4 && edits(a, b) <= 1) {
         return 2;
     }
     let phonetic = !a_code.0.is_empty()
@@ -374,6 +375,11 @@ mod tests {
         // sounds alike
         assert_eq!(v(("stephen", "x"), ("steven", "x")).0, Some(1));
         assert_eq!(v(("jon", "x"), ("john", "x")).0, Some(2), "one edit");
+        assert_eq!(
+            v(("x", "h0"), ("x", "h1")).1,
+            Some(0),
+            "one edit of two letters is not close"
+        );
         assert_eq!(v(("catherine", "x"), ("kathryn", "x")).0, Some(1));
         // different
         assert_eq!(v(("john", "x"), ("mary", "x")).0, Some(0));

@@ -417,14 +417,19 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
     }
 }
 
-/// Twins: a pair whose given names disagree while the birth date agrees exactly is never
-/// graded above probable, however well the rest agrees — siblings born together share a
-/// family name, a birth date and an address, and only a person should tell them apart.
+/// What a machine may decide alone: a pair whose given names or family names disagree, or
+/// whose birth dates are missing or agree in no more than the year, is never graded above
+/// probable, however well the rest agrees — twins share a family name, a birth date and an
+/// address; a changed family name (marriage, adoption) looks like another person; namesakes
+/// born the same year are common. All go to a person.
 pub fn grade_of(thresholds: &Thresholds, v: &Vector, probability: f64) -> Grade {
     let grade = thresholds.grade(probability);
-    let given = v[0];
-    let birth = v[2];
-    if grade == Grade::Certain && birth == Some(3) && given.is_some_and(|g| g <= 1) {
+    let (given, family, birth) = (v[0], v[1], v[2]);
+    if grade == Grade::Certain
+        && (given.is_some_and(|g| g <= 1)
+            || family.is_some_and(|f| f <= 1)
+            || birth.is_none_or(|b| b <= 1))
+    {
         Grade::Probable
     } else {
         grade
@@ -577,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn twins_are_never_certain() {
+    fn twins_and_renamed_people_are_never_certain() {
         let t = Thresholds::default();
         let twins: Vector = [
             Some(0),
@@ -604,6 +609,42 @@ mod tests {
         ];
         assert_eq!(grade_of(&t, &typo, 0.9999), Grade::Certain);
         assert_eq!(grade_of(&t, &twins, 0.5), Grade::Possible);
+        let renamed: Vector = [
+            Some(3),
+            Some(0),
+            Some(3),
+            Some(1),
+            Some(2),
+            None,
+            Some(3),
+            None,
+            Some(1),
+        ];
+        assert_eq!(grade_of(&t, &renamed, 0.9999), Grade::Probable);
+        let namesakes: Vector = [
+            Some(3),
+            Some(3),
+            Some(1),
+            Some(0),
+            Some(2),
+            None,
+            Some(0),
+            None,
+            Some(1),
+        ];
+        assert_eq!(grade_of(&t, &namesakes, 0.9999), Grade::Probable);
+        let no_birth: Vector = [
+            Some(3),
+            Some(3),
+            None,
+            Some(1),
+            Some(2),
+            None,
+            Some(3),
+            None,
+            Some(1),
+        ];
+        assert_eq!(grade_of(&t, &no_birth, 0.9999), Grade::Probable);
     }
 
     #[test]

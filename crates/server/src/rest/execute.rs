@@ -216,6 +216,10 @@ pub(crate) fn execute(
         }
         Interaction::FindCare { params } => super::findcare::find_care(tx, ctx, params),
         Interaction::Match { params } => super::matching::patient_match(tx, ctx, params),
+        Interaction::IdentityReviews { state } => super::matching::reviews(tx, ctx, &state),
+        Interaction::IdentityDecision { review, accept } => {
+            super::matching::decide(tx, ctx, &review, accept)
+        }
         Interaction::Book { hold, params } => super::booking::hold_or_book(tx, ctx, hold, params),
         Interaction::FindAppointments { params } => super::booking::find(tx, ctx, params),
     }
@@ -428,6 +432,7 @@ fn written_rules(
             Ok(())
         }
         "Subscription" => super::subscriptions::check(tx, ctx, resource),
+        "Patient" => crate::identity::linkage::on_write(tx, ctx, id, &*resource),
         _ => Ok(()),
     }
 }

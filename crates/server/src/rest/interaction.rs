@@ -86,6 +86,15 @@ pub enum Interaction {
     Match {
         params: Value,
     },
+    /// `GET /api/identity/reviews[?state=…]`: the identity register (review queue).
+    IdentityReviews {
+        state: String,
+    },
+    /// `POST /api/identity/reviews/{id}/accept|reject`: a reviewer's decision.
+    IdentityDecision {
+        review: String,
+        accept: bool,
+    },
     /// A `batch` or `transaction` Bundle posted to the base.
     Bundle {
         transaction: bool,
@@ -120,6 +129,8 @@ impl Interaction {
             Interaction::BreakGlass { .. } => "break-the-glass",
             Interaction::FindCare { .. } => "find-care",
             Interaction::Match { .. } => "match",
+            Interaction::IdentityReviews { .. } => "identity-reviews",
+            Interaction::IdentityDecision { .. } => "update",
             Interaction::Book { hold: true, .. } => "hold",
             Interaction::Book { hold: false, .. } => "book",
             Interaction::FindAppointments { .. } => "find-appointments",
@@ -164,6 +175,7 @@ impl Interaction {
                 | Interaction::Bundle { .. }
                 | Interaction::BreakGlass { .. }
                 | Interaction::Book { .. }
+                | Interaction::IdentityDecision { .. }
         )
     }
 }
@@ -207,7 +219,8 @@ fn operation_parameters(body: Option<Value>, usage: &str) -> Result<Value, ApiEr
 pub fn parse(req: &FhirRequest, registry: &Registry) -> Result<Interaction, ApiError> {
     let segs: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let needs_body = matches!(req.method, Method::Post | Method::Put)
-        && !(req.method == Method::Post && segs.last() == Some(&"_search"));
+        && !(req.method == Method::Post && segs.last() == Some(&"_search"))
+        && segs.first() != Some(&"$identity-reviews");
     let mut query = req.query.clone();
     let body = if needs_body {
         match &req.content_type {
@@ -329,6 +342,29 @@ pub fn route(
     let is_get = matches!(method, Method::Get | Method::Head);
     match (method, segs) {
         (Method::Get | Method::Head, ["metadata"]) => Ok(Interaction::Capabilities),
+        (Method::Get, ["$identity-reviews"]) => {
+            let state = query
+                .iter()
+                .find(|(k, _)| k == "state")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "pending".into());
+            if !matches!(
+                state.as_str(),
+                "pending" | "linked" | "rejected" | "unlinked"
+            ) {
+                return Err(ApiError::bad_request(
+                    IssueType::Value,
+                    format!("state '{state}' is not pending, linked, rejected or unlinked"),
+                ));
+            }
+            Ok(Interaction::IdentityReviews { state })
+        }
+        (Method::Post, ["$identity-reviews", id, decision @ ("accept" | "reject")]) => {
+            Ok(Interaction::IdentityDecision {
+                review: check_id(id)?,
+                accept: *decision == "accept",
+            })
+        }
         (Method::Post, []) => {
             let bundle = body.unwrap_or(Value::Null);
             match bundle.get("resourceType").and_then(Value::as_str) {

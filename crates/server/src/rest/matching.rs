@@ -78,6 +78,23 @@ fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError>
         .collect())
 }
 
+/// The cached model, or the prior — never estimated here (for the write path, which must not
+/// read every Patient).
+pub(crate) fn current_model(ctx: &Ctx) -> Arc<Model> {
+    ctx.match_model
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_else(|| Arc::new(prior_model()))
+}
+
+/// Keeps a model just estimated (by a whole-population linkage run).
+pub(crate) fn remember_model(ctx: &Ctx, now: i64, model: Model) {
+    *ctx.match_model.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(model)));
+}
+
 /// The model for this request: the cached one while fresh, else estimated from the Patients
 /// (or the prior while there are too few).
 fn model(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Model>, ApiError> {
@@ -251,4 +268,112 @@ fn too_little(what: &str) -> ApiError {
         format!("$match needs at least a name and a birth date in 'resource'; {what} is missing"),
     )
     .at("resource")
+}
+
+/// Who may work the identity review queue: coordinators and alliance administrators (and
+/// backend services). They see both records of a pair — names, birth dates, addresses — as the
+/// decision needs, and every look is on the record.
+fn may_review(tx: &CallerTx) -> Result<(), ApiError> {
+    let s = &tx.caller().subject;
+    if tx.view().everything || s.has(care::access::Role::Coordinator) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            IssueType::Forbidden,
+            "the identity review queue is for coordinators and alliance administrators",
+        ))
+    }
+}
+
+/// One side of a pair, as a reviewer sees it.
+fn summary(tx: &mut CallerTx, id: &str) -> Result<Value, ApiError> {
+    let Some(p) = tx.raw().current("Patient", id, false)? else {
+        return Ok(json!({"reference": format!("Patient/{id}"), "missing": true}));
+    };
+    tx.trail.add("Patient", id, &[id.to_string()]);
+    let r = crate::identity::patient_record(id, &body(&p));
+    let address = [
+        &r.street_number,
+        &r.address_1,
+        &r.locality,
+        &r.state,
+        &r.postcode,
+    ]
+    .iter()
+    .filter(|s| !s.is_empty())
+    .map(|s| s.as_str())
+    .collect::<Vec<_>>()
+    .join(" ");
+    Ok(json!({
+        "reference": format!("Patient/{id}"),
+        "name": format!("{} {}", r.given, r.family).trim().to_string(),
+        "birthDate": r.birth_date,
+        "gender": r.sex,
+        "address": address,
+        "identifier": body(&p).get("identifier").cloned().unwrap_or(Value::Null),
+        "deleted": p.deleted,
+    }))
+}
+
+fn entry(tx: &mut CallerTx, pair: &store::IdentityPair) -> Result<Value, ApiError> {
+    Ok(json!({
+        "id": pair.id,
+        "state": pair.state,
+        "grade": pair.grade,
+        "score": (pair.score * 10_000.0).round() / 10_000.0,
+        "created": fhir::primitive::format_instant(pair.created_ms),
+        "decided": pair.decided_ms.map(fhir::primitive::format_instant),
+        "decidedBy": pair.decided_by,
+        "left": summary(tx, &pair.left_id)?,
+        "right": summary(tx, &pair.right_id)?,
+    }))
+}
+
+/// `GET /api/identity/reviews?state=pending|linked|rejected|unlinked` (oldest first, 200).
+pub(crate) fn reviews(tx: &mut CallerTx, _ctx: &Ctx, state: &str) -> Result<Outcome, ApiError> {
+    may_review(tx)?;
+    let pairs = tx.raw().identity_pairs(state, 200)?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for p in &pairs {
+        out.push(entry(tx, p)?);
+    }
+    Ok(Outcome::Json(
+        200,
+        json!({"state": state, "count": out.len(), "reviews": out}),
+    ))
+}
+
+/// `POST /api/identity/reviews/{id}/accept|reject`: accept links the pair (one Person resource
+/// links the records of one person); reject
+/// undoes a link (automatic or accepted) or closes a pending pair for good. Audited with both
+/// records; reversible by the opposite decision.
+pub(crate) fn decide(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    review: &str,
+    accept: bool,
+) -> Result<Outcome, ApiError> {
+    may_review(tx)?;
+    let Some(pair) = tx.raw().identity_pair_by_id(review)? else {
+        return Err(ApiError::not_found(format!(
+            "there is no identity review {review}"
+        )));
+    };
+    let by = tx.caller().subject.id.clone();
+    let state = if accept {
+        "linked"
+    } else if pair.state == "linked" {
+        "unlinked"
+    } else {
+        "rejected"
+    };
+    tx.raw().identity_pair_decide(review, state, &by)?;
+    crate::identity::linkage::sync_person(tx, ctx, &pair.left_id)?;
+    crate::identity::linkage::sync_person(tx, ctx, &pair.right_id)?;
+    let updated = tx
+        .raw()
+        .identity_pair_by_id(review)?
+        .ok_or_else(|| ApiError::new(500, IssueType::Exception, "the review vanished"))?;
+    Ok(Outcome::Json(200, entry(tx, &updated)?))
 }

@@ -243,6 +243,18 @@ impl TestApp {
         self.send(self.client.get(self.url(path))).await
     }
 
+    /// GET of a path outside `/fhir` (`/api/…`), as the default identity.
+    pub async fn get_raw(&self, path: &str) -> Resp {
+        self.send(self.client.get(format!("http://{}{path}", self.addr)))
+            .await
+    }
+
+    /// POST without a body to a path outside `/fhir`.
+    pub async fn post_raw(&self, path: &str) -> Resp {
+        self.send(self.client.post(format!("http://{}{path}", self.addr)))
+            .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> Resp {
         self.send(
             self.client

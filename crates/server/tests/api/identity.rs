@@ -170,16 +170,17 @@ async fn match_refuses_too_little_input(app: TestApp) {
     }
 }
 
-/// Candidates are searched as the caller: a parent sees only their own child among them.
+/// Candidates are searched as the caller: a parent sees their own child among them, not the
+/// other children who match.
 async fn match_shows_only_what_the_caller_may_see(app: TestApp) {
     let ana = app
         .create(patient("Ana", "Núñez", "2013-05-02", "12 Ocean Avenue"))
         .await;
-    let anna = app
-        .create(patient("Anna", "Nunez", "2013-05-02", "12 Ocean Ave"))
+    let sofia = app
+        .create(patient("Sofia", "Núñez", "2013-05-02", "12 Ocean Avenue"))
         .await;
     let mom = app
-        .create(json!({"resourceType": "RelatedPerson", "patient": {"reference": format!("Patient/{}", anna["id"].as_str().unwrap())}}))
+        .create(json!({"resourceType": "RelatedPerson", "patient": {"reference": format!("Patient/{}", sofia["id"].as_str().unwrap())}}))
         .await;
     let proxy = app.client_with(
         &app.token_for(
@@ -189,33 +190,180 @@ async fn match_shows_only_what_the_caller_may_see(app: TestApp) {
         )
         .await,
     );
+    let ask = params(
+        patient("Ana", "Nunez", "2013-05-02", "12 Ocean Avenue"),
+        &[],
+    );
+    let ids = |r: &crate::helpers::Resp| -> Vec<String> {
+        r.json()["entry"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // the backend service sees both sisters among the candidates
+    let all = ids(&app.post("Patient/$match", &ask).await);
+    assert!(
+        all.contains(&ana["id"].as_str().unwrap().to_string()),
+        "{all:?}"
+    );
+    // Sofia's mother sees only Sofia (graded below certain: she is not Ana)
     let r = app
         .send(
             proxy
                 .post(app.url("Patient/$match"))
                 .header("Content-Type", "application/fhir+json")
-                .body(
-                    params(
-                        patient("Ana", "Nunez", "2013-05-02", "12 Ocean Avenue"),
-                        &[],
-                    )
-                    .to_string(),
-                ),
+                .body(ask.to_string()),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let ids: Vec<String> = r.json()["entry"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let seen = ids(&r);
+    assert!(
+        !seen.contains(&ana["id"].as_str().unwrap().to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|id| id == sofia["id"].as_str().unwrap()),
+        "{seen:?}"
+    );
+}
+
+fn patient_with(given: &str, family: &str, line: &str, mrn: &str) -> Value {
+    let mut p = patient(given, family, "2013-05-02", line);
+    p["identifier"] = json!([{"system": "urn:mrn:test", "value": mrn}]);
+    p
+}
+
+/// The other records linked with `Patient/id` (through the Person that links them).
+async fn linked_with(app: &TestApp, id: &str) -> Vec<String> {
+    let r = app.get(&format!("Person?link=Patient/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    let persons = b["entry"].as_array().cloned().unwrap_or_default();
+    assert!(persons.len() <= 1, "one Person per person: {b}");
+    let mut out: Vec<String> = persons
         .iter()
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .flat_map(|e| {
+            e["resource"]["link"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|l| l["target"]["reference"].as_str().map(str::to_string))
+        .filter(|r| *r != format!("Patient/{id}"))
         .collect();
-    assert_eq!(ids, vec![anna["id"].as_str().unwrap().to_string()]);
-    assert!(!ids.contains(&ana["id"].as_str().unwrap().to_string()));
+    out.sort();
+    out
+}
+
+/// A Patient written that is certainly someone already registered is linked (a Person links
+/// both records; the Patients are stored as sent); a twin goes to the review queue; a reviewer
+/// links and unlinks (audited, reversible); a decided pair is not proposed again.
+async fn linkage_links_certain_pairs_and_queues_the_rest(app: TestApp) {
+    let a = app
+        .create(patient_with("Ana", "Núñez", "12 Ocean Avenue", "A1"))
+        .await;
+    let b = app
+        .create(patient_with("Ana", "Nunez", "12 Ocean Ave", "B7"))
+        .await;
+    let (aid, bid) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    assert!(
+        b.get("link").is_none(),
+        "the Patient is stored as sent: {b}"
+    );
+    assert_eq!(linked_with(&app, aid).await, vec![format!("Patient/{bid}")]);
+    assert_eq!(linked_with(&app, bid).await, vec![format!("Patient/{aid}")]);
+    // the twin sister: pairs for review, not links
+    let twin = app
+        .create(patient_with("Sofia", "Núñez", "12 Ocean Avenue", "S3"))
+        .await;
+    let tid = twin["id"].as_str().unwrap();
+    assert!(linked_with(&app, tid).await.is_empty());
+    let r = app.get_raw("/api/identity/reviews").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let queue = r.json();
+    let reviews = queue["reviews"].as_array().unwrap().clone();
+    let review = reviews
+        .iter()
+        .find(|x| {
+            x["left"]["reference"] == format!("Patient/{tid}")
+                || x["right"]["reference"] == format!("Patient/{tid}")
+        })
+        .unwrap_or_else(|| panic!("the twin is in the queue: {queue}"))
+        .clone();
+    assert_eq!(review["state"], "pending");
+    assert!(["probable", "possible"].contains(&review["grade"].as_str().unwrap()));
+    assert!(
+        review["left"]["name"].as_str().unwrap().contains('N'),
+        "{review}"
+    );
+    let linked = app
+        .get_raw("/api/identity/reviews?state=linked")
+        .await
+        .json();
+    assert_eq!(linked["reviews"][0]["decidedBy"], "automatic", "{linked}");
+    // a reviewer links the pair (the twin joins the Person), then undoes it
+    let rid = review["id"].as_str().unwrap();
+    let r = app
+        .post_raw(&format!("/api/identity/reviews/{rid}/accept"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["state"], "linked");
+    assert_eq!(
+        linked_with(&app, tid).await.len(),
+        2,
+        "the twin joined Ana's records"
+    );
+    let r = app
+        .post_raw(&format!("/api/identity/reviews/{rid}/reject"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["state"], "unlinked");
+    assert!(linked_with(&app, tid).await.is_empty());
+    assert_eq!(linked_with(&app, aid).await, vec![format!("Patient/{bid}")]);
+    // decided pairs are not proposed again when the twin's record changes
+    let mut t = app.get(&format!("Patient/{tid}")).await.json();
+    t["gender"] = json!("female");
+    assert_eq!(app.put(&format!("Patient/{tid}"), &t).await.status, 200);
+    let again = app
+        .get_raw("/api/identity/reviews?state=pending")
+        .await
+        .json();
+    assert!(
+        !again["reviews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == review["id"]),
+        "{again}"
+    );
+    // the decisions are on the record
+    let audit = app.get("AuditEvent?_count=500").await.text;
+    assert!(audit.contains(&format!("Patient/{tid}")));
+    // unknown review, bad state, and callers who are not reviewers
+    assert_eq!(
+        app.post_raw("/api/identity/reviews/nope/accept")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get_raw("/api/identity/reviews?state=maybe")
+            .await
+            .status,
+        400
+    );
+    let parent = app.client_with(&app.token_for("user/*.rs", &["proxy"], &[]).await);
+    let r = app
+        .send(parent.get(format!("http://{}/api/identity/reviews", app.addr)))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
 }
 
 both_engines!(
+    linkage_links_certain_pairs_and_queues_the_rest,
     match_grades_and_orders_candidates,
     match_refuses_too_little_input,
     match_shows_only_what_the_caller_may_see,

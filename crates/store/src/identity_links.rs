@@ -1,0 +1,157 @@
+//! The identity register: every pair of Patients the linkage engine graded at least possible,
+//! with its state — `linked` (automatically when certain, or by a reviewer), `pending` (waiting
+//! for a person), `rejected` (a person said no; never proposed again) or `unlinked` (a link
+//! undone). The Patients' `link` elements follow it; this table is what makes each decision
+//! reversible and the queue listable.
+
+use crate::db::SqlValue;
+use crate::error::StoreError;
+use crate::tx::Tx;
+
+/// A pair in the register (`left_id` < `right_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityPair {
+    pub id: String,
+    pub left_id: String,
+    pub right_id: String,
+    pub score: f64,
+    pub grade: String,
+    pub state: String,
+    pub created_ms: i64,
+    pub decided_ms: Option<i64>,
+    pub decided_by: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, left_id, right_id, score, grade, state, created_ms, decided_ms, decided_by";
+
+fn pair(row: Vec<SqlValue>) -> Option<IdentityPair> {
+    let mut it = row.into_iter();
+    Some(IdentityPair {
+        id: it.next()?.into_string()?,
+        left_id: it.next()?.into_string()?,
+        right_id: it.next()?.into_string()?,
+        score: match it.next()? {
+            SqlValue::Real(f) => f,
+            SqlValue::Int(i) => i as f64,
+            _ => 0.0,
+        },
+        grade: it.next()?.into_string()?,
+        state: it.next()?.into_string()?,
+        created_ms: it.next()?.as_i64()?,
+        decided_ms: it.next().and_then(|v| v.as_i64()),
+        decided_by: it.next().and_then(SqlValue::into_string),
+    })
+}
+
+fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+impl Tx<'_> {
+    /// The register's entry for a pair of Patients.
+    pub fn identity_pair(&mut self, a: &str, b: &str) -> Result<Option<IdentityPair>, StoreError> {
+        let (l, r) = ordered(a, b);
+        Ok(self
+            .conn()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM identity_review WHERE left_id = ? AND right_id = ?"
+                ),
+                &[l.into(), r.into()],
+            )?
+            .into_iter()
+            .find_map(pair))
+    }
+
+    /// An entry by id.
+    pub fn identity_pair_by_id(&mut self, id: &str) -> Result<Option<IdentityPair>, StoreError> {
+        Ok(self
+            .conn()
+            .query(
+                &format!("SELECT {COLUMNS} FROM identity_review WHERE id = ?"),
+                &[id.into()],
+            )?
+            .into_iter()
+            .find_map(pair))
+    }
+
+    /// Records a graded pair (a new entry), unless the pair is already in the register.
+    pub fn identity_pair_add(
+        &mut self,
+        id: &str,
+        a: &str,
+        b: &str,
+        score: f64,
+        grade: &str,
+        state: &str,
+    ) -> Result<bool, StoreError> {
+        let (l, r) = ordered(a, b);
+        let now = self.now();
+        let n = self.conn().execute(
+            "INSERT INTO identity_review (id, left_id, right_id, score, grade, state, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (left_id, right_id) DO NOTHING",
+            &[
+                id.into(),
+                l.into(),
+                r.into(),
+                score.into(),
+                grade.into(),
+                state.into(),
+                now.into(),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Records a decision on an entry.
+    pub fn identity_pair_decide(
+        &mut self,
+        id: &str,
+        state: &str,
+        by: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        self.conn().execute(
+            "UPDATE identity_review SET state = ?, decided_ms = ?, decided_by = ? WHERE id = ?",
+            &[state.into(), now.into(), by.into(), id.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Entries in a state, oldest first.
+    pub fn identity_pairs(
+        &mut self,
+        state: &str,
+        limit: usize,
+    ) -> Result<Vec<IdentityPair>, StoreError> {
+        Ok(self
+            .conn()
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM identity_review WHERE state = ? ORDER BY created_ms, id LIMIT ?"
+                ),
+                &[state.into(), (limit as i64).into()],
+            )?
+            .into_iter()
+            .filter_map(pair)
+            .collect())
+    }
+
+    /// The Patients linked with one.
+    pub fn identity_partners(&mut self, id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query(
+                "SELECT left_id, right_id FROM identity_review WHERE state = 'linked' AND (left_id = ? OR right_id = ?)",
+                &[id.into(), id.into()],
+            )?
+            .into_iter()
+            .filter_map(|row| {
+                let mut it = row.into_iter();
+                let (l, r) = (it.next()?.into_string()?, it.next()?.into_string()?);
+                Some(if l == id { r } else { l })
+            })
+            .collect())
+    }
+}
