@@ -158,16 +158,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let api = rest_api(&config, store);
             let report = runtime
                 .block_on(server::slots::generate(&api, weeks))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}",
-                        e.issues
-                            .iter()
-                            .map(|i| i.diagnostics.clone())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )
-                })?;
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!(
                 "{} schedules: {} slots created, {} already there ({weeks} weeks)",
                 report.schedules, report.created, report.existing

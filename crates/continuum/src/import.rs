@@ -71,16 +71,7 @@ async fn settle(in_flight: &mut InFlight, totals: &mut Totals) -> Result<()> {
     let report = handle
         .await
         .context("the import task failed")?
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "import failed: {}",
-                e.issues
-                    .iter()
-                    .map(|i| i.diagnostics.clone())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("import failed: {e}"))?;
     totals.stored += report.stored;
     totals.rejected.extend(report.rejected);
     Ok(())

@@ -895,16 +895,10 @@ pub async fn load(api: &FhirApi, weeks: u32) -> Result<Option<Loaded>> {
                     )
                 })
                 .collect();
-            let report = api.import_chunk(items).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "loading the demo failed: {}",
-                    e.issues
-                        .iter()
-                        .map(|i| i.diagnostics.clone())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })?;
+            let report = api
+                .import_chunk(items)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the demo failed: {e}"))?;
             if let Some(r) = report.rejected.first() {
                 bail!(
                     "the demo data has an invalid resource ({}): {}",
@@ -915,29 +909,15 @@ pub async fn load(api: &FhirApi, weeks: u32) -> Result<Option<Loaded>> {
             resources += report.stored;
         }
     }
-    let slots = crate::slots::generate(api, weeks).await.map_err(|e| {
-        anyhow::anyhow!(
-            "generating slots failed: {}",
-            e.issues
-                .iter()
-                .map(|i| i.diagnostics.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let slots = crate::slots::generate(api, weeks)
+        .await
+        .map_err(|e| anyhow::anyhow!("generating slots failed: {e}"))?;
     if present {
         return Ok(None);
     }
-    let identity = crate::identity::link_all_patients(api).await.map_err(|e| {
-        anyhow::anyhow!(
-            "linking the demo's patients failed: {}",
-            e.issues
-                .iter()
-                .map(|i| i.diagnostics.clone())
-                .collect::<Vec<_>>()
-                .join("; ")
-        )
-    })?;
+    let identity = crate::identity::link_all_patients(api)
+        .await
+        .map_err(|e| anyhow::anyhow!("linking the demo's patients failed: {e}"))?;
     Ok(Some(Loaded {
         resources,
         slots,

@@ -48,6 +48,14 @@ impl ApiError {
     }
 }
 
+/// The diagnostics of every issue, joined (for command-line messages).
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text: Vec<&str> = self.issues.iter().map(|i| i.diagnostics.as_str()).collect();
+        f.write_str(&text.join("; "))
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
