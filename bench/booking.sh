@@ -32,28 +32,17 @@ race() { # ENGINE DATABASE
   raw=$(SLOTS_FILE="$WORK/slots-$engine.txt" TRIES=3 wrk -t2 -c64 -d30s --latency -s "$ROOT/bench/lua/booking.lua" "http://127.0.0.1:$port" 2>&1)
   echo "$raw" >"$OUT/$engine.raw"
   # every booked appointment of those slots, counted per slot
-  python3 - "$port" "$WORK/slots-$engine.txt" "$raw" >>"$OUT/summary.md" "$engine" <<'PY'
-import json, re, sys, urllib.request
-port, slots_file, raw, engine = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-import os
-token = os.environ["TOKEN"]
+  python3 "$ROOT/bench/booked_per_slot.py" "$port" >"$WORK/booked-$engine.json"
+  python3 - "$WORK/booked-$engine.json" "$WORK/slots-$engine.txt" "$raw" >>"$OUT/summary.md" "$engine" <<'PY'
+import json, re, sys
+booked_file, slots_file, raw, engine = sys.argv[1:5]
+booked = json.load(open(booked_file))
 slots = [l.strip() for l in open(slots_file) if l.strip()]
-booked = {}
-url = f"http://127.0.0.1:{port}/fhir/Appointment?status=booked&_count=1000"
-while url:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    b = json.load(urllib.request.urlopen(req))
-    for e in b.get("entry", []):
-        for s in e["resource"].get("slot", []):
-            booked[s["reference"]] = booked.get(s["reference"], 0) + 1
-    url = next((l["url"] for l in b.get("link", []) if l["relation"] == "next"), None)
 double = sum(1 for s in slots if booked.get(f"Slot/{s}", 0) > 1)
 taken = sum(1 for s in slots if booked.get(f"Slot/{s}", 0) >= 1)
 requests = int(re.search(r"(\d+) requests in", raw).group(1))
 # the time the slowest wrk thread took to walk the list (booking.lua prints it)
 secs = max(float(x) for x in re.findall(r"^elapsed ([\d.]+)", raw, re.M))
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", raw)
-wins = requests - (int(non2xx.group(1)) if non2xx else 0)
 p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)", raw, re.M)
 # slots booked (wrk may not count the answers in flight when a thread stops)
 print(f"| {engine} | {len(slots)} | {requests} | {taken} | {double} | {secs:.2f} s | {taken / secs:,.0f} | {p99.group(1)} {p99.group(2)} |")

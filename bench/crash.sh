@@ -40,9 +40,10 @@ crash() { # ENGINE DATABASE
   wait "$client"
   start_demo_server "$engine" "$db" "$port"
   TOKEN=$(demo_token "$port")
-  TOKEN=$TOKEN python3 - "$port" "$WORK/seen-$engine.txt" "$WORK/client-$engine.json" "$engine" "$KILL_AFTER" >>"$OUT/summary.md" <<'PY'
+  TOKEN=$TOKEN python3 "$ROOT/bench/booked_per_slot.py" "$port" >"$WORK/booked-$engine.json"
+  TOKEN=$TOKEN python3 - "$port" "$WORK/seen-$engine.txt" "$WORK/client-$engine.json" "$engine" "$KILL_AFTER" "$WORK/booked-$engine.json" >>"$OUT/summary.md" <<'PY'
 import json, os, sys, urllib.request
-port, seen_file, client_file, engine, after = sys.argv[1:6]
+port, seen_file, client_file, engine, after, booked_file = sys.argv[1:7]
 token = os.environ["TOKEN"]
 def get(path):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/fhir/{path}", headers={"Authorization": f"Bearer {token}"})
@@ -53,15 +54,7 @@ for appointment, slot in seen:
     a = get(f"Appointment/{appointment}")
     if a.get("status") != "booked" or a["slot"][0]["reference"] != f"Slot/{slot}":
         missing += 1
-booked = {}
-url = f"http://127.0.0.1:{port}/fhir/Appointment?status=booked&_count=1000"
-while url:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
-    b = json.load(urllib.request.urlopen(req))
-    for e in b.get("entry", []):
-        for s in e["resource"].get("slot", []):
-            booked[s["reference"]] = booked.get(s["reference"], 0) + 1
-    url = next((l["url"] for l in b.get("link", []) if l["relation"] == "next"), None)
+booked = json.load(open(booked_file))
 double = sum(1 for n in booked.values() if n > 1)
 counts = json.load(open(client_file))
 print(f"| {engine} | {after} s | {counts['ok']} | {counts['conflict']} | {counts['cut']} | {len(seen) - missing} | **{missing}** | {sum(booked.values())} | **{double}** |")

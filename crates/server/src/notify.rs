@@ -62,13 +62,7 @@ pub(crate) fn appointment_changed(
     if messages.is_empty() {
         return Ok(());
     }
-    let actors: Vec<&str> = appointment
-        .get("participant")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
-        .collect();
+    let actors: Vec<&str> = crate::rest::booking::participant_refs(appointment).collect();
     let Some(patient_id) = actors.iter().find_map(|r| r.strip_prefix("Patient/")) else {
         return Ok(());
     };

@@ -246,35 +246,41 @@ fn exact_value(r: &Prepared, field: Field) -> String {
     }
 }
 
+/// How often each value of each field occurs in one record set, with how many records have
+/// the field — counted once, for both the exact-level u and the term frequencies.
+struct ValueCounts(Vec<(HashMap<String, f64>, f64)>);
+
+impl ValueCounts {
+    fn of(set: &[Prepared]) -> ValueCounts {
+        ValueCounts(
+            Field::ALL
+                .iter()
+                .map(|&field| {
+                    let mut counts: HashMap<String, f64> = HashMap::new();
+                    let mut n = 0.0;
+                    for r in set {
+                        let v = exact_value(r, field);
+                        if !v.is_empty() {
+                            *counts.entry(v).or_default() += 1.0;
+                            n += 1.0;
+                        }
+                    }
+                    (counts, n)
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Replaces each field's exact-level u with the chance that two random records with the
 /// field have the same value — Σ p(v)·q(v) over the values' shares on each side — which is
 /// exact where a sample of random pairs sees a rare agreement a handful of times; the other
 /// levels keep their sampled proportions.
-fn exact_u_from_values(u: &mut [Vec<f64>; FIELDS], left: &[Prepared], right: Option<&[Prepared]>) {
-    let shares = |set: &[Prepared], field: Field| -> HashMap<String, f64> {
-        let mut counts: HashMap<String, f64> = HashMap::new();
-        let mut n = 0.0;
-        for r in set {
-            let v = exact_value(r, field);
-            if !v.is_empty() {
-                *counts.entry(v).or_default() += 1.0;
-                n += 1.0;
-            }
-        }
-        for c in counts.values_mut() {
-            *c /= n;
-        }
-        counts
-    };
-    for (f, field) in Field::ALL.iter().enumerate() {
-        let p = shares(left, *field);
-        let q = match right {
-            Some(r) => shares(r, *field),
-            None => p.clone(),
-        };
+fn exact_u_from_values(u: &mut [Vec<f64>; FIELDS], left: &ValueCounts, right: &ValueCounts) {
+    for (f, ((p, np), (q, nq))) in left.0.iter().zip(&right.0).enumerate() {
         let agree: f64 = p
             .iter()
-            .filter_map(|(v, pv)| q.get(v).map(|qv| pv * qv))
+            .filter_map(|(v, cp)| q.get(v).map(|cq| (cp / np) * (cq / nq)))
             .sum::<f64>()
             .clamp(1e-7, 0.999);
         let exact = u[f].len() - 1;
@@ -296,25 +302,22 @@ struct TermFrequencies {
 impl TermFrequencies {
     const FIELDS: [Field; 3] = [Field::Given, Field::Family, Field::Place];
 
-    fn new(sets: &[&[Prepared]]) -> TermFrequencies {
-        let total: usize = sets.iter().map(|s| s.len()).sum();
+    /// From the value counts of the record sets, which hold `total` records together.
+    fn new(sets: &[&ValueCounts], total: usize) -> TermFrequencies {
         let fields = Self::FIELDS
             .iter()
             .map(|&field| {
-                let mut counts: HashMap<String, f64> = HashMap::new();
-                for r in sets.iter().flat_map(|s| s.iter()) {
-                    let v = exact_value(r, field);
-                    if !v.is_empty() {
-                        *counts.entry(v).or_default() += 1.0;
+                let f = Field::ALL.iter().position(|x| *x == field).unwrap_or(0);
+                let mut shares: HashMap<String, f64> = HashMap::new();
+                for set in sets {
+                    for (v, c) in &set.0[f].0 {
+                        *shares.entry(v.clone()).or_default() += c;
                     }
                 }
-                for c in counts.values_mut() {
+                for c in shares.values_mut() {
                     *c /= total.max(1) as f64;
                 }
-                (
-                    Field::ALL.iter().position(|f| *f == field).unwrap_or(0),
-                    counts,
-                )
+                (f, shares)
             })
             .collect();
         TermFrequencies { fields }
@@ -338,14 +341,7 @@ impl TermFrequencies {
 /// Links `left` with `right` (or, with `right` `None`, finds the duplicates within `left`).
 pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Linked {
     let other = right.unwrap_or(left);
-    let t0 = std::time::Instant::now();
     let pairs = candidates(left, right, config.max_block);
-    let trace = |what: &str| {
-        if std::env::var_os("LINK_TRACE").is_some() {
-            eprintln!("{what} at {:?}", t0.elapsed());
-        }
-    };
-    trace("candidates");
     let vectors: Vec<Vector> = pairs
         .par_iter()
         .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
@@ -355,9 +351,11 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
             .par_iter()
             .map(|&(l, r)| compare(&left[l as usize], &other[r as usize]))
             .collect();
-    trace("compared");
+    let left_counts = ValueCounts::of(left);
+    let right_counts = right.map(ValueCounts::of);
+    let other_counts = right_counts.as_ref().unwrap_or(&left_counts);
     let mut u = estimate_u(&sample);
-    exact_u_from_values(&mut u, left, right);
+    exact_u_from_values(&mut u, &left_counts, other_counts);
     // at most about one true pair per record of the smaller side (two per record within one
     // file, where a person may appear three or more times)
     let most_pairs = match right {
@@ -366,12 +364,10 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
     } as f64;
     let max_lambda = (most_pairs / vectors.len().max(1) as f64).min(1.0);
     let model = estimate_m(&vectors, &u, config.em_iterations, max_lambda);
-    trace("model");
-    let sets: Vec<&[Prepared]> = match right {
-        Some(r) => vec![left, r],
-        None => vec![left],
+    let tf = match &right_counts {
+        Some(r) => TermFrequencies::new(&[&left_counts, r], left.len() + other.len()),
+        None => TermFrequencies::new(&[&left_counts], left.len()),
     };
-    let tf = TermFrequencies::new(&sets);
     let mut links: Vec<Link> = pairs
         .par_iter()
         .zip(vectors.par_iter())
@@ -454,9 +450,6 @@ pub fn score_pair(
     };
     (score, probability, grade)
 }
-
-/// The comparison vector width, for callers that store vectors.
-pub const VECTOR_FIELDS: usize = FIELDS;
 
 #[cfg(test)]
 mod tests {

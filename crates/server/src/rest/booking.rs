@@ -51,13 +51,42 @@ impl Default for BookingConfig {
     }
 }
 
-/// Whether an Appointment JSON is a video visit (its modality extension).
-pub(crate) fn is_video(appointment: &Value) -> bool {
-    extensions(appointment, crate::rest::findcare::ext::MODALITY)
+/// The modality (`in-person`, `video`) a Schedule or an Appointment carries in its extension.
+pub(crate) fn modality_code(resource: &Value) -> Option<&str> {
+    extensions(resource, crate::rest::findcare::ext::MODALITY)
         .next()
         .and_then(|e| e.get("valueCode"))
         .and_then(Value::as_str)
-        == Some("video")
+}
+
+/// Whether an Appointment JSON is a video visit.
+pub(crate) fn is_video(appointment: &Value) -> bool {
+    modality_code(appointment) == Some("video")
+}
+
+/// The references of a Schedule's actors (its service, site, clinician).
+pub(crate) fn schedule_actors(schedule: &Value) -> impl Iterator<Item = &str> {
+    schedule
+        .get("actor")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.get("reference").and_then(Value::as_str))
+}
+
+/// The references of an Appointment's participants.
+pub(crate) fn participant_refs(appointment: &Value) -> impl Iterator<Item = &str> {
+    appointment
+        .get("participant")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
+}
+
+/// A required participant of an Appointment.
+pub(crate) fn participant(reference: &str, status: &str) -> Value {
+    json!({"actor": {"reference": reference}, "required": "required", "status": status})
 }
 
 /// The status of an Appointment JSON.
@@ -188,20 +217,7 @@ pub(crate) fn hold_or_book(
     params: Value,
 ) -> Result<Outcome, ApiError> {
     let op = if hold { "$hold" } else { "$book" };
-    for p in params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        if !matches!(name, "slot" | "patient" | "appointment") {
-            return Err(bad(
-                name,
-                format!("{op} has no parameter '{name}' (slot, patient, appointment)"),
-            ));
-        }
-    }
+    crate::rest::findcare::parameter_list(&params, op, &["slot", "patient", "appointment"], &[])?;
     let slot_id = reference(&params, "slot", "Slot")?.ok_or_else(|| {
         bad(
             "slot",
@@ -295,28 +311,15 @@ pub(crate) fn hold_or_book(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let mut participants = vec![json!({"actor": {"reference": format!("Patient/{pid}")},
-            "required": "required", "status": "accepted"})];
+        let mut participants = vec![participant(&format!("Patient/{pid}"), "accepted")];
         let mut modality = None;
         if let Some(sid) = schedule_ref.strip_prefix("Schedule/")
             && let Some(schedule) = tx.current("Schedule", sid, false)?
         {
             let schedule = body(&schedule);
-            for a in schedule
-                .get("actor")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(r) = a.get("reference").and_then(Value::as_str) {
-                    participants.push(json!({"actor": {"reference": r}, "required": "required", "status": "accepted"}));
-                }
-            }
-            modality = extensions(&schedule, crate::rest::findcare::ext::MODALITY)
-                .next()
-                .and_then(|e| e.get("valueCode"))
-                .cloned();
-            if modality.as_ref().and_then(Value::as_str) == Some("video") {
+            participants.extend(schedule_actors(&schedule).map(|r| participant(r, "accepted")));
+            modality = modality_code(&schedule).map(str::to_string);
+            if modality.as_deref() == Some("video") {
                 check_video_licence(tx, ctx, &schedule, &patient)?;
             }
         }
@@ -330,8 +333,7 @@ pub(crate) fn hold_or_book(
             "participant": participants,
         });
         if let Some(m) = modality {
-            appointment["extension"] =
-                json!([{"url": crate::rest::findcare::ext::MODALITY, "valueCode": m}]);
+            set_modality(&mut appointment, json!(m));
         }
         let id = tx.new_id();
         super::visit::attach_join_link(tx, ctx, &id, &mut appointment)?;
@@ -373,12 +375,7 @@ fn check_video_licence(
         return Ok(());
     };
     let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
-    let services: Vec<&str> = schedule
-        .get("actor")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.get("reference").and_then(Value::as_str))
+    let services: Vec<&str> = schedule_actors(schedule)
         .filter_map(|r| r.strip_prefix("HealthcareService/"))
         .collect();
     if services.is_empty()
@@ -509,12 +506,10 @@ fn schedule_modality(tx: &mut CallerTx, slot: &Value) -> Result<Option<Value>, A
     else {
         return Ok(None);
     };
-    Ok(tx.raw().current("Schedule", sid, false)?.and_then(|s| {
-        extensions(&body(&s), crate::rest::findcare::ext::MODALITY)
-            .next()
-            .and_then(|e| e.get("valueCode"))
-            .cloned()
-    }))
+    Ok(tx
+        .raw()
+        .current("Schedule", sid, false)?
+        .and_then(|s| modality_code(&body(&s)).map(|m| json!(m))))
 }
 
 /// Sets an appointment's modality extension (replacing any other).
@@ -566,35 +561,23 @@ const FIND_POOL: usize = 5000;
 pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcome, ApiError> {
     use care::findcare::Modality;
     use std::collections::{BTreeSet, HashMap};
-    let list: Vec<&Value> = params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    for p in &list {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        if !matches!(
-            name,
-            "start"
-                | "end"
-                | "specialty"
-                | "appointmentType"
-                | "appointment-type"
-                | "practitioner"
-                | "organization"
-                | "location"
-                | "patient"
-                | "modality"
-                | "_count"
-        ) {
-            return Err(bad(
-                name,
-                format!(
-                    "$find has no parameter '{name}' (start, end, specialty, appointmentType, practitioner, organization, location, patient, modality, _count)"
-                ),
-            ));
-        }
-    }
+    let list = crate::rest::findcare::parameter_list(
+        &params,
+        "$find",
+        &[
+            "start",
+            "end",
+            "specialty",
+            "appointmentType",
+            "practitioner",
+            "organization",
+            "location",
+            "patient",
+            "modality",
+            "_count",
+        ],
+        &["appointment-type"],
+    )?;
     let get = |name: &str| {
         list.iter()
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
@@ -812,29 +795,15 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
             .unwrap_or(&Value::Null);
         let mut participants: Vec<Value> = Vec::new();
         if let Some(pid) = &patient {
-            participants.push(json!({"actor": {"reference": format!("Patient/{pid}")}, "required": "required", "status": "needs-action"}));
+            participants.push(participant(&format!("Patient/{pid}"), "needs-action"));
         }
-        for a in schedule
-            .get("actor")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(r) = a.get("reference").and_then(Value::as_str) {
-                participants.push(json!({"actor": {"reference": r}, "required": "required", "status": "needs-action"}));
-            }
-        }
+        participants.extend(schedule_actors(schedule).map(|r| participant(r, "needs-action")));
         let mut appointment = json!({"resourceType": "Appointment", "status": "proposed",
             "slot": [{"reference": format!("Slot/{slot_id}")}],
             "start": fhir::primitive::format_instant(s), "end": fhir::primitive::format_instant(e),
             "participant": participants});
-        if let Some(m) = extensions(schedule, crate::rest::findcare::ext::MODALITY)
-            .next()
-            .and_then(|e| e.get("valueCode"))
-            .cloned()
-        {
-            appointment["extension"] =
-                json!([{"url": crate::rest::findcare::ext::MODALITY, "valueCode": m}]);
+        if let Some(m) = modality_code(schedule) {
+            set_modality(&mut appointment, json!(m));
         }
         entries.push(json!({"resource": appointment, "search": {"mode": "match"}}));
     }

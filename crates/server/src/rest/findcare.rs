@@ -79,6 +79,31 @@ pub(crate) fn bad(param: &str, msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(IssueType::Value, msg).at(param)
 }
 
+/// The parts of an operation's `Parameters`, refusing any name not in `names` (listed in the
+/// answer) or `aliases` (accepted quietly): 400 naming the unknown parameter.
+pub(crate) fn parameter_list<'a>(
+    params: &'a Value,
+    op: &str,
+    names: &[&str],
+    aliases: &[&str],
+) -> Result<Vec<&'a Value>, ApiError> {
+    let parts: Vec<&Value> = params
+        .get("parameter")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    for p in &parts {
+        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
+        if !names.contains(&name) && !aliases.contains(&name) {
+            return Err(bad(
+                name,
+                format!("{op} has no parameter '{name}' ({})", names.join(", ")),
+            ));
+        }
+    }
+    Ok(parts)
+}
+
 fn parse_input(params: &Value) -> Result<Input, ApiError> {
     if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(ApiError::bad_request(
@@ -87,11 +112,22 @@ fn parse_input(params: &Value) -> Result<Input, ApiError> {
         )
         .at("resourceType"));
     }
-    let parts: Vec<&Value> = params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
+    let parts = parameter_list(
+        params,
+        "$find-care",
+        &[
+            "patient",
+            "birthDate",
+            "postalCode",
+            "service",
+            "modality",
+            "urgency",
+            "radius",
+            "patientState",
+            "count",
+        ],
+        &[],
+    )?;
     let one = |name: &str| -> Result<Option<&Value>, ApiError> {
         let mut found = parts
             .iter()
@@ -116,28 +152,6 @@ fn parse_input(params: &Value) -> Result<Input, ApiError> {
             format!("'{name}' needs one of {}", keys.join(", ")),
         ))
     };
-    for p in &parts {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        if !matches!(
-            name,
-            "patient"
-                | "birthDate"
-                | "postalCode"
-                | "service"
-                | "modality"
-                | "urgency"
-                | "radius"
-                | "patientState"
-                | "count"
-        ) {
-            return Err(bad(
-                name,
-                format!(
-                    "$find-care has no parameter '{name}' (patient, birthDate, postalCode, service, modality, urgency, radius, patientState, count)"
-                ),
-            ));
-        }
-    }
     let patient = match one("patient")? {
         None => None,
         Some(p) => {

@@ -126,20 +126,12 @@ pub(crate) fn patient_match(
     ctx: &Ctx,
     params: Value,
 ) -> Result<Outcome, ApiError> {
-    let list: Vec<&Value> = params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    for p in &list {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or("");
-        if !matches!(name, "resource" | "onlyCertainMatches" | "count") {
-            return Err(bad(
-                name,
-                format!("$match has no parameter '{name}' (resource, onlyCertainMatches, count)"),
-            ));
-        }
-    }
+    let list = crate::rest::findcare::parameter_list(
+        &params,
+        "$match",
+        &["resource", "onlyCertainMatches", "count"],
+        &[],
+    )?;
     let get = |name: &str| {
         list.iter()
             .find(|p| p.get("name").and_then(Value::as_str) == Some(name))

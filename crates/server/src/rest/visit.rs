@@ -102,12 +102,7 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
                 ));
             };
             let appointment = crate::rest::findcare::body(&stored);
-            let patients: Vec<String> = appointment
-                .get("participant")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
+            let patients: Vec<String> = super::booking::participant_refs(&appointment)
                 .filter_map(|r| r.strip_prefix("Patient/"))
                 .map(str::to_string)
                 .collect();

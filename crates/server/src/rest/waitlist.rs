@@ -21,7 +21,7 @@ use store::access::Current;
 use super::Ctx;
 use crate::error::ApiError;
 use crate::rest::execute::refused as refusal;
-use crate::rest::findcare::{body, ext, extensions};
+use crate::rest::findcare::{body, extensions};
 
 /// Appointment: until when a waitlist offer is held, `valueInstant`.
 pub const WAITLIST_OFFER: &str =
@@ -30,18 +30,9 @@ pub const WAITLIST_OFFER: &str =
 /// Waitlist entries read per service when a slot frees.
 const ENTRIES_PER_SERVICE: usize = 500;
 
-fn instant_ms(text: Option<&str>) -> Option<i64> {
-    text.and_then(fhir::primitive::instant_ms)
-}
-
 /// The references of an appointment's participants that are of type `rt` (ids).
 fn participants_of<'a>(appointment: &'a Value, rt: &'a str) -> impl Iterator<Item = &'a str> {
-    appointment
-        .get("participant")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
+    super::booking::participant_refs(appointment)
         .filter_map(move |r| r.strip_prefix(rt).and_then(|s| s.strip_prefix('/')))
 }
 
@@ -76,8 +67,14 @@ pub(crate) fn check_entry(tx: &mut CallerTx, appointment: &mut Value) -> Result<
         .and_then(|a| a.first())
     {
         let (start, end) = (
-            instant_ms(period.get("start").and_then(Value::as_str)),
-            instant_ms(period.get("end").and_then(Value::as_str)),
+            period
+                .get("start")
+                .and_then(Value::as_str)
+                .and_then(fhir::primitive::instant_ms),
+            period
+                .get("end")
+                .and_then(Value::as_str)
+                .and_then(fhir::primitive::instant_ms),
         );
         if let (Some(s), Some(e)) = (start, end)
             && e < s
@@ -113,25 +110,21 @@ pub(crate) fn offer(
         return Ok(None);
     };
     let schedule = body(&schedule);
-    let services: Vec<String> = schedule
-        .get("actor")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.get("reference").and_then(Value::as_str))
+    let services: Vec<String> = super::booking::schedule_actors(&schedule)
         .filter_map(|r| r.strip_prefix("HealthcareService/"))
         .map(str::to_string)
         .collect();
-    let Some(start_ms) = instant_ms(slot.get("start").and_then(Value::as_str)) else {
+    let Some(start_ms) = slot
+        .get("start")
+        .and_then(Value::as_str)
+        .and_then(fhir::primitive::instant_ms)
+    else {
         return Ok(None);
     };
     if services.is_empty() || start_ms <= now {
         return Ok(None);
     }
-    let modality = extensions(&schedule, ext::MODALITY)
-        .next()
-        .and_then(|e| e.get("valueCode"))
-        .and_then(Value::as_str)
+    let modality = super::booking::modality_code(&schedule)
         .and_then(Modality::parse)
         .unwrap_or(Modality::InPerson);
     // the waitlist of these services, read with the system's rights
@@ -192,18 +185,25 @@ pub(crate) fn offer(
         };
         entries.push(care::waitlist::Entry {
             id: stored.id.clone(),
-            asked_ms: instant_ms(a.get("created").and_then(Value::as_str))
+            asked_ms: a
+                .get("created")
+                .and_then(Value::as_str)
+                .and_then(fhir::primitive::instant_ms)
                 .unwrap_or(stored.last_updated),
             services: participants_of(&a, "HealthcareService")
                 .map(str::to_string)
                 .collect(),
-            modality: extensions(&a, ext::MODALITY)
-                .next()
-                .and_then(|e| e.get("valueCode"))
-                .and_then(Value::as_str)
-                .and_then(Modality::parse),
-            not_before_ms: period.and_then(|p| instant_ms(p.get("start").and_then(Value::as_str))),
-            not_after_ms: period.and_then(|p| instant_ms(p.get("end").and_then(Value::as_str))),
+            modality: super::booking::modality_code(&a).and_then(Modality::parse),
+            not_before_ms: period.and_then(|p| {
+                p.get("start")
+                    .and_then(Value::as_str)
+                    .and_then(fhir::primitive::instant_ms)
+            }),
+            not_after_ms: period.and_then(|p| {
+                p.get("end")
+                    .and_then(Value::as_str)
+                    .and_then(fhir::primitive::instant_ms)
+            }),
             patient_state,
         });
     }
@@ -227,18 +227,9 @@ pub(crate) fn offer(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    for a in schedule
-        .get("actor")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let r = a.get("reference").cloned().unwrap_or(Value::Null);
-        if !participants
-            .iter()
-            .any(|p| p.pointer("/actor/reference") == Some(&r))
-        {
-            participants.push(json!({"actor": {"reference": r}, "required": "required", "status": "needs-action"}));
+    for r in super::booking::schedule_actors(&schedule) {
+        if !super::booking::participant_refs(&appointment).any(|p| p == r) {
+            participants.push(super::booking::participant(r, "needs-action"));
         }
     }
     appointment["participant"] = Value::Array(participants);
