@@ -2,7 +2,11 @@
 //! to some care (STI §19a-216, outpatient mental health §19a-14c, substance use §17a-688, HIV
 //! §19a-592); the minor then controls that information. An Encounter flagged with the
 //! minor-consented-care extension passes its sensitivity code, and confidentiality R, to itself
-//! and to every resource recorded in it.
+//! and to every resource recorded in it or part of it — whatever references the Encounter
+//! (`encounter`, `context`, `partOf`, …), in whichever order the two are written. A
+//! HealthcareService marked with the service-sensitivity extension (psychiatry, confidential
+//! adolescent visits, sexual health, substance use) labels the Appointments booked in it, and so
+//! the messages about them.
 
 use serde_json::{Value, json};
 
@@ -14,6 +18,116 @@ pub const CANONICAL_BASE: &str = "http://continuum-alliance.org/fhir";
 /// `Encounter.extension` with `valueCode` = a v3 ActCode sensitivity (PSY, SUD, STD, HIV, SEX, …).
 pub const MINOR_CONSENTED_CARE: &str =
     "http://continuum-alliance.org/fhir/StructureDefinition/minor-consented-care";
+
+/// `HealthcareService.extension` with `valueCode` = a v3 ActCode sensitivity: care in this
+/// service is sensitive, and what is booked in it is labelled so.
+pub const SERVICE_SENSITIVITY: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/service-sensitivity";
+
+fn sensitivity_pair(code: &str) -> Vec<(String, String)> {
+    vec![
+        (ACT_CODE_SYSTEM.to_string(), code.to_string()),
+        (CONFIDENTIALITY_SYSTEM.to_string(), "R".to_string()),
+    ]
+}
+
+/// The labels a service's sensitivity marking calls for on what is booked in it.
+pub fn service_labels(service: &Value) -> Vec<(String, String)> {
+    service
+        .get("extension")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("url").and_then(Value::as_str) == Some(SERVICE_SENSITIVITY))
+        .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
+        .filter(|c| SENSITIVE_CODES.contains(c))
+        .flat_map(sensitivity_pair)
+        .collect()
+}
+
+/// The labels an Encounter passes to what is recorded in it: those its own flag calls for, and
+/// the sensitivity and restricted-confidentiality labels it carries (inherited from an
+/// Encounter it is part of, or set by hand).
+pub fn encounter_labels(encounter: &Value) -> Vec<(String, String)> {
+    let mut out = minor_consented_labels(encounter);
+    for c in encounter
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(system), Some(code)) = (
+            c.get("system").and_then(Value::as_str),
+            c.get("code").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let passes = (system == ACT_CODE_SYSTEM && SENSITIVE_CODES.contains(&code))
+            || (system == CONFIDENTIALITY_SYSTEM && matches!(code, "R" | "V"));
+        let pair = (system.to_string(), code.to_string());
+        if passes && !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    out
+}
+
+/// The ids of every resource of `resource_type` this resource references (`Type/id`, at any
+/// depth; contained resources included), once each.
+pub fn referenced_ids(resource: &Value, resource_type: &str) -> Vec<String> {
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::String(r)) = o.get("reference") {
+                    let path = r.split("/_history/").next().unwrap_or(r);
+                    let mut it = path.rsplit('/');
+                    if let (Some(id), Some(rt)) = (it.next(), it.next())
+                        && rt == prefix
+                        && !id.is_empty()
+                        && !out.iter().any(|x| x == id)
+                    {
+                        out.push(id.to_string());
+                    }
+                }
+                for (_, child) in o {
+                    walk(child, prefix, out);
+                }
+            }
+            Value::Array(a) => {
+                for child in a {
+                    walk(child, prefix, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(resource, resource_type, &mut out);
+    out
+}
+
+/// The labels of `labels` the resource does not carry yet.
+pub fn missing_labels(resource: &Value, labels: &[(String, String)]) -> Vec<(String, String)> {
+    let present: Vec<(String, String)> = resource
+        .pointer("/meta/security")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c.get("system")?.as_str()?.to_string(),
+                c.get("code")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in labels {
+        if !present.contains(l) && !out.contains(l) {
+            out.push(l.clone());
+        }
+    }
+    out
+}
 
 /// The labels an Encounter's minor-consented-care flag calls for: `(system, code)` pairs.
 pub fn minor_consented_labels(encounter: &Value) -> Vec<(String, String)> {
@@ -32,8 +146,7 @@ pub fn minor_consented_labels(encounter: &Value) -> Vec<(String, String)> {
             .and_then(Value::as_str)
             .filter(|c| SENSITIVE_CODES.contains(c))
             .unwrap_or("SEX");
-        out.push((ACT_CODE_SYSTEM.to_string(), code.to_string()));
-        out.push((CONFIDENTIALITY_SYSTEM.to_string(), "R".to_string()));
+        out.extend(sensitivity_pair(code));
     }
     out
 }
@@ -75,5 +188,32 @@ mod tests {
         assert_eq!(sec.len(), 2);
         assert!(sec.iter().any(|c| c["code"] == "SUD"));
         assert!(minor_consented_labels(&json!({"resourceType": "Encounter"})).is_empty());
+    }
+
+    #[test]
+    fn encounters_pass_their_labels_to_what_is_part_of_them() {
+        let child = json!({"resourceType": "Encounter", "partOf": {"reference": "Encounter/e1"},
+            "meta": {"security": [{"system": ACT_CODE_SYSTEM, "code": "PSY"}, {"system": CONFIDENTIALITY_SYSTEM, "code": "R"},
+                {"system": CONFIDENTIALITY_SYSTEM, "code": "N"}, {"system": "http://example.org", "code": "PSY"}]}});
+        let l = encounter_labels(&child);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(referenced_ids(&child, "Encounter"), vec!["e1".to_string()]);
+        let med = json!({"resourceType": "MedicationStatement", "context": {"reference": "Encounter/e2"},
+            "partOf": [{"reference": "http://x/fhir/Encounter/e3/_history/2"}], "subject": {"reference": "Patient/p"}});
+        assert_eq!(
+            referenced_ids(&med, "Encounter"),
+            vec!["e2".to_string(), "e3".to_string()]
+        );
+        assert_eq!(missing_labels(&child, &l), vec![]);
+        assert_eq!(missing_labels(&med, &l).len(), 2);
+    }
+
+    #[test]
+    fn sensitive_services_label_what_is_booked_in_them() {
+        let psych = json!({"resourceType": "HealthcareService", "extension": [{"url": SERVICE_SENSITIVITY, "valueCode": "PSY"}]});
+        assert_eq!(service_labels(&psych).len(), 2);
+        let bogus = json!({"resourceType": "HealthcareService", "extension": [{"url": SERVICE_SENSITIVITY, "valueCode": "XYZ"}]});
+        assert!(service_labels(&bogus).is_empty());
+        assert!(service_labels(&json!({"resourceType": "HealthcareService"})).is_empty());
     }
 }

@@ -58,6 +58,14 @@ fn items<'a>(r: &'a Value, key: &str) -> Vec<&'a Value> {
     }
 }
 
+/// The organisation a Patient is registered with (`managingOrganization`, an Organization).
+pub fn registered_with(patient: &Value) -> Option<String> {
+    match patient.get("managingOrganization").and_then(org_of)? {
+        OrgRef::Organization(id) => Some(id),
+        OrgRef::Via(..) => None,
+    }
+}
+
 /// The care links a resource establishes while it is open/active.
 pub fn care_links(resource: &Value) -> Vec<CareLink> {
     let rt = resource

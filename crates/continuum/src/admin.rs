@@ -292,12 +292,21 @@ pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
     Ok(())
 }
 
-pub fn keys(store: &Store, cmd: KeysCommand) -> Result<()> {
+pub fn keys(store: &Store, seal: &server::auth::seal::KeySeal, cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Rotate => {
-            let kid = store.write_blocking(|tx| {
+            // the new key must open with the sealing key the server uses
+            for k in store.read_blocking(|tx| tx.keys())? {
+                if k.retired_at.is_none() && server::auth::seal::KeySeal::is_sealed(&k.private_key)
+                {
+                    seal.open(&k.kid, &k.private_key)?;
+                }
+            }
+            let seal = seal.clone();
+            let kid = store.write_blocking(move |tx| {
                 let now = tx.now();
-                let key = server::auth::tokens::generate_key(now);
+                let mut key = server::auth::tokens::generate_key(now);
+                server::auth::tokens::seal_key(&mut key, &seal);
                 let kid = key.kid.clone();
                 tx.insert_key(&key)?;
                 tx.retire_keys_except(&kid)?;

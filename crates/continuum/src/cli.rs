@@ -170,7 +170,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Link(args) => crate::link::run(args),
         Command::Users { command } => crate::admin::users(&open_store(&config, true)?, command),
         Command::Clients { command } => crate::admin::clients(&open_store(&config, true)?, command),
-        Command::Keys { command } => crate::admin::keys(&open_store(&config, true)?, command),
+        Command::Keys { command } => crate::admin::keys(
+            &open_store(&config, true)?,
+            &config.signing_key_seal.open()?,
+            command,
+        ),
         Command::Audit { command } => crate::admin::audit(&open_store(&config, true)?, command),
     }
 }
@@ -328,6 +332,7 @@ async fn serve(config: Config, store: Store) -> Result<()> {
                         roles_claim,
                     },
                 ),
+            key_seal: config.signing_key_seal.open()?,
             ..Default::default()
         },
         booking: booking_config(&config),

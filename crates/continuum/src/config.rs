@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
     pub notify_interval_seconds: Option<usize>,
+    pub signing_key_secret: Option<String>,
+    pub signing_key_file: Option<String>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -87,6 +89,8 @@ pub struct Config {
     /// How notifications leave the server.
     pub notify: NotifySettings,
     pub notify_interval_seconds: usize,
+    /// What seals the token signing keys at rest.
+    pub signing_key_seal: KeySealSource,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -107,6 +111,24 @@ pub enum NotifySettings {
     Log,
     Webhook { url: String, secret: Secret },
     Smtp { url: Secret, from: String },
+}
+
+/// Where the key that seals the token signing keys comes from: a configured secret, or a file
+/// of random bytes (created on first start) beside the SQLite database — or, for PostgreSQL, in
+/// the working directory.
+#[derive(Debug, Clone)]
+pub enum KeySealSource {
+    Secret(Secret),
+    File(PathBuf),
+}
+
+impl KeySealSource {
+    pub fn open(&self) -> Result<server::auth::seal::KeySeal> {
+        match self {
+            KeySealSource::Secret(s) => Ok(server::auth::seal::KeySeal::from_secret(s.expose())),
+            KeySealSource::File(p) => Ok(server::auth::seal::KeySeal::from_file(p)?),
+        }
+    }
 }
 
 /// How often the notification worker looks for due messages.
@@ -138,6 +160,8 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_SMTP_URL",
     "CONTINUUM_SMTP_FROM",
     "CONTINUUM_NOTIFY_INTERVAL_SECONDS",
+    "CONTINUUM_SIGNING_KEY_SECRET",
+    "CONTINUUM_SIGNING_KEY_FILE",
 ];
 
 impl Config {
@@ -328,7 +352,24 @@ impl Config {
             DEFAULT_NOTIFY_INTERVAL_SECONDS,
         )?
         .max(1);
+        let signing_key_seal = match (
+            text_setting("CONTINUUM_SIGNING_KEY_SECRET", &file.signing_key_secret),
+            text_setting("CONTINUUM_SIGNING_KEY_FILE", &file.signing_key_file),
+        ) {
+            (Some(_), Some(_)) => {
+                bail!("give either signing_key_secret or signing_key_file, not both")
+            }
+            (Some(secret), None) => {
+                if secret.chars().count() < 32 {
+                    bail!("signing_key_secret must be at least 32 characters");
+                }
+                KeySealSource::Secret(Secret(secret))
+            }
+            (None, Some(path)) => KeySealSource::File(PathBuf::from(path)),
+            (None, None) => KeySealSource::File(default_seal_file(&database)),
+        };
         Ok(Config {
+            signing_key_seal,
             booking,
             notify,
             notify_interval_seconds,
@@ -366,6 +407,41 @@ impl Config {
     }
 }
 
+/// The default sealing-key file: beside the SQLite file; for PostgreSQL, one file per database
+/// (named by a digest of its URL without the password) in the user's data folder
+/// (`$XDG_DATA_HOME/continuum` or `~/.local/share/continuum`), so that every command on one
+/// machine finds the same key whatever its working directory.
+fn default_seal_file(database: &str) -> PathBuf {
+    match store::DatabaseUrl::parse(database) {
+        Ok(store::DatabaseUrl::Sqlite(p)) => p
+            .parent()
+            .map(|d| d.join("signing-key.secret"))
+            .unwrap_or_else(|| PathBuf::from("signing-key.secret")),
+        _ => {
+            use sha2::Digest as _;
+            // the URL without its password: user@host:port/db names the database
+            let without_password = match database.split_once("://") {
+                Some((scheme, rest)) => match rest.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split(':').next().unwrap_or("");
+                        format!("{scheme}://{user}@{host}")
+                    }
+                    None => database.to_string(),
+                },
+                None => database.to_string(),
+            };
+            let digest = sha2::Sha256::digest(without_password.as_bytes());
+            let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+            let base = std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from("."));
+            base.join("continuum")
+                .join(format!("signing-key-{name}.secret"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +451,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_signing_key_seal_file_is_beside_sqlite_and_per_database_for_postgres() {
+        assert_eq!(
+            default_seal_file("sqlite://./data/c.db"),
+            PathBuf::from("./data/signing-key.secret")
+        );
+        let a = default_seal_file("postgres://u:one@db:5432/alliance");
+        let b = default_seal_file("postgres://u:two@db:5432/alliance");
+        let c = default_seal_file("postgres://u:one@db:5432/other");
+        assert_eq!(a, b, "the password does not name the database");
+        assert_ne!(a, c);
+        assert!(a.to_string_lossy().contains("continuum/signing-key-"));
+        let c = Config::load(
+            None,
+            &env(&[("CONTINUUM_SIGNING_KEY_SECRET", "too short")]),
+            &FlagConfig::default(),
+        );
+        assert!(c.is_err());
     }
 
     #[test]

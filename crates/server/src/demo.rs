@@ -659,6 +659,10 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
             }
             extensions.push(json!({"url": ext::AGE_RANGE, "valueRange": range}));
         }
+        if s.id.ends_with("psychiatry") {
+            // mental-health care: what is booked in it is labelled PSY and restricted
+            extensions.push(json!({"url": care::labels::SERVICE_SENSITIVITY, "valueCode": "PSY"}));
+        }
         extensions.push(json!({"url": ext::MODALITY, "valueCode": "in-person"}));
         if s.video {
             extensions.push(json!({"url": ext::MODALITY, "valueCode": "video"}));

@@ -64,6 +64,8 @@ impl From<StoreError> for ApiError {
                 IssueType::Conflict,
                 "another request changed the same data at the same time; retry the request",
             ),
+            StoreError::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why.clone()),
+            StoreError::CallerDisabled(_) => ApiError::new(401, IssueType::Login, e.to_string()),
             StoreError::BadCursor(why) => ApiError::new(
                 400,
                 IssueType::Invalid,

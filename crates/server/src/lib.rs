@@ -49,7 +49,10 @@ impl Default for ServerConfig {
 }
 
 /// Builds the axum application over a store (loading or creating the token signing key).
-pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, store::StoreError> {
+pub async fn app(
+    store: Store,
+    config: &ServerConfig,
+) -> Result<axum::Router, auth::tokens::KeyRingError> {
     let api = FhirApi::new(
         store.clone(),
         RestConfig {

@@ -107,7 +107,7 @@ pub(crate) fn appointment_changed(
         resource_type: "Appointment".into(),
         patients: vec![patient_id.to_string()],
         labels: store::access::label_codes(appointment),
-        care_organizations: Vec::new(),
+        ..Default::default()
     };
     let policy = tx.caller().policy.clone();
     let to_whom = recipients(tx, patient_id, &facts, &policy)?;

@@ -6,7 +6,7 @@
 
 use care::access::{
     AccessView, Action, AuditAccess, BirthDate, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES,
-    Decision, Level, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide, view,
+    Decision, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide, view,
 };
 use fhir::search::{IndexEntry, SearchRequest};
 use serde_json::Value;
@@ -44,6 +44,26 @@ pub enum Refusal {
     Hidden,
     /// Visible (or new), but the action is not allowed.
     Forbidden(String),
+}
+
+/// The proof that a write was decided and permitted, with the facts it was decided on. Only
+/// the caller-bound store makes one.
+#[derive(Debug)]
+pub struct WritePermit {
+    facts: ResourceFacts,
+}
+
+impl WritePermit {
+    /// Whether the decision still covers this version: the same patients and labels.
+    fn still_holds(&self, rtype: &str, id: &str, resource: &Value, index: &[IndexEntry]) -> bool {
+        let mut labels = label_codes(resource);
+        let mut decided = self.facts.labels.clone();
+        labels.sort();
+        decided.sort();
+        self.facts.resource_type == rtype
+            && fhir::compartment::patients_of(rtype, id, index) == self.facts.patients
+            && labels == decided
+    }
 }
 
 /// A resource's state as a writer sees it.
@@ -109,8 +129,21 @@ fn text_values(items: &[impl AsRef<str>]) -> Vec<SqlValue> {
 
 /// Turns a view into SQL. The shape mirrors `care::access::permits` clause by clause.
 pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
+    let types = view.types.as_ref().map(|types| {
+        if types.is_empty() {
+            AccessFilter {
+                sql: "1 = 0".into(),
+                params: Vec::new(),
+            }
+        } else {
+            AccessFilter {
+                sql: format!("{{r}}.rtype IN ({})", placeholders(types.len())),
+                params: text_values(types),
+            }
+        }
+    });
     if view.everything {
-        return None;
+        return types;
     }
     let mut parts: Vec<String> = Vec::new();
     let mut params: Vec<SqlValue> = Vec::new();
@@ -141,34 +174,30 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
         ));
         grant_params.extend(text_values(&view.care_organizations));
     }
-    let full: Vec<&str> = view
-        .patients
-        .iter()
-        .filter(|p| p.level == Level::Full)
-        .map(|p| p.patient_id.as_str())
-        .collect();
-    let limited: Vec<&str> = view
-        .patients
-        .iter()
-        .filter(|p| p.level == Level::WithoutSensitive)
-        .map(|p| p.patient_id.as_str())
-        .collect();
-    if !full.is_empty() {
-        grants.push(format!(
-            "{{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
-            placeholders(full.len())
-        ));
-        grant_params.extend(text_values(&full));
+    // patients grouped by what is withheld from them (nothing: the whole compartment)
+    let mut groups: Vec<(&[String], Vec<&str>)> = Vec::new();
+    for p in &view.patients {
+        match groups.iter_mut().find(|(w, _)| *w == p.withheld.as_slice()) {
+            Some((_, ids)) => ids.push(p.patient_id.as_str()),
+            None => groups.push((p.withheld.as_slice(), vec![p.patient_id.as_str()])),
+        }
     }
-    if !limited.is_empty() {
-        let sensitive = care::access::policy::withheld_from_limited_proxies();
-        grants.push(format!(
-            "({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND {{r}}.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
-            placeholders(limited.len()),
-            placeholders(sensitive.len())
-        ));
-        grant_params.extend(text_values(&limited));
-        grant_params.extend(text_values(&sensitive));
+    for (withheld, ids) in groups {
+        if withheld.is_empty() {
+            grants.push(format!(
+                "{{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
+                placeholders(ids.len())
+            ));
+            grant_params.extend(text_values(&ids));
+        } else {
+            grants.push(format!(
+                "({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND {{r}}.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
+                placeholders(ids.len()),
+                placeholders(withheld.len())
+            ));
+            grant_params.extend(text_values(&ids));
+            grant_params.extend(text_values(withheld));
+        }
     }
     if !grants.is_empty() {
         let mut cond = format!(
@@ -202,10 +231,14 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
             params,
         });
     }
-    Some(AccessFilter {
-        sql: format!("({})", parts.join(" OR ")),
-        params,
-    })
+    let mut sql = format!("({})", parts.join(" OR "));
+    if let Some(t) = types {
+        sql = format!("({} AND {sql})", t.sql);
+        let mut all = t.params;
+        all.extend(params);
+        params = all;
+    }
+    Some(AccessFilter { sql, params })
 }
 
 fn reference_id(v: &Value, expected_type: &str) -> Option<String> {
@@ -283,6 +316,30 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         self.tx
     }
 
+    /// Whether the caller may see (or, with `decision`, decide) an identity review pair of
+    /// these Patients (`care::access::decide_identity_review`); with no patients, whether the
+    /// caller may use the review queue at all.
+    pub fn identity_review_decision(
+        &mut self,
+        patients: &[&str],
+        decision: bool,
+    ) -> Result<Decision, StoreError> {
+        let patients: Vec<String> = patients.iter().map(|p| p.to_string()).collect();
+        let facts = ResourceFacts {
+            resource_type: "Patient".into(),
+            relationships: self.relationships(&patients)?,
+            patients,
+            ..Default::default()
+        };
+        Ok(care::access::decide_identity_review(
+            &self.caller.subject,
+            decision,
+            &facts,
+            &self.ctx,
+            &self.caller.policy,
+        ))
+    }
+
     /// Whether the scopes allow an action on a type at all (a type-level 403, not a hiding).
     pub fn scope_allows(&self, resource_type: &str, action: Action) -> Result<(), String> {
         if self.caller.subject.scopes.allows(resource_type, action) {
@@ -295,20 +352,49 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         }
     }
 
-    fn visible(&mut self, rid: i64) -> Result<bool, StoreError> {
-        let Some(f) = &self.filter else {
+    /// Whether the caller may see a stored resource: the pure policy (`permits`) on the
+    /// resource's facts, which the SQL filter mirrors. A few small indexed reads, the same for a
+    /// visible and a hidden resource.
+    fn visible(&mut self, s: &Stored) -> Result<bool, StoreError> {
+        if self.filter.is_none() {
             return Ok(true);
+        }
+        if self.view.everything {
+            return Ok(self.view.reads_type(&s.resource_type));
+        }
+        let facts = self.stored_facts(s)?;
+        Ok(care::access::permits(&self.view, &facts).is_permit())
+    }
+
+    /// The facts of a stored version: its compartments, labels (from the index rows when the
+    /// version is a deletion) and its patients' care relationships.
+    fn stored_facts(&mut self, s: &Stored) -> Result<ResourceFacts, StoreError> {
+        let patients = self.patients_of_rid(s.rid)?;
+        let labels = match s
+            .body
+            .as_deref()
+            .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        {
+            Some(v) => label_codes(&v),
+            None => self
+                .tx
+                .conn()
+                .query(
+                    "SELECT code FROM idx_token WHERE rid = ? AND param = '_security'",
+                    &[s.rid.into()],
+                )?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+                .collect(),
         };
-        let mut params = vec![SqlValue::Int(rid)];
-        params.extend(f.params.iter().cloned());
-        let rows = self.tx.conn().query(
-            &format!(
-                "SELECT 1 FROM resources r WHERE r.rid = ? AND {}",
-                f.on("r")
-            ),
-            &params,
-        )?;
-        Ok(!rows.is_empty())
+        let relationships = self.relationships(&patients)?;
+        Ok(ResourceFacts {
+            resource_type: s.resource_type.clone(),
+            patients,
+            labels,
+            relationships,
+            registration: None,
+        })
     }
 
     fn patients_of_rid(&mut self, rid: i64) -> Result<Vec<String>, StoreError> {
@@ -359,7 +445,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(s) = self.tx.current(rtype, id, lock)? else {
             return Ok(None);
         };
-        if !self.visible(s.rid)? {
+        if !self.visible(&s)? {
             self.trail.denied = true;
             self.trail.add(rtype, id, &[]);
             return Ok(None);
@@ -374,7 +460,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(s) = self.tx.current(rtype, id, true)? else {
             return Ok(Current::Absent);
         };
-        if !self.visible(s.rid)? {
+        if !self.visible(&s)? {
             self.trail.denied = true;
             self.trail.add(rtype, id, &[]);
             return Ok(Current::Hidden);
@@ -393,7 +479,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(current) = self.tx.current(rtype, id, false)? else {
             return Ok(None);
         };
-        if !self.visible(current.rid)? {
+        if !self.visible(&current)? {
             self.trail.denied = true;
             return Ok(None);
         }
@@ -424,12 +510,18 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             resource_type: v.resource_type.clone(),
             patients: patients.to_vec(),
             labels,
-            care_organizations: self.care_orgs(patients)?,
+            relationships: self.relationships(patients)?,
+            registration: None,
         };
         Ok(care::access::permits(&self.view, &facts).is_permit())
     }
 
     pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
+        if let AuditAccess::Patients(own) = &self.view.audit
+            && !self.view.everything
+        {
+            accounting_search_allowed(req, own).map_err(StoreError::Forbidden)?;
+        }
         let mut page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
         page.matches = std::mem::take(&mut page.matches)
             .into_iter()
@@ -486,6 +578,9 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     /// patient's proxies (`care::booking::may_see_join_link`); everyone else who may read the
     /// appointment sees it without the link.
     fn shown(&self, mut s: Stored) -> Stored {
+        if s.resource_type == "AuditEvent" {
+            return self.accounting(s);
+        }
         if s.resource_type != "Appointment"
             || !s
                 .body
@@ -536,55 +631,112 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         s
     }
 
-    /// The facts `decide` needs about a resource version that is about to be written.
+    /// An AuditEvent as a patient reading the accounting of their own record is shown it: who
+    /// (the agent), when, what was done, why (purpose) and their own entity — never the other
+    /// patients a search returned, other resources, the query or the outcome text. Auditors,
+    /// administrators and backend services see the whole event.
+    fn accounting(&self, mut s: Stored) -> Stored {
+        let AuditAccess::Patients(own) = &self.view.audit else {
+            return s;
+        };
+        if self.view.everything {
+            return s;
+        }
+        let Some(Ok(mut event)) = s.body.as_deref().map(serde_json::from_str::<Value>) else {
+            return s;
+        };
+        let Value::Object(o) = &mut event else {
+            return s;
+        };
+        let mine: Vec<Value> = o
+            .get("entity")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.pointer("/what/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("Patient/"))
+                    .is_some_and(|id| own.iter().any(|p| p == id))
+            })
+            .cloned()
+            .collect();
+        o.remove("outcomeDesc");
+        if mine.is_empty() {
+            o.remove("entity");
+        } else {
+            o.insert("entity".into(), Value::Array(mine));
+        }
+        s.body = Some(event.to_string());
+        s
+    }
+
+    /// The facts `decide` needs about a resource version that is about to be written: its
+    /// patients and labels, and the care relationships recorded **before** the write — never
+    /// the ones this resource would create (a write never grants the access it is decided
+    /// by). `fresh` is a creation under an id never used: a Patient created so, with no record
+    /// filed under its id yet, is a registration with its managing organisation.
     fn facts_for(
         &mut self,
         rtype: &str,
         id: &str,
         resource: &Value,
         index: &[IndexEntry],
+        fresh: bool,
     ) -> Result<ResourceFacts, StoreError> {
         let patients = fhir::compartment::patients_of(rtype, id, index);
+        let labels = label_codes(resource);
         if self.writes_everything() {
             // administrators and backend services: the decision needs no care relationships
             return Ok(ResourceFacts {
                 resource_type: rtype.to_string(),
                 patients,
-                labels: label_codes(resource),
-                care_organizations: Vec::new(),
+                labels,
+                relationships: Vec::new(),
+                registration: None,
             });
         }
-        let mut orgs = self.care_orgs(&patients)?;
-        // the links this very resource makes count (a registration, a referral to us)
-        for link in care::relationships::care_links(resource) {
-            if let care::relationships::OrgRef::Organization(o) = link.organization
-                && !orgs.contains(&o)
-            {
-                orgs.push(o);
+        let relationships = self.relationships(&patients)?;
+        let registration = if fresh && rtype == "Patient" {
+            let filed = self.tx.conn().query(
+                "SELECT 1 FROM compartments WHERE patient_id = ? LIMIT 1",
+                &[id.into()],
+            )?;
+            if filed.is_empty() {
+                care::relationships::registered_with(resource)
+            } else {
+                None
             }
-        }
+        } else {
+            None
+        };
         Ok(ResourceFacts {
             resource_type: rtype.to_string(),
             patients,
-            labels: label_codes(resource),
-            care_organizations: orgs,
+            labels,
+            relationships,
+            registration,
         })
     }
 
-    fn care_orgs(&mut self, patients: &[String]) -> Result<Vec<String>, StoreError> {
-        if patients.is_empty() {
+    /// The care relationships `(patient, organisation)` recorded for these patients.
+    fn relationships(&mut self, patients: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        if patients.is_empty() || self.view.care_organizations.is_empty() {
             return Ok(Vec::new());
         }
         let rows = self.tx.conn().query(
             &format!(
-                "SELECT DISTINCT organization_id FROM care_relationships WHERE patient_id IN ({})",
+                "SELECT DISTINCT patient_id, organization_id FROM care_relationships WHERE patient_id IN ({})",
                 placeholders(patients.len())
             ),
             &text_values(patients),
         )?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+            .filter_map(|r| {
+                let mut it = r.into_iter();
+                Some((it.next()?.into_string()?, it.next()?.into_string()?))
+            })
             .collect())
     }
 
@@ -610,6 +762,44 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         }
     }
 
+    /// Decides whether the caller may create this resource, without writing anything: the
+    /// answer a write rule's side effects must wait for.
+    pub fn permit_create(
+        &mut self,
+        rtype: &str,
+        id: &str,
+        resource: &Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<WritePermit, Refusal>, StoreError> {
+        let facts = self.facts_for(rtype, id, resource, index, true)?;
+        Ok(self
+            .check_write(Action::Create, &facts)
+            .map(|()| WritePermit { facts }))
+    }
+
+    /// Stores a new resource the caller was permitted to create. Should the write rules have
+    /// changed whom it concerns or its labels since, it is decided again.
+    pub fn create_permitted(
+        &mut self,
+        permit: WritePermit,
+        rtype: &str,
+        id: &str,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<Stored, Refusal>, StoreError> {
+        let facts = if permit.still_holds(rtype, id, resource, index) {
+            permit.facts
+        } else {
+            match self.permit_create(rtype, id, resource, index)? {
+                Ok(p) => p.facts,
+                Err(r) => return Ok(Err(r)),
+            }
+        };
+        let stored = self.tx.create(rtype, id, resource, index)?;
+        self.note(rtype, id, &facts.patients);
+        Ok(Ok(self.shown(stored)))
+    }
+
     /// Checks and stores a new resource.
     pub fn create(
         &mut self,
@@ -618,13 +808,10 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         resource: &mut Value,
         index: &[IndexEntry],
     ) -> Result<Result<Stored, Refusal>, StoreError> {
-        let facts = self.facts_for(rtype, id, resource, index)?;
-        if let Err(r) = self.check_write(Action::Create, &facts) {
-            return Ok(Err(r));
+        match self.permit_create(rtype, id, resource, index)? {
+            Ok(permit) => self.create_permitted(permit, rtype, id, resource, index),
+            Err(r) => Ok(Err(r)),
         }
-        let stored = self.tx.create(rtype, id, resource, index)?;
-        self.note(rtype, id, &facts.patients);
-        Ok(Ok(self.shown(stored)))
     }
 
     /// Checks and stores many new resources (ids not in use) on the bulk path; one answer each,
@@ -635,7 +822,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     ) -> Result<Result<Vec<Stored>, (usize, Refusal)>, StoreError> {
         let mut all_facts = Vec::with_capacity(items.len());
         for (i, it) in items.iter().enumerate() {
-            let facts = self.facts_for(it.resource_type, &it.id, it.resource, it.index)?;
+            let facts = self.facts_for(it.resource_type, &it.id, it.resource, it.index, true)?;
             if let Err(r) = self.check_write(Action::Create, &facts) {
                 return Ok(Err((i, r)));
             }
@@ -657,6 +844,75 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         self.tx.existing(rtype, ids)
     }
 
+    /// Decides whether the caller may replace `previous` (a version it can see, or a
+    /// deletion) by this resource, without writing anything.
+    pub fn permit_update(
+        &mut self,
+        previous: &Stored,
+        resource: &Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<WritePermit, Refusal>, StoreError> {
+        if !previous.deleted && !self.visible(previous)? {
+            return Ok(Err(Refusal::Hidden));
+        }
+        if !previous.deleted && !self.writes_everything() {
+            // the version being replaced is decided too: one may not change a resource that
+            // concerns a patient one may not write for
+            let before = self.stored_facts(previous)?;
+            if let Err(r) = self.check_write(Action::Update, &before) {
+                return Ok(Err(r));
+            }
+        }
+        let facts = self.facts_for(
+            &previous.resource_type,
+            &previous.id,
+            resource,
+            index,
+            false,
+        )?;
+        if let Err(r) = self.check_write(Action::Update, &facts) {
+            return Ok(Err(r));
+        }
+        if !self.may_label() && !previous.deleted {
+            // adding a label only narrows who may see; removing one is for coordinators
+            let old = previous
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+                .map(|v| label_codes(&v))
+                .unwrap_or_default();
+            if old.iter().any(|l| !facts.labels.contains(l)) {
+                self.trail.denied = true;
+                return Ok(Err(Refusal::Forbidden(
+                    "only coordinators and administrators remove security labels".into(),
+                )));
+            }
+        }
+        Ok(Ok(WritePermit { facts }))
+    }
+
+    /// Stores the next version the caller was permitted to write (decided again should the
+    /// write rules have changed whom it concerns or its labels).
+    pub fn update_permitted(
+        &mut self,
+        permit: WritePermit,
+        previous: &Stored,
+        resource: &mut Value,
+        index: &[IndexEntry],
+    ) -> Result<Result<Stored, Refusal>, StoreError> {
+        let facts = if permit.still_holds(&previous.resource_type, &previous.id, resource, index) {
+            permit.facts
+        } else {
+            match self.permit_update(previous, resource, index)? {
+                Ok(p) => p.facts,
+                Err(r) => return Ok(Err(r)),
+            }
+        };
+        let stored = self.tx.update(previous, resource, index)?;
+        self.note(&previous.resource_type, &previous.id, &facts.patients);
+        Ok(Ok(self.shown(stored)))
+    }
+
     /// Checks and stores the next version of a resource the caller can see.
     pub fn update(
         &mut self,
@@ -664,61 +920,47 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         resource: &mut Value,
         index: &[IndexEntry],
     ) -> Result<Result<Stored, Refusal>, StoreError> {
-        if !previous.deleted && !self.visible(previous.rid)? {
+        match self.permit_update(previous, resource, index)? {
+            Ok(permit) => self.update_permitted(permit, previous, resource, index),
+            Err(r) => Ok(Err(r)),
+        }
+    }
+
+    /// Decides whether the caller may delete `previous`, without writing anything.
+    pub fn permit_delete(
+        &mut self,
+        previous: &Stored,
+    ) -> Result<Result<WritePermit, Refusal>, StoreError> {
+        if !self.visible(previous)? {
             return Ok(Err(Refusal::Hidden));
         }
-        let facts = self.facts_for(&previous.resource_type, &previous.id, resource, index)?;
-        if let Err(r) = self.check_write(Action::Update, &facts) {
-            return Ok(Err(r));
-        }
-        if !self.may_label() && !previous.deleted {
-            let old = previous
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-                .map(|v| label_codes(&v))
-                .unwrap_or_default();
-            let mut a = old.clone();
-            let mut b = facts.labels.clone();
-            a.sort();
-            b.sort();
-            if a != b {
-                self.trail.denied = true;
-                return Ok(Err(Refusal::Forbidden(
-                    "only coordinators and administrators change security labels".into(),
-                )));
-            }
-        }
-        let stored = self.tx.update(previous, resource, index)?;
-        self.note(&previous.resource_type, &previous.id, &facts.patients);
-        Ok(Ok(self.shown(stored)))
+        let facts = self.stored_facts(previous)?;
+        Ok(self
+            .check_write(Action::Delete, &facts)
+            .map(|()| WritePermit { facts }))
+    }
+
+    /// Records a deletion the caller was permitted.
+    pub fn delete_permitted(
+        &mut self,
+        permit: WritePermit,
+        previous: &Stored,
+    ) -> Result<Stored, StoreError> {
+        let stored = self.tx.delete(previous)?;
+        self.note(
+            &previous.resource_type,
+            &previous.id,
+            &permit.facts.patients,
+        );
+        Ok(stored)
     }
 
     /// Checks and records a deletion.
     pub fn delete(&mut self, previous: &Stored) -> Result<Result<Stored, Refusal>, StoreError> {
-        if !self.visible(previous.rid)? {
-            return Ok(Err(Refusal::Hidden));
+        match self.permit_delete(previous)? {
+            Ok(permit) => self.delete_permitted(permit, previous).map(Ok),
+            Err(r) => Ok(Err(r)),
         }
-        let patients = self.patients_of_rid(previous.rid)?;
-        let orgs = self.care_orgs(&patients)?;
-        let labels = previous
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            .map(|v| label_codes(&v))
-            .unwrap_or_default();
-        let facts = ResourceFacts {
-            resource_type: previous.resource_type.clone(),
-            patients: patients.clone(),
-            labels,
-            care_organizations: orgs,
-        };
-        if let Err(r) = self.check_write(Action::Delete, &facts) {
-            return Ok(Err(r));
-        }
-        let stored = self.tx.delete(previous)?;
-        self.note(&previous.resource_type, &previous.id, &patients);
-        Ok(Ok(stored))
     }
 
     /// Whether the caller may set or change `meta.security`.
@@ -744,6 +986,86 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     }
 }
 
+/// What a patient may ask of the accounting of their own record: AuditEvents by time, action,
+/// type, outcome, agent and their own record — never by another patient or resource (which
+/// would tell whether that patient was returned by the same search as theirs), in a search of
+/// AuditEvents or through `_has`, and sorted by time or id only.
+fn accounting_search_allowed(req: &SearchRequest, own: &[String]) -> Result<(), String> {
+    use fhir::search::{Clause, SearchValue, SortColumn};
+    const ALLOWED: &[&str] = &[
+        "_id",
+        "_lastUpdated",
+        "date",
+        "action",
+        "type",
+        "subtype",
+        "outcome",
+        "agent",
+        "agent-name",
+        "agent-role",
+        "altid",
+        "source",
+        "site",
+    ];
+    let refusal = || {
+        "the accounting of your record can be searched by date, action, type, outcome, agent and your own record (entity or patient = your Patient)".to_string()
+    };
+    fn check(
+        clause: &Clause,
+        on_audit: bool,
+        own: &[String],
+        refusal: &dyn Fn() -> String,
+    ) -> Result<(), String> {
+        if let Some(has) = &clause.has {
+            check(&has.clause, has.source_type == "AuditEvent", own, refusal)?;
+            if has.source_type == "AuditEvent"
+                && !matches!(has.reference_param.as_str(), "entity" | "patient" | "agent")
+            {
+                return Err(refusal());
+            }
+        }
+        if let Some(chain) = &clause.chain {
+            for (target, inner) in &chain.targets {
+                check(inner, target == "AuditEvent", own, refusal)?;
+            }
+        }
+        if !on_audit || clause.has.is_some() {
+            return Ok(());
+        }
+        match clause.param.as_str() {
+            "entity" | "patient" => {
+                if clause.chain.is_some() {
+                    return Ok(()); // the chained resources are filtered like any other
+                }
+                let all_own = !clause.values.is_empty()
+                    && clause.values.iter().all(|v| match v {
+                        SearchValue::Reference { target_type, id } => {
+                            target_type.as_deref().is_none_or(|t| t == "Patient")
+                                && own.iter().any(|p| p == id)
+                        }
+                        _ => false,
+                    });
+                if all_own { Ok(()) } else { Err(refusal()) }
+            }
+            p if ALLOWED.contains(&p) => Ok(()),
+            _ => Err(refusal()),
+        }
+    }
+    let top = req.resource_type == "AuditEvent";
+    for clause in &req.clauses {
+        check(clause, top, own, &refusal)?;
+    }
+    if top
+        && req
+            .sort
+            .iter()
+            .any(|k| matches!(&k.column, SortColumn::Param { code, .. } if code != "date"))
+    {
+        return Err(refusal());
+    }
+    Ok(())
+}
+
 /// Whether `caller` would be allowed to read a resource with these facts — the same rules as
 /// every read (used to decide who a notification may go to).
 pub fn would_see(tx: &mut Tx, caller: &Caller, facts: &ResourceFacts) -> Result<bool, StoreError> {
@@ -752,8 +1074,37 @@ pub fn would_see(tx: &mut Tx, caller: &Caller, facts: &ResourceFacts) -> Result<
     Ok(care::access::permits(&v, facts).is_permit())
 }
 
+/// Refuses a caller whose API client or account was disabled after its token was issued: the
+/// token is valid until it expires, the right to use it is not.
+fn check_enabled(tx: &mut Tx, subject: &Subject) -> Result<(), StoreError> {
+    let query = if let Some(id) = subject.id.strip_prefix("client:") {
+        Some(("SELECT disabled FROM api_clients WHERE client_id = ?", id))
+    } else {
+        subject
+            .id
+            .strip_prefix("user:")
+            .map(|name| ("SELECT disabled FROM users WHERE username = ?", name))
+    };
+    let Some((sql, id)) = query else {
+        return Ok(());
+    };
+    let rows = tx.conn().query(sql, &[id.into()])?;
+    let enabled = rows
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|v| v.as_i64())
+        .is_some_and(|d| d == 0);
+    if enabled {
+        Ok(())
+    } else {
+        Err(StoreError::CallerDisabled(subject.id.clone()))
+    }
+}
+
 /// Loads what the policy needs to know about the caller.
 fn load_context(tx: &mut Tx, subject: &Subject) -> Result<Context, StoreError> {
+    check_enabled(tx, subject)?;
     let now = tx.now();
     let mut ctx = Context {
         now_ms: now,

@@ -20,6 +20,12 @@ pub enum StoreError {
     /// A paging cursor that this store did not issue or that belongs to another query.
     #[error("invalid paging cursor: {0}")]
     BadCursor(String),
+    /// The access policy refuses the request as a whole (→ 403, with the reason).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller's account or API client was disabled after its token was issued (→ 401).
+    #[error("the account or API client '{0}' is disabled; its tokens no longer work")]
+    CallerDisabled(String),
     /// Anything else the engine reported.
     #[error("database error: {0}")]
     Sql(String),

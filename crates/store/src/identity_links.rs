@@ -125,14 +125,36 @@ impl Tx<'_> {
         state: &str,
         limit: usize,
     ) -> Result<Vec<IdentityPair>, StoreError> {
+        self.identity_pairs_among(state, None, limit)
+    }
+
+    /// The pairs in a state whose two Patients both have a care relationship with one of
+    /// `organizations` (all pairs when `None`), oldest first.
+    pub fn identity_pairs_among(
+        &mut self,
+        state: &str,
+        organizations: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<IdentityPair>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM identity_review WHERE state = ?");
+        let mut params: Vec<SqlValue> = vec![state.into()];
+        if let Some(orgs) = organizations {
+            if orgs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; orgs.len()].join(", ");
+            for side in ["left_id", "right_id"] {
+                sql.push_str(&format!(
+                    " AND {side} IN (SELECT patient_id FROM care_relationships WHERE organization_id IN ({marks}))"
+                ));
+                params.extend(orgs.iter().map(|o| SqlValue::Text(o.clone())));
+            }
+        }
+        sql.push_str(" ORDER BY created_ms, id LIMIT ?");
+        params.push((limit as i64).into());
         Ok(self
             .conn()
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM identity_review WHERE state = ? ORDER BY created_ms, id LIMIT ?"
-                ),
-                &[state.into(), (limit as i64).into()],
-            )?
+            .query(&sql, &params)?
             .into_iter()
             .filter_map(pair)
             .collect())

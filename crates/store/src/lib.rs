@@ -16,7 +16,7 @@ mod search_sql;
 mod sqlite;
 mod tx;
 
-pub use access::{AuditTrail, Caller, CallerTx, Refusal};
+pub use access::{AuditTrail, Caller, CallerTx, Refusal, WritePermit};
 pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
 pub use identity_links::IdentityPair;

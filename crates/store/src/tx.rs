@@ -205,6 +205,26 @@ impl<'c> Tx<'c> {
             .map(|r| stored_from(resource_type, id, r)))
     }
 
+    /// The current resources whose indexed references point at `target_type/target_id`, as
+    /// `(type, id)` pairs.
+    pub fn referencing(
+        &mut self,
+        target_type: &str,
+        target_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.conn().query(
+            "SELECT DISTINCT r.rtype, r.id FROM idx_reference i JOIN resources r ON r.rid = i.rid WHERE i.target_type = ? AND i.target_id = ? AND r.deleted = 0",
+            &[target_type.into(), target_id.into()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut it = r.into_iter();
+                Some((it.next()?.into_string()?, it.next()?.into_string()?))
+            })
+            .collect())
+    }
+
     /// Which of `ids` (of one type) exist, deleted or not: id → rid.
     pub fn existing(
         &mut self,

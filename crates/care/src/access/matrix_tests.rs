@@ -130,6 +130,30 @@ fn subject(who: &str, now: i64) -> (Subject, Context) {
             fhir_users: vec![],
             scopes: Scopes::parse("system/Patient.rs").unwrap(),
         },
+        "backend-observations-only" => Subject {
+            id: who.into(),
+            grants: vec![],
+            fhir_users: vec![],
+            scopes: Scopes::parse("system/Observation.rs").unwrap(),
+        },
+        "coordinator@cc-patients-only-token" => Subject {
+            scopes: Scopes::parse("user/Patient.rs").unwrap(),
+            ..user(vec![grant(Role::Coordinator, Some("cc"))], None)
+        },
+        "parent-patients-only-token" => {
+            ctx.proxy_for.push(ProxyLink {
+                patient_id: "p".into(),
+                birth_date: birth,
+                guardianship: false,
+            });
+            Subject {
+                scopes: Scopes::parse("user/Patient.rs").unwrap(),
+                ..user(
+                    vec![grant(Role::Proxy, None)],
+                    Some(("RelatedPerson", "mom")),
+                )
+            }
+        }
         "clinician@cc-readonly-token" => Subject {
             scopes: Scopes::parse("user/*.rs").unwrap(),
             ..user(vec![grant(Role::Clinician, Some("cc"))], None)
@@ -152,6 +176,8 @@ fn consent(kind: &str, actor_patient: &str) -> Option<ConsentRule> {
         "permit" => Some(rule(true, vec![])),
         "deny" => Some(rule(false, vec![])),
         "deny-PSY" => Some(rule(false, vec!["PSY".into()])),
+        "permit-N" => Some(rule(true, vec!["N".into()])),
+        "permit-PSY" => Some(rule(true, vec!["PSY".into()])),
         "expired-permit" => Some(ConsentRule {
             end_ms: Some(0),
             ..rule(true, vec![])
@@ -173,9 +199,53 @@ fn action(a: &str) -> Action {
 
 /// Every row: caller, age of the patient, consent, resource type, label, action, expected.
 /// The resource belongs to patient `p`, who has a care relationship with organisation `cc`.
-/// Every row: caller, age of the patient, consent, resource type, label, action, expected.
-/// The resource belongs to patient `p`, who has a care relationship with organisation `cc`.
 pub const MATRIX: &str = include_str!("policy_matrix.txt");
+
+/// The facts of a row's resource. The type column is `Type`, `Type>org` (the resource names
+/// `org` as the one caring — owner, requester, service provider, managing organisation — which
+/// counts only once it is stored), `Type+q` (it also concerns patient `q`, registered with
+/// `hhc`), `Patient+new>org` (a new patient registered with `org`) or `IdentityReview` /
+/// `IdentityReview=cc` (a pair of p with q, or with another patient of cc).
+fn facts_for(column: &str, label: &str, action: Action) -> ResourceFacts {
+    let labels = if label == "-" {
+        vec![]
+    } else {
+        vec![label.to_string()]
+    };
+    let pc = ("p".to_string(), "cc".to_string());
+    let mut f = ResourceFacts {
+        resource_type: column.to_string(),
+        patients: vec!["p".into()],
+        labels,
+        relationships: vec![pc.clone()],
+        registration: None,
+    };
+    if let Some(org) = column.strip_prefix("Patient+new>") {
+        f.resource_type = "Patient".into();
+        f.patients = vec!["n".into()];
+        f.relationships = vec![];
+        f.registration = Some(org.to_string());
+    } else if let Some((rt, org)) = column.split_once('>') {
+        f.resource_type = rt.to_string();
+        if action != Action::Create {
+            f.relationships.push(("p".into(), org.to_string()));
+        }
+    } else if let Some(rt) = column.strip_suffix("+q") {
+        f.resource_type = rt.to_string();
+        f.patients.push("q".into());
+        f.relationships.push(("q".into(), "hhc".into()));
+    } else if column == "IdentityReview" {
+        f.patients.push("q".into());
+        f.relationships.push(("q".into(), "hhc".into()));
+    } else if column == "IdentityReview=cc" {
+        f.resource_type = "IdentityReview".into();
+        f.patients.push("s".into());
+        f.relationships.push(("s".into(), "cc".into()));
+    } else if column == "Organization" || column == "Location" {
+        f.patients = vec![];
+    }
+    f
+}
 
 #[test]
 fn policy_matrix() {
@@ -196,21 +266,12 @@ fn policy_matrix() {
         if let Some(c) = consent(consent_kind, "p") {
             ctx.consents.push(c);
         }
-        let facts = ResourceFacts {
-            resource_type: rt.to_string(),
-            patients: if rt == "Organization" || rt == "Location" {
-                vec![]
-            } else {
-                vec!["p".into()]
-            },
-            labels: if label == "-" {
-                vec![]
-            } else {
-                vec![label.to_string()]
-            },
-            care_organizations: vec!["cc".into()],
+        let facts = facts_for(rt, label, action(act));
+        let got = if facts.resource_type == "IdentityReview" {
+            decide_identity_review(&subject, action(act).is_write(), &facts, &ctx, &config)
+        } else {
+            decide(&subject, action(act), &facts, &ctx, &config)
         };
-        let got = decide(&subject, action(act), &facts, &ctx, &config);
         let ok = match expected {
             "permit" => got.is_permit(),
             "deny" => !got.is_permit(),
@@ -221,7 +282,7 @@ fn policy_matrix() {
         }
         rows += 1;
     }
-    assert!(rows >= 80, "the matrix has {rows} rows");
+    assert!(rows >= 120, "the matrix has {rows} rows");
     assert!(
         failures.is_empty(),
         "{} of {rows} rows failed:\n{}",
@@ -240,7 +301,7 @@ fn views_name_what_sql_must_filter() {
         v.patients,
         vec![PatientAccess {
             patient_id: "p".into(),
-            level: Level::WithoutSensitive,
+            withheld: Level::WithoutSensitive.withheld(),
             break_glass: false
         }]
     );

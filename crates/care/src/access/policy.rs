@@ -8,15 +8,32 @@
 //! - coordinators and clinicians see the compartments of patients with a care relationship with
 //!   their organisation (open referral, appointment, care team, registration), or of a patient
 //!   they broke the glass for (reason required, time-limited, flagged);
+//! - **a write never grants the access it is decided by**: a write is decided on the care
+//!   relationships recorded *before* it. A relationship is established only by an act of someone
+//!   who already cares for the patient — the patient's own organisation referring to another
+//!   (the receiver then cares for the patient), booking into another organisation's schedule,
+//!   adding a care-team member — or by registering a new patient (a Patient created with the
+//!   caller's organisation as `managingOrganization`, under an id no record uses), or by
+//!   break-the-glass. A Task, ServiceRequest, Encounter, CareTeam or Appointment that names the
+//!   caller's own organisation does not, by itself, open a patient the caller does not already
+//!   care for;
+//! - a resource that touches several patients is written only if the caller may write for
+//!   **each** of them (a message about an unrelated child addressed to one's own patient is
+//!   refused);
 //! - a patient sees their own record from a configurable age (12);
 //! - a proxy (parent/guardian, a RelatedPerson) sees everything of a child under 12, nothing
 //!   labelled sensitive (ETH PSY SEX HIV STD SDV BH SUD) or restricted (R, V) from 12 to 17, and
 //!   nothing from the 18th birthday unless the patient permits it by Consent or a guardianship
 //!   is recorded;
 //! - Consent provisions naming the caller are applied before these defaults: a deny hides the
-//!   patient (or the labels it names), a permit grants access;
-//! - auditors read the audit trail; patients read the accounting of their own record;
-//! - SMART scopes are intersected with all of it.
+//!   patient (or the labels it names); a permit grants access — to the whole record when it
+//!   names no `securityLabel`, else to the record without sensitive or restricted resources
+//!   except those whose every withheld label the permit names (a permit for N opens normal
+//!   records only; a permit for PSY and R opens mental-health records too);
+//! - auditors read the audit trail; patients read the accounting of their own record (the
+//!   store shows them only their own entity, the agent, time, action and purpose);
+//! - SMART scopes are intersected with all of it: a type the scopes do not allow reading is
+//!   absent from every answer — includes, revincludes, `_has`, chains and history too.
 
 use super::age::{BirthDate, age_on};
 use super::scopes::{Action, ScopeContext, Scopes};
@@ -230,13 +247,37 @@ pub enum Level {
     Full,
 }
 
+impl Level {
+    /// The labels this level withholds.
+    pub fn withheld(self) -> Vec<String> {
+        match self {
+            Level::Full => Vec::new(),
+            Level::WithoutSensitive => {
+                let mut l: Vec<String> = withheld_from_limited_proxies()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                l.sort();
+                l
+            }
+        }
+    }
+}
+
 /// Access to one patient's compartment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientAccess {
     pub patient_id: String,
-    pub level: Level,
+    /// Labels whose resources stay hidden (sorted; empty: the whole compartment).
+    pub withheld: Vec<String>,
     /// Granted by break-the-glass: every access is flagged in the audit trail.
     pub break_glass: bool,
+}
+
+impl PatientAccess {
+    pub fn is_full(&self) -> bool {
+        self.withheld.is_empty()
+    }
 }
 
 /// Who may read the audit trail.
@@ -251,8 +292,10 @@ pub enum AuditAccess {
 /// What a caller may read. The store turns it into SQL; [`permits`] applies it to one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessView {
-    /// Everything (administrators, backend services).
+    /// Every patient's records (administrators, backend services) — within `types`.
     pub everything: bool,
+    /// The resource types the scopes let the caller read or search; `None`: every type.
+    pub types: Option<Vec<String>>,
     /// The directory types.
     pub directory: bool,
     /// Full access to the compartments of patients with a care relationship with these.
@@ -270,6 +313,7 @@ impl AccessView {
     fn nothing() -> AccessView {
         AccessView {
             everything: false,
+            types: None,
             directory: false,
             care_organizations: Vec::new(),
             patients: Vec::new(),
@@ -280,23 +324,41 @@ impl AccessView {
     }
 
     fn grant(&mut self, patient_id: &str, level: Level, break_glass: bool) {
+        self.grant_withholding(patient_id, level.withheld(), break_glass)
+    }
+
+    /// Grants a patient's compartment but the resources carrying one of `withheld`; two grants
+    /// of one patient withhold only what both withhold.
+    fn grant_withholding(
+        &mut self,
+        patient_id: &str,
+        mut withheld: Vec<String>,
+        break_glass: bool,
+    ) {
+        withheld.sort();
+        withheld.dedup();
         match self
             .patients
             .iter_mut()
             .find(|p| p.patient_id == patient_id)
         {
             Some(p) => {
-                if level > p.level {
-                    p.level = level;
-                }
-                p.break_glass |= break_glass && level == Level::Full;
+                p.withheld.retain(|l| withheld.contains(l));
+                p.break_glass |= break_glass && withheld.is_empty();
             }
             None => self.patients.push(PatientAccess {
                 patient_id: patient_id.to_string(),
-                level,
-                break_glass,
+                break_glass: break_glass && withheld.is_empty(),
+                withheld,
             }),
         }
+    }
+
+    /// Whether the scopes let the caller read resources of this type at all.
+    pub fn reads_type(&self, resource_type: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == resource_type))
     }
 }
 
@@ -308,8 +370,30 @@ pub struct ResourceFacts {
     pub patients: Vec<String>,
     /// Security label codes from `meta.security`.
     pub labels: Vec<String>,
-    /// The organisations with a care relationship with any of those patients.
-    pub care_organizations: Vec<String>,
+    /// The care relationships `(patient, organisation)` of those patients as recorded before
+    /// the action — never the ones the resource being written would create.
+    pub relationships: Vec<(String, String)>,
+    /// For the creation of a Patient under an id no record uses: the organisation it is
+    /// registered with (`managingOrganization`), the one relationship a write brings along.
+    pub registration: Option<String>,
+}
+
+impl ResourceFacts {
+    /// The facts about one of the patients only (a write is decided per patient).
+    fn for_patient(&self, patient: &str) -> ResourceFacts {
+        ResourceFacts {
+            resource_type: self.resource_type.clone(),
+            patients: vec![patient.to_string()],
+            labels: self.labels.clone(),
+            relationships: self
+                .relationships
+                .iter()
+                .filter(|(p, _)| p == patient)
+                .cloned()
+                .collect(),
+            registration: self.registration.clone(),
+        }
+    }
 }
 
 /// A decision, with the reason when it is a denial.
@@ -332,6 +416,7 @@ fn consent_in_force(c: &ConsentRule, now: i64) -> bool {
 /// What `subject` may read, given the facts in `ctx`.
 pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessView {
     let mut v = AccessView::nothing();
+    v.types = subject.scopes.readable_types();
     if subject.unrestricted() {
         v.everything = true;
         v.directory = true;
@@ -397,7 +482,16 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
         .filter(|c| consent_in_force(c, ctx.now_ms))
     {
         match (c.permit, c.labels.is_empty()) {
-            (true, _) => v.grant(&c.patient_id, Level::Full, false),
+            (true, true) => v.grant(&c.patient_id, Level::Full, false),
+            (true, false) => {
+                // a permit limited to labels opens what carries only those of the withheld labels
+                let withheld = Level::WithoutSensitive
+                    .withheld()
+                    .into_iter()
+                    .filter(|l| !c.labels.contains(l))
+                    .collect();
+                v.grant_withholding(&c.patient_id, withheld, false)
+            }
             (false, true) => v.denied_patients.push(c.patient_id.clone()),
             (false, false) => v.withheld.push((c.patient_id.clone(), c.labels.clone())),
         }
@@ -409,6 +503,12 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
 
 /// Whether a view admits a resource. The store's SQL filter implements exactly this.
 pub fn permits(v: &AccessView, r: &ResourceFacts) -> Decision {
+    if !v.reads_type(&r.resource_type) {
+        return Decision::Deny(format!(
+            "the granted scopes do not allow reading {}",
+            r.resource_type
+        ));
+    }
     if v.everything {
         return Decision::Permit;
     }
@@ -448,18 +548,18 @@ pub fn permits(v: &AccessView, r: &ResourceFacts) -> Decision {
         );
     }
     let related = r
-        .care_organizations
+        .relationships
         .iter()
-        .any(|o| v.care_organizations.contains(o));
+        .any(|(p, o)| r.patients.contains(p) && v.care_organizations.contains(o))
+        || r.resource_type == "Patient"
+            && r.registration
+                .as_ref()
+                .is_some_and(|o| v.care_organizations.contains(o));
     if related {
         return Decision::Permit;
     }
-    let sensitive = r
-        .labels
-        .iter()
-        .any(|l| withheld_from_limited_proxies().contains(&l.as_str()));
     for p in &v.patients {
-        if r.patients.contains(&p.patient_id) && (p.level == Level::Full || !sensitive) {
+        if r.patients.contains(&p.patient_id) && !r.labels.iter().any(|l| p.withheld.contains(l)) {
             return Decision::Permit;
         }
     }
@@ -510,7 +610,18 @@ pub fn decide(
             Decision::Deny("only coordinators and administrators change the directory".into())
         };
     }
-    permits(&v, facts)
+    if facts.patients.len() <= 1 {
+        return permits(&v, facts);
+    }
+    // a resource that touches several patients: the caller must be allowed for each
+    for p in &facts.patients {
+        if let Decision::Deny(why) = permits(&v, &facts.for_patient(p)) {
+            return Decision::Deny(format!(
+                "this resource also concerns Patient/{p}, whose record the caller may not change ({why})"
+            ));
+        }
+    }
+    Decision::Permit
 }
 
 fn action_name(a: Action) -> &'static str {
@@ -521,4 +632,51 @@ fn action_name(a: Action) -> &'static str {
         Action::Delete => "delete",
         Action::Search => "search",
     }
+}
+
+/// The identity review queue (pairs of Patient records that may be one person): who may see a
+/// pair and who may decide it. Coordinators and alliance administrators review (and backend
+/// services); the scopes must allow reading Patients, and a decision — which writes the Person
+/// resource that links the records — must also allow writing Persons; and a pair is shown only
+/// to a caller who may read **both** records (`pair` holds the two Patients' facts).
+pub fn decide_identity_review(
+    subject: &Subject,
+    decision: bool,
+    pair: &ResourceFacts,
+    ctx: &Context,
+    config: &PolicyConfig,
+) -> Decision {
+    if !(subject.unrestricted() || subject.has(Role::Coordinator)) {
+        return Decision::Deny(
+            "the identity review queue is for coordinators and alliance administrators".into(),
+        );
+    }
+    let reads = subject.scopes.allows("Patient", Action::Read)
+        || subject.scopes.allows("Patient", Action::Search);
+    if !reads {
+        return Decision::Deny(format!(
+            "the granted scopes ({}) do not allow reading Patients, which the review queue shows",
+            subject.scopes.to_scope_string()
+        ));
+    }
+    if decision
+        && !(subject.scopes.allows("Person", Action::Create)
+            && subject.scopes.allows("Person", Action::Update))
+    {
+        return Decision::Deny(format!(
+            "the granted scopes ({}) do not allow writing the Person resource a decision links the records with",
+            subject.scopes.to_scope_string()
+        ));
+    }
+    let v = view(subject, ctx, config);
+    for p in &pair.patients {
+        let mut one = pair.for_patient(p);
+        one.resource_type = "Patient".into();
+        if !permits(&v, &one).is_permit() {
+            return Decision::Deny(
+                "the pair includes a record the caller has no care relationship with".into(),
+            );
+        }
+    }
+    Decision::Permit
 }

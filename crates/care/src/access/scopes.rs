@@ -66,12 +66,20 @@ impl fmt::Display for Scope {
     }
 }
 
-/// A scope string that is not a SMART resource scope.
+/// A scope string that is not a SMART resource scope this server grants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "'{0}' is not a SMART scope (like system/Patient.rs, user/*.cruds or patient/Observation.read)"
-)]
-pub struct ScopeError(pub String);
+pub enum ScopeError {
+    #[error(
+        "'{0}' is not a SMART scope (like system/Patient.rs, user/*.cruds or patient/Observation.read)"
+    )]
+    Malformed(String),
+    /// SMART v2 granular scopes (`system/Observation.rs?category=vital-signs`) are refused
+    /// rather than widened to the whole type.
+    #[error(
+        "'{0}' is a granular scope (with ?param=value), which this server does not grant: ask for the whole type (like {1}) and filter with a search"
+    )]
+    Granular(String, String),
+}
 
 impl Scope {
     /// Parses one resource scope. Non-resource scopes (`openid`, `fhirUser`, `launch/patient`,
@@ -84,7 +92,7 @@ impl Scope {
         {
             return Ok(None);
         }
-        let err = || ScopeError(s.to_string());
+        let err = || ScopeError::Malformed(s.to_string());
         let (ctx, rest) = s.split_once('/').ok_or_else(err)?;
         let context = match ctx {
             "patient" => ScopeContext::Patient,
@@ -93,7 +101,9 @@ impl Scope {
             _ => return Err(err()),
         };
         let (rt, perms) = rest.split_once('.').ok_or_else(err)?;
-        let perms = perms.split('?').next().unwrap_or(perms);
+        if let Some((whole, _)) = s.split_once('?') {
+            return Err(ScopeError::Granular(s.to_string(), whole.to_string()));
+        }
         let resource_type = match rt {
             "*" => None,
             t if !t.is_empty()
@@ -181,6 +191,29 @@ impl Scopes {
             .any(|s| s.context == context && s.allows(resource_type, action))
     }
 
+    /// The resource types some scope lets the holder read or search; `None` when a wildcard
+    /// scope does (every type).
+    pub fn readable_types(&self) -> Option<Vec<String>> {
+        let reads = |s: &&Scope| s.actions.contains('r') || s.actions.contains('s');
+        if self
+            .scopes
+            .iter()
+            .filter(reads)
+            .any(|s| s.resource_type.is_none())
+        {
+            return None;
+        }
+        let mut types: Vec<String> = self
+            .scopes
+            .iter()
+            .filter(reads)
+            .filter_map(|s| s.resource_type.clone())
+            .collect();
+        types.sort();
+        types.dedup();
+        Some(types)
+    }
+
     /// Whether any scope is a `system/` scope.
     pub fn has_system(&self) -> bool {
         self.scopes
@@ -244,6 +277,30 @@ mod tests {
         ] {
             assert!(Scope::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn granular_scopes_are_refused_not_widened() {
+        let e = Scope::parse("system/Observation.rs?category=vital-signs").unwrap_err();
+        assert!(matches!(e, ScopeError::Granular(..)), "{e}");
+        assert!(e.to_string().contains("system/Observation.rs"), "{e}");
+        assert!(Scopes::parse("system/Patient.rs patient/Condition.rs?category=x").is_err());
+    }
+
+    #[test]
+    fn readable_types_follow_the_scopes() {
+        let s = Scopes::parse("system/Patient.rs system/Task.c user/Condition.s").unwrap();
+        assert_eq!(
+            s.readable_types(),
+            Some(vec!["Condition".to_string(), "Patient".to_string()])
+        );
+        assert_eq!(Scopes::parse("user/*.rs").unwrap().readable_types(), None);
+        assert_eq!(
+            Scopes::parse("system/*.c system/Patient.r")
+                .unwrap()
+                .readable_types(),
+            Some(vec!["Patient".to_string()])
+        );
     }
 
     #[test]

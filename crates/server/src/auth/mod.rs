@@ -5,6 +5,7 @@
 
 pub mod oidc;
 pub mod routes;
+pub mod seal;
 pub mod secrets;
 pub mod tokens;
 
@@ -38,6 +39,8 @@ pub struct AuthConfig {
     pub policy: PolicyConfig,
     /// An external OpenID Connect issuer whose tokens are accepted too.
     pub oidc: Option<oidc::OidcConfig>,
+    /// Seals the token signing keys at rest.
+    pub key_seal: seal::KeySeal,
 }
 
 impl Default for AuthConfig {
@@ -48,6 +51,7 @@ impl Default for AuthConfig {
             secure_cookies: true,
             policy: PolicyConfig::default(),
             oidc: None,
+            key_seal: seal::KeySeal::process_default(),
         }
     }
 }
@@ -126,8 +130,13 @@ fn parse_refs(s: &str) -> Vec<(String, String)> {
 }
 
 impl Auth {
-    pub async fn new(store: Store, config: AuthConfig) -> Result<Auth, StoreError> {
-        let keys = KeyRing::load(store.clone(), config.audience.clone()).await?;
+    pub async fn new(store: Store, config: AuthConfig) -> Result<Auth, tokens::KeyRingError> {
+        let keys = KeyRing::load(
+            store.clone(),
+            config.audience.clone(),
+            config.key_seal.clone(),
+        )
+        .await?;
         let oidc = config.oidc.clone().map(oidc::Oidc::new);
         Ok(Auth {
             store,

@@ -320,7 +320,10 @@ pub async fn login(
         .await
         .unwrap_or(None);
     let ip = Some(addr.ip().to_string());
-    let generic = "Wrong user name or password.";
+    // one answer for an unknown name, a wrong password, a locked and a disabled account, in
+    // the same time (each checks a password hash): the form tells no one which names exist
+    let generic =
+        "Wrong user name or password. After 5 failed attempts an account is locked for 15 minutes.";
     let Some(user) = user else {
         let _ = verify_secret(
             &password,
@@ -337,6 +340,7 @@ pub async fn login(
         return retry(StatusCode::UNAUTHORIZED, generic);
     };
     if user.locked_until.is_some_and(|t| t > now) {
+        let _ = verify_secret(&password, &user.password_hash);
         crate::audit::record_login(
             &state,
             &format!("user:{username}"),
@@ -345,10 +349,7 @@ pub async fn login(
             "account locked",
         )
         .await;
-        return retry(
-            StatusCode::UNAUTHORIZED,
-            "This account is locked after too many failed attempts. Try again in 15 minutes.",
-        );
+        return retry(StatusCode::UNAUTHORIZED, generic);
     }
     if user.disabled || !verify_secret(&password, &user.password_hash) {
         let id = user.id.clone();

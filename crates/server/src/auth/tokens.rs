@@ -15,6 +15,17 @@ use serde_json::{Value, json};
 use store::identity::KeyRecord;
 use store::{Store, StoreError};
 
+use super::seal::{KeySeal, SealError};
+
+/// Why the signing keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
 /// How long an access token lives.
 pub const TOKEN_SECONDS: i64 = 15 * 60;
 
@@ -69,9 +80,20 @@ pub fn generate_key(now_ms: i64) -> KeyRecord {
     }
 }
 
+/// Seals a key record's private key (as `generate_key` makes it) before it is stored.
+pub fn seal_key(record: &mut KeyRecord, seal: &KeySeal) {
+    if KeySeal::is_sealed(&record.private_key) {
+        return;
+    }
+    if let Ok(der) = STANDARD.decode(&record.private_key) {
+        record.private_key = seal.seal(&record.kid, &der);
+    }
+}
+
 /// The signing keys, loaded from the store and cached.
 pub struct KeyRing {
     store: Store,
+    seal: KeySeal,
     keys: RwLock<Vec<KeyRecord>>,
     audience: String,
     /// Tokens already verified, with their claims: a signature is checked once per token, not
@@ -83,21 +105,38 @@ pub struct KeyRing {
 const VERIFIED_CACHE: usize = 10_000;
 
 impl KeyRing {
-    /// Loads the keys, creating the first one if there is none.
-    pub async fn load(store: Store, audience: String) -> Result<KeyRing, StoreError> {
+    /// Loads the keys, creating the first one if there is none; keys an older version stored
+    /// in the clear are sealed now. Refuses to start when the keys were sealed with another
+    /// sealing key (the tokens could not be signed).
+    pub async fn load(
+        store: Store,
+        audience: String,
+        seal: KeySeal,
+    ) -> Result<KeyRing, KeyRingError> {
+        let sealing = seal.clone();
         let keys = store
-            .write(|tx| {
+            .write(move |tx| {
                 let mut keys = tx.keys()?;
-                if keys.iter().all(|k| k.retired_at.is_some()) {
-                    let k = generate_key(tx.now());
-                    tx.insert_key(&k)?;
-                    keys = tx.keys()?;
+                for k in keys.iter().filter(|k| !KeySeal::is_sealed(&k.private_key)) {
+                    let mut sealed = k.clone();
+                    seal_key(&mut sealed, &sealing);
+                    tx.set_key_private(&k.kid, &sealed.private_key)?;
                 }
+                if keys.iter().all(|k| k.retired_at.is_some()) {
+                    let mut k = generate_key(tx.now());
+                    seal_key(&mut k, &sealing);
+                    tx.insert_key(&k)?;
+                }
+                keys = tx.keys()?;
                 Ok::<_, StoreError>(keys)
             })
             .await?;
+        for k in keys.iter().filter(|k| k.retired_at.is_none()) {
+            seal.open(&k.kid, &k.private_key)?;
+        }
         Ok(KeyRing {
             store,
+            seal,
             keys: RwLock::new(keys),
             audience,
             verified: Default::default(),
@@ -121,9 +160,15 @@ impl KeyRing {
             .iter()
             .find(|k| k.retired_at.is_none())
             .ok_or(TokenError::UnknownKey)?;
-        let der = STANDARD
-            .decode(&key.private_key)
-            .map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let der = if KeySeal::is_sealed(&key.private_key) {
+            self.seal
+                .open(&key.kid, &key.private_key)
+                .map_err(|e| TokenError::Invalid(e.to_string()))?
+        } else {
+            STANDARD
+                .decode(&key.private_key)
+                .map_err(|e| TokenError::Invalid(e.to_string()))?
+        };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());

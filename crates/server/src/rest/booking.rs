@@ -289,6 +289,7 @@ pub(crate) fn hold_or_book(
         let from = status_of(&appointment).unwrap_or(AppointmentStatus::Proposed);
         transition(from, target).map_err(|f| conflict(f.to_string()))?;
         appointment["status"] = json!(target.code());
+        super::execute::apply_automatic_labels(tx, &mut appointment)?;
         super::visit::attach_join_link(tx, ctx, aid, &mut appointment)?;
         crate::notify::appointment_changed(tx, ctx, aid, Some(from), &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
@@ -336,6 +337,7 @@ pub(crate) fn hold_or_book(
             set_modality(&mut appointment, json!(m));
         }
         let id = tx.new_id();
+        super::execute::apply_automatic_labels(tx, &mut appointment)?;
         super::visit::attach_join_link(tx, ctx, &id, &mut appointment)?;
         crate::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
         let index = extract(ctx.registry, &appointment);

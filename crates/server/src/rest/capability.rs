@@ -48,6 +48,11 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
         "Encounter",
         "valueCode, a v3 ActCode sensitivity: care a minor consented to alone (labels follow)",
     ),
+    (
+        care::labels::SERVICE_SENSITIVITY,
+        "HealthcareService",
+        "valueCode, a v3 ActCode sensitivity: care in this service is sensitive; Appointments booked in it (and their messages) carry that label and R",
+    ),
 ];
 
 pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {

@@ -265,17 +265,27 @@ fn too_little(what: &str) -> ApiError {
 /// Who may work the identity review queue: coordinators and alliance administrators (and
 /// backend services). They see both records of a pair — names, birth dates, addresses — as the
 /// decision needs, and every look is on the record.
-fn may_review(tx: &CallerTx) -> Result<(), ApiError> {
-    let s = &tx.caller().subject;
-    if tx.view().everything || s.has(care::access::Role::Coordinator) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            403,
-            IssueType::Forbidden,
-            "the identity review queue is for coordinators and alliance administrators",
-        ))
+/// The queue is for coordinators and administrators whose scopes allow reading Patients (and,
+/// for a decision, writing the Person that links them) — `care::access::decide_identity_review`.
+fn may_review(tx: &mut CallerTx, decision: bool) -> Result<(), ApiError> {
+    match tx.identity_review_decision(&[], decision)? {
+        care::access::Decision::Permit => Ok(()),
+        care::access::Decision::Deny(why) => {
+            tx.trail.denied = true;
+            Err(ApiError::new(403, IssueType::Forbidden, why))
+        }
     }
+}
+
+/// Whether the caller may see this pair: both records must be visible to them.
+fn pair_visible(
+    tx: &mut CallerTx,
+    pair: &store::IdentityPair,
+    decision: bool,
+) -> Result<bool, ApiError> {
+    Ok(tx
+        .identity_review_decision(&[&pair.left_id, &pair.right_id], decision)?
+        .is_permit())
 }
 
 /// One side of a pair, as a reviewer sees it.
@@ -324,11 +334,15 @@ fn entry(tx: &mut CallerTx, pair: &store::IdentityPair) -> Result<Value, ApiErro
 
 /// `GET /api/identity/reviews?state=pending|linked|rejected|unlinked` (oldest first, 200).
 pub(crate) fn reviews(tx: &mut CallerTx, _ctx: &Ctx, state: &str) -> Result<Outcome, ApiError> {
-    may_review(tx)?;
-    let pairs = tx.raw().identity_pairs(state, 200)?;
+    may_review(tx, false)?;
+    // a coordinator sees the pairs of patients both of whom their organisation cares for
+    let orgs = (!tx.view().everything).then(|| tx.caller().subject.care_organizations());
+    let pairs = tx.raw().identity_pairs_among(state, orgs.as_deref(), 200)?;
     let mut out = Vec::with_capacity(pairs.len());
     for p in &pairs {
-        out.push(entry(tx, p)?);
+        if pair_visible(tx, p, false)? {
+            out.push(entry(tx, p)?);
+        }
     }
     Ok(Outcome::Json(
         200,
@@ -346,12 +360,19 @@ pub(crate) fn decide(
     review: &str,
     accept: bool,
 ) -> Result<Outcome, ApiError> {
-    may_review(tx)?;
+    may_review(tx, true)?;
     let Some(pair) = tx.raw().identity_pair_by_id(review)? else {
         return Err(ApiError::not_found(format!(
             "there is no identity review {review}"
         )));
     };
+    if !pair_visible(tx, &pair, true)? {
+        // a pair the caller may not see answers as if it did not exist
+        tx.trail.denied = true;
+        return Err(ApiError::not_found(format!(
+            "there is no identity review {review}"
+        )));
+    }
     let by = tx.caller().subject.id.clone();
     let state = if accept {
         "linked"

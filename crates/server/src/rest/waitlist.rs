@@ -243,6 +243,7 @@ pub(crate) fn offer(
         json!({"url": WAITLIST_OFFER, "valueInstant": fhir::primitive::format_instant(until)}),
     );
     appointment["extension"] = Value::Array(exts);
+    super::execute::apply_automatic_labels(tx, &mut appointment)?;
     crate::notify::appointment_changed(
         tx,
         ctx,

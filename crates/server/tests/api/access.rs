@@ -494,7 +494,7 @@ async fn tokens_are_checked(app: TestApp) {
         .json();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
 
-    let token = app.token_for("system/Patient.rs", &[], &[]).await;
+    let (limited_id, token) = app.client_for("system/Patient.rs", &[], &[]).await;
     let limited = app.client_with(&token);
     assert_eq!(app.get_as(&limited, "Patient/teen").await.status, 200);
     let r = app.get_as(&limited, "Condition/plain").await;
@@ -521,14 +521,15 @@ async fn tokens_are_checked(app: TestApp) {
     let keys = app.store.read(|tx| tx.keys()).await.unwrap();
     let key = &keys[0];
     let sign = |exp: i64, aud: &str| {
-        use base64::Engine as _;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(&key.private_key)
+        // the key is sealed at rest; the test server seals with the process's default key
+        let der = server::auth::seal::KeySeal::process_default()
+            .open(&key.kid, &key.private_key)
             .unwrap();
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let claims = json!({"iss": "continuum", "sub": "x", "aud": aud, "exp": exp, "iat": now - 1000, "jti": "j", "scope": "system/*.cruds"});
+        // the subject must be a client the server knows (and has not disabled)
+        let claims = json!({"iss": "continuum", "sub": limited_id, "aud": aud, "exp": exp, "iat": now - 1000, "jti": "j", "scope": "system/*.cruds"});
         jsonwebtoken::encode(
             &header,
             &claims,

@@ -12,6 +12,7 @@ mod crud;
 mod examples;
 mod findcare;
 mod identity;
+mod leaks;
 mod ops;
 mod policy_matrix;
 mod search;

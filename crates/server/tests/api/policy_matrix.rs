@@ -44,9 +44,38 @@ fn with_labels(mut r: Value, label: &str) -> Value {
     r
 }
 
-/// A resource of the row's type, belonging to the row's patient where it can.
+/// A resource of the row's type column, belonging to the row's patient where it can: `Type`,
+/// `Type>org` (naming `org` as the one caring), `Type+q` (also concerning patient `q`) or
+/// `Patient+new>org` (a new patient registered with `org`).
 fn resource(rt: &str, id: &str, patient: &str, label: &str) -> Value {
+    let other = patient.replacen('p', "q", 1);
     let r = match rt {
+        "Task>hhc" => {
+            json!({"resourceType": "Task", "id": id, "status": "requested", "intent": "order",
+                "for": {"reference": format!("Patient/{patient}")}, "owner": {"reference": "Organization/hhc"}})
+        }
+        "ServiceRequest>hhc" => {
+            json!({"resourceType": "ServiceRequest", "id": id, "status": "active", "intent": "order",
+                "subject": {"reference": format!("Patient/{patient}")}, "requester": {"reference": "Organization/hhc"}})
+        }
+        "Encounter>hhc" => {
+            json!({"resourceType": "Encounter", "id": id, "status": "in-progress",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": format!("Patient/{patient}")}, "serviceProvider": {"reference": "Organization/hhc"}})
+        }
+        "CareTeam>hhc" => {
+            json!({"resourceType": "CareTeam", "id": id, "status": "active",
+                "subject": {"reference": format!("Patient/{patient}")}, "managingOrganization": [{"reference": "Organization/hhc"}]})
+        }
+        "Communication+q" => {
+            json!({"resourceType": "Communication", "id": id, "status": "completed",
+                "subject": {"reference": format!("Patient/{patient}")}, "recipient": [{"reference": format!("Patient/{other}")}],
+                "payload": [{"contentString": "matrix message"}]})
+        }
+        new if new.starts_with("Patient+new>") => {
+            let org = &new["Patient+new>".len()..];
+            json!({"resourceType": "Patient", "id": id, "managingOrganization": {"reference": format!("Organization/{org}")}})
+        }
         "Condition" => {
             json!({"resourceType": "Condition", "id": id, "subject": {"reference": format!("Patient/{patient}")}, "code": {"text": "matrix"}})
         }
@@ -92,9 +121,10 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
     let q = format!("q{i}");
     let birth = birth_for(row.age);
     admin_put(app, json!({"resourceType": "Patient", "id": p, "birthDate": birth, "managingOrganization": {"reference": "Organization/cc"}})).await;
+    // q is registered with hhc: a second patient for the rows that concern two
     admin_put(
         app,
-        json!({"resourceType": "Patient", "id": q, "birthDate": birth}),
+        json!({"resourceType": "Patient", "id": q, "birthDate": birth, "managingOrganization": {"reference": "Organization/hhc"}}),
     )
     .await;
     // the caller
@@ -150,6 +180,17 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
         "auditor" => ("user/*.cruds", vec!["auditor"], vec![]),
         "backend" => ("system/*.cruds", vec![], vec![]),
         "backend-patients-only" => ("system/Patient.rs", vec![], vec![]),
+        "backend-observations-only" => ("system/Observation.rs", vec![], vec![]),
+        "coordinator@cc-patients-only-token" => ("user/Patient.rs", vec!["coordinator@cc"], vec![]),
+        "parent-patients-only-token" => {
+            admin_put(app, json!({"resourceType": "RelatedPerson", "id": rp, "patient": {"reference": format!("Patient/{p}")},
+                "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]})).await;
+            (
+                "user/Patient.rs",
+                vec!["proxy"],
+                vec![format!("RelatedPerson/{rp}")],
+            )
+        }
         other => panic!("unknown caller {other}"),
     };
     let fhir_refs: Vec<&str> = fhir.iter().map(String::as_str).collect();
@@ -181,6 +222,8 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             "expired-permit" => ("permit", None, Some("2001-01-01")),
             "deny" => ("deny", None, None),
             "deny-PSY" => ("deny", Some(labels("PSY")), None),
+            "permit-N" => ("permit", Some(labels("N")), None),
+            "permit-PSY" => ("permit", Some(labels("PSY")), None),
             other => panic!("unknown consent {other}"),
         };
         let mut provision = json!({"type": kind, "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "CAREGIVER"}]}, "reference": {"reference": actor}}]});
@@ -196,6 +239,9 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             "patient": {"reference": format!("Patient/{p}")},
             "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
             "provision": provision})).await;
+    }
+    if row.rt.starts_with("IdentityReview") {
+        return play_identity_review(app, i, row, &caller, &p, &q).await;
     }
     // the target resource
     let (rt, id) = match row.rt {
@@ -215,17 +261,22 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
                     .to_string(),
             )
         }
+        new if new.starts_with("Patient+new>") => (new.to_string(), format!("n{i}")),
         other => {
             let id = format!("t{i}");
-            admin_put(app, resource(other, &id, &p, row.label)).await;
+            if row.action != "create" {
+                admin_put(app, resource(other, &id, &p, row.label)).await;
+            }
             (other.to_string(), id)
         }
     };
-    let path = format!("{rt}/{id}");
+    // the type column may carry a variant (`Task>hhc`): the path uses the type alone
+    let base_type = rt.split(['>', '+']).next().unwrap_or(&rt).to_string();
+    let path = format!("{base_type}/{id}");
     match row.action {
         "read" => app.get_as(&caller, &path).await.status == 200,
         "search" => {
-            let r = app.get_as(&caller, &format!("{rt}?_id={id}")).await;
+            let r = app.get_as(&caller, &format!("{base_type}?_id={id}")).await;
             r.status == 200 && r.json()["total"] == 1
         }
         "create" => {
@@ -239,7 +290,7 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             let r = app
                 .send(
                     caller
-                        .post(app.url(&rt))
+                        .post(app.url(&base_type))
                         .header("Content-Type", "application/fhir+json")
                         .body(body.to_string()),
                 )
@@ -257,7 +308,7 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             let mut body = app.get(&path).await.json();
             body.as_object_mut().unwrap().remove("meta");
             body = with_labels(body, row.label);
-            if rt == "Condition" {
+            if base_type == "Condition" {
                 body["note"] = json!([{"text": "updated"}]);
             }
             let r = app
@@ -289,6 +340,59 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             app.get(&path).await.status == 410
         }
         other => panic!("unknown action {other}"),
+    }
+}
+
+/// A row of the identity review queue: a pair of `p` with `q` (registered with hhc) or, for
+/// `IdentityReview=cc`, with another patient of cc; `read` lists the queue, `update` accepts
+/// the pair.
+async fn play_identity_review(
+    app: &TestApp,
+    i: usize,
+    row: &Row<'_>,
+    caller: &reqwest::Client,
+    p: &str,
+    q: &str,
+) -> bool {
+    let other = if row.rt == "IdentityReview=cc" {
+        let s = format!("s{i}");
+        admin_put(app, json!({"resourceType": "Patient", "id": s, "managingOrganization": {"reference": "Organization/cc"}})).await;
+        s
+    } else {
+        q.to_string()
+    };
+    let (a, b) = (p.to_string(), other.clone());
+    let pair_id = format!("rev{i}");
+    let pid = pair_id.clone();
+    app.store
+        .write(move |tx| {
+            tx.identity_pair_add(&pid, &a, &b, 0.9, "probable", "pending")
+                .map(|_| ())
+        })
+        .await
+        .expect("a review pair");
+    match row.action {
+        "read" => {
+            let r = app.get_as(caller, "/api/identity/reviews").await;
+            r.status == 200
+                && r.json()["reviews"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["id"] == pair_id.as_str()))
+        }
+        "update" => {
+            let r = app
+                .send(caller.post(app.url(&format!("/api/identity/reviews/{pair_id}/accept"))))
+                .await;
+            assert!(
+                matches!(r.status, 200 | 403 | 404),
+                "{}: {} {}",
+                row.line,
+                r.status,
+                r.text
+            );
+            r.status == 200
+        }
+        other => panic!("unknown identity review action {other}"),
     }
 }
 
