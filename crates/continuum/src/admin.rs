@@ -8,7 +8,7 @@ use clap::Subcommand;
 use server::auth::parse_grant;
 use server::auth::secrets::{check_password_strength, digest, hash_secret, random_token};
 use store::Store;
-use store::identity::{ClientRecord, UserRecord};
+use store::accounts::{ClientRecord, UserRecord};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {

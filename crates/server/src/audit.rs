@@ -8,6 +8,10 @@ use store::AuditTrail;
 
 use crate::http::AppState;
 
+/// The code system of the `subtype` codings that name what the alliance did on its own
+/// behalf inside a request (`store::OnBehalf`).
+pub const ON_BEHALF_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/on-behalf";
+
 /// `AuditEvent.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditOutcome {
@@ -96,6 +100,19 @@ pub fn audit_event(f: &AuditFacts) -> Value {
             "http://hl7.org/fhir/restful-interaction"
         };
         event["subtype"] = json!([{"system": system, "code": f.interaction}]);
+    }
+    // what the alliance did on its own behalf inside the request, one coding per reason
+    if !f.trail.on_behalf.is_empty() {
+        let codings: Vec<Value> = f
+            .trail
+            .on_behalf
+            .iter()
+            .map(|w| json!({"system": ON_BEHALF_SYSTEM, "code": w.code()}))
+            .collect();
+        match event.get_mut("subtype").and_then(Value::as_array_mut) {
+            Some(list) => list.extend(codings),
+            None => event["subtype"] = Value::Array(codings),
+        }
     }
     if let Some(d) = &f.description {
         event["outcomeDesc"] = json!(d);

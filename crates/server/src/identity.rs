@@ -169,7 +169,10 @@ pub mod linkage {
         let mut seen = vec![start.to_string()];
         let mut next = vec![start.to_string()];
         while let Some(id) = next.pop() {
-            for p in tx.raw().identity_partners(&id)? {
+            for p in tx
+                .on_behalf(store::OnBehalf::Linkage)
+                .identity_partners(&id)?
+            {
                 if !seen.contains(&p) {
                     seen.push(p.clone());
                     next.push(p);
@@ -187,7 +190,7 @@ pub mod linkage {
             "Person",
             &[("link", format!("Patient/{id}")), ("_count", "50".into())],
         )?;
-        Ok(tx.raw().search(&req)?.matches)
+        Ok(tx.on_behalf(store::OnBehalf::Linkage).search(&req)?.matches)
     }
 
     /// Makes the Person resources agree with the register around `id`: one Person links every
@@ -230,10 +233,18 @@ pub mod linkage {
                 person["link"] = Value::Array(wanted);
                 let index = extract(fhir::search::registry(), &person);
                 let stored = match &keep {
-                    Some(prev) => tx.raw().update(prev, &mut person, &index)?,
+                    Some(prev) => {
+                        tx.on_behalf(store::OnBehalf::Linkage)
+                            .update(prev, &mut person, &index)?
+                    }
                     None => {
                         let pid = tx.new_id();
-                        tx.raw().create("Person", &pid, &mut person, &index)?
+                        tx.on_behalf(store::OnBehalf::Linkage).create(
+                            "Person",
+                            &pid,
+                            &mut person,
+                            &index,
+                        )?
                     }
                 };
                 tx.trail.add("Person", &stored.id, &members);
@@ -250,7 +261,7 @@ pub mod linkage {
                 .filter(|t| !members.contains(t))
                 .collect();
             if left.len() < 2 {
-                tx.raw().delete(&p)?;
+                tx.on_behalf(store::OnBehalf::Linkage).delete(&p)?;
             } else {
                 person["link"] = Value::Array(
                     left.iter()
@@ -258,7 +269,8 @@ pub mod linkage {
                         .collect(),
                 );
                 let index = extract(fhir::search::registry(), &person);
-                tx.raw().update(&p, &mut person, &index)?;
+                tx.on_behalf(store::OnBehalf::Linkage)
+                    .update(&p, &mut person, &index)?;
             }
             tx.trail.add("Person", &p.id, &members);
         }
@@ -274,12 +286,17 @@ pub mod linkage {
         probability: f64,
         grade: Grade,
     ) -> Result<bool, ApiError> {
-        if grade < Grade::Possible || tx.raw().identity_pair(a, b)?.is_some() {
+        if grade < Grade::Possible
+            || tx
+                .on_behalf(store::OnBehalf::Linkage)
+                .identity_pair(a, b)?
+                .is_some()
+        {
             return Ok(false);
         }
         let certain = grade == Grade::Certain;
         let id = tx.new_id();
-        tx.raw().identity_pair_add(
+        tx.on_behalf(store::OnBehalf::Linkage).identity_pair_add(
             &id,
             a,
             b,
@@ -288,7 +305,8 @@ pub mod linkage {
             if certain { "linked" } else { "pending" },
         )?;
         if certain {
-            tx.raw().identity_pair_decide(&id, "linked", "automatic")?;
+            tx.on_behalf(store::OnBehalf::Linkage)
+                .identity_pair_decide(&id, "linked", "automatic")?;
         }
         Ok(certain)
     }
@@ -326,7 +344,7 @@ pub mod linkage {
             ) else {
                 continue;
             };
-            for s in tx.raw().search(&req)?.matches {
+            for s in tx.on_behalf(store::OnBehalf::Linkage).search(&req)?.matches {
                 if s.id == id || seen.contains(&s.id) {
                     continue;
                 }
@@ -352,7 +370,12 @@ pub mod linkage {
     /// Links every Patient against every other (the batch engine, with a model estimated from
     /// them), recording and applying the results as [`on_write`] does.
     pub(crate) fn link_all(tx: &mut CallerTx, ctx: &Ctx) -> Result<LinkReport, ApiError> {
-        let stored = all_of(tx, ctx.registry, "Patient", Reader::System)?;
+        let stored = all_of(
+            tx,
+            ctx.registry,
+            "Patient",
+            Reader::System(store::OnBehalf::Linkage),
+        )?;
         let prepared: Vec<care::identity::Prepared> = stored
             .iter()
             .map(|s| prepare(&super::patient_record(&s.id, &body(s))))
@@ -369,7 +392,10 @@ pub mod linkage {
         };
         for l in &linked.links {
             let (a, b) = (&stored[l.left].id, &stored[l.right].id);
-            let registered_before = tx.raw().identity_pair(a, b)?.is_some();
+            let registered_before = tx
+                .on_behalf(store::OnBehalf::Linkage)
+                .identity_pair(a, b)?
+                .is_some();
             if record(tx, a, b, l.probability, l.grade)? {
                 sync_person(tx, ctx, a)?;
                 report.linked += 1;

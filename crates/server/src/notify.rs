@@ -71,7 +71,7 @@ pub(crate) fn appointment_changed(
         .find_map(|r| r.strip_prefix("HealthcareService/"))
     {
         Some(sid) => tx
-            .raw()
+            .on_behalf(store::OnBehalf::Notifications)
             .current("HealthcareService", sid, false)?
             .map(|s| body(&s))
             .and_then(|s| s.get("name").and_then(Value::as_str).map(str::to_string)),
@@ -80,7 +80,7 @@ pub(crate) fn appointment_changed(
     .unwrap_or_else(|| "Your appointment".to_string());
     let site_name = match actors.iter().find_map(|r| r.strip_prefix("Location/")) {
         Some(lid) => tx
-            .raw()
+            .on_behalf(store::OnBehalf::Notifications)
             .current("Location", lid, false)?
             .map(|s| body(&s))
             .and_then(|l| l.get("name").and_then(Value::as_str).map(str::to_string)),
@@ -136,7 +136,10 @@ pub(crate) fn appointment_changed(
                 .to_string(),
                 due_ms: due,
             };
-            if !tx.raw().outbox_add(&message)? {
+            if !tx
+                .on_behalf(store::OnBehalf::Notifications)
+                .outbox_add(&message)?
+            {
                 continue; // this recipient already has this event's message
             }
             let mut communication = json!({
@@ -171,7 +174,8 @@ pub(crate) fn appointment_changed(
             index,
         })
         .collect();
-    tx.raw().create_many(&mut items)?;
+    tx.on_behalf(store::OnBehalf::Notifications)
+        .create_many(&mut items)?;
     for (cid, _) in &communications {
         tx.trail
             .add("Communication", cid, &[patient_id.to_string()]);
@@ -209,10 +213,12 @@ fn recipients(
         policy: policy.clone(),
     };
     let mut out = Vec::new();
-    if let Some(p) = tx.raw().current("Patient", patient_id, false)?
+    if let Some(p) = tx
+        .on_behalf(store::OnBehalf::Notifications)
+        .current("Patient", patient_id, false)?
         && !p.deleted
         && store::access::would_see(
-            tx.raw(),
+            tx.on_behalf(store::OnBehalf::Notifications),
             &as_caller(Role::Patient, "Patient", patient_id),
             facts,
         )?
@@ -227,9 +233,13 @@ fn recipients(
             ("_count", "50".into()),
         ],
     )?;
-    for rp in tx.raw().search(&req)?.matches {
+    for rp in tx
+        .on_behalf(store::OnBehalf::Notifications)
+        .search(&req)?
+        .matches
+    {
         let caller = as_caller(Role::Proxy, "RelatedPerson", &rp.id);
-        if store::access::would_see(tx.raw(), &caller, facts)? {
+        if store::access::would_see(tx.on_behalf(store::OnBehalf::Notifications), &caller, facts)? {
             out.push((format!("RelatedPerson/{}", rp.id), email_of(&body(&rp))));
         }
     }
@@ -341,7 +351,9 @@ pub async fn deliver_due(api: &FhirApi, notifier: &Notifier) -> Result<DeliveryR
     // claim, and drop reminders that are no longer true
     let claimed = api
         .system_job("notify:claim", |tx, _ctx| {
-            let claimed = tx.raw().outbox_claim(BATCH, LEASE_MS)?;
+            let claimed = tx
+                .on_behalf(store::OnBehalf::Notifications)
+                .outbox_claim(BATCH, LEASE_MS)?;
             let mut live = Vec::with_capacity(claimed.len());
             let mut stale = Vec::new();
             for m in claimed {
@@ -413,7 +425,10 @@ fn reminder_still_true(tx: &mut CallerTx, m: &store::Message) -> Result<bool, Ap
     ) else {
         return Ok(true);
     };
-    let Some(stored) = tx.raw().current("Appointment", id, false)? else {
+    let Some(stored) =
+        tx.on_behalf(store::OnBehalf::Notifications)
+            .current("Appointment", id, false)?
+    else {
         return Ok(false);
     };
     if stored.deleted {
@@ -448,10 +463,16 @@ fn settle(tx: &mut CallerTx, m: &store::Message, how: Settled) -> Result<(), Api
             ),
         },
     };
-    tx.raw()
-        .outbox_settle(&m.id, state, retry_at, error.as_deref())?;
+    tx.on_behalf(store::OnBehalf::Notifications).outbox_settle(
+        &m.id,
+        state,
+        retry_at,
+        error.as_deref(),
+    )?;
     if let (Some(status), Some(cid)) = (status, &m.communication_id)
-        && let Some(prev) = tx.raw().current("Communication", cid, true)?
+        && let Some(prev) =
+            tx.on_behalf(store::OnBehalf::Notifications)
+                .current("Communication", cid, true)?
         && !prev.deleted
     {
         let mut c = body(&prev);
@@ -463,7 +484,8 @@ fn settle(tx: &mut CallerTx, m: &store::Message, how: Settled) -> Result<(), Api
             c["statusReason"] = json!({"text": r});
         }
         let index = extract(fhir::search::registry(), &c);
-        tx.raw().update(&prev, &mut c, &index)?;
+        tx.on_behalf(store::OnBehalf::Notifications)
+            .update(&prev, &mut c, &index)?;
         let patients: Vec<String> = c
             .pointer("/subject/reference")
             .and_then(Value::as_str)

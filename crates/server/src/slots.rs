@@ -274,7 +274,7 @@ fn write_chunk(
             query: None,
             now_ms: bound.now(),
         });
-        bound.raw().append_audit(&mut event)?;
+        bound.append_audit(&mut event)?;
     }
     Ok((created, existing_count))
 }

@@ -3,20 +3,23 @@
 //! implementation for SQLite (embedded default) and PostgreSQL, behind one SQL surface.
 
 pub mod access;
+pub mod accounts;
 pub mod audit;
 pub mod db;
+mod directory;
 pub mod error;
-pub mod identity;
+mod filter;
 mod identity_links;
+mod index_rows;
 pub mod migrations;
 mod outbox;
 mod pool;
 mod postgres;
-mod search_sql;
+mod search;
 mod sqlite;
 mod tx;
 
-pub use access::{AuditTrail, Caller, CallerTx, Refusal, WritePermit};
+pub use access::{AuditTrail, Caller, CallerTx, OnBehalf, Refusal, WritePermit};
 pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
 pub use identity_links::IdentityPair;

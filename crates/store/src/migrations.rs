@@ -362,7 +362,7 @@ fn backfill_slot_free(conn: &mut dyn Conn) -> Result<(), StoreError> {
         let Ok(slot) = serde_json::from_str::<serde_json::Value>(&body) else {
             continue;
         };
-        if let Some(free) = crate::tx::FreeSlot::of(&id, &slot) {
+        if let Some(free) = crate::directory::FreeSlot::of(&id, &slot) {
             free.insert(conn, rid)?;
         }
     }

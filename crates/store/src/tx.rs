@@ -3,12 +3,13 @@
 //! search.
 
 use fhir::primitive::format_instant;
-use fhir::search::{CompositeValue, IndexEntry, IndexValue, SearchRequest};
+use fhir::search::{CompositeValue, IndexEntry, IndexValue};
 use serde_json::{Value, json};
 
 use crate::db::{Conn, Dialect, Row, SqlValue};
+use crate::directory;
+pub use crate::directory::{DIRECTORY_SNAPSHOT_TYPES, FreeSlotRow};
 use crate::error::StoreError;
-use crate::search_sql;
 use care::Clock;
 
 /// A stored version of a resource.
@@ -85,18 +86,6 @@ pub struct SearchPage {
 }
 
 /// A transaction in progress. Everything done through it commits or rolls back together.
-/// The directory types whose every write bumps the directory version (what the care finder
-/// keeps in memory between writes; Slots change with each booking and are read live).
-pub const DIRECTORY_SNAPSHOT_TYPES: &[&str] = &[
-    "HealthcareService",
-    "Location",
-    "Organization",
-    "PractitionerRole",
-    "Schedule",
-    // not the directory, but cached the same way: the active subscriptions every write checks
-    "Subscription",
-];
-
 pub struct Tx<'c> {
     conn: &'c mut dyn Conn,
     clock: &'c dyn Clock,
@@ -342,14 +331,12 @@ impl<'c> Tx<'c> {
         types.sort_unstable();
         types.dedup();
         for rtype in types {
-            self.touch_directory(rtype)?;
+            directory::written(self.conn, rtype)?;
         }
         for (s, it) in stored.iter().zip(items.iter()) {
             self.insert_care_links(s.rid, it.resource)?;
-            if s.resource_type == "Slot"
-                && let Some(free) = FreeSlot::of(&s.id, it.resource)
-            {
-                free.insert(self.conn, s.rid)?;
+            if s.resource_type == "Slot" {
+                directory::slot_written(self.conn, s.rid, &s.id, it.resource, true)?;
             }
             self.written.push((s.resource_type.clone(), s.id.clone()));
         }
@@ -452,40 +439,16 @@ impl<'c> Tx<'c> {
             "DELETE FROM care_relationships WHERE source_rid = ?",
             &[previous.rid.into()],
         )?;
-        self.touch_directory(&previous.resource_type)?;
+        directory::written(self.conn, &previous.resource_type)?;
         if previous.resource_type == "Slot" {
-            self.conn.execute(
-                "DELETE FROM slot_free WHERE rid = ?",
-                &[previous.rid.into()],
-            )?;
+            directory::slot_deleted(self.conn, previous.rid)?;
         }
         Ok(stored)
     }
 
-    /// Bumps the directory version when `rtype` is one of [`DIRECTORY_SNAPSHOT_TYPES`] (in
-    /// this transaction: a rolled-back write leaves it as it was).
-    fn touch_directory(&mut self, rtype: &str) -> Result<(), StoreError> {
-        if DIRECTORY_SNAPSHOT_TYPES.contains(&rtype) {
-            self.conn.execute(
-                "UPDATE directory_version SET version = version + 1 WHERE id = 1",
-                &[],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The directory version this transaction sees: it changes with every write to
-    /// [`DIRECTORY_SNAPSHOT_TYPES`].
+    /// The directory version this transaction sees (see [`crate::directory`]).
     pub fn directory_version(&mut self) -> Result<i64, StoreError> {
-        let rows = self
-            .conn
-            .query("SELECT version FROM directory_version WHERE id = 1", &[])?;
-        Ok(rows
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0))
+        directory::version(self.conn)
     }
 
     /// The first free slot of each schedule starting in `[from_ms, until_ms)`: schedule id →
@@ -496,28 +459,12 @@ impl<'c> Tx<'c> {
         from_ms: i64,
         until_ms: i64,
     ) -> Result<std::collections::HashMap<String, (String, i64)>, StoreError> {
-        let mut out = std::collections::HashMap::new();
         let now = self.now();
-        for id in schedule_ids {
-            let rows = self.conn.query(
-                "SELECT slot_id, start_ms FROM slot_free WHERE schedule_id = ? AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?) ORDER BY start_ms LIMIT 1",
-                &[(*id).into(), from_ms.into(), until_ms.into(), now.into()],
-            )?;
-            if let Some(row) = rows.into_iter().next() {
-                let mut it = row.into_iter();
-                if let (Some(slot), Some(start)) = (
-                    it.next().and_then(SqlValue::into_string),
-                    it.next().and_then(|v| v.as_i64()),
-                ) {
-                    out.insert(id.to_string(), (slot, start));
-                }
-            }
-        }
-        Ok(out)
+        directory::first_free_slots(self.conn, now, schedule_ids, from_ms, until_ms)
     }
 
     /// Free slots of these schedules starting in `[from_ms, until_ms)`, earliest first, at most
-    /// `limit`, and how many there are in all: (slot id, schedule id, start, end).
+    /// `limit`, and how many there are in all.
     pub fn free_slots(
         &mut self,
         schedule_ids: &[&str],
@@ -525,43 +472,8 @@ impl<'c> Tx<'c> {
         until_ms: i64,
         limit: usize,
     ) -> Result<(Vec<FreeSlotRow>, i64), StoreError> {
-        let mut out = Vec::new();
-        let mut total = 0;
         let now = self.now();
-        for chunk in schedule_ids.chunks(500) {
-            let list = vec!["?"; chunk.len()].join(", ");
-            let mut params: Vec<SqlValue> = chunk.iter().map(|id| (*id).into()).collect();
-            params.push(from_ms.into());
-            params.push(until_ms.into());
-            params.push(now.into());
-            let rows = self.conn.query(
-                &format!("SELECT COUNT(*) FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?)"),
-                &params,
-            )?;
-            total += rows
-                .first()
-                .and_then(|r| r.first())
-                .and_then(SqlValue::as_i64)
-                .unwrap_or(0);
-            params.push((limit as i64).into());
-            for row in self.conn.query(
-                &format!("SELECT slot_id, schedule_id, start_ms, end_ms FROM slot_free WHERE schedule_id IN ({list}) AND start_ms >= ? AND start_ms < ? AND (hold_until IS NULL OR hold_until <= ?) ORDER BY start_ms, slot_id LIMIT ?"),
-                &params,
-            )? {
-                let mut it = row.into_iter();
-                if let (Some(slot), Some(schedule), Some(start), Some(end)) = (
-                    it.next().and_then(SqlValue::into_string),
-                    it.next().and_then(SqlValue::into_string),
-                    it.next().and_then(|v| v.as_i64()),
-                    it.next().and_then(|v| v.as_i64()),
-                ) {
-                    out.push((slot, schedule, start, end));
-                }
-            }
-        }
-        out.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-        out.truncate(limit);
-        Ok((out, total))
+        directory::free_slots(self.conn, now, schedule_ids, from_ms, until_ms, limit)
     }
 
     /// Writes version `previous.version + 1` (a body, or `None` for a deletion) if nobody else
@@ -640,15 +552,9 @@ impl<'c> Tx<'c> {
             );
             self.conn.execute(&sql, &params)?;
         }
-        self.touch_directory(rtype)?;
+        directory::written(self.conn, rtype)?;
         if rtype == "Slot" {
-            if !fresh {
-                self.conn
-                    .execute("DELETE FROM slot_free WHERE rid = ?", &[rid.into()])?;
-            }
-            if let Some(free) = FreeSlot::of(id, resource) {
-                free.insert(self.conn, rid)?;
-            }
+            directory::slot_written(self.conn, rid, id, resource, fresh)?;
         }
         self.insert_care_links(rid, resource)
     }
@@ -759,7 +665,7 @@ impl<'c> Tx<'c> {
                     vec![
                         (*low).into(),
                         (*high).into(),
-                        crate::search_sql::date_class(*low, *high).into(),
+                        crate::index_rows::date_class(*low, *high).into(),
                     ],
                 ),
                 IndexValue::Number { value } => (
@@ -870,7 +776,7 @@ impl<'c> Tx<'c> {
         since: Option<i64>,
         count: usize,
         cursor: Option<&str>,
-        filter: Option<&crate::access::AccessFilter>,
+        filter: Option<&crate::filter::AccessFilter>,
     ) -> Result<HistoryPage, StoreError> {
         let mut sql = String::from(
             "SELECT hid, rid, rtype, id, version, last_updated, method, body FROM history h WHERE 1 = 1",
@@ -995,16 +901,6 @@ impl<'c> Tx<'c> {
         }
         Ok(out)
     }
-
-    /// The plan the engine picks for a search's page query (benchmarks and diagnostics).
-    pub fn explain_search(&mut self, req: &SearchRequest) -> Result<Vec<String>, StoreError> {
-        search_sql::explain(self, req)
-    }
-
-    /// Runs a parsed search.
-    pub fn search(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
-        search_sql::run(self, req)
-    }
 }
 
 /// Index rows per INSERT statement.
@@ -1012,67 +908,6 @@ const MAX_ROWS_PER_INSERT: usize = 16;
 
 /// Rows per statement on the bulk path (well under both engines' parameter limits).
 const BULK_ROWS: usize = 100;
-
-/// A free slot as `Tx::free_slots` lists it: (slot id, schedule id, start, end).
-pub type FreeSlotRow = (String, String, i64, i64);
-
-/// A Slot that is free or held, as `slot_free` keeps it: a held slot (`busy-tentative` with a
-/// `hold-expires` instant) is listed with `hold_until`, so it reads as free once the hold has
-/// lapsed, before the sweeper frees it.
-pub(crate) struct FreeSlot {
-    schedule_id: String,
-    slot_id: String,
-    start_ms: i64,
-    end_ms: i64,
-    hold_until: Option<i64>,
-}
-
-impl FreeSlot {
-    /// The row of a Slot, if it is free or held with an expiry and names a local Schedule and
-    /// valid times.
-    pub(crate) fn of(id: &str, slot: &Value) -> Option<FreeSlot> {
-        let instant = |v: Option<&Value>| v?.as_str().and_then(fhir::primitive::instant_ms);
-        let hold_until = match slot.get("status").and_then(Value::as_str) {
-            Some("free") => None,
-            Some("busy-tentative") => Some(instant(
-                slot.get("extension")
-                    .and_then(Value::as_array)?
-                    .iter()
-                    .find(|e| {
-                        e.get("url").and_then(Value::as_str) == Some(care::booking::HOLD_EXPIRES)
-                    })?
-                    .get("valueInstant"),
-            )?),
-            _ => return None,
-        };
-        let schedule = slot
-            .pointer("/schedule/reference")
-            .and_then(Value::as_str)?
-            .strip_prefix("Schedule/")?;
-        Some(FreeSlot {
-            schedule_id: schedule.to_string(),
-            slot_id: id.to_string(),
-            start_ms: instant(slot.get("start"))?,
-            end_ms: instant(slot.get("end"))?,
-            hold_until,
-        })
-    }
-
-    pub(crate) fn insert(&self, conn: &mut dyn Conn, rid: i64) -> Result<(), StoreError> {
-        conn.execute(
-            "INSERT INTO slot_free (rid, schedule_id, start_ms, end_ms, slot_id, hold_until) VALUES (?, ?, ?, ?, ?, ?)",
-            &[
-                rid.into(),
-                self.schedule_id.as_str().into(),
-                self.start_ms.into(),
-                self.end_ms.into(),
-                self.slot_id.as_str().into(),
-                self.hold_until.map_or(SqlValue::Null, SqlValue::Int),
-            ],
-        )?;
-        Ok(())
-    }
-}
 
 /// A resource for [`Tx::create_many`].
 pub struct NewResource<'a> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use care::access::{Grant, PolicyConfig, Scopes, Subject};
 use serde_json::{Value, json};
-use store::identity::{ClientRecord, UserRecord, grants_from_json, grants_to_json};
+use store::accounts::{ClientRecord, UserRecord, grants_from_json, grants_to_json};
 use store::{Caller, Store, StoreError};
 
 use secrets::{digest, verify_secret};

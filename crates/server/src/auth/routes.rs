@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use minijinja::{Environment, context};
 use serde_json::json;
 use store::StoreError;
-use store::identity::UserRecord;
+use store::accounts::UserRecord;
 
 use super::secrets::{
     check_password_strength, constant_time_eq, digest, hash_secret, random_token, verify_secret,

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::identity::KeyRecord;
+use store::accounts::KeyRecord;
 use store::{Store, StoreError};
 
 use super::seal::{KeySeal, SealError};

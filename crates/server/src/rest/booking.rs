@@ -509,7 +509,7 @@ fn schedule_modality(tx: &mut CallerTx, slot: &Value) -> Result<Option<Value>, A
         return Ok(None);
     };
     Ok(tx
-        .raw()
+        .on_behalf(store::OnBehalf::Directory)
         .current("Schedule", sid, false)?
         .and_then(|s| modality_code(&body(&s)).map(|m| json!(m))))
 }
@@ -777,7 +777,9 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
     }
     let pool = if home.is_some() { FIND_POOL } else { count };
     let from = start.max(tx.now());
-    let (mut found, total) = tx.raw().free_slots(&schedule_ids, from, end, pool)?;
+    let (mut found, total) =
+        tx.on_behalf(store::OnBehalf::Directory)
+            .free_slots(&schedule_ids, from, end, pool)?;
     if home.is_some() {
         found.sort_by(|a, b| {
             let (da, db) = (

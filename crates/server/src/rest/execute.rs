@@ -510,7 +510,9 @@ pub(crate) fn apply_automatic_labels(
         if rt == "Encounter" && own_id.as_deref() == Some(id.as_str()) {
             continue;
         }
-        if let Some(enc) = tx.raw().current("Encounter", &id, false)?
+        if let Some(enc) =
+            tx.on_behalf(store::OnBehalf::Labelling)
+                .current("Encounter", &id, false)?
             && let Some(body) = enc
                 .body
                 .as_deref()
@@ -521,7 +523,9 @@ pub(crate) fn apply_automatic_labels(
     }
     if rt == "Appointment" {
         for id in care::labels::referenced_ids(resource, "HealthcareService") {
-            if let Some(hs) = tx.raw().current("HealthcareService", &id, false)?
+            if let Some(hs) =
+                tx.on_behalf(store::OnBehalf::Labelling)
+                    .current("HealthcareService", &id, false)?
                 && let Some(body) = hs
                     .body
                     .as_deref()
@@ -552,8 +556,14 @@ fn relabel_encounter_contents(
     let mut queue: Vec<(String, Vec<(String, String)>)> = vec![(encounter_id.to_string(), labels)];
     let mut seen: Vec<String> = vec![encounter_id.to_string()];
     while let Some((eid, labels)) = queue.pop() {
-        for (rtype, id) in tx.raw().referencing("Encounter", &eid)? {
-            let Some(stored) = tx.raw().current(&rtype, &id, true)? else {
+        for (rtype, id) in tx
+            .on_behalf(store::OnBehalf::Labelling)
+            .referencing("Encounter", &eid)?
+        {
+            let Some(stored) = tx
+                .on_behalf(store::OnBehalf::Labelling)
+                .current(&rtype, &id, true)?
+            else {
                 continue;
             };
             if stored.deleted {
@@ -571,7 +581,8 @@ fn relabel_encounter_contents(
                 care::labels::add_labels(&mut body, &missing);
                 let index = extract(ctx.registry, &body);
                 let patients = fhir::compartment::patients_of(&rtype, &id, &index);
-                tx.raw().update(&stored, &mut body, &index)?;
+                tx.on_behalf(store::OnBehalf::Labelling)
+                    .update(&stored, &mut body, &index)?;
                 tx.trail.add(&rtype, &id, &patients);
             }
             if rtype == "Encounter" && !seen.contains(&id) {
@@ -602,7 +613,7 @@ fn break_glass(
         return Err(ApiError::bad_request(IssueType::Required, "break-the-glass needs a reason (at least 10 characters) saying why the record is needed now").at("reason"));
     }
     let exists = tx
-        .raw()
+        .on_behalf(store::OnBehalf::BreakGlass)
         .current("Patient", patient_id, false)?
         .is_some_and(|p| !p.deleted);
     if !exists {
@@ -610,7 +621,7 @@ fn break_glass(
     }
     let minutes = tx.caller().policy.break_glass_minutes;
     let expires = tx.now() + minutes * 60_000;
-    tx.raw()
+    tx.on_behalf(store::OnBehalf::BreakGlass)
         .insert_break_glass(&subject.id, patient_id, reason, expires)?;
     tx.trail.break_glass = true;
     tx.trail

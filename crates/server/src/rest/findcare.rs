@@ -336,7 +336,9 @@ pub(crate) fn directory_snapshot(
             "the directory is for alliance users",
         ));
     }
-    let version = tx.raw().directory_version()?;
+    let version = tx
+        .on_behalf(store::OnBehalf::Directory)
+        .directory_version()?;
     let cached = ctx
         .directory
         .0
@@ -474,8 +476,9 @@ pub(crate) fn search_request(
 pub(crate) enum Reader {
     /// The caller's (hidden resources are left out).
     Caller,
-    /// The system's (for what the alliance computes over everything, such as a model).
-    System,
+    /// The system's, on the alliance's behalf (for what it computes over everything, such as
+    /// a model).
+    System(store::OnBehalf),
 }
 
 /// Every resource of a type, page by page, read as `reader`.
@@ -493,7 +496,7 @@ pub(crate) fn all_of(
         req.total = fhir::search::TotalMode::None;
         let page = match reader {
             Reader::Caller => tx.search(&req)?,
-            Reader::System => tx.raw().search(&req)?,
+            Reader::System(why) => tx.on_behalf(why).search(&req)?,
         };
         out.extend(page.matches);
         match page.next_cursor {
@@ -752,7 +755,9 @@ pub(crate) fn find_care(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<O
         .flat_map(|(_, ids)| ids.iter().map(String::as_str))
         .collect();
     let horizon = now + (config.window_days.iter().copied().max().unwrap_or(30) + 1) * 86_400_000;
-    let firsts = tx.raw().first_free_slots(&all_schedules, now, horizon)?;
+    let firsts =
+        tx.on_behalf(store::OnBehalf::Directory)
+            .first_free_slots(&all_schedules, now, horizon)?;
     let t_slots = started.elapsed();
     let first_of = |key: &(String, Option<String>, Modality)| -> Option<(String, i64)> {
         schedule_of

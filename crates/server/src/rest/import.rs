@@ -179,7 +179,7 @@ impl FhirApi {
                     n += 1;
                 }
                 let trail = std::mem::take(&mut bound.trail);
-                let tx = bound.raw();
+                let tx = bound.on_behalf(store::OnBehalf::Import);
                 let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
                     interaction: "import",
                     subject_id: "cli:import",
@@ -247,7 +247,7 @@ impl FhirApi {
                     query: None,
                     now_ms: bound.now(),
                 });
-                bound.raw().append_audit(&mut event)?;
+                bound.append_audit(&mut event)?;
                 Ok::<_, ApiError>(outcome)
             })
             .await?;

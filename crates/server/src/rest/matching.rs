@@ -70,7 +70,7 @@ fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError>
         tx,
         ctx.registry,
         "Patient",
-        crate::rest::findcare::Reader::System,
+        crate::rest::findcare::Reader::System(store::OnBehalf::Linkage),
     )?;
     Ok(all
         .iter()
@@ -290,10 +290,10 @@ fn pair_visible(
 
 /// One side of a pair, as a reviewer sees it.
 fn summary(tx: &mut CallerTx, id: &str) -> Result<Value, ApiError> {
-    let Some(p) = tx.raw().current("Patient", id, false)? else {
+    // the caller may see both records of a pair it is shown (`pair_visible`)
+    let Some(p) = tx.current("Patient", id, false)? else {
         return Ok(json!({"reference": format!("Patient/{id}"), "missing": true}));
     };
-    tx.trail.add("Patient", id, &[id.to_string()]);
     let r = crate::identity::patient_record(id, &body(&p));
     let address = [
         &r.street_number,
@@ -337,7 +337,9 @@ pub(crate) fn reviews(tx: &mut CallerTx, _ctx: &Ctx, state: &str) -> Result<Outc
     may_review(tx, false)?;
     // a coordinator sees the pairs of patients both of whom their organisation cares for
     let orgs = (!tx.view().everything).then(|| tx.caller().subject.care_organizations());
-    let pairs = tx.raw().identity_pairs_among(state, orgs.as_deref(), 200)?;
+    let pairs = tx
+        .on_behalf(store::OnBehalf::Linkage)
+        .identity_pairs_among(state, orgs.as_deref(), 200)?;
     let mut out = Vec::with_capacity(pairs.len());
     for p in &pairs {
         if pair_visible(tx, p, false)? {
@@ -361,7 +363,10 @@ pub(crate) fn decide(
     accept: bool,
 ) -> Result<Outcome, ApiError> {
     may_review(tx, true)?;
-    let Some(pair) = tx.raw().identity_pair_by_id(review)? else {
+    let Some(pair) = tx
+        .on_behalf(store::OnBehalf::Linkage)
+        .identity_pair_by_id(review)?
+    else {
         return Err(ApiError::not_found(format!(
             "there is no identity review {review}"
         )));
@@ -381,11 +386,12 @@ pub(crate) fn decide(
     } else {
         "rejected"
     };
-    tx.raw().identity_pair_decide(review, state, &by)?;
+    tx.on_behalf(store::OnBehalf::Linkage)
+        .identity_pair_decide(review, state, &by)?;
     crate::identity::linkage::sync_person(tx, ctx, &pair.left_id)?;
     crate::identity::linkage::sync_person(tx, ctx, &pair.right_id)?;
     let updated = tx
-        .raw()
+        .on_behalf(store::OnBehalf::Linkage)
         .identity_pair_by_id(review)?
         .ok_or_else(|| ApiError::new(500, IssueType::Exception, "the review vanished"))?;
     Ok(Outcome::Json(200, entry(tx, &updated)?))

@@ -291,7 +291,7 @@ impl FhirApi {
                         query: None,
                         now_ms: bound.now(),
                     });
-                    bound.raw().append_audit(&mut event)?;
+                    bound.append_audit(&mut event)?;
                 }
                 Ok::<_, ApiError>(out)
             })
@@ -402,7 +402,7 @@ impl FhirApi {
                     Ok(outcome) => {
                         let trail = std::mem::take(&mut bound.trail);
                         let mut event = audit.event(&caller, &trail, 200, bound.now());
-                        bound.raw().append_audit(&mut event)?;
+                        bound.append_audit(&mut event)?;
                         Ok((outcome, trail))
                     }
                     Err(error) => Err(Failure {

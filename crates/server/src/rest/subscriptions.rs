@@ -116,7 +116,9 @@ pub(crate) fn check(tx: &CallerTx, ctx: &Ctx, subscription: &Value) -> Result<()
 
 /// The active subscriptions as of this transaction.
 fn active(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Vec<Sub>>, ApiError> {
-    let version = tx.raw().directory_version()?;
+    let version = tx
+        .on_behalf(store::OnBehalf::Subscriptions)
+        .directory_version()?;
     if let Some((v, subs)) = ctx
         .subscriptions
         .0
@@ -138,7 +140,11 @@ fn active(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Vec<Sub>>, ApiError> {
     )
     .map_err(|issues| ApiError::with_issues(500, issues))?;
     let mut subs = Vec::new();
-    for stored in tx.raw().search(&req)?.matches {
+    for stored in tx
+        .on_behalf(store::OnBehalf::Subscriptions)
+        .search(&req)?
+        .matches
+    {
         let s = body(&stored);
         let Some((rt, criteria)) = s
             .get("criteria")
@@ -176,7 +182,7 @@ fn active(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Vec<Sub>>, ApiError> {
 /// Matches what this transaction wrote against the active subscriptions and writes a
 /// notification for each match (once per subscription and resource version).
 pub(crate) fn notify_written(tx: &mut CallerTx, ctx: &Ctx) -> Result<(), ApiError> {
-    let mut written = tx.raw().take_written();
+    let mut written = tx.on_behalf(store::OnBehalf::Subscriptions).take_written();
     if written.is_empty() {
         return Ok(());
     }
@@ -193,11 +199,20 @@ pub(crate) fn notify_written(tx: &mut CallerTx, ctx: &Ctx) -> Result<(), ApiErro
             let Ok(req) = search_request(ctx, &rt, &pairs) else {
                 continue;
             };
-            let Some(found) = tx.raw().search(&req)?.matches.into_iter().next() else {
+            let Some(found) = tx
+                .on_behalf(store::OnBehalf::Subscriptions)
+                .search(&req)?
+                .matches
+                .into_iter()
+                .next()
+            else {
                 continue;
             };
             let recipient = format!("Subscription/{}", sub.id);
-            let number = tx.raw().outbox_count(&recipient)? + 1;
+            let number = tx
+                .on_behalf(store::OnBehalf::Subscriptions)
+                .outbox_count(&recipient)?
+                + 1;
             let focus = if ctx.base_url.is_empty() {
                 format!("{rt}/{id}")
             } else {
@@ -224,17 +239,18 @@ pub(crate) fn notify_written(tx: &mut CallerTx, ctx: &Ctx) -> Result<(), ApiErro
                 }]
             });
             let (message_id, now) = (tx.new_id(), tx.now());
-            tx.raw().outbox_add(&NewMessage {
-                id: message_id,
-                event_key: format!("{rt}/{id}/_history/{}", found.version),
-                recipient,
-                kind: "subscription-notification".into(),
-                channel: "rest-hook".into(),
-                target: Some(sub.endpoint.clone()),
-                communication_id: None,
-                payload: json!({"body": bundle, "headers": sub.headers}).to_string(),
-                due_ms: now,
-            })?;
+            tx.on_behalf(store::OnBehalf::Subscriptions)
+                .outbox_add(&NewMessage {
+                    id: message_id,
+                    event_key: format!("{rt}/{id}/_history/{}", found.version),
+                    recipient,
+                    kind: "subscription-notification".into(),
+                    channel: "rest-hook".into(),
+                    target: Some(sub.endpoint.clone()),
+                    communication_id: None,
+                    payload: json!({"body": bundle, "headers": sub.headers}).to_string(),
+                    due_ms: now,
+                })?;
         }
     }
     Ok(())

@@ -39,12 +39,16 @@ pub(crate) fn attach_join_link(
         Some(AppointmentStatus::Booked | AppointmentStatus::CheckedIn | AppointmentStatus::Arrived)
     );
     if video && live {
-        let token = match tx.raw().video_room_of(id)? {
+        let token = match tx
+            .on_behalf(store::OnBehalf::VideoRooms)
+            .video_room_of(id)?
+        {
             Some(t) => t,
             None => {
                 // 128 bits from a cryptographically secure generator (seeded by the OS), 32 hex digits
                 let t = format!("{:032x}", rand::random::<u128>());
-                tx.raw().video_room_add(&t, id)?;
+                tx.on_behalf(store::OnBehalf::VideoRooms)
+                    .video_room_add(&t, id)?;
                 t
             }
         };

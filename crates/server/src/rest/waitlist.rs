@@ -106,7 +106,10 @@ pub(crate) fn offer(
     else {
         return Ok(None);
     };
-    let Some(schedule) = tx.raw().current("Schedule", schedule_id, false)? else {
+    let Some(schedule) =
+        tx.on_behalf(store::OnBehalf::WaitlistOffer)
+            .current("Schedule", schedule_id, false)?
+    else {
         return Ok(None);
     };
     let schedule = body(&schedule);
@@ -139,7 +142,11 @@ pub(crate) fn offer(
                 ("_count", ENTRIES_PER_SERVICE.to_string()),
             ],
         )?;
-        for m in tx.raw().search(&req)?.matches {
+        for m in tx
+            .on_behalf(store::OnBehalf::WaitlistOffer)
+            .search(&req)?
+            .matches
+        {
             if !waiting.iter().any(|w| w.id == m.id) {
                 waiting.push(m);
             }
@@ -174,7 +181,7 @@ pub(crate) fn offer(
             .and_then(|p| p.first());
         let patient_state = match participants_of(&a, "Patient").next() {
             Some(pid) => tx
-                .raw()
+                .on_behalf(store::OnBehalf::WaitlistOffer)
                 .current("Patient", pid, false)?
                 .map(|p| body(&p))
                 .and_then(|p| {
@@ -256,7 +263,8 @@ pub(crate) fn offer(
     let patients: Vec<String> = participants_of(&appointment, "Patient")
         .map(str::to_string)
         .collect();
-    tx.raw().update(&prev, &mut appointment, &index)?;
+    tx.on_behalf(store::OnBehalf::WaitlistOffer)
+        .update(&prev, &mut appointment, &index)?;
     tx.trail.add("Appointment", &prev.id, &patients);
     Ok(Some((prev.id.clone(), until)))
 }

@@ -722,7 +722,7 @@ fn hidden_csrf(html: &str) -> String {
 
 async fn console_sessions_need_csrf_and_lock_out_guessing(app: TestApp) {
     seed(&app).await;
-    let user = store::identity::UserRecord {
+    let user = store::accounts::UserRecord {
         id: "u-carol".into(),
         username: "carol".into(),
         password_hash: server::auth::secrets::hash_secret("a coordinator passphrase"),
@@ -882,7 +882,7 @@ async fn console_sessions_need_csrf_and_lock_out_guessing(app: TestApp) {
 both_engines!(console_sessions_need_csrf_and_lock_out_guessing);
 
 /// Signs claims with a generated Ed25519 key record (as an external identity provider would).
-fn idp_token(key: &store::identity::KeyRecord, claims: &Value) -> String {
+fn idp_token(key: &store::accounts::KeyRecord, claims: &Value) -> String {
     use base64::Engine as _;
     let der = base64::engine::general_purpose::STANDARD
         .decode(&key.private_key)

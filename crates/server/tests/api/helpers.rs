@@ -166,7 +166,7 @@ impl TestApp {
     ) -> (String, String) {
         let client_id = format!("test-{}", uuid::Uuid::new_v4().simple());
         let secret = "test-secret-of-sufficient-length".to_string();
-        let record = store::identity::ClientRecord {
+        let record = store::accounts::ClientRecord {
             client_id: client_id.clone(),
             name: "test".into(),
             secret_hash: server::auth::secrets::hash_secret(&secret),

@@ -285,7 +285,7 @@ async fn scopes_apply_to_every_resource_a_response_carries(app: TestApp) {
         .json();
     assert_eq!(ids(&r), vec!["Patient/teen".to_string()]);
     // a granular scope is refused when the token is asked for, never widened
-    let record = store::identity::ClientRecord {
+    let record = store::accounts::ClientRecord {
         client_id: "granular".into(),
         name: "granular".into(),
         secret_hash: server::auth::secrets::hash_secret("a granular client secret"),
@@ -740,7 +740,7 @@ async fn disabled_clients_tokens_are_refused_at_once(app: TestApp) {
 /// Weakness: a locked account said so while an unknown name never did.
 async fn lockout_message_is_the_same_for_unknown_and_locked_accounts(app: TestApp) {
     let hash = server::auth::secrets::hash_secret("the right passphrase here");
-    let user = store::identity::UserRecord {
+    let user = store::accounts::UserRecord {
         id: "u-lock".into(),
         username: "lena".into(),
         password_hash: hash,

@@ -5,15 +5,25 @@
 //! one. Writes are decided by `care::access::decide` on the resource's facts.
 
 use care::access::{
-    AccessView, Action, AuditAccess, BirthDate, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES,
-    Decision, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide, view,
+    AccessView, Action, AuditAccess, Context, Decision, PolicyConfig, ResourceFacts, Role, Subject,
+    decide, view,
 };
 use fhir::search::{IndexEntry, SearchRequest};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
+mod accounting;
+mod context;
+mod sql;
+
+use context::load_context;
+pub use context::would_see;
+pub use sql::filter_for;
+use sql::{placeholders, text_values};
+
 use crate::db::SqlValue;
 use crate::error::StoreError;
+pub use crate::filter::AccessFilter;
 use crate::tx::{HistoryPage, HistoryScope, SearchPage, Stored, Tx};
 
 /// Who is calling, with the policy settings in force.
@@ -21,20 +31,6 @@ use crate::tx::{HistoryPage, HistoryScope, SearchPage, Stored, Tx};
 pub struct Caller {
     pub subject: Subject,
     pub policy: PolicyConfig,
-}
-
-/// A SQL condition on a `resources` row; `{r}` in the text stands for the row's alias.
-#[derive(Debug, Clone, Default)]
-pub struct AccessFilter {
-    pub sql: String,
-    pub params: Vec<SqlValue>,
-}
-
-impl AccessFilter {
-    /// The condition for the `resources` row aliased `alias`.
-    pub fn on(&self, alias: &str) -> String {
-        self.sql.replace("{r}", alias)
-    }
 }
 
 /// Why a write was refused.
@@ -86,6 +82,8 @@ pub struct AuditTrail {
     pub break_glass: bool,
     /// Some access was refused.
     pub denied: bool,
+    /// What the alliance did on its own behalf inside the request (see [`OnBehalf`]).
+    pub on_behalf: BTreeSet<OnBehalf>,
     /// What `resources` and `patients` hold, for constant-time de-duplication (a bulk write
     /// touches hundreds of thousands of resources).
     seen: BTreeSet<String>,
@@ -106,6 +104,64 @@ impl AuditTrail {
     }
 }
 
+/// The actions the alliance takes on its own behalf inside a request, with system rights —
+/// the documented exceptions to "all data access goes through the caller's view". Each use is
+/// named with its reason and recorded in the request's AuditEvent (a `subtype` coding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OnBehalf {
+    /// Reading the Encounters and services a resource references to label it, and relabelling
+    /// what references an Encounter of minor-consented care.
+    Labelling,
+    /// Comparing a written Patient with its candidates, keeping the Person links and the
+    /// identity register in step, estimating the `$match` model from every Patient.
+    Linkage,
+    /// Offering a freed slot to another family's waitlist request.
+    WaitlistOffer,
+    /// Deciding who a message may go to, writing the messages, delivering them.
+    Notifications,
+    /// Matching what a transaction wrote against the active subscriptions.
+    Subscriptions,
+    /// The care finder's directory snapshot and free-slot lists (directory data, not patient
+    /// data; the caller's scopes are checked first).
+    Directory,
+    /// Keeping a video visit's room token.
+    VideoRooms,
+    /// Recording a break-the-glass grant (and that the patient exists).
+    BreakGlass,
+    /// The bulk path of `continuum import` and the demo loader.
+    Import,
+}
+
+impl OnBehalf {
+    /// Every reason, in order.
+    pub const ALL: [OnBehalf; 9] = [
+        OnBehalf::Labelling,
+        OnBehalf::Linkage,
+        OnBehalf::WaitlistOffer,
+        OnBehalf::Notifications,
+        OnBehalf::Subscriptions,
+        OnBehalf::Directory,
+        OnBehalf::VideoRooms,
+        OnBehalf::BreakGlass,
+        OnBehalf::Import,
+    ];
+
+    /// The code recorded in the AuditEvent.
+    pub fn code(self) -> &'static str {
+        match self {
+            OnBehalf::Labelling => "labelling",
+            OnBehalf::Linkage => "linkage",
+            OnBehalf::WaitlistOffer => "waitlist-offer",
+            OnBehalf::Notifications => "notifications",
+            OnBehalf::Subscriptions => "subscriptions",
+            OnBehalf::Directory => "directory",
+            OnBehalf::VideoRooms => "video-rooms",
+            OnBehalf::BreakGlass => "break-glass",
+            OnBehalf::Import => "import",
+        }
+    }
+}
+
 /// A transaction bound to a caller.
 pub struct CallerTx<'a, 'c> {
     tx: &'a mut Tx<'c>,
@@ -114,143 +170,6 @@ pub struct CallerTx<'a, 'c> {
     view: AccessView,
     filter: Option<AccessFilter>,
     pub trail: AuditTrail,
-}
-
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
-
-fn text_values(items: &[impl AsRef<str>]) -> Vec<SqlValue> {
-    items
-        .iter()
-        .map(|s| SqlValue::Text(s.as_ref().to_string()))
-        .collect()
-}
-
-/// Turns a view into SQL. The shape mirrors `care::access::permits` clause by clause.
-pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
-    let types = view.types.as_ref().map(|types| {
-        if types.is_empty() {
-            AccessFilter {
-                sql: "1 = 0".into(),
-                params: Vec::new(),
-            }
-        } else {
-            AccessFilter {
-                sql: format!("{{r}}.rtype IN ({})", placeholders(types.len())),
-                params: text_values(types),
-            }
-        }
-    });
-    if view.everything {
-        return types;
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let mut params: Vec<SqlValue> = Vec::new();
-    if view.directory {
-        parts.push(format!(
-            "{{r}}.rtype IN ({})",
-            placeholders(DIRECTORY_TYPES.len())
-        ));
-        params.extend(text_values(DIRECTORY_TYPES));
-    }
-    match &view.audit {
-        AuditAccess::All => parts.push("{r}.rtype = 'AuditEvent'".into()),
-        AuditAccess::Patients(ids) if !ids.is_empty() => {
-            parts.push(format!(
-                "({{r}}.rtype = 'AuditEvent' AND {{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})))",
-                placeholders(ids.len())
-            ));
-            params.extend(text_values(ids));
-        }
-        _ => {}
-    }
-    let mut grants: Vec<String> = Vec::new();
-    let mut grant_params: Vec<SqlValue> = Vec::new();
-    if !view.care_organizations.is_empty() {
-        grants.push(format!(
-            "{{r}}.rid IN (SELECT acc_c.rid FROM compartments acc_c JOIN care_relationships acc_cr ON acc_cr.patient_id = acc_c.patient_id WHERE acc_cr.organization_id IN ({}))",
-            placeholders(view.care_organizations.len())
-        ));
-        grant_params.extend(text_values(&view.care_organizations));
-    }
-    // patients grouped by what is withheld from them (nothing: the whole compartment)
-    let mut groups: Vec<(&[String], Vec<&str>)> = Vec::new();
-    for p in &view.patients {
-        match groups.iter_mut().find(|(w, _)| *w == p.withheld.as_slice()) {
-            Some((_, ids)) => ids.push(p.patient_id.as_str()),
-            None => groups.push((p.withheld.as_slice(), vec![p.patient_id.as_str()])),
-        }
-    }
-    for (withheld, ids) in groups {
-        if withheld.is_empty() {
-            grants.push(format!(
-                "{{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
-                placeholders(ids.len())
-            ));
-            grant_params.extend(text_values(&ids));
-        } else {
-            grants.push(format!(
-                "({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})) AND {{r}}.rid NOT IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
-                placeholders(ids.len()),
-                placeholders(withheld.len())
-            ));
-            grant_params.extend(text_values(&ids));
-            grant_params.extend(text_values(withheld));
-        }
-    }
-    if !grants.is_empty() {
-        let mut cond = format!(
-            "({{r}}.rtype NOT IN ({}) AND {{r}}.rtype <> 'AuditEvent' AND ({})",
-            placeholders(DIRECTORY_TYPES.len()),
-            grants.join(" OR ")
-        );
-        params.extend(text_values(DIRECTORY_TYPES));
-        params.extend(grant_params);
-        if !view.denied_patients.is_empty() {
-            cond.push_str(&format!(
-                " AND {{r}}.rid NOT IN (SELECT rid FROM compartments WHERE patient_id IN ({}))",
-                placeholders(view.denied_patients.len())
-            ));
-            params.extend(text_values(&view.denied_patients));
-        }
-        for (patient, labels) in &view.withheld {
-            cond.push_str(&format!(
-                " AND NOT ({{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id = ?) AND {{r}}.rid IN (SELECT rid FROM idx_token WHERE param = '_security' AND code IN ({})))",
-                placeholders(labels.len())
-            ));
-            params.push(SqlValue::Text(patient.clone()));
-            params.extend(text_values(labels));
-        }
-        cond.push(')');
-        parts.push(cond);
-    }
-    if parts.is_empty() {
-        return Some(AccessFilter {
-            sql: "1 = 0".into(),
-            params,
-        });
-    }
-    let mut sql = format!("({})", parts.join(" OR "));
-    if let Some(t) = types {
-        sql = format!("({} AND {sql})", t.sql);
-        let mut all = t.params;
-        all.extend(params);
-        params = all;
-    }
-    Some(AccessFilter { sql, params })
-}
-
-fn reference_id(v: &Value, expected_type: &str) -> Option<String> {
-    let r = v.get("reference")?.as_str()?;
-    let (t, id) = fhir::search::index::split_reference(r)?;
-    (t == expected_type).then(|| id.to_string())
-}
-
-fn instant_ms(s: &str) -> Option<i64> {
-    fhir::primitive::parse_date_time(s, fhir::primitive::Precision::Fraction, true)
-        .ok()
-        .map(|v| v.range().low)
 }
 
 pub fn label_codes(resource: &Value) -> Vec<String> {
@@ -310,10 +229,17 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         self.tx.new_id()
     }
 
-    /// The raw transaction, for work that is not about reading or writing resources (audit,
-    /// identities).
-    pub fn raw(&mut self) -> &mut Tx<'c> {
+    /// The transaction with the system's rights, for something the alliance does on its own
+    /// behalf (`why`), recorded in this request's audit trail. The only way past the caller's
+    /// view; the reasons are [`OnBehalf`]'s documented list.
+    pub fn on_behalf(&mut self, why: OnBehalf) -> &mut Tx<'c> {
+        self.trail.on_behalf.insert(why);
         self.tx
+    }
+
+    /// Appends the request's AuditEvent (hash-chained) in this transaction.
+    pub fn append_audit(&mut self, event: &mut Value) -> Result<Stored, StoreError> {
+        self.tx.append_audit(event)
     }
 
     /// Whether the caller may see (or, with `decision`, decide) an identity review pair of
@@ -520,9 +446,9 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         if let AuditAccess::Patients(own) = &self.view.audit
             && !self.view.everything
         {
-            accounting_search_allowed(req, own).map_err(StoreError::Forbidden)?;
+            accounting::search_allowed(req, own).map_err(StoreError::Forbidden)?;
         }
-        let mut page = crate::search_sql::run_filtered(self.tx, req, self.filter.as_ref())?;
+        let mut page = crate::search::run_filtered(self.tx, req, self.filter.as_ref())?;
         page.matches = std::mem::take(&mut page.matches)
             .into_iter()
             .map(|m| self.shown(m))
@@ -645,28 +571,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(Ok(mut event)) = s.body.as_deref().map(serde_json::from_str::<Value>) else {
             return s;
         };
-        let Value::Object(o) = &mut event else {
-            return s;
-        };
-        let mine: Vec<Value> = o
-            .get("entity")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|e| {
-                e.pointer("/what/reference")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix("Patient/"))
-                    .is_some_and(|id| own.iter().any(|p| p == id))
-            })
-            .cloned()
-            .collect();
-        o.remove("outcomeDesc");
-        if mine.is_empty() {
-            o.remove("entity");
-        } else {
-            o.insert("entity".into(), Value::Array(mine));
-        }
+        accounting::patient_view(&mut event, own);
         s.body = Some(event.to_string());
         s
     }
@@ -984,327 +889,4 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             .map_err(E::from)?;
         result
     }
-}
-
-/// What a patient may ask of the accounting of their own record: AuditEvents by time, action,
-/// type, outcome, agent and their own record — never by another patient or resource (which
-/// would tell whether that patient was returned by the same search as theirs), in a search of
-/// AuditEvents or through `_has`, and sorted by time or id only.
-fn accounting_search_allowed(req: &SearchRequest, own: &[String]) -> Result<(), String> {
-    use fhir::search::{Clause, SearchValue, SortColumn};
-    const ALLOWED: &[&str] = &[
-        "_id",
-        "_lastUpdated",
-        "date",
-        "action",
-        "type",
-        "subtype",
-        "outcome",
-        "agent",
-        "agent-name",
-        "agent-role",
-        "altid",
-        "source",
-        "site",
-    ];
-    let refusal = || {
-        "the accounting of your record can be searched by date, action, type, outcome, agent and your own record (entity or patient = your Patient)".to_string()
-    };
-    fn check(
-        clause: &Clause,
-        on_audit: bool,
-        own: &[String],
-        refusal: &dyn Fn() -> String,
-    ) -> Result<(), String> {
-        if let Some(has) = &clause.has {
-            check(&has.clause, has.source_type == "AuditEvent", own, refusal)?;
-            if has.source_type == "AuditEvent"
-                && !matches!(has.reference_param.as_str(), "entity" | "patient" | "agent")
-            {
-                return Err(refusal());
-            }
-        }
-        if let Some(chain) = &clause.chain {
-            for (target, inner) in &chain.targets {
-                check(inner, target == "AuditEvent", own, refusal)?;
-            }
-        }
-        if !on_audit || clause.has.is_some() {
-            return Ok(());
-        }
-        match clause.param.as_str() {
-            "entity" | "patient" => {
-                if clause.chain.is_some() {
-                    return Ok(()); // the chained resources are filtered like any other
-                }
-                let all_own = !clause.values.is_empty()
-                    && clause.values.iter().all(|v| match v {
-                        SearchValue::Reference { target_type, id } => {
-                            target_type.as_deref().is_none_or(|t| t == "Patient")
-                                && own.iter().any(|p| p == id)
-                        }
-                        _ => false,
-                    });
-                if all_own { Ok(()) } else { Err(refusal()) }
-            }
-            p if ALLOWED.contains(&p) => Ok(()),
-            _ => Err(refusal()),
-        }
-    }
-    let top = req.resource_type == "AuditEvent";
-    for clause in &req.clauses {
-        check(clause, top, own, &refusal)?;
-    }
-    if top
-        && req
-            .sort
-            .iter()
-            .any(|k| matches!(&k.column, SortColumn::Param { code, .. } if code != "date"))
-    {
-        return Err(refusal());
-    }
-    Ok(())
-}
-
-/// Whether `caller` would be allowed to read a resource with these facts — the same rules as
-/// every read (used to decide who a notification may go to).
-pub fn would_see(tx: &mut Tx, caller: &Caller, facts: &ResourceFacts) -> Result<bool, StoreError> {
-    let ctx = load_context(tx, &caller.subject)?;
-    let v = view(&caller.subject, &ctx, &caller.policy);
-    Ok(care::access::permits(&v, facts).is_permit())
-}
-
-/// Refuses a caller whose API client or account was disabled after its token was issued: the
-/// token is valid until it expires, the right to use it is not.
-fn check_enabled(tx: &mut Tx, subject: &Subject) -> Result<(), StoreError> {
-    let query = if let Some(id) = subject.id.strip_prefix("client:") {
-        Some(("SELECT disabled FROM api_clients WHERE client_id = ?", id))
-    } else {
-        subject
-            .id
-            .strip_prefix("user:")
-            .map(|name| ("SELECT disabled FROM users WHERE username = ?", name))
-    };
-    let Some((sql, id)) = query else {
-        return Ok(());
-    };
-    let rows = tx.conn().query(sql, &[id.into()])?;
-    let enabled = rows
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().next())
-        .and_then(|v| v.as_i64())
-        .is_some_and(|d| d == 0);
-    if enabled {
-        Ok(())
-    } else {
-        Err(StoreError::CallerDisabled(subject.id.clone()))
-    }
-}
-
-/// Loads what the policy needs to know about the caller.
-fn load_context(tx: &mut Tx, subject: &Subject) -> Result<Context, StoreError> {
-    check_enabled(tx, subject)?;
-    let now = tx.now();
-    let mut ctx = Context {
-        now_ms: now,
-        ..Default::default()
-    };
-    if subject.has(Role::Patient)
-        && let Some(pid) = subject.fhir_ids("Patient").into_iter().next()
-        && let Some(p) = tx.current("Patient", &pid, false)?
-        && let Some(body) = p
-            .body
-            .as_deref()
-            .and_then(|b| serde_json::from_str::<Value>(b).ok())
-    {
-        let birth = body
-            .get("birthDate")
-            .and_then(Value::as_str)
-            .and_then(BirthDate::parse);
-        ctx.own_patient = Some((pid, birth));
-    }
-    if subject.has(Role::Proxy) {
-        for rp_id in subject.fhir_ids("RelatedPerson") {
-            let Some(rp) = tx.current("RelatedPerson", &rp_id, false)? else {
-                continue;
-            };
-            let Some(rp) = rp
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            else {
-                continue;
-            };
-            if rp.get("active").and_then(Value::as_bool) == Some(false) {
-                continue;
-            }
-            if let Some(end) = rp
-                .pointer("/period/end")
-                .and_then(Value::as_str)
-                .and_then(instant_ms)
-                && end < now
-            {
-                continue;
-            }
-            let Some(patient_id) = rp.get("patient").and_then(|p| reference_id(p, "Patient"))
-            else {
-                continue;
-            };
-            let guardianship = rp
-                .get("relationship")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|cc| {
-                    cc.get("coding")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                })
-                .any(|c| {
-                    matches!(
-                        c.get("code").and_then(Value::as_str),
-                        Some("GUARD" | "POWATT" | "DPOWATT" | "HPOWATT")
-                    )
-                });
-            let birth = tx
-                .current("Patient", &patient_id, false)?
-                .and_then(|p| p.body)
-                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-                .and_then(|b| {
-                    b.get("birthDate")
-                        .and_then(Value::as_str)
-                        .and_then(BirthDate::parse)
-                });
-            ctx.proxy_for.push(ProxyLink {
-                patient_id,
-                birth_date: birth,
-                guardianship,
-            });
-        }
-    }
-    ctx.consents = load_consents(tx, subject)?;
-    // only clinicians and coordinators can break the glass
-    if subject.grants.iter().any(|g| g.role.needs_organization()) {
-        let rows = tx.conn().query(
-            "SELECT patient_id, expires_at FROM break_glass WHERE subject = ? AND expires_at > ?",
-            &[subject.id.as_str().into(), now.into()],
-        )?;
-        for r in rows {
-            let mut it = r.into_iter();
-            if let (Some(SqlValue::Text(p)), Some(exp)) =
-                (it.next(), it.next().and_then(|v| v.as_i64()))
-            {
-                ctx.break_glass.push(BreakGlass {
-                    patient_id: p,
-                    expires_ms: exp,
-                });
-            }
-        }
-    }
-    Ok(ctx)
-}
-
-/// Active Consents whose provisions name the caller (one of its FHIR identities or
-/// organisations) as actor, flattened into rules.
-fn load_consents(tx: &mut Tx, subject: &Subject) -> Result<Vec<ConsentRule>, StoreError> {
-    let mut actors: Vec<(String, String)> = subject.fhir_users.clone();
-    for o in subject.care_organizations() {
-        actors.push(("Organization".into(), o));
-    }
-    if actors.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut sql = String::from(
-        "SELECT r.body FROM resources r WHERE r.rtype = 'Consent' AND r.deleted = 0 AND r.rid IN (SELECT rid FROM idx_reference WHERE rtype = 'Consent' AND param = 'actor' AND (",
-    );
-    let mut params = Vec::new();
-    for (i, (t, id)) in actors.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(" OR ");
-        }
-        sql.push_str("(target_type = ? AND target_id = ?)");
-        params.push(SqlValue::Text(t.clone()));
-        params.push(SqlValue::Text(id.clone()));
-    }
-    sql.push_str("))");
-    let rows = tx.conn().query(&sql, &params)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let Some(body) = r.into_iter().next().and_then(SqlValue::into_string) else {
-            continue;
-        };
-        let Ok(consent) = serde_json::from_str::<Value>(&body) else {
-            continue;
-        };
-        if consent.get("status").and_then(Value::as_str) != Some("active") {
-            continue;
-        }
-        let Some(patient_id) = consent
-            .get("patient")
-            .and_then(|p| reference_id(p, "Patient"))
-        else {
-            continue;
-        };
-        let mut stack: Vec<(&Value, bool)> = consent
-            .get("provision")
-            .map(|p| vec![(p, true)])
-            .unwrap_or_default();
-        while let Some((prov, inherited_permit)) = stack.pop() {
-            let permit = match prov.get("type").and_then(Value::as_str) {
-                Some("permit") => true,
-                Some("deny") => false,
-                _ => inherited_permit,
-            };
-            let names_actor = prov
-                .get("actor")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.get("reference"))
-                .filter_map(|r| r.get("reference").and_then(Value::as_str))
-                .filter_map(fhir::search::index::split_reference)
-                .any(|(t, id)| actors.iter().any(|(at, aid)| at == t && aid == id));
-            if names_actor {
-                let labels = prov
-                    .get("securityLabel")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
-                    .collect();
-                out.push(ConsentRule {
-                    patient_id: patient_id.clone(),
-                    permit,
-                    labels,
-                    start_ms: prov
-                        .pointer("/period/start")
-                        .and_then(Value::as_str)
-                        .and_then(instant_ms),
-                    end_ms: prov
-                        .pointer("/period/end")
-                        .and_then(Value::as_str)
-                        .and_then(|e| {
-                            fhir::primitive::parse_date_time(
-                                e,
-                                fhir::primitive::Precision::Fraction,
-                                true,
-                            )
-                            .ok()
-                            .map(|v| v.range().high)
-                        }),
-                });
-            }
-            for nested in prov
-                .get("provision")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                stack.push((nested, permit));
-            }
-        }
-    }
-    Ok(out)
 }

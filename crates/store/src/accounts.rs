@@ -1,6 +1,7 @@
-//! Identities and their secrets as stored: console users, sessions, API clients, token signing
-//! keys, one-time setup tokens and break-the-glass grants. Only hashes of passwords, client
-//! secrets and session tokens are kept. Hashing and checking live in the server's auth module.
+//! Accounts and their secrets as stored: console users, sessions, API clients, token signing
+//! keys (sealed by the server), one-time setup tokens and break-the-glass grants. Only hashes
+//! of passwords, client secrets and session tokens are kept. Hashing and checking live in the
+//! server's auth module. (Patient identity — record linkage — is `identity_links`.)
 
 use care::access::{Grant, Role};
 use serde_json::{Value, json};

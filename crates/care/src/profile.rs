@@ -1,0 +1,95 @@
+//! The alliance's own FHIR definitions, by URL: the extensions it reads and writes and the
+//! code systems it codes with. One list, so a URL is spelled once; the README and the
+//! CapabilityStatement describe each extension.
+
+/// The canonical base of Continuum's definitions.
+pub const CANONICAL_BASE: &str = "http://continuum-alliance.org/fhir";
+
+/// HealthcareService: the ages served, a `valueRange` in years (`a`).
+pub const AGE_RANGE: &str = "http://continuum-alliance.org/fhir/StructureDefinition/age-range";
+/// HealthcareService, Schedule, PractitionerRole: how visits happen, `valueCode` `in-person` |
+/// `video` (repeating).
+pub const MODALITY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/modality";
+/// HealthcareService: whether new patients are taken, `valueBoolean` (default true).
+pub const ACCEPTING: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/accepting-new-patients";
+/// PractitionerRole: a US state (USPS code) where the clinician is licensed, `valueCode`
+/// (repeating).
+pub const LICENSED_STATE: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/licensed-state";
+/// Schedule: the length of each generated slot in minutes, `valueInteger`.
+pub const SLOT_MINUTES: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/slot-minutes";
+/// Slot: when a hold lapses, `valueInstant`.
+pub const HOLD_EXPIRES: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/hold-expires";
+/// Slot: the Appointment holding it, `valueReference`.
+pub const HELD_BY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/held-by";
+/// Appointment: until when a waitlist offer is held, `valueInstant`.
+pub const WAITLIST_OFFER: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/waitlist-offer";
+/// Encounter: care a minor consented to alone, `valueCode` = a v3 ActCode sensitivity.
+pub const MINOR_CONSENTED_CARE: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/minor-consented-care";
+/// HealthcareService: care in this service is sensitive, `valueCode` = a v3 ActCode
+/// sensitivity; what is booked in it is labelled so.
+pub const SERVICE_SENSITIVITY: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/service-sensitivity";
+/// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
+pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
+
+/// `meta.tag`: where a resource came from (`illustrative` for the demo).
+pub const DATA_ORIGIN: &str = "http://continuum-alliance.org/fhir/CodeSystem/data-origin";
+/// HealthcareService.program: the alliance's programmes.
+pub const PROGRAM: &str = "http://continuum-alliance.org/fhir/CodeSystem/program";
+/// Person `meta.tag`: a Person kept by the identity engine.
+pub const IDENTITY: &str = "http://continuum-alliance.org/fhir/CodeSystem/identity";
+/// Communication.category: which notification a message is.
+pub const NOTIFICATION: &str = "http://continuum-alliance.org/fhir/CodeSystem/notification";
+/// The video service channel of a join link.
+pub const VIRTUAL_SERVICE_CHANNEL: &str =
+    "http://continuum-alliance.org/fhir/CodeSystem/virtual-service";
+/// AuditEvent.subtype: what the alliance did on its own behalf inside a request.
+pub const ON_BEHALF: &str = "http://continuum-alliance.org/fhir/CodeSystem/on-behalf";
+/// AuditEvent.subtype: the alliance's own interactions (break-the-glass).
+pub const AUDIT_SUBTYPE: &str = "http://continuum-alliance.org/fhir/CodeSystem/audit-subtype";
+
+/// The extensions the alliance defines, with where they go and what they hold (for the
+/// CapabilityStatement and the README).
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        AGE_RANGE,
+        "HealthcareService",
+        "valueRange in years (a): the ages served",
+    ),
+    (
+        MODALITY,
+        "HealthcareService,Schedule,PractitionerRole",
+        "valueCode in-person | video, repeating: how visits happen",
+    ),
+    (
+        ACCEPTING,
+        "HealthcareService",
+        "valueBoolean: whether new patients are taken (default true)",
+    ),
+    (
+        LICENSED_STATE,
+        "PractitionerRole",
+        "valueCode, a USPS state code, repeating: where the clinician is licensed",
+    ),
+    (
+        SLOT_MINUTES,
+        "Schedule",
+        "valueInteger: the length of generated slots in minutes (default 30)",
+    ),
+    (
+        MINOR_CONSENTED_CARE,
+        "Encounter",
+        "valueCode, a v3 ActCode sensitivity: care a minor consented to alone (labels follow)",
+    ),
+    (
+        SERVICE_SENSITIVITY,
+        "HealthcareService",
+        "valueCode, a v3 ActCode sensitivity: care in this service is sensitive; Appointments booked in it (and their messages) carry that label and R",
+    ),
+];
