@@ -9,8 +9,8 @@
 use std::io::{BufWriter, Write};
 
 use bench::Rng;
+use care::profile as ext;
 use serde_json::{Value, json};
-use server::rest::findcare::ext;
 
 /// SNOMED CT practice-setting codes the services are spread over: (code, display, pediatric?).
 pub const SPECIALTIES: &[(&str, &str, bool)] = &[

@@ -11,11 +11,7 @@
 
 use std::fmt;
 
-/// Slot extension: when a hold lapses, `valueInstant`.
-pub const HOLD_EXPIRES: &str =
-    "http://continuum-alliance.org/fhir/StructureDefinition/hold-expires";
-/// Slot extension: the Appointment that holds or booked it, `valueReference`.
-pub const HELD_BY: &str = "http://continuum-alliance.org/fhir/StructureDefinition/held-by";
+pub use crate::profile::{HELD_BY, HOLD_EXPIRES};
 
 /// R4 `SlotStatus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,17 +12,7 @@ use serde_json::{Value, json};
 
 use crate::access::policy::{ACT_CODE_SYSTEM, CONFIDENTIALITY_SYSTEM, SENSITIVE_CODES};
 
-/// The canonical base of Continuum's own FHIR definitions.
-pub const CANONICAL_BASE: &str = "http://continuum-alliance.org/fhir";
-
-/// `Encounter.extension` with `valueCode` = a v3 ActCode sensitivity (PSY, SUD, STD, HIV, SEX, …).
-pub const MINOR_CONSENTED_CARE: &str =
-    "http://continuum-alliance.org/fhir/StructureDefinition/minor-consented-care";
-
-/// `HealthcareService.extension` with `valueCode` = a v3 ActCode sensitivity: care in this
-/// service is sensitive, and what is booked in it is labelled so.
-pub const SERVICE_SENSITIVITY: &str =
-    "http://continuum-alliance.org/fhir/StructureDefinition/service-sensitivity";
+pub use crate::profile::{CANONICAL_BASE, MINOR_CONSENTED_CARE, SERVICE_SENSITIVITY};
 
 fn sensitivity_pair(code: &str) -> Vec<(String, String)> {
     vec![
@@ -72,39 +62,8 @@ pub fn encounter_labels(encounter: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// The ids of every resource of `resource_type` this resource references (`Type/id`, at any
-/// depth; contained resources included), once each.
-pub fn referenced_ids(resource: &Value, resource_type: &str) -> Vec<String> {
-    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::String(r)) = o.get("reference") {
-                    let path = r.split("/_history/").next().unwrap_or(r);
-                    let mut it = path.rsplit('/');
-                    if let (Some(id), Some(rt)) = (it.next(), it.next())
-                        && rt == prefix
-                        && !id.is_empty()
-                        && !out.iter().any(|x| x == id)
-                    {
-                        out.push(id.to_string());
-                    }
-                }
-                for (_, child) in o {
-                    walk(child, prefix, out);
-                }
-            }
-            Value::Array(a) => {
-                for child in a {
-                    walk(child, prefix, out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(resource, resource_type, &mut out);
-    out
-}
+/// The ids of every resource of `resource_type` this resource references (at any depth).
+pub use fhir::json::referenced_ids;
 
 /// The labels of `labels` the resource does not carry yet.
 pub fn missing_labels(resource: &Value, labels: &[(String, String)]) -> Vec<(String, String)> {

@@ -22,12 +22,7 @@ pub struct CareLink {
 }
 
 fn local_ref(v: &Value) -> Option<(String, String)> {
-    let r = v.get("reference")?.as_str()?;
-    let path = r.split("/_history/").next()?;
-    let mut it = path.rsplit('/');
-    let id = it.next()?;
-    let rt = it.next()?;
-    Some((rt.to_string(), id.to_string()))
+    fhir::json::reference_of(v).map(|(rt, id)| (rt.to_string(), id.to_string()))
 }
 
 fn org_of(v: &Value) -> Option<OrgRef> {

@@ -222,9 +222,9 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
     )
 }
 
-fn booking_config(config: &Config) -> server::rest::booking::BookingConfig {
+fn booking_config(config: &Config) -> server::app::booking::BookingConfig {
     let b = &config.booking;
-    server::rest::booking::BookingConfig {
+    server::app::booking::BookingConfig {
         hold_minutes: b.hold_minutes,
         waitlist_offer_minutes: b.waitlist_offer_minutes,
         video_url_template: b.video_url_template.clone(),

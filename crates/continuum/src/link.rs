@@ -184,7 +184,7 @@ fn read_ndjson(path: &Path) -> Result<Vec<Record>> {
             .and_then(|i| i.as_str())
             .unwrap_or("")
             .to_string();
-        out.push(server::identity::patient_record(&id, &v));
+        out.push(server::app::linkage::patient_record(&id, &v));
     }
     Ok(out)
 }

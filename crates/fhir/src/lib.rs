@@ -1,10 +1,12 @@
 //! FHIR R4 for Continuum: the element model, structural validation, OperationOutcome, the
-//! FHIRPath subset of search definitions, search index extraction and query parsing.
+//! FHIRPath subset of search definitions, search index extraction and query parsing, and the
+//! accessors every crate reads FHIR JSON with (`json`).
 //! Pure code: no I/O, no clock.
 
 pub mod compartment;
 pub mod definitions;
 pub mod fhirpath;
+pub mod json;
 pub mod outcome;
 pub mod primitive;
 pub mod search;

@@ -6,11 +6,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use store::AuditTrail;
 
-use crate::http::AppState;
-
 /// The code system of the `subtype` codings that name what the alliance did on its own
 /// behalf inside a request (`store::OnBehalf`).
-pub const ON_BEHALF_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/on-behalf";
+pub use care::profile::ON_BEHALF as ON_BEHALF_SYSTEM;
 
 /// `AuditEvent.outcome`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +93,7 @@ pub fn audit_event(f: &AuditFacts) -> Value {
     });
     if !is_login {
         let system = if f.interaction == "break-the-glass" {
-            "http://continuum.example.org/fhir/CodeSystem/audit-subtype"
+            care::profile::AUDIT_SUBTYPE
         } else {
             "http://hl7.org/fhir/restful-interaction"
         };
@@ -185,7 +183,7 @@ pub fn audit_event(f: &AuditFacts) -> Value {
 
 /// Records a sign-in or token request (success or failure) in its own transaction.
 pub async fn record_login(
-    state: &AppState,
+    store: &store::Store,
     subject_id: &str,
     success: bool,
     address: Option<String>,
@@ -206,9 +204,9 @@ pub async fn record_login(
         description: Some(description.to_string()),
         trail: &trail,
         query: None,
-        now_ms: state.api.store().clock().now_ms(),
+        now_ms: store.clock().now_ms(),
     });
-    if let Err(e) = state.api.store().append_audit(event).await {
+    if let Err(e) = store.append_audit(event).await {
         tracing::error!(error = %e, "could not record a login audit event");
     }
 }

@@ -5,16 +5,16 @@
 //! Connecticut ZIP codes. Every resource carries the `illustrative` tag; no record describes a
 //! real person, and site positions are their ZIP code's centroid.
 
-use crate::rest::FhirApi;
-use crate::rest::findcare::ext;
+use crate::app::App as FhirApi;
 use anyhow::{Context, Result, bail};
+use care::profile as ext;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 /// The tag on every demo resource.
-pub const TAG_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/data-origin";
-const PROGRAM_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/program";
+pub use care::profile::DATA_ORIGIN as TAG_SYSTEM;
+use care::profile::PROGRAM as PROGRAM_SYSTEM;
 const SNOMED: &str = "http://snomed.info/sct";
 /// Practice setting codes (SNOMED CT, the FHIR R4 `c80-practice-codes` value set).
 const PRACTICE: &str = "http://snomed.info/sct";
@@ -874,7 +874,7 @@ pub struct Loaded {
     pub resources: usize,
     pub slots: crate::slots::SlotReport,
     /// The identity linkage run over the demo's Patients.
-    pub identity: crate::identity::linkage::LinkReport,
+    pub identity: crate::app::linkage::LinkReport,
 }
 
 /// Loads the demo alliance (if Organization/cc is not there yet) and its slots for `weeks`
@@ -919,7 +919,7 @@ pub async fn load(api: &FhirApi, weeks: u32) -> Result<Option<Loaded>> {
     if present {
         return Ok(None);
     }
-    let identity = crate::identity::link_all_patients(api)
+    let identity = crate::app::linkage::link_all_patients(api)
         .await
         .map_err(|e| anyhow::anyhow!("linking the demo's patients failed: {e}"))?;
     Ok(Some(Loaded {

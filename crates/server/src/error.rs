@@ -90,3 +90,20 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl ApiError {
+    /// The answer for a resource that is absent — or hidden from the caller, which must look
+    /// the same.
+    pub fn not_known(rt: &str, id: &str) -> ApiError {
+        ApiError::not_found(format!("{rt}/{id} is not known"))
+    }
+
+    /// The answer for a write the caller-bound store refused: a hidden resource answers as an
+    /// absent one, a forbidden write is a 403 with the reason.
+    pub fn refused(r: store::Refusal, rt: &str, id: &str) -> ApiError {
+        match r {
+            store::Refusal::Hidden => ApiError::not_known(rt, id),
+            store::Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
+        }
+    }
+}

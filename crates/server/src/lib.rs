@@ -1,16 +1,17 @@
 //! Continuum's HTTP edge: the FHIR REST API at `/fhir` (router in [`rest`], axum adapter in
 //! [`http`]), health and readiness probes, and Prometheus metrics. Only this crate knows HTTP.
 
+pub mod api;
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod http;
-pub mod identity;
 pub mod metrics;
-pub mod notify;
 pub mod rest;
-pub mod slots;
+
+pub use app::{notify, slots};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub struct ServerConfig {
     /// Tokens, sessions and the access policy.
     pub auth: auth::AuthConfig,
     /// Holds, video visits, the waitlist and reminders.
-    pub booking: rest::booking::BookingConfig,
+    pub booking: app::booking::BookingConfig,
 }
 
 impl Default for ServerConfig {

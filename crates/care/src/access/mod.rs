@@ -8,8 +8,8 @@ pub mod scopes;
 pub use age::{BirthDate, age_on};
 pub use policy::{
     AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision, Grant,
-    Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, decide,
-    decide_identity_review, permits, view,
+    Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject,
+    break_glass_reason_ok, decide, decide_break_glass, decide_identity_review, permits, view,
 };
 pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
 

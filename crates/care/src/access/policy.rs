@@ -680,3 +680,29 @@ pub fn decide_identity_review(
     }
     Decision::Permit
 }
+
+/// Break-the-glass: only clinicians and coordinators (who care for patients on an
+/// organisation's behalf) may, with scopes that read Patients, and with a reason of at least
+/// ten characters saying why the record is needed now ([`break_glass_reason_ok`]). The grant is
+/// time-limited
+/// ([`PolicyConfig::break_glass_minutes`]) and flags every access it gives.
+pub fn decide_break_glass(subject: &Subject) -> Decision {
+    if !subject.grants.iter().any(|g| g.role.cares()) {
+        return Decision::Deny("only clinicians and coordinators may break the glass".into());
+    }
+    if !subject.scopes.allows("Patient", Action::Read) {
+        return Decision::Deny(format!(
+            "the granted scopes ({}) do not allow this on Patient",
+            subject.scopes.to_scope_string()
+        ));
+    }
+    Decision::Permit
+}
+
+/// The fewest characters a break-the-glass reason may have.
+pub const BREAK_GLASS_REASON_MIN: usize = 10;
+
+/// Whether a break-the-glass reason says enough (a 400 otherwise, before any access).
+pub fn break_glass_reason_ok(reason: &str) -> bool {
+    reason.trim().chars().count() >= BREAK_GLASS_REASON_MIN
+}

@@ -5,7 +5,6 @@ use serde_json::Value;
 
 use super::normalize::normalize_string;
 use super::registry::{Column, ParamType, Registry};
-use crate::definitions::definitions;
 use crate::fhirpath::{self, Item};
 use crate::primitive::{MAX_MS, MIN_MS, Precision, parse_date_time};
 
@@ -386,19 +385,7 @@ fn token_values(ty: &str, v: &Value, emit: &mut dyn FnMut(IndexValue)) {
     }
 }
 
-/// Splits a reference string into (type, id) when it is local (`Patient/1`,
-/// `Patient/1/_history/2`) or absolute with a resource type and id at its end.
-pub fn split_reference(r: &str) -> Option<(&str, &str)> {
-    let path = r.split("/_history/").next().unwrap_or(r);
-    let mut segs = path.rsplitn(3, '/');
-    let id = segs.next()?;
-    let rt = segs.next()?;
-    if definitions().is_resource_type(rt) && crate::primitive::is_id(id) {
-        Some((rt, id))
-    } else {
-        None
-    }
-}
+pub use crate::json::split_reference;
 
 fn reference_values(ty: &str, v: &Value, emit: &mut dyn FnMut(IndexValue)) {
     match ty {

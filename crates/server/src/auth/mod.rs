@@ -4,7 +4,7 @@
 //! [`store::Caller`] — the subject the access policy decides for.
 
 pub mod oidc;
-pub mod routes;
+
 pub mod seal;
 pub mod secrets;
 pub mod tokens;
@@ -71,6 +71,19 @@ pub enum Via {
 pub struct Authenticated {
     pub caller: Arc<Caller>,
     pub via: Via,
+}
+
+impl Authenticated {
+    /// Whether a state-changing request may go ahead: a bearer token always, a console session
+    /// only with its CSRF token (`csrf`, from the `X-CSRF-Token` header or the form).
+    pub fn may_write(&self, csrf: Option<&str>) -> bool {
+        match &self.via {
+            Via::Bearer => true,
+            Via::Session { csrf: expected } => {
+                csrf.is_some_and(|c| secrets::constant_time_eq(c, expected))
+            }
+        }
+    }
 }
 
 /// Why authentication failed (→ 401).

@@ -14,7 +14,8 @@ use store::CallerTx;
 use super::execute::{self, Outcome};
 use super::interaction::{Conditions, Interaction, condition, route};
 use super::render::{self, etag, location, status_line};
-use super::{Ctx, Method, Return};
+use super::{Method, Return};
+use crate::app::Ctx;
 use crate::error::ApiError;
 
 /// One entry's request, parsed.

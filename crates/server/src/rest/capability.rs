@@ -17,43 +17,7 @@ const TYPE_INTERACTIONS: &[&str] = &[
 ];
 
 /// The alliance's extensions: (URL, resource types, meaning).
-pub const EXTENSIONS: &[(&str, &str, &str)] = &[
-    (
-        super::findcare::ext::AGE_RANGE,
-        "HealthcareService",
-        "valueRange in years: the ages served",
-    ),
-    (
-        super::findcare::ext::MODALITY,
-        "HealthcareService,Schedule,PractitionerRole",
-        "valueCode in-person | video, repeating: how visits happen",
-    ),
-    (
-        super::findcare::ext::ACCEPTING,
-        "HealthcareService",
-        "valueBoolean: whether new patients are taken (default true)",
-    ),
-    (
-        super::findcare::ext::LICENSED_STATE,
-        "PractitionerRole",
-        "valueCode, a USPS state code, repeating: where the clinician is licensed",
-    ),
-    (
-        super::findcare::ext::SLOT_MINUTES,
-        "Schedule",
-        "valueInteger: the length of generated slots in minutes (default 30)",
-    ),
-    (
-        care::labels::MINOR_CONSENTED_CARE,
-        "Encounter",
-        "valueCode, a v3 ActCode sensitivity: care a minor consented to alone (labels follow)",
-    ),
-    (
-        care::labels::SERVICE_SENSITIVITY,
-        "HealthcareService",
-        "valueCode, a v3 ActCode sensitivity: care in this service is sensitive; Appointments booked in it (and their messages) carry that label and R",
-    ),
-];
+pub use care::profile::EXTENSIONS;
 
 pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
     let resources: Vec<Value> = registry
@@ -132,7 +96,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             if rt == "HealthcareService" {
                 entry["operation"] = json!([{
                     "name": "find-care",
-                    "definition": format!("{}/OperationDefinition/find-care", super::findcare::CANONICAL),
+                    "definition": format!("{}/OperationDefinition/find-care", care::profile::CANONICAL_BASE),
                     "documentation": "POST HealthcareService/$find-care with Parameters: patient (valueReference) or birthDate + postalCode; service (valueCoding, valueCode or valueString); modality (in-person | video | any); urgency (routine | urgent | asap | stat); radius (miles, default 30); patientState; count. Returns ranked option parts (healthcareService, location, organization, modality, distance, driveTimeEstimate, firstAvailable, slot, score, transition, reason) and excluded parts with their reason."
                 }]);
             }
@@ -152,7 +116,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             if rt == "Patient" {
                 entry["operation"] = json!([{
                     "name": "break-glass",
-                    "definition": format!("{}/OperationDefinition/break-glass", super::findcare::CANONICAL),
+                    "definition": format!("{}/OperationDefinition/break-glass", care::profile::CANONICAL_BASE),
                     "documentation": "POST Patient/{id}/$break-glass with Parameters reason (valueString): emergency access to one patient for a limited time, flagged in the audit trail."
                 }, {
                     "name": "match",

@@ -5,12 +5,12 @@
 use care::access::Action;
 use fhir::IssueType;
 use fhir::search::{SearchRequest, extract};
-use serde_json::{Value, json};
+use serde_json::Value;
 use store::{CallerTx, HistoryPage, HistoryScope, Refusal, SearchPage, Stored};
 
-use super::Ctx;
 use super::bundle;
 use super::interaction::{Interaction, View};
+use crate::app::Ctx;
 use crate::error::ApiError;
 
 /// The result of an interaction, before it is rendered.
@@ -38,16 +38,12 @@ pub enum Outcome {
     Json(u16, Value),
 }
 
-/// The answer for a resource that is absent — or hidden from the caller, which must look the same.
 pub(crate) fn not_known(rt: &str, id: &str) -> ApiError {
-    ApiError::not_found(format!("{rt}/{id} is not known"))
+    ApiError::not_known(rt, id)
 }
 
 pub(crate) fn refused(r: Refusal, rt: &str, id: &str) -> ApiError {
-    match r {
-        Refusal::Hidden => not_known(rt, id),
-        Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
-    }
+    ApiError::refused(r, rt, id)
 }
 
 fn scope(tx: &CallerTx, rt: &str, action: Action) -> Result<(), ApiError> {
@@ -211,17 +207,7 @@ pub(crate) fn execute(
             let response = bundle::execute(tx, ctx, transaction, bundle)?;
             Ok(Outcome::Json(200, response))
         }
-        Interaction::BreakGlass { patient_id, reason } => {
-            break_glass(tx, ctx, &patient_id, &reason)
-        }
-        Interaction::FindCare { params } => super::findcare::find_care(tx, ctx, params),
-        Interaction::Match { params } => super::matching::patient_match(tx, ctx, params),
-        Interaction::IdentityReviews { state } => super::matching::reviews(tx, ctx, &state),
-        Interaction::IdentityDecision { review, accept } => {
-            super::matching::decide(tx, ctx, &review, accept)
-        }
-        Interaction::Book { hold, params } => super::booking::hold_or_book(tx, ctx, hold, params),
-        Interaction::FindAppointments { params } => super::booking::find(tx, ctx, params),
+        Interaction::Operation { op, input } => (op.run)(tx, ctx, input),
     }
 }
 
@@ -296,20 +282,18 @@ pub(crate) fn create_with_id(
     id: &str,
     mut resource: Value,
 ) -> Result<Outcome, ApiError> {
-    apply_automatic_labels(tx, &mut resource)?;
+    crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
     // decided before any write rule runs: a refused write has no side effects
     let index = extract(ctx.registry, &resource);
     let permit = tx
         .permit_create(rt, id, &resource, &index)?
         .map_err(|r| refused(r, rt, id))?;
-    written_rules(tx, ctx, rt, id, None, &mut resource)?;
+    super::rules::before_write(tx, ctx, rt, id, None, &mut resource)?;
     let index = extract(ctx.registry, &resource);
     let stored = tx
         .create_permitted(permit, rt, id, &mut resource, &index)?
         .map_err(|r| refused(r, rt, id))?;
-    if rt == "Encounter" {
-        relabel_encounter_contents(tx, ctx, id, &resource)?;
-    }
+    super::rules::after_write(tx, ctx, rt, id, &resource)?;
     Ok(Outcome::Resource {
         status: 201,
         stored,
@@ -330,7 +314,7 @@ fn create_over_hidden(
     if let Value::Object(o) = &mut resource {
         o.insert("id".into(), Value::String(id.to_string()));
     }
-    apply_automatic_labels(tx, &mut resource)?;
+    crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
     let index = extract(ctx.registry, &resource);
     tx.permit_create(rt, id, &resource, &index)?
         .map_err(|r| refused(r, rt, id))?;
@@ -385,7 +369,7 @@ pub(crate) fn update(
                     ),
                 ));
             }
-            apply_automatic_labels(tx, &mut resource)?;
+            crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
             let before = (!prev.deleted)
                 .then(|| {
                     prev.body
@@ -397,15 +381,13 @@ pub(crate) fn update(
             let permit = tx
                 .permit_update(&prev, &resource, &index)?
                 .map_err(|r| refused(r, rt, id))?;
-            written_rules(tx, ctx, rt, id, before.as_ref(), &mut resource)?;
+            super::rules::before_write(tx, ctx, rt, id, before.as_ref(), &mut resource)?;
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
             let stored = tx
                 .update_permitted(permit, &prev, &mut resource, &index)?
                 .map_err(|r| refused(r, rt, id))?;
-            if rt == "Encounter" {
-                relabel_encounter_contents(tx, ctx, id, &resource)?;
-            }
+            super::rules::after_write(tx, ctx, rt, id, &resource)?;
             Ok(Outcome::Resource {
                 status: if was_deleted { 201 } else { 200 },
                 stored,
@@ -424,218 +406,16 @@ pub(crate) fn delete(
     match tx.current_for_write(rt, id)? {
         store::access::Current::Visible(prev) if !prev.deleted => {
             let permit = tx.permit_delete(&prev)?.map_err(|r| refused(r, rt, id))?;
-            if rt == "Appointment" {
-                let before = prev
-                    .body
-                    .as_deref()
-                    .and_then(|b| serde_json::from_str::<Value>(b).ok());
-                // a deleted appointment gives its slots back (no status rule applies)
-                let mut released = before.clone();
-                if let Some(Value::Object(o)) = released.as_mut() {
-                    o.remove("status");
-                }
-                super::booking::appointment_written(tx, ctx, id, released.as_ref(), None)?;
+            if let Some(before) = prev
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            {
+                super::rules::before_delete(tx, ctx, rt, id, &before)?;
             }
             let stored = tx.delete_permitted(permit, &prev)?;
             Ok(Outcome::Deleted(Some(stored)))
         }
         _ => Ok(Outcome::Deleted(None)),
     }
-}
-
-/// The rules a resource type brings to a create or update (`previous` is the version it
-/// replaces): an Appointment keeps its slots, join link and messages in step; a Slot's status
-/// follows its machine; a Subscription must be valid and written by someone who sees all.
-fn written_rules(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    rt: &str,
-    id: &str,
-    previous: Option<&Value>,
-    resource: &mut Value,
-) -> Result<(), ApiError> {
-    match rt {
-        "Appointment" => super::booking::appointment_written(tx, ctx, id, previous, Some(resource)),
-        "Slot" => {
-            let status = |v: Option<&Value>| {
-                v.and_then(|s| s.get("status"))
-                    .and_then(Value::as_str)
-                    .and_then(care::booking::SlotStatus::parse)
-            };
-            if let (Some(from), Some(to)) = (status(previous), status(Some(resource))) {
-                care::booking::slot_transition(from, to).map_err(|why| {
-                    ApiError::new(409, IssueType::Conflict, why).at("Slot.status")
-                })?;
-                if let Some(holder) = previous.and_then(super::booking::live_holder(tx.now()))
-                    && to == care::booking::SlotStatus::Free
-                {
-                    return Err(ApiError::new(
-                        409,
-                        IssueType::Conflict,
-                        format!("the slot is taken by Appointment/{holder}: cancel or reschedule that appointment to free it"),
-                    )
-                    .at("Slot.status"));
-                }
-            }
-            Ok(())
-        }
-        "Subscription" => super::subscriptions::check(tx, ctx, resource),
-        "Patient" => crate::identity::linkage::on_write(tx, ctx, id, &*resource),
-        _ => Ok(()),
-    }
-}
-
-/// Labels that follow the care (`care::labels`), added whoever writes: what references an
-/// Encounter of minor-consented care (or part of one) carries its sensitivity and R; an
-/// Appointment in a service marked sensitive carries that service's label. Read with the
-/// system's rights — the labels must not depend on what the writer may see.
-pub(crate) fn apply_automatic_labels(
-    tx: &mut CallerTx,
-    resource: &mut Value,
-) -> Result<(), ApiError> {
-    let mut labels: Vec<(String, String)> = Vec::new();
-    let rt = resource
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if rt == "Encounter" {
-        labels.extend(care::labels::minor_consented_labels(resource));
-    }
-    let own_id = resource
-        .get("id")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    for id in care::labels::referenced_ids(resource, "Encounter") {
-        if rt == "Encounter" && own_id.as_deref() == Some(id.as_str()) {
-            continue;
-        }
-        if let Some(enc) =
-            tx.on_behalf(store::OnBehalf::Labelling)
-                .current("Encounter", &id, false)?
-            && let Some(body) = enc
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-        {
-            labels.extend(care::labels::encounter_labels(&body));
-        }
-    }
-    if rt == "Appointment" {
-        for id in care::labels::referenced_ids(resource, "HealthcareService") {
-            if let Some(hs) =
-                tx.on_behalf(store::OnBehalf::Labelling)
-                    .current("HealthcareService", &id, false)?
-                && let Some(body) = hs
-                    .body
-                    .as_deref()
-                    .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            {
-                labels.extend(care::labels::service_labels(&body));
-            }
-        }
-    }
-    care::labels::add_labels(resource, &labels);
-    Ok(())
-}
-
-/// After an Encounter is written: what already references it (written before it was flagged,
-/// or earlier in the same transaction) gets the labels it now passes on, and so on down to the
-/// Encounters that are part of it. The alliance does this on its own behalf (system rights);
-/// every relabelled resource is on the request's audit trail.
-fn relabel_encounter_contents(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    encounter_id: &str,
-    encounter: &Value,
-) -> Result<(), ApiError> {
-    let labels = care::labels::encounter_labels(encounter);
-    if labels.is_empty() {
-        return Ok(());
-    }
-    let mut queue: Vec<(String, Vec<(String, String)>)> = vec![(encounter_id.to_string(), labels)];
-    let mut seen: Vec<String> = vec![encounter_id.to_string()];
-    while let Some((eid, labels)) = queue.pop() {
-        for (rtype, id) in tx
-            .on_behalf(store::OnBehalf::Labelling)
-            .referencing("Encounter", &eid)?
-        {
-            let Some(stored) = tx
-                .on_behalf(store::OnBehalf::Labelling)
-                .current(&rtype, &id, true)?
-            else {
-                continue;
-            };
-            if stored.deleted {
-                continue;
-            }
-            let Some(mut body) = stored
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<Value>(b).ok())
-            else {
-                continue;
-            };
-            let missing = care::labels::missing_labels(&body, &labels);
-            if !missing.is_empty() {
-                care::labels::add_labels(&mut body, &missing);
-                let index = extract(ctx.registry, &body);
-                let patients = fhir::compartment::patients_of(&rtype, &id, &index);
-                tx.on_behalf(store::OnBehalf::Labelling)
-                    .update(&stored, &mut body, &index)?;
-                tx.trail.add(&rtype, &id, &patients);
-            }
-            if rtype == "Encounter" && !seen.contains(&id) {
-                seen.push(id.clone());
-                queue.push((id, care::labels::encounter_labels(&body)));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn break_glass(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    patient_id: &str,
-    reason: &str,
-) -> Result<Outcome, ApiError> {
-    let subject = tx.caller().subject.clone();
-    if !subject.grants.iter().any(|g| g.role.needs_organization()) {
-        return Err(ApiError::new(
-            403,
-            IssueType::Forbidden,
-            "only clinicians and coordinators may break the glass",
-        ));
-    }
-    scope(tx, "Patient", Action::Read)?;
-    if reason.trim().len() < 10 {
-        return Err(ApiError::bad_request(IssueType::Required, "break-the-glass needs a reason (at least 10 characters) saying why the record is needed now").at("reason"));
-    }
-    let exists = tx
-        .on_behalf(store::OnBehalf::BreakGlass)
-        .current("Patient", patient_id, false)?
-        .is_some_and(|p| !p.deleted);
-    if !exists {
-        return Err(not_known("Patient", patient_id));
-    }
-    let minutes = tx.caller().policy.break_glass_minutes;
-    let expires = tx.now() + minutes * 60_000;
-    tx.on_behalf(store::OnBehalf::BreakGlass)
-        .insert_break_glass(&subject.id, patient_id, reason, expires)?;
-    tx.trail.break_glass = true;
-    tx.trail
-        .add("Patient", patient_id, &[patient_id.to_string()]);
-    let _ = ctx;
-    Ok(Outcome::Json(
-        200,
-        json!({
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "patient", "valueReference": {"reference": format!("Patient/{patient_id}")}},
-                {"name": "expires", "valueInstant": fhir::primitive::format_instant(expires)},
-                {"name": "reason", "valueString": reason},
-            ]
-        }),
-    ))
 }

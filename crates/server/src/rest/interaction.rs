@@ -6,6 +6,7 @@ use fhir::{IssueType, validate_resource};
 use serde_json::Value;
 use store::HistoryScope;
 
+use super::ops::{self, Input as OperationInput, Level, Operation};
 use super::{ContentType, FhirRequest, Method};
 use crate::error::ApiError;
 
@@ -64,36 +65,10 @@ pub enum Interaction {
         count: usize,
         cursor: Option<String>,
     },
-    /// `POST Patient/{id}/$break-glass`: emergency access with a reason.
-    BreakGlass {
-        patient_id: String,
-        reason: String,
-    },
-    /// `POST Appointment/$hold` (`hold`) or `POST Appointment/$book`.
-    Book {
-        hold: bool,
-        params: Value,
-    },
-    /// `POST Appointment/$find`: proposed appointments for free slots.
-    FindAppointments {
-        params: Value,
-    },
-    /// `POST HealthcareService/$find-care`: ranked, explained care options for a patient.
-    FindCare {
-        params: Value,
-    },
-    /// `POST Patient/$match`: scored candidate Patients for a described person.
-    Match {
-        params: Value,
-    },
-    /// `GET /api/identity/reviews[?state=…]`: the identity register (review queue).
-    IdentityReviews {
-        state: String,
-    },
-    /// `POST /api/identity/reviews/{id}/accept|reject`: a reviewer's decision.
-    IdentityDecision {
-        review: String,
-        accept: bool,
+    /// A FHIR operation (`$find-care`, `$book`, …), from the registry in [`super::ops`].
+    Operation {
+        op: &'static Operation,
+        input: OperationInput,
     },
     /// A `batch` or `transaction` Bundle posted to the base.
     Bundle {
@@ -126,14 +101,7 @@ impl Interaction {
                 transaction: true, ..
             } => "transaction",
             Interaction::Bundle { .. } => "batch",
-            Interaction::BreakGlass { .. } => "break-the-glass",
-            Interaction::FindCare { .. } => "find-care",
-            Interaction::Match { .. } => "match",
-            Interaction::IdentityReviews { .. } => "identity-reviews",
-            Interaction::IdentityDecision { .. } => "update",
-            Interaction::Book { hold: true, .. } => "hold",
-            Interaction::Book { hold: false, .. } => "book",
-            Interaction::FindAppointments { .. } => "find-appointments",
+            Interaction::Operation { op, .. } => op.name,
         }
     }
 
@@ -147,10 +115,7 @@ impl Interaction {
             | Interaction::Delete { rt, .. }
             | Interaction::ConditionalDelete { rt, .. } => Some(rt),
             Interaction::Search(s) => Some(&s.resource_type),
-            Interaction::BreakGlass { .. } => Some("Patient"),
-            Interaction::FindCare { .. } => Some("HealthcareService"),
-            Interaction::Match { .. } => Some("Patient"),
-            Interaction::Book { .. } | Interaction::FindAppointments { .. } => Some("Appointment"),
+            Interaction::Operation { op, .. } => op.resource_type,
             Interaction::History {
                 scope: HistoryScope::Instance { resource_type, .. },
                 ..
@@ -165,18 +130,16 @@ impl Interaction {
 
     /// Whether it needs a read-write transaction.
     pub fn writes(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Interaction::Create { .. }
-                | Interaction::Update { .. }
-                | Interaction::ConditionalUpdate { .. }
-                | Interaction::Delete { .. }
-                | Interaction::ConditionalDelete { .. }
-                | Interaction::Bundle { .. }
-                | Interaction::BreakGlass { .. }
-                | Interaction::Book { .. }
-                | Interaction::IdentityDecision { .. }
-        )
+            | Interaction::Update { .. }
+            | Interaction::ConditionalUpdate { .. }
+            | Interaction::Delete { .. }
+            | Interaction::ConditionalDelete { .. }
+            | Interaction::Bundle { .. } => true,
+            Interaction::Operation { op, .. } => op.writes,
+            _ => false,
+        }
     }
 }
 
@@ -219,8 +182,7 @@ fn operation_parameters(body: Option<Value>, usage: &str) -> Result<Value, ApiEr
 pub fn parse(req: &FhirRequest, registry: &Registry) -> Result<Interaction, ApiError> {
     let segs: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let needs_body = matches!(req.method, Method::Post | Method::Put)
-        && !(req.method == Method::Post && segs.last() == Some(&"_search"))
-        && segs.first() != Some(&"$identity-reviews");
+        && !(req.method == Method::Post && segs.last() == Some(&"_search"));
     let mut query = req.query.clone();
     let body = if needs_body {
         match &req.content_type {
@@ -342,29 +304,8 @@ pub fn route(
     let is_get = matches!(method, Method::Get | Method::Head);
     match (method, segs) {
         (Method::Get | Method::Head, ["metadata"]) => Ok(Interaction::Capabilities),
-        (Method::Get, ["$identity-reviews"]) => {
-            let state = query
-                .iter()
-                .find(|(k, _)| k == "state")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| "pending".into());
-            if !matches!(
-                state.as_str(),
-                "pending" | "linked" | "rejected" | "unlinked"
-            ) {
-                return Err(ApiError::bad_request(
-                    IssueType::Value,
-                    format!("state '{state}' is not pending, linked, rejected or unlinked"),
-                ));
-            }
-            Ok(Interaction::IdentityReviews { state })
-        }
-        (Method::Post, ["$identity-reviews", id, decision @ ("accept" | "reject")]) => {
-            Ok(Interaction::IdentityDecision {
-                review: check_id(id)?,
-                accept: *decision == "accept",
-            })
-        }
+        // operations: `$code` at the system, type or instance level, from the registry
+        (_, [.., last]) if last.starts_with('$') => operation(method, segs, body, registry),
         (Method::Post, []) => {
             let bundle = body.unwrap_or(Value::Null);
             match bundle.get("resourceType").and_then(Value::as_str) {
@@ -518,57 +459,6 @@ pub fn route(
                 view: view(&query)?,
             })
         }
-        (Method::Post, ["Patient", id, "$break-glass"]) => {
-            let id = check_id(id)?;
-            let params = operation_parameters(
-                body,
-                "$break-glass takes a Parameters resource with a 'reason' (valueString)",
-            )?;
-            let reason = params
-                .get("parameter")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|p| p.get("name").and_then(Value::as_str) == Some("reason"))
-                .and_then(|p| p.get("valueString").and_then(Value::as_str))
-                .unwrap_or("")
-                .to_string();
-            Ok(Interaction::BreakGlass {
-                patient_id: id,
-                reason,
-            })
-        }
-        (Method::Post, ["Appointment", "$find"]) => {
-            let params = operation_parameters(
-                body,
-                "$find takes a Parameters resource with 'start' and 'end'",
-            )?;
-            Ok(Interaction::FindAppointments { params })
-        }
-        (Method::Post, ["Appointment", op @ ("$hold" | "$book")]) => {
-            let params = operation_parameters(
-                body,
-                &format!("{op} takes a Parameters resource with 'slot' and 'patient'"),
-            )?;
-            Ok(Interaction::Book {
-                hold: *op == "$hold",
-                params,
-            })
-        }
-        (Method::Post, ["Patient", "$match"]) => {
-            let params = operation_parameters(
-                body,
-                "$match takes a Parameters resource with 'resource' (a Patient)",
-            )?;
-            Ok(Interaction::Match { params })
-        }
-        (Method::Post, ["HealthcareService", "$find-care"]) => {
-            let params = operation_parameters(
-                body,
-                "$find-care takes a Parameters resource (see the README)",
-            )?;
-            Ok(Interaction::FindCare { params })
-        }
         (Method::Patch, [_, _]) => Err(ApiError::new(
             405,
             IssueType::NotSupported,
@@ -591,6 +481,82 @@ pub fn route(
             format!("no FHIR interaction matches {method:?} /{}", segs.join("/")),
         )),
     }
+}
+
+/// An operation request: `$code` looked up in the registry at its level; POST only (a GET is a
+/// 405 saying so); the body must be a valid Parameters resource.
+fn operation(
+    method: Method,
+    segs: &[&str],
+    body: Option<Value>,
+    registry: &Registry,
+) -> Result<Interaction, ApiError> {
+    let (rt, id, code) = match segs {
+        [code] => (None, None, *code),
+        [rt, code] => (Some(*rt), None, *code),
+        [rt, id, code] => (Some(*rt), Some(*id), *code),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "the operation '{}' is not supported",
+                segs.join("/")
+            )));
+        }
+    };
+    let code = code.trim_start_matches('$');
+    let level = match (rt, id) {
+        (None, _) => Level::System,
+        (Some(_), None) => Level::Type,
+        (Some(_), Some(_)) => Level::Instance,
+    };
+    if let Some(rt) = rt
+        && !registry.supports(rt)
+    {
+        return Err(ApiError::not_found(format!(
+            "the resource type '{rt}' is not supported by this server; see /fhir/metadata"
+        )));
+    }
+    let Some(op) = ops::lookup(rt, code, level) else {
+        let elsewhere: Vec<String> = ops::OPERATIONS
+            .iter()
+            .filter(|o| o.code == code)
+            .map(|o| match (o.resource_type, o.level) {
+                (Some(t), Level::Instance) => format!("POST {t}/{{id}}/${code}"),
+                (Some(t), _) => format!("POST {t}/${code}"),
+                (None, _) => format!("POST /${code}"),
+            })
+            .collect();
+        return Err(ApiError::not_found(if elsewhere.is_empty() {
+            format!("the operation '${code}' is not supported; see /fhir/metadata")
+        } else {
+            format!(
+                "the operation '${code}' is invoked as {}",
+                elsewhere.join(" or ")
+            )
+        }));
+    };
+    if method != Method::Post {
+        return Err(ApiError::new(
+            405,
+            IssueType::NotSupported,
+            format!("${code} is invoked with POST and a Parameters body"),
+        ));
+    }
+    if let Some(id) = id
+        && !fhir::primitive::is_id(id)
+    {
+        return Err(ApiError::bad_request(
+            IssueType::Value,
+            format!("'{id}' is not a valid resource id (1–64 of A-Z a-z 0-9 - .)"),
+        ));
+    }
+    let params = operation_parameters(body, op.usage)?;
+    Ok(Interaction::Operation {
+        op,
+        input: OperationInput {
+            id: id.map(str::to_string),
+            params,
+        },
+    })
 }
 
 /// The criteria of a conditional update or delete (`PUT Patient?identifier=…`), always strict.

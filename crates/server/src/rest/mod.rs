@@ -1,30 +1,26 @@
 //! The FHIR REST router, free of any HTTP library: a [`FhirRequest`] value in, a
-//! [`FhirResponse`] out. The axum adapter in `http.rs` only converts to and from these.
+//! [`FhirResponse`] out. The axum adapter in `http` only converts to and from these.
 //!
 //! A request is first parsed into an [`Interaction`] (pure: routing, content checks, JSON
-//! parsing, validation, search parsing), then executed inside one store transaction.
+//! parsing, validation, search parsing; operations from the registry in [`ops`]), then run as
+//! one unit of work of the application (`App::run`): one transaction bound to the caller, one
+//! AuditEvent, and rendered.
 
-pub mod booking;
 mod bundle;
 pub mod capability;
-mod execute;
-pub mod findcare;
+pub(crate) mod execute;
 pub mod import;
 mod interaction;
-pub mod matching;
+pub mod ops;
 mod render;
-pub mod subscriptions;
-pub mod visit;
-mod waitlist;
-
-use std::sync::Arc;
+pub mod rules;
 
 use fhir::IssueType;
-use fhir::search::Registry;
 use serde_json::Value;
-use store::{AuditTrail, Caller, CallerTx, Store, StoreError};
 
-use crate::auth::{Authenticated, Via};
+pub use crate::app::{App as FhirApi, AppConfig as RestConfig, Prefer, Return};
+use crate::app::{App, Work};
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 pub use interaction::Interaction;
 
@@ -51,39 +47,6 @@ impl Method {
             "DELETE" => Method::Delete,
             _ => Method::Other,
         }
-    }
-}
-
-/// `Prefer` header settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Prefer {
-    pub return_: Return,
-    pub lenient: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Return {
-    Minimal,
-    #[default]
-    Representation,
-    OperationOutcome,
-}
-
-impl Prefer {
-    /// Parses `return=minimal, handling=lenient` (several headers may be joined with commas).
-    pub fn parse(header: Option<&str>) -> Prefer {
-        let mut p = Prefer::default();
-        for part in header.unwrap_or("").split([',', ';']) {
-            match part.trim().replace(' ', "").as_str() {
-                "return=minimal" => p.return_ = Return::Minimal,
-                "return=representation" => p.return_ = Return::Representation,
-                "return=OperationOutcome" => p.return_ = Return::OperationOutcome,
-                "handling=lenient" => p.lenient = true,
-                "handling=strict" => p.lenient = false,
-                _ => {}
-            }
-        }
-        p
     }
 }
 
@@ -169,44 +132,6 @@ impl FhirResponse {
     }
 }
 
-/// Router settings.
-#[derive(Debug, Clone, Default)]
-pub struct RestConfig {
-    /// The FHIR base URL to use in links instead of the one the request came in on.
-    pub public_base_url: Option<String>,
-    /// The care finder's settings.
-    pub find_care: Arc<care::findcare::FindCareConfig>,
-    /// The care finder's directory snapshot, shared by every request.
-    pub directory: Arc<findcare::DirectoryCache>,
-    /// Holds, video visits, the waitlist and reminders.
-    pub booking: Arc<booking::BookingConfig>,
-    /// The active subscriptions, shared by every request.
-    pub subscriptions: Arc<subscriptions::SubscriptionCache>,
-    /// The identity model `$match` scores with.
-    pub match_model: Arc<matching::MatchModel>,
-}
-
-/// The FHIR REST API over a store.
-#[derive(Clone)]
-pub struct FhirApi {
-    store: Store,
-    registry: &'static Registry,
-    config: Arc<RestConfig>,
-}
-
-/// What execution needs besides the transaction.
-pub(crate) struct Ctx {
-    pub base_url: String,
-    pub prefer: Prefer,
-    pub registry: &'static Registry,
-    pub find_care: Arc<care::findcare::FindCareConfig>,
-    /// The care finder's directory snapshot, shared by every request.
-    pub directory: Arc<findcare::DirectoryCache>,
-    pub booking: Arc<booking::BookingConfig>,
-    pub subscriptions: Arc<subscriptions::SubscriptionCache>,
-    pub match_model: Arc<matching::MatchModel>,
-}
-
 /// Who sent a request, as far as the router needs to know.
 #[derive(Debug, Clone)]
 pub struct RequestOrigin {
@@ -216,107 +141,15 @@ pub struct RequestOrigin {
     pub address: Option<String>,
 }
 
-/// A failed unit of work, with what it touched (for the audit trail).
-pub(crate) struct Failure {
-    pub error: ApiError,
-    pub trail: AuditTrail,
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure {
-            error: ApiError::from(e),
-            trail: AuditTrail::default(),
-        }
-    }
-}
-
-impl FhirApi {
-    pub fn new(store: Store, config: RestConfig) -> FhirApi {
-        FhirApi {
-            store,
-            registry: fhir::search::registry(),
-            config: Arc::new(config),
-        }
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn config(&self) -> &RestConfig {
-        &self.config
-    }
-
-    /// What execution needs, for a request to `base_url` (or a background job: the public base
-    /// URL when one is configured).
-    pub(crate) fn ctx(&self, base_url: String, prefer: Prefer) -> Ctx {
-        Ctx {
-            base_url,
-            prefer,
-            registry: self.registry,
-            find_care: self.config.find_care.clone(),
-            directory: self.config.directory.clone(),
-            booking: self.config.booking.clone(),
-            subscriptions: self.config.subscriptions.clone(),
-            match_model: self.config.match_model.clone(),
-        }
-    }
-
-    /// Runs a background job's work as the system (`who`) in one write transaction of its
-    /// own: subscriptions are told of what it wrote, and when it did something (a description
-    /// is returned) an AuditEvent records it with the resources it touched.
-    pub(crate) async fn system_job<T, F>(&self, who: &'static str, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut CallerTx, &Ctx) -> Result<(T, Option<String>), ApiError> + Send + 'static,
-    {
-        let caller = import::system_caller(who);
-        let ctx = self.job_ctx();
-        self.store
-            .write_alone(move |tx| {
-                let mut bound = CallerTx::bind(tx, &caller)?;
-                let (out, description) = f(&mut bound, &ctx)?;
-                subscriptions::notify_written(&mut bound, &ctx)?;
-                if let Some(description) = description {
-                    let trail = std::mem::take(&mut bound.trail);
-                    let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
-                        interaction: "update",
-                        subject_id: who,
-                        fhir_users: &[],
-                        address: None,
-                        outcome: crate::audit::AuditOutcome::Success,
-                        description: Some(description),
-                        trail: &trail,
-                        query: None,
-                        now_ms: bound.now(),
-                    });
-                    bound.append_audit(&mut event)?;
-                }
-                Ok::<_, ApiError>(out)
-            })
-            .await
-    }
-
-    /// The context of a background job.
-    pub(crate) fn job_ctx(&self) -> Ctx {
-        let base = self
-            .config
-            .public_base_url
-            .clone()
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string();
-        self.ctx(base, Prefer::default())
-    }
-
-    /// Handles one request end to end: parse, authenticate, execute in one transaction bound
-    /// to the caller, audit, render.
+impl App {
+    /// Handles one FHIR request end to end: parse, check the caller (authenticated by the HTTP
+    /// layer; a console session's CSRF token for writes), run the interaction as one unit of
+    /// work (`App::run`: one transaction bound to the caller, one AuditEvent), render.
     pub async fn handle(&self, mut req: FhirRequest, origin: RequestOrigin) -> FhirResponse {
-        if let Some(base) = &self.config.public_base_url {
+        if let Some(base) = &self.config().public_base_url {
             req.base_url = base.trim_end_matches('/').to_string();
         }
-        let interaction = match interaction::parse(&req, self.registry) {
+        let interaction = match interaction::parse(&req, self.registry()) {
             Ok(i) => i,
             Err(e) => {
                 let Some(who) = &origin.who else {
@@ -326,19 +159,9 @@ impl FhirApi {
                     );
                 };
                 // refused before any data was touched; still on the record
-                let audit = AuditInput {
-                    interaction: "invalid",
-                    address: origin.address.clone(),
-                    query: None,
-                };
-                let event = audit.event(
-                    &who.caller,
-                    &AuditTrail::default(),
-                    e.status,
-                    self.store.clock().now_ms(),
-                );
-                if let Err(err) = self.store.append_audit(event).await {
-                    return FhirResponse::error(&ApiError::from(err), "invalid");
+                let work = Work::request("invalid", false, origin.address.clone());
+                if let Err(err) = self.audit_refusal(&who.caller, &work, e.status).await {
+                    return FhirResponse::error(&err, "invalid");
                 }
                 return FhirResponse::error(&e, "invalid");
             }
@@ -347,7 +170,7 @@ impl FhirApi {
         let rt = interaction.resource_type().map(str::to_string);
         let ctx = self.ctx(req.base_url.clone(), req.prefer);
         if let Interaction::Capabilities = interaction {
-            let cs = capability::capability_statement(self.registry, &ctx.base_url);
+            let cs = capability::capability_statement(self.registry(), &ctx.base_url);
             return render::response(execute::Outcome::Json(200, cs), req.prefer, &req.base_url);
         }
         let Some(who) = origin.who.clone() else {
@@ -355,13 +178,7 @@ impl FhirApi {
                 "authentication is required: send 'Authorization: Bearer <token>' (see /auth/token)",
             );
         };
-        if let Via::Session { csrf } = &who.via
-            && interaction.writes()
-            && !origin
-                .csrf
-                .as_deref()
-                .is_some_and(|c| crate::auth::secrets::constant_time_eq(c, csrf))
-        {
+        if interaction.writes() && !who.may_write(origin.csrf.as_deref()) {
             let e = ApiError::new(
                 403,
                 IssueType::Forbidden,
@@ -369,91 +186,36 @@ impl FhirApi {
             );
             return FhirResponse::error(&e, name);
         }
-        let query = match &interaction {
-            Interaction::Search(s) => Some(format!(
-                "{}?{}",
-                s.resource_type,
-                s.applied
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            )),
-            _ => None,
-        };
-        let caller = who.caller.clone();
-        let audit = AuditInput {
-            interaction: name,
-            address: origin.address.clone(),
-            query,
-        };
-        let result: Result<(execute::Outcome, AuditTrail), Failure> = if interaction.writes() {
-            let audit = audit.clone();
-            let caller = caller.clone();
+        let work = Work {
+            name,
+            writes: interaction.writes(),
             // a Bundle can fail after writing part of itself: it gets a transaction of its own
-            let alone = matches!(interaction, Interaction::Bundle { .. });
-            let unit = move |tx: &mut store::Tx| {
-                let mut bound = CallerTx::bind(tx, &caller)?;
-                let done = execute::execute(&mut bound, &ctx, interaction).and_then(|outcome| {
-                    subscriptions::notify_written(&mut bound, &ctx)?;
-                    Ok(outcome)
-                });
-                match done {
-                    Ok(outcome) => {
-                        let trail = std::mem::take(&mut bound.trail);
-                        let mut event = audit.event(&caller, &trail, 200, bound.now());
-                        bound.append_audit(&mut event)?;
-                        Ok((outcome, trail))
-                    }
-                    Err(error) => Err(Failure {
-                        error,
-                        trail: std::mem::take(&mut bound.trail),
-                    }),
-                }
-            };
-            if alone {
-                self.store.write_alone(unit).await
-            } else {
-                self.store.write(unit).await
-            }
-        } else {
-            let caller = caller.clone();
-            self.store
-                .read(move |tx| {
-                    let mut bound = CallerTx::bind(tx, &caller)?;
-                    match execute::execute(&mut bound, &ctx, interaction) {
-                        Ok(outcome) => Ok((outcome, std::mem::take(&mut bound.trail))),
-                        Err(error) => Err(Failure {
-                            error,
-                            trail: std::mem::take(&mut bound.trail),
-                        }),
-                    }
-                })
-                .await
+            alone: matches!(interaction, Interaction::Bundle { .. }),
+            address: origin.address.clone(),
+            query: match &interaction {
+                Interaction::Search(s) => Some(format!(
+                    "{}?{}",
+                    s.resource_type,
+                    s.applied
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                )),
+                _ => None,
+            },
+            quiet: false,
         };
         let prefer = req.prefer;
-        let (mut resp, trail_to_record) = match result {
-            Ok((outcome, trail)) => {
-                let resp = render::response(outcome, prefer, &req.base_url);
-                // writes were audited inside their transaction; reads are recorded now
-                (
-                    resp,
-                    if audit.interaction_writes() {
-                        None
-                    } else {
-                        Some(trail)
-                    },
-                )
-            }
-            Err(Failure { error, trail }) => (FhirResponse::error(&error, name), Some(trail)),
+        let result = self
+            .run(who.caller.clone(), work, ctx, move |tx, ctx| {
+                execute::execute(tx, ctx, interaction)
+            })
+            .await;
+        let mut resp = match result {
+            Ok(outcome) => render::response(outcome, prefer, &req.base_url),
+            Err(error) => FhirResponse::error(&error, name),
         };
-        if let Some(trail) = trail_to_record {
-            let event = audit.event(&caller, &trail, resp.status, self.store.clock().now_ms());
-            if let Err(e) = self.store.append_audit(event).await {
-                tracing::error!(error = %e, "could not record the audit event; withholding the response");
-                resp = FhirResponse::error(&ApiError::from(e), name);
-            }
-        }
         resp.interaction = name;
         resp.resource_type = rt;
         resp
@@ -468,42 +230,4 @@ fn unauthenticated(msg: &str) -> FhirResponse {
     r.headers
         .push(("WWW-Authenticate", "Bearer realm=\"continuum\"".to_string()));
     r
-}
-
-/// What the audit record of a request needs besides its trail.
-#[derive(Clone)]
-struct AuditInput {
-    interaction: &'static str,
-    address: Option<String>,
-    query: Option<String>,
-}
-
-impl AuditInput {
-    fn interaction_writes(&self) -> bool {
-        matches!(
-            self.interaction,
-            "create" | "update" | "delete" | "transaction" | "batch" | "break-the-glass"
-        )
-    }
-
-    fn event(&self, caller: &Caller, trail: &AuditTrail, status: u16, now_ms: i64) -> Value {
-        let outcome = if trail.denied && status < 400 {
-            200
-        } else {
-            status
-        };
-        crate::audit::audit_event(&crate::audit::AuditFacts {
-            interaction: self.interaction,
-            subject_id: &caller.subject.id,
-            fhir_users: &caller.subject.fhir_users,
-            address: self.address.as_deref(),
-            outcome: crate::audit::AuditOutcome::from_status(outcome),
-            description: trail
-                .denied
-                .then(|| "access to some resources was refused or hidden".to_string()),
-            trail,
-            query: self.query.as_deref(),
-            now_ms,
-        })
-    }
 }

@@ -268,10 +268,7 @@ async fn video_needs_a_licence_in_the_patients_state(app: TestApp) {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|x| {
-                        x["url"] == server::rest::findcare::ext::LICENSED_STATE
-                            && x["valueCode"] == state
-                    })
+                    .any(|x| x["url"] == care::profile::LICENSED_STATE && x["valueCode"] == state)
             });
             let reasons = row.reasons();
             if row.kind == "option" {
@@ -587,7 +584,7 @@ async fn bad_input_names_the_parameter(app: TestApp) {
 /// A directory built by hand: the licence rule, not-accepting services, urgency windows and
 /// slot regeneration that never duplicates or overwrites a booked slot.
 async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestApp) {
-    let m = |code: &str| json!({"url": server::rest::findcare::ext::MODALITY, "valueCode": code});
+    let m = |code: &str| json!({"url": care::profile::MODALITY, "valueCode": code});
     app.put(
         "Organization/o1",
         &json!({"resourceType": "Organization", "id": "o1", "name": "Shoreline Pediatrics"}),
@@ -601,9 +598,13 @@ async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestA
         "extension": [m("in-person"), m("video")],
         "availableTime": [{"daysOfWeek": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "allDay": true}]});
     assert_eq!(app.put("HealthcareService/s1", &service).await.status, 201);
-    app.put("PractitionerRole/r1", &json!({"resourceType": "PractitionerRole", "id": "r1",
+    app.put(
+        "PractitionerRole/r1",
+        &json!({"resourceType": "PractitionerRole", "id": "r1",
         "healthcareService": [{"reference": "HealthcareService/s1"}],
-        "extension": [m("video"), {"url": server::rest::findcare::ext::LICENSED_STATE, "valueCode": "CT"}]})).await;
+        "extension": [m("video"), {"url": care::profile::LICENSED_STATE, "valueCode": "CT"}]}),
+    )
+    .await;
     for (id, modality, actor) in [
         ("sch-s1-l1", "in-person", Some("Location/l1")),
         ("sch-s1-video", "video", None),
@@ -612,9 +613,14 @@ async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestA
         if let Some(a) = actor {
             actors.push(json!({"reference": a}));
         }
-        let r = app.put(&format!("Schedule/{id}"), &json!({"resourceType": "Schedule", "id": id, "active": true,
-            "extension": [m(modality), {"url": server::rest::findcare::ext::SLOT_MINUTES, "valueInteger": 60}],
-            "actor": actors})).await;
+        let r = app
+            .put(
+                &format!("Schedule/{id}"),
+                &json!({"resourceType": "Schedule", "id": id, "active": true,
+            "extension": [m(modality), {"url": care::profile::SLOT_MINUTES, "valueInteger": 60}],
+            "actor": actors}),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
     let api = api(&app);
@@ -682,10 +688,14 @@ async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestA
     assert!(excluded(&rows)[0].reasons().contains("NY"), "{rows:#?}");
     // licensed in New York from now on: the next search sees it (the directory snapshot
     // follows every write to the directory)
-    app.put("PractitionerRole/r1", &json!({"resourceType": "PractitionerRole", "id": "r1",
+    app.put(
+        "PractitionerRole/r1",
+        &json!({"resourceType": "PractitionerRole", "id": "r1",
         "healthcareService": [{"reference": "HealthcareService/s1"}],
-        "extension": [m("video"), {"url": server::rest::findcare::ext::LICENSED_STATE, "valueCode": "CT"},
-            {"url": server::rest::findcare::ext::LICENSED_STATE, "valueCode": "NY"}]})).await;
+        "extension": [m("video"), {"url": care::profile::LICENSED_STATE, "valueCode": "CT"},
+            {"url": care::profile::LICENSED_STATE, "valueCode": "NY"}]}),
+    )
+    .await;
     let rows = find(
         &app,
         &ask(vec![
@@ -766,7 +776,8 @@ async fn slots_regenerate_without_duplicates_and_urgency_needs_a_slot(app: TestA
     );
     // not accepting new patients: excluded with that reason
     let mut closed = service.clone();
-    closed["extension"] = json!([m("in-person"), {"url": server::rest::findcare::ext::ACCEPTING, "valueBoolean": false}]);
+    closed["extension"] =
+        json!([m("in-person"), {"url": care::profile::ACCEPTING, "valueBoolean": false}]);
     assert_eq!(app.put("HealthcareService/s1", &closed).await.status, 200);
     let rows = find(&app, &ask(vec![])).await;
     assert!(options(&rows).is_empty());

@@ -13,16 +13,10 @@ use crate::error::StoreError;
 use crate::tx::Tx;
 
 fn reference_id(v: &Value, expected_type: &str) -> Option<String> {
-    let r = v.get("reference")?.as_str()?;
-    let (t, id) = fhir::search::index::split_reference(r)?;
-    (t == expected_type).then(|| id.to_string())
+    fhir::json::reference_id(v, expected_type).map(str::to_string)
 }
 
-fn instant_ms(s: &str) -> Option<i64> {
-    fhir::primitive::parse_date_time(s, fhir::primitive::Precision::Fraction, true)
-        .ok()
-        .map(|v| v.range().low)
-}
+use fhir::json::instant_ms;
 
 /// Whether `caller` would be allowed to read a resource with these facts — the same rules as
 /// every read (used to decide who a notification may go to).
@@ -222,7 +216,7 @@ fn load_consents(tx: &mut Tx, subject: &Subject) -> Result<Vec<ConsentRule>, Sto
                 .flatten()
                 .filter_map(|a| a.get("reference"))
                 .filter_map(|r| r.get("reference").and_then(Value::as_str))
-                .filter_map(fhir::search::index::split_reference)
+                .filter_map(fhir::json::split_reference)
                 .any(|(t, id)| actors.iter().any(|(at, aid)| at == t && aid == id));
             if names_actor {
                 let labels = prov
@@ -243,15 +237,7 @@ fn load_consents(tx: &mut Tx, subject: &Subject) -> Result<Vec<ConsentRule>, Sto
                     end_ms: prov
                         .pointer("/period/end")
                         .and_then(Value::as_str)
-                        .and_then(|e| {
-                            fhir::primitive::parse_date_time(
-                                e,
-                                fhir::primitive::Precision::Fraction,
-                                true,
-                            )
-                            .ok()
-                            .map(|v| v.range().high)
-                        }),
+                        .and_then(fhir::json::instant_end_ms),
                 });
             }
             for nested in prov

@@ -84,6 +84,8 @@ pub struct AuditTrail {
     pub denied: bool,
     /// What the alliance did on its own behalf inside the request (see [`OnBehalf`]).
     pub on_behalf: BTreeSet<OnBehalf>,
+    /// What the work did, in words, when it says (jobs, imports).
+    pub description: Option<String>,
     /// What `resources` and `patients` hold, for constant-time de-duplication (a bulk write
     /// touches hundreds of thousands of resources).
     seen: BTreeSet<String>,
@@ -172,15 +174,9 @@ pub struct CallerTx<'a, 'c> {
     pub trail: AuditTrail,
 }
 
+/// The codes of a resource's `meta.security`.
 pub fn label_codes(resource: &Value) -> Vec<String> {
-    resource
-        .get("meta")
-        .and_then(|m| m.get("security"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string))
-        .collect()
+    fhir::json::security_codes(resource)
 }
 
 impl<'a, 'c> CallerTx<'a, 'c> {

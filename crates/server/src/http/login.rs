@@ -15,11 +15,11 @@ use serde_json::json;
 use store::StoreError;
 use store::accounts::UserRecord;
 
-use super::secrets::{
+use super::AppState;
+use crate::auth::secrets::{
     check_password_strength, constant_time_eq, digest, hash_secret, random_token, verify_secret,
 };
-use super::{Auth, CSRF_COOKIE, LOCK_MS, MAX_FAILED_LOGINS, SESSION_COOKIE};
-use crate::http::AppState;
+use crate::auth::{Auth, CSRF_COOKIE, LOCK_MS, MAX_FAILED_LOGINS, SESSION_COOKIE};
 
 fn templates() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -185,7 +185,7 @@ pub async fn token(
     {
         Ok(body) => {
             crate::audit::record_login(
-                &state,
+                state.api.store(),
                 &format!("client:{client_id}"),
                 true,
                 Some(addr.ip().to_string()),
@@ -204,7 +204,7 @@ pub async fn token(
         Err((status, error, description)) => {
             if status == 401 {
                 crate::audit::record_login(
-                    &state,
+                    state.api.store(),
                     &format!("client:{client_id}"),
                     false,
                     Some(addr.ip().to_string()),
@@ -255,7 +255,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let session = cookie_value(&headers, SESSION_COOKIE);
     if let Ok(Some(a)) = state.auth.authenticate(None, session.as_deref()).await
-        && let super::Via::Session { csrf } = &a.via
+        && let crate::auth::Via::Session { csrf } = &a.via
     {
         return page(
             StatusCode::OK,
@@ -330,7 +330,7 @@ pub async fn login(
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0000000000000000000000000000000000000000000",
         );
         crate::audit::record_login(
-            &state,
+            state.api.store(),
             &format!("user:{username}"),
             false,
             ip,
@@ -342,7 +342,7 @@ pub async fn login(
     if user.locked_until.is_some_and(|t| t > now) {
         let _ = verify_secret(&password, &user.password_hash);
         crate::audit::record_login(
-            &state,
+            state.api.store(),
             &format!("user:{username}"),
             false,
             ip,
@@ -359,7 +359,7 @@ pub async fn login(
             .write(move |tx| tx.record_login_failure(&id, MAX_FAILED_LOGINS, LOCK_MS))
             .await;
         crate::audit::record_login(
-            &state,
+            state.api.store(),
             &format!("user:{username}"),
             false,
             ip,
@@ -390,7 +390,14 @@ pub async fn login(
             "Sign-in is temporarily unavailable.",
         );
     }
-    crate::audit::record_login(&state, &format!("user:{username}"), true, ip, "signed in").await;
+    crate::audit::record_login(
+        state.api.store(),
+        &format!("user:{username}"),
+        true,
+        ip,
+        "signed in",
+    )
+    .await;
     let mut resp = Redirect::to("/login").into_response();
     *resp.status_mut() = StatusCode::SEE_OTHER;
     for c in [
@@ -416,7 +423,7 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Response {
         return Redirect::to("/login").into_response();
     };
     if let Ok(Some(a)) = state.auth.authenticate(None, Some(&token)).await
-        && let super::Via::Session { csrf } = &a.via
+        && let crate::auth::Via::Session { csrf } = &a.via
     {
         if !constant_time_eq(csrf, field(&f, "csrf")) {
             return (StatusCode::FORBIDDEN, "missing or wrong CSRF token").into_response();
@@ -442,8 +449,8 @@ pub async fn session(State(state): State<AppState>, headers: HeaderMap) -> Respo
     match state.auth.authenticate(None, token.as_deref()).await {
         Ok(Some(a)) => {
             let csrf = match &a.via {
-                super::Via::Session { csrf } => csrf.clone(),
-                super::Via::Bearer => String::new(),
+                crate::auth::Via::Session { csrf } => csrf.clone(),
+                crate::auth::Via::Bearer => String::new(),
             };
             let s = &a.caller.subject;
             (

@@ -2,7 +2,7 @@
 //! confirmations, reminders (due 72 h and 24 h before), cancellations, waitlist offers — as
 //! Communication resources plus outbox rows **in the transaction of the change**, once per
 //! (event, recipient); FHIR Subscriptions add rest-hook rows the same way
-//! ([`crate::rest::subscriptions`]). A worker ([`deliver_due`]) claims due rows under a lease,
+//! ([`super::subscriptions`]). A worker ([`deliver_due`]) claims due rows under a lease,
 //! delivers them through the configured transport (webhook with an HMAC-SHA256 signature, SMTP,
 //! or the log), and records the outcome; failures are retried with backoff
 //! (`care::notify::retry_after_ms`) and then marked failed, never dropped. A crash between
@@ -24,12 +24,12 @@ use fhir::search::extract;
 use serde_json::{Value, json};
 use store::{Caller, CallerTx, NewMessage};
 
+use crate::app::resources::body;
+use crate::app::{App, Ctx};
 use crate::error::ApiError;
-use crate::rest::findcare::body;
-use crate::rest::{Ctx, FhirApi};
 
 /// Communication.category system of the alliance's notifications.
-pub const CATEGORY_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/notification";
+pub use care::profile::NOTIFICATION as CATEGORY_SYSTEM;
 
 /// How long a claimed message is leased before another run may claim it again.
 pub const LEASE_MS: i64 = 5 * 60_000;
@@ -47,7 +47,7 @@ pub(crate) fn appointment_changed(
     appointment: &Value,
     offer_until_ms: Option<i64>,
 ) -> Result<(), ApiError> {
-    let Some(to) = crate::rest::booking::status_of(appointment) else {
+    let Some(to) = crate::app::appointments::status_of(appointment) else {
         return Ok(());
     };
     let now = tx.now();
@@ -62,7 +62,7 @@ pub(crate) fn appointment_changed(
     if messages.is_empty() {
         return Ok(());
     }
-    let actors: Vec<&str> = crate::rest::booking::participant_refs(appointment).collect();
+    let actors: Vec<&str> = crate::app::appointments::participant_refs(appointment).collect();
     let Some(patient_id) = actors.iter().find_map(|r| r.strip_prefix("Patient/")) else {
         return Ok(());
     };
@@ -86,7 +86,7 @@ pub(crate) fn appointment_changed(
             .and_then(|l| l.get("name").and_then(Value::as_str).map(str::to_string)),
         None => None,
     };
-    let video = crate::rest::booking::is_video(appointment);
+    let video = crate::app::appointments::is_video(appointment);
     let visit = Visit {
         service: &service_name,
         site: if video { None } else { site_name.as_deref() },
@@ -225,7 +225,7 @@ fn recipients(
     {
         out.push((format!("Patient/{patient_id}"), email_of(&body(&p))));
     }
-    let req = crate::rest::findcare::search_request(
+    let req = crate::app::resources::search_request(
         fhir::search::registry(),
         "RelatedPerson",
         &[
@@ -347,7 +347,7 @@ enum Settled {
 
 /// Delivers the due messages once: claims a batch (in one transaction), sends each, and
 /// records each outcome (in a second), updating its Communication.
-pub async fn deliver_due(api: &FhirApi, notifier: &Notifier) -> Result<DeliveryReport, ApiError> {
+pub async fn deliver_due(api: &App, notifier: &Notifier) -> Result<DeliveryReport, ApiError> {
     // claim, and drop reminders that are no longer true
     let claimed = api
         .system_job("notify:claim", |tx, _ctx| {
@@ -440,7 +440,7 @@ fn reminder_still_true(tx: &mut CallerTx, m: &store::Message) -> Result<bool, Ap
         .and_then(Value::as_str)
         .and_then(fhir::primitive::instant_ms);
     Ok(
-        crate::rest::booking::status_of(&a) == Some(AppointmentStatus::Booked)
+        crate::app::appointments::status_of(&a) == Some(AppointmentStatus::Booked)
             && starts == Some(start),
     )
 }

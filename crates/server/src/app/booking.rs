@@ -18,10 +18,13 @@ use store::CallerTx;
 use store::access::Current;
 
 use super::Ctx;
-use super::execute::Outcome;
+use super::appointments::{
+    modality_code, participant, schedule_actors, set_modality, slot_ids, status_of,
+};
+use super::params::bad;
+use super::resources::body;
+use crate::app::refusal;
 use crate::error::ApiError;
-use crate::rest::execute::refused as refusal;
-use crate::rest::findcare::{bad, body, extensions};
 
 pub use care::booking::{HELD_BY, HOLD_EXPIRES};
 
@@ -51,81 +54,8 @@ impl Default for BookingConfig {
     }
 }
 
-/// The modality (`in-person`, `video`) a Schedule or an Appointment carries in its extension.
-pub(crate) fn modality_code(resource: &Value) -> Option<&str> {
-    extensions(resource, crate::rest::findcare::ext::MODALITY)
-        .next()
-        .and_then(|e| e.get("valueCode"))
-        .and_then(Value::as_str)
-}
-
-/// Whether an Appointment JSON is a video visit.
-pub(crate) fn is_video(appointment: &Value) -> bool {
-    modality_code(appointment) == Some("video")
-}
-
-/// The references of a Schedule's actors (its service, site, clinician).
-pub(crate) fn schedule_actors(schedule: &Value) -> impl Iterator<Item = &str> {
-    schedule
-        .get("actor")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.get("reference").and_then(Value::as_str))
-}
-
-/// The references of an Appointment's participants.
-pub(crate) fn participant_refs(appointment: &Value) -> impl Iterator<Item = &str> {
-    appointment
-        .get("participant")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.pointer("/actor/reference").and_then(Value::as_str))
-}
-
-/// A required participant of an Appointment.
-pub(crate) fn participant(reference: &str, status: &str) -> Value {
-    json!({"actor": {"reference": reference}, "required": "required", "status": status})
-}
-
-/// The status of an Appointment JSON.
-pub(crate) fn status_of(appointment: &Value) -> Option<AppointmentStatus> {
-    appointment
-        .get("status")
-        .and_then(Value::as_str)
-        .and_then(AppointmentStatus::parse)
-}
-
 fn conflict(msg: impl Into<String>) -> ApiError {
     ApiError::new(409, IssueType::Conflict, msg)
-}
-
-/// The id in a `valueReference` to `rt`.
-fn reference(params: &Value, name: &str, rt: &str) -> Result<Option<String>, ApiError> {
-    let found: Vec<&Value> = params
-        .get("parameter")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p.get("name").and_then(Value::as_str) == Some(name))
-        .collect();
-    match found.as_slice() {
-        [] => Ok(None),
-        [p] => {
-            let r = p
-                .pointer("/valueReference/reference")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(name, format!("'{name}' is a valueReference to a {rt}")))?;
-            let id = r
-                .strip_prefix(rt)
-                .and_then(|s| s.strip_prefix('/'))
-                .filter(|id| fhir::primitive::is_id(id))
-                .ok_or_else(|| bad(name, format!("'{name}' must reference a {rt} ({rt}/id)")))?;
-            Ok(Some(id.to_string()))
-        }
-        _ => Err(bad(name, format!("'{name}' is given more than once"))),
-    }
 }
 
 /// For a stored Slot: the appointment that holds or booked it, unless the hold has lapsed
@@ -151,10 +81,10 @@ fn slot_state(slot: &Value) -> Result<SlotState, ApiError> {
     let instant = |v: Option<&Value>| v?.as_str().and_then(fhir::primitive::instant_ms);
     Ok(SlotState {
         status,
-        hold_expires_ms: extensions(slot, HOLD_EXPIRES)
+        hold_expires_ms: fhir::json::extensions(slot, HOLD_EXPIRES)
             .next()
             .and_then(|e| instant(e.get("valueInstant"))),
-        held_by: extensions(slot, HELD_BY)
+        held_by: fhir::json::extensions(slot, HELD_BY)
             .next()
             .and_then(|e| e.pointer("/valueReference/reference"))
             .and_then(Value::as_str)
@@ -210,34 +140,29 @@ fn write_slot(
 }
 
 /// `$hold` (`hold` true) or `$book`.
-pub(crate) fn hold_or_book(
+/// What `$hold` or `$book` is asked: the slot, and the patient or (for `$book`) the held
+/// appointment.
+#[derive(Debug, Clone)]
+pub struct BookingRequest {
+    pub hold: bool,
+    pub slot_id: String,
+    pub patient_id: Option<String>,
+    pub held: Option<String>,
+}
+
+/// Holds (`pending`, the slot `busy-tentative`) or books (`booked`, the slot `busy`) a slot, in
+/// the caller's transaction; the answer is a Bundle with the one Appointment.
+pub fn hold_or_book(
     tx: &mut CallerTx,
     ctx: &Ctx,
-    hold: bool,
-    params: Value,
-) -> Result<Outcome, ApiError> {
-    let op = if hold { "$hold" } else { "$book" };
-    crate::rest::findcare::parameter_list(&params, op, &["slot", "patient", "appointment"], &[])?;
-    let slot_id = reference(&params, "slot", "Slot")?.ok_or_else(|| {
-        bad(
-            "slot",
-            format!("{op} needs 'slot', a valueReference to the Slot"),
-        )
-    })?;
-    let patient_id = reference(&params, "patient", "Patient")?;
-    let held = reference(&params, "appointment", "Appointment")?;
-    if hold && held.is_some() {
-        return Err(bad(
-            "appointment",
-            "$hold makes a new appointment; book a hold with $book",
-        ));
-    }
-    if held.is_none() && patient_id.is_none() {
-        return Err(bad(
-            "patient",
-            format!("{op} needs 'patient' (or, for $book, the held 'appointment')"),
-        ));
-    }
+    request: BookingRequest,
+) -> Result<Value, ApiError> {
+    let BookingRequest {
+        hold,
+        slot_id,
+        patient_id,
+        held,
+    } = request;
     let now = tx.now();
     // the slot, read for write
     let prev_slot = match tx.current_for_write("Slot", &slot_id)? {
@@ -289,9 +214,9 @@ pub(crate) fn hold_or_book(
         let from = status_of(&appointment).unwrap_or(AppointmentStatus::Proposed);
         transition(from, target).map_err(|f| conflict(f.to_string()))?;
         appointment["status"] = json!(target.code());
-        super::execute::apply_automatic_labels(tx, &mut appointment)?;
-        super::visit::attach_join_link(tx, ctx, aid, &mut appointment)?;
-        crate::notify::appointment_changed(tx, ctx, aid, Some(from), &appointment, None)?;
+        super::labels::apply_automatic_labels(tx, &mut appointment)?;
+        super::visits::attach_join_link(tx, ctx, aid, &mut appointment)?;
+        crate::app::notify::appointment_changed(tx, ctx, aid, Some(from), &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
         let stored = tx
             .update(&prev, &mut appointment, &index)?
@@ -337,9 +262,9 @@ pub(crate) fn hold_or_book(
             set_modality(&mut appointment, json!(m));
         }
         let id = tx.new_id();
-        super::execute::apply_automatic_labels(tx, &mut appointment)?;
-        super::visit::attach_join_link(tx, ctx, &id, &mut appointment)?;
-        crate::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
+        super::labels::apply_automatic_labels(tx, &mut appointment)?;
+        super::visits::attach_join_link(tx, ctx, &id, &mut appointment)?;
+        crate::app::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
         tx.create("Appointment", &id, &mut appointment, &index)?
             .map_err(|r| refusal(r, "Appointment", &id))?
@@ -354,12 +279,11 @@ pub(crate) fn hold_or_book(
         now + ctx.booking.hold_minutes * 60_000,
     )?;
     let appointment = body(&stored_appointment);
-    Ok(Outcome::Json(
-        200,
+    Ok(
         json!({"resourceType": "Bundle", "type": "searchset", "total": 1,
             "entry": [{"fullUrl": format!("{}/Appointment/{}", ctx.base_url, stored_appointment.id),
                 "resource": appointment, "search": {"mode": "match"}}]}),
-    ))
+    )
 }
 
 /// A video visit needs a clinician of the service licensed in the state where the patient
@@ -372,11 +296,11 @@ fn check_video_licence(
     patient: &Value,
 ) -> Result<(), ApiError> {
     let state =
-        crate::rest::findcare::home_address(patient).and_then(crate::rest::findcare::address_state);
+        crate::app::findcare::home_address(patient).and_then(crate::app::findcare::address_state);
     let Some(state) = state else {
         return Ok(());
     };
-    let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
+    let directory = crate::app::directory::directory_snapshot(tx, ctx)?;
     let services: Vec<&str> = schedule_actors(schedule)
         .filter_map(|r| r.strip_prefix("HealthcareService/"))
         .collect();
@@ -397,20 +321,6 @@ fn check_video_licence(
             "no clinician of this service is licensed in {state}, where the patient is, for a video visit"
         ),
     ))
-}
-
-/// The local Slot ids an Appointment references.
-fn slot_ids(appointment: &Value) -> Vec<String> {
-    appointment
-        .get("slot")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.get("reference").and_then(Value::as_str))
-        .filter_map(|r| r.strip_prefix("Slot/"))
-        .filter(|id| fhir::primitive::is_id(id))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Keeps a written Appointment and its Slots in step (a create, an update or a deletion —
@@ -493,8 +403,8 @@ pub(crate) fn appointment_written(
         if let Some(m) = modality {
             set_modality(appointment, m);
         }
-        super::visit::attach_join_link(tx, ctx, id, appointment)?;
-        crate::notify::appointment_changed(tx, ctx, id, from, appointment, None)?;
+        super::visits::attach_join_link(tx, ctx, id, appointment)?;
+        crate::app::notify::appointment_changed(tx, ctx, id, from, appointment, None)?;
     }
     Ok(())
 }
@@ -512,21 +422,6 @@ fn schedule_modality(tx: &mut CallerTx, slot: &Value) -> Result<Option<Value>, A
         .on_behalf(store::OnBehalf::Directory)
         .current("Schedule", sid, false)?
         .and_then(|s| modality_code(&body(&s)).map(|m| json!(m))))
-}
-
-/// Sets an appointment's modality extension (replacing any other).
-pub(crate) fn set_modality(appointment: &mut Value, modality: Value) {
-    let url = crate::rest::findcare::ext::MODALITY;
-    let mut exts: Vec<Value> = appointment
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.get("url").and_then(Value::as_str) != Some(url))
-        .cloned()
-        .collect();
-    exts.push(json!({"url": url, "valueCode": modality}));
-    appointment["extension"] = Value::Array(exts);
 }
 
 /// A slot its appointment gave up (read for write at `prev`): offered to the first fitting
@@ -560,86 +455,37 @@ const FIND_POOL: usize = 5000;
 /// in the patient's state and the options closest to home come first (video counts as no
 /// travel), then the earliest. `_count` (default 10, at most 100) bounds the page; `total`
 /// counts every fitting slot.
-pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcome, ApiError> {
+/// What `Appointment/$find` is asked: a window, how many, a modality, and who and what the
+/// slots must be with (the service query as search parameters of HealthcareService).
+#[derive(Debug, Clone)]
+pub struct FindRequest {
+    pub start: i64,
+    pub end: i64,
+    pub count: usize,
+    pub wanted_modality: Option<care::findcare::Modality>,
+    pub practitioner: Option<String>,
+    pub organization: Option<String>,
+    pub location: Option<String>,
+    pub patient: Option<String>,
+    pub service_params: Vec<(&'static str, String)>,
+}
+
+/// Proposed Appointments for the free, un-held slots that fit (IHE ITI-115 shape): closest to
+/// the patient's home first, then earliest; video only where a clinician is licensed.
+pub fn find(tx: &mut CallerTx, ctx: &Ctx, request: FindRequest) -> Result<Value, ApiError> {
     use care::findcare::Modality;
     use std::collections::{BTreeSet, HashMap};
-    let list = crate::rest::findcare::parameter_list(
-        &params,
-        "$find",
-        &[
-            "start",
-            "end",
-            "specialty",
-            "appointmentType",
-            "practitioner",
-            "organization",
-            "location",
-            "patient",
-            "modality",
-            "_count",
-        ],
-        &["appointment-type"],
-    )?;
-    let get = |name: &str| {
-        list.iter()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-            .copied()
-    };
-    let instant = |name: &str| -> Result<i64, ApiError> {
-        let p = get(name).ok_or_else(|| bad(name, format!("$find needs '{name}'")))?;
-        let text = ["valueDateTime", "valueInstant", "valueDate"]
-            .iter()
-            .find_map(|k| p.get(*k).and_then(Value::as_str))
-            .ok_or_else(|| bad(name, format!("'{name}' is a valueDateTime")))?;
-        let dt =
-            fhir::primitive::parse_date_time(text, fhir::primitive::Precision::Fraction, false)
-                .map_err(|e| bad(name, format!("'{name}': {e}")))?;
-        Ok(dt.range().low)
-    };
-    let (start, end) = (instant("start")?, instant("end")?);
-    if end <= start {
-        return Err(bad("end", "'end' must be after 'start'"));
-    }
-    let count = match get("_count") {
-        None => 10,
-        Some(p) => {
-            p.get("valueInteger")
-                .and_then(Value::as_u64)
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| bad("_count", "'_count' is between 1 and 100"))? as usize
-        }
-    };
-    let wanted_modality = match get("modality") {
-        None => None,
-        Some(p) => {
-            let code = p.get("valueCode").and_then(Value::as_str).unwrap_or("");
-            Some(Modality::parse(code).ok_or_else(|| {
-                bad(
-                    "modality",
-                    format!("'{code}' is not a modality (in-person, video)"),
-                )
-            })?)
-        }
-    };
-    let refers =
-        |name: &str, rt: &str| -> Result<Option<String>, ApiError> { reference(&params, name, rt) };
-    let practitioner = refers("practitioner", "Practitioner")?;
-    let organization = refers("organization", "Organization")?;
-    let location = refers("location", "Location")?;
-    let patient = refers("patient", "Patient")?;
-    let token = |name: &str| -> Option<String> {
-        let p = get(name)?;
-        if let Some(c) = p.get("valueCoding") {
-            let code = c.get("code").and_then(Value::as_str)?;
-            return Some(match c.get("system").and_then(Value::as_str) {
-                Some(s) => format!("{s}|{code}"),
-                None => code.to_string(),
-            });
-        }
-        p.get("valueCode")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let FindRequest {
+        start,
+        end,
+        count,
+        wanted_modality,
+        practitioner,
+        organization: _,
+        location,
+        patient,
+        service_params,
+    } = request;
     for rt in [
         "HealthcareService",
         "Schedule",
@@ -650,39 +496,16 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
         tx.scope_allows(rt, care::access::Action::Read)
             .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
     }
-    // the services that fit
-    let mut service_params: Vec<(&str, String)> = Vec::new();
-    if let Some(p) = get("specialty") {
-        match (
-            token("specialty"),
-            p.get("valueString").and_then(Value::as_str),
-        ) {
-            (Some(t), _) => service_params.push(("specialty", t)),
-            (None, Some(text)) => service_params.push(("specialty:text", text.to_string())),
-            _ => {
-                return Err(bad(
-                    "specialty",
-                    "'specialty' is a valueCoding, valueCode or valueString",
-                ));
-            }
-        }
-    }
-    if let Some(t) = token("appointmentType").or_else(|| token("appointment-type")) {
-        service_params.push(("service-type", t));
-    }
-    if let Some(o) = &organization {
-        service_params.push(("organization", format!("Organization/{o}")));
-    }
     // a location is matched by the schedule's site below (a service need not list its sites)
     let services: Vec<store::Stored> = if service_params.is_empty() {
         Vec::new()
     } else {
-        crate::rest::findcare::search(tx, ctx, "HealthcareService", &service_params)?
+        crate::app::resources::search(tx, ctx, "HealthcareService", &service_params)?
     };
     let mut service_ids: Option<BTreeSet<String>> =
         (!service_params.is_empty()).then(|| services.iter().map(|s| s.id.clone()).collect());
     if let Some(pr) = &practitioner {
-        let roles = crate::rest::findcare::search(
+        let roles = crate::app::resources::search(
             tx,
             ctx,
             "PractitionerRole",
@@ -718,16 +541,14 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
                 .filter(|s| !s.deleted)
                 .ok_or_else(|| bad("patient", format!("Patient/{pid} is not known")))?;
             let p = body(&stored);
-            let address = crate::rest::findcare::home_address(&p);
+            let address = crate::app::findcare::home_address(&p);
             (
-                address
-                    .and_then(crate::rest::findcare::home_of)
-                    .map(|h| h.0),
-                address.and_then(crate::rest::findcare::address_state),
+                address.and_then(crate::app::findcare::home_of).map(|h| h.0),
+                address.and_then(crate::app::findcare::address_state),
             )
         }
     };
-    let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
+    let directory = crate::app::directory::directory_snapshot(tx, ctx)?;
     // the schedules that fit, with their distance from home (video: no travel)
     let mut distance_of: HashMap<&str, f64> = HashMap::new();
     let mut schedule_ids: Vec<&str> = Vec::new();
@@ -811,10 +632,7 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
         }
         entries.push(json!({"resource": appointment, "search": {"mode": "match"}}));
     }
-    Ok(Outcome::Json(
-        200,
-        json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries}),
-    ))
+    Ok(json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries}))
 }
 
 /// Frees every Slot whose hold has lapsed and cancels the pending Appointment that held it (a
@@ -824,7 +642,7 @@ pub(crate) fn find(tx: &mut CallerTx, ctx: &Ctx, params: Value) -> Result<Outcom
 pub(crate) fn release_lapsed(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiError> {
     let registry = fhir::search::registry();
     let now = tx.now();
-    let req = crate::rest::findcare::search_request(
+    let req = crate::app::resources::search_request(
         registry,
         "Slot",
         &[
@@ -853,7 +671,7 @@ pub(crate) fn release_lapsed(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiE
                 } else {
                     "the hold lapsed before the appointment was booked"
                 }});
-                crate::notify::appointment_changed(
+                crate::app::notify::appointment_changed(
                     tx,
                     ctx,
                     aid,

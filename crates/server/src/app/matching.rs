@@ -16,9 +16,8 @@ use serde_json::{Value, json};
 use store::CallerTx;
 
 use super::Ctx;
-use super::execute::Outcome;
+use super::resources::body;
 use crate::error::ApiError;
-use crate::rest::findcare::{bad, body};
 
 /// `entry.search` extension with the grade.
 pub const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
@@ -66,15 +65,15 @@ pub fn prior_model() -> Model {
 /// Every Patient, read with the system's rights (the model is about the population, not any
 /// one record, and must not depend on who asks).
 fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError> {
-    let all = crate::rest::findcare::all_of(
+    let all = crate::app::resources::all_of(
         tx,
         ctx.registry,
         "Patient",
-        crate::rest::findcare::Reader::System(store::OnBehalf::Linkage),
+        crate::app::resources::Reader::System(store::OnBehalf::Linkage),
     )?;
     Ok(all
         .iter()
-        .map(|s| prepare(&crate::identity::patient_record(&s.id, &body(s))))
+        .map(|s| prepare(&crate::app::linkage::patient_record(&s.id, &body(s))))
         .collect())
 }
 
@@ -120,52 +119,29 @@ fn model(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Model>, ApiError> {
     Ok(model)
 }
 
-/// `POST Patient/$match`.
-pub(crate) fn patient_match(
+/// What `Patient/$match` is asked: the Patient described, whether only a certain match is
+/// wanted, how many candidates.
+#[derive(Debug, Clone)]
+pub struct MatchRequest {
+    pub patient: Value,
+    pub only_certain: bool,
+    pub count: usize,
+}
+
+/// The Patients the caller may see that may be the person described, scored and graded, as a
+/// searchset ordered by score.
+pub fn patient_match(
     tx: &mut CallerTx,
     ctx: &Ctx,
-    params: Value,
-) -> Result<Outcome, ApiError> {
-    let list = crate::rest::findcare::parameter_list(
-        &params,
-        "$match",
-        &["resource", "onlyCertainMatches", "count"],
-        &[],
-    )?;
-    let get = |name: &str| {
-        list.iter()
-            .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
-            .copied()
-    };
-    let patient = get("resource")
-        .and_then(|p| p.get("resource"))
-        .ok_or_else(|| bad("resource", "$match needs 'resource', the Patient to match"))?;
-    if patient.get("resourceType").and_then(Value::as_str) != Some("Patient") {
-        return Err(bad("resource", "'resource' must be a Patient"));
-    }
-    fhir::validate_resource(patient).map_err(|issues| ApiError::with_issues(400, issues))?;
-    let only_certain = match get("onlyCertainMatches") {
-        None => false,
-        Some(p) => p
-            .get("valueBoolean")
-            .and_then(Value::as_bool)
-            .ok_or_else(|| {
-                bad(
-                    "onlyCertainMatches",
-                    "'onlyCertainMatches' is a valueBoolean",
-                )
-            })?,
-    };
-    let count = match get("count") {
-        None => 10,
-        Some(p) => p
-            .get("valueInteger")
-            .and_then(Value::as_u64)
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| bad("count", "'count' is a valueInteger between 1 and 100"))?
-            as usize,
-    };
-    let record = crate::identity::patient_record(
+    request: MatchRequest,
+) -> Result<Value, ApiError> {
+    let MatchRequest {
+        patient,
+        only_certain,
+        count,
+    } = request;
+    let patient = &patient;
+    let record = crate::app::linkage::patient_record(
         patient.get("id").and_then(Value::as_str).unwrap_or(""),
         patient,
     );
@@ -220,7 +196,7 @@ pub(crate) fn patient_match(
     let mut scored: Vec<(f64, Grade, store::Stored)> = found
         .into_iter()
         .map(|s| {
-            let candidate = prepare(&crate::identity::patient_record(&s.id, &body(&s)));
+            let candidate = prepare(&crate::app::linkage::patient_record(&s.id, &body(&s)));
             let (_, probability, grade) = score_pair(&model, &thresholds, &wanted, &candidate);
             (probability, grade, s)
         })
@@ -247,10 +223,9 @@ pub(crate) fn patient_match(
             })
         })
         .collect();
-    Ok(Outcome::Json(
-        200,
+    Ok(
         json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries}),
-    ))
+    )
 }
 
 fn too_little(what: &str) -> ApiError {
@@ -260,139 +235,4 @@ fn too_little(what: &str) -> ApiError {
         format!("$match needs at least a name and a birth date in 'resource'; {what} is missing"),
     )
     .at("resource")
-}
-
-/// Who may work the identity review queue: coordinators and alliance administrators (and
-/// backend services). They see both records of a pair — names, birth dates, addresses — as the
-/// decision needs, and every look is on the record.
-/// The queue is for coordinators and administrators whose scopes allow reading Patients (and,
-/// for a decision, writing the Person that links them) — `care::access::decide_identity_review`.
-fn may_review(tx: &mut CallerTx, decision: bool) -> Result<(), ApiError> {
-    match tx.identity_review_decision(&[], decision)? {
-        care::access::Decision::Permit => Ok(()),
-        care::access::Decision::Deny(why) => {
-            tx.trail.denied = true;
-            Err(ApiError::new(403, IssueType::Forbidden, why))
-        }
-    }
-}
-
-/// Whether the caller may see this pair: both records must be visible to them.
-fn pair_visible(
-    tx: &mut CallerTx,
-    pair: &store::IdentityPair,
-    decision: bool,
-) -> Result<bool, ApiError> {
-    Ok(tx
-        .identity_review_decision(&[&pair.left_id, &pair.right_id], decision)?
-        .is_permit())
-}
-
-/// One side of a pair, as a reviewer sees it.
-fn summary(tx: &mut CallerTx, id: &str) -> Result<Value, ApiError> {
-    // the caller may see both records of a pair it is shown (`pair_visible`)
-    let Some(p) = tx.current("Patient", id, false)? else {
-        return Ok(json!({"reference": format!("Patient/{id}"), "missing": true}));
-    };
-    let r = crate::identity::patient_record(id, &body(&p));
-    let address = [
-        &r.street_number,
-        &r.address_1,
-        &r.locality,
-        &r.state,
-        &r.postcode,
-    ]
-    .iter()
-    .filter(|s| !s.is_empty())
-    .map(|s| s.as_str())
-    .collect::<Vec<_>>()
-    .join(" ");
-    Ok(json!({
-        "reference": format!("Patient/{id}"),
-        "name": format!("{} {}", r.given, r.family).trim().to_string(),
-        "birthDate": r.birth_date,
-        "gender": r.sex,
-        "address": address,
-        "identifier": body(&p).get("identifier").cloned().unwrap_or(Value::Null),
-        "deleted": p.deleted,
-    }))
-}
-
-fn entry(tx: &mut CallerTx, pair: &store::IdentityPair) -> Result<Value, ApiError> {
-    Ok(json!({
-        "id": pair.id,
-        "state": pair.state,
-        "grade": pair.grade,
-        "score": (pair.score * 10_000.0).round() / 10_000.0,
-        "created": fhir::primitive::format_instant(pair.created_ms),
-        "decided": pair.decided_ms.map(fhir::primitive::format_instant),
-        "decidedBy": pair.decided_by,
-        "left": summary(tx, &pair.left_id)?,
-        "right": summary(tx, &pair.right_id)?,
-    }))
-}
-
-/// `GET /api/identity/reviews?state=pending|linked|rejected|unlinked` (oldest first, 200).
-pub(crate) fn reviews(tx: &mut CallerTx, _ctx: &Ctx, state: &str) -> Result<Outcome, ApiError> {
-    may_review(tx, false)?;
-    // a coordinator sees the pairs of patients both of whom their organisation cares for
-    let orgs = (!tx.view().everything).then(|| tx.caller().subject.care_organizations());
-    let pairs = tx
-        .on_behalf(store::OnBehalf::Linkage)
-        .identity_pairs_among(state, orgs.as_deref(), 200)?;
-    let mut out = Vec::with_capacity(pairs.len());
-    for p in &pairs {
-        if pair_visible(tx, p, false)? {
-            out.push(entry(tx, p)?);
-        }
-    }
-    Ok(Outcome::Json(
-        200,
-        json!({"state": state, "count": out.len(), "reviews": out}),
-    ))
-}
-
-/// `POST /api/identity/reviews/{id}/accept|reject`: accept links the pair (one Person resource
-/// links the records of one person); reject
-/// undoes a link (automatic or accepted) or closes a pending pair for good. Audited with both
-/// records; reversible by the opposite decision.
-pub(crate) fn decide(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    review: &str,
-    accept: bool,
-) -> Result<Outcome, ApiError> {
-    may_review(tx, true)?;
-    let Some(pair) = tx
-        .on_behalf(store::OnBehalf::Linkage)
-        .identity_pair_by_id(review)?
-    else {
-        return Err(ApiError::not_found(format!(
-            "there is no identity review {review}"
-        )));
-    };
-    if !pair_visible(tx, &pair, true)? {
-        // a pair the caller may not see answers as if it did not exist
-        tx.trail.denied = true;
-        return Err(ApiError::not_found(format!(
-            "there is no identity review {review}"
-        )));
-    }
-    let by = tx.caller().subject.id.clone();
-    let state = if accept {
-        "linked"
-    } else if pair.state == "linked" {
-        "unlinked"
-    } else {
-        "rejected"
-    };
-    tx.on_behalf(store::OnBehalf::Linkage)
-        .identity_pair_decide(review, state, &by)?;
-    crate::identity::linkage::sync_person(tx, ctx, &pair.left_id)?;
-    crate::identity::linkage::sync_person(tx, ctx, &pair.right_id)?;
-    let updated = tx
-        .on_behalf(store::OnBehalf::Linkage)
-        .identity_pair_by_id(review)?
-        .ok_or_else(|| ApiError::new(500, IssueType::Exception, "the review vanished"))?;
-    Ok(Outcome::Json(200, entry(tx, &updated)?))
 }

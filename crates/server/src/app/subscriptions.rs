@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use store::{CallerTx, NewMessage};
 
 use super::Ctx;
+use crate::app::resources::body;
 use crate::error::ApiError;
-use crate::rest::findcare::body;
 
 /// An active rest-hook subscription.
 #[derive(Debug, Clone)]

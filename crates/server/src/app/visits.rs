@@ -10,11 +10,11 @@ use care::booking::{AppointmentStatus, JoinTime, VIRTUAL_SERVICE, join_time};
 use serde_json::{Value, json};
 use store::CallerTx;
 
-use super::{Ctx, FhirApi};
+use super::{App as FhirApi, Ctx};
 use crate::error::ApiError;
 
 /// The channel type code of the alliance's browser video visits.
-pub const CHANNEL_SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/virtual-service";
+pub use care::profile::VIRTUAL_SERVICE_CHANNEL as CHANNEL_SYSTEM;
 
 /// Sets (or removes) an appointment's join link: a video appointment that is booked, checked
 /// in or arrived gets its room's link (a room is made the first time); any other appointment
@@ -33,9 +33,9 @@ pub(crate) fn attach_join_link(
         .filter(|e| e.get("url").and_then(Value::as_str) != Some(VIRTUAL_SERVICE))
         .cloned()
         .collect();
-    let video = super::booking::is_video(appointment);
+    let video = super::appointments::is_video(appointment);
     let live = matches!(
-        super::booking::status_of(appointment),
+        super::appointments::status_of(appointment),
         Some(AppointmentStatus::Booked | AppointmentStatus::CheckedIn | AppointmentStatus::Arrived)
     );
     if video && live {
@@ -105,13 +105,13 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
                     trail,
                 ));
             };
-            let appointment = crate::rest::findcare::body(&stored);
-            let patients: Vec<String> = super::booking::participant_refs(&appointment)
+            let appointment = crate::app::resources::body(&stored);
+            let patients: Vec<String> = super::appointments::participant_refs(&appointment)
                 .filter_map(|r| r.strip_prefix("Patient/"))
                 .map(str::to_string)
                 .collect();
             trail.add("Appointment", &id, &patients);
-            let status = super::booking::status_of(&appointment);
+            let status = super::appointments::status_of(&appointment);
             if !matches!(
                 status,
                 Some(

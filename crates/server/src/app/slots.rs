@@ -14,9 +14,11 @@ use care::slots::{Template, WeeklyHours, parse_time, weekday_code};
 use fhir::search::extract;
 use serde_json::{Value, json};
 
+use super::App as FhirApi;
+use super::resources::{all_of, body};
 use crate::error::ApiError;
-use crate::rest::FhirApi;
-use crate::rest::findcare::{all_of, body, ext, extensions};
+use care::profile as ext;
+use fhir::json::extensions;
 
 /// What a run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub fn slot_id(schedule_id: &str, start_ms: i64) -> String {
 /// them; a freed slot goes to the waitlist first), in one audited transaction; returns how many.
 pub async fn release_lapsed_holds(api: &FhirApi) -> Result<usize, ApiError> {
     api.system_job("holds:release", |tx, ctx| {
-        let released = crate::rest::booking::release_lapsed(tx, ctx)?;
+        let released = crate::app::booking::release_lapsed(tx, ctx)?;
         let described = (released > 0).then(|| format!("released {released} lapsed slot holds"));
         Ok((released, described))
     })
@@ -136,7 +138,7 @@ const SLOTS_PER_TRANSACTION: usize = 10_000;
 /// chunks behind, and the next run fills in the rest (ids are derived from schedule and start).
 pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError> {
     let registry = fhir::search::registry();
-    let caller = crate::rest::import::system_caller("slots:generate");
+    let caller = crate::app::system_caller("slots:generate");
     let read_caller = caller.clone();
     let (planned, schedules) = api
         .store()
@@ -147,7 +149,7 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
                 &mut bound,
                 registry,
                 "HealthcareService",
-                crate::rest::findcare::Reader::Caller,
+                crate::app::resources::Reader::Caller,
             )?
             .iter()
             .map(|s| (s.id.clone(), body(s)))
@@ -158,7 +160,7 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
                 &mut bound,
                 registry,
                 "Schedule",
-                crate::rest::findcare::Reader::Caller,
+                crate::app::resources::Reader::Caller,
             )?
             .iter()
             .map(body)

@@ -15,11 +15,13 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Auth;
-use crate::auth::routes::{self as auth_routes, cookie_value};
+mod login;
+
 use crate::metrics::Metrics;
 use crate::rest::{
     Body, ContentType, FhirApi, FhirRequest, FhirResponse, Method, Prefer, RequestOrigin,
 };
+use login::{self as auth_routes, cookie_value};
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -67,8 +69,11 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .route("/.well-known/jwks.json", get(auth_routes::jwks))
         .route("/visit/{token}", get(join_visit))
-        .route("/api/identity/reviews", any(fhir_handler))
-        .route("/api/identity/reviews/{*rest}", any(fhir_handler))
+        .route("/api/identity/reviews", get(identity_reviews))
+        .route(
+            "/api/identity/reviews/{id}/{decision}",
+            post(identity_decision),
+        )
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
@@ -124,11 +129,11 @@ async fn join_visit(
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
     ];
-    match crate::rest::visit::join(&state.api, &token).await {
-        Ok(crate::rest::visit::Join::Redirect(url)) => {
+    match crate::app::visits::join(&state.api, &token).await {
+        Ok(crate::app::visits::Join::Redirect(url)) => {
             (StatusCode::FOUND, private, [(header::LOCATION, url)]).into_response()
         }
-        Ok(crate::rest::visit::Join::Refused(status, why)) => (
+        Ok(crate::app::visits::Join::Refused(status, why)) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
             private,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -274,12 +279,7 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
         }
     };
     let path = parts.uri.path();
-    // the identity review queue is served by the same router, as a system-level operation
-    let identity = path.strip_prefix("/api/identity/reviews");
-    let rest = match identity {
-        Some(tail) => format!("/$identity-reviews{tail}"),
-        None => path.strip_prefix("/fhir").unwrap_or(path).to_string(),
-    };
+    let rest = path.strip_prefix("/fhir").unwrap_or(path).to_string();
     let segments: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())
@@ -351,6 +351,124 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
     };
     let resp = state.api.handle(fhir_req, origin).await;
     into_http(resp, pretty)
+}
+
+/// The caller of a request to `/api/…`: authenticated like `/fhir` (bearer token or console
+/// session), or the 401 to answer.
+async fn api_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::auth::Authenticated, Response> {
+    let authorization = header_str(headers, header::AUTHORIZATION);
+    let session = cookie_value(headers, crate::auth::SESSION_COOKIE);
+    match state
+        .auth
+        .authenticate(authorization.as_deref(), session.as_deref())
+        .await
+    {
+        Ok(Some(who)) => Ok(who),
+        Ok(None) => Err(outcome_response(
+            401,
+            IssueType::Login,
+            "authentication is required: send 'Authorization: Bearer <token>' (see /auth/token)",
+        )),
+        Err(e) => Err(outcome_response(401, IssueType::Login, &e.to_string())),
+    }
+}
+
+/// A JSON answer of the `/api` routes, or the OperationOutcome of its error.
+fn api_answer(result: Result<serde_json::Value, crate::error::ApiError>) -> Response {
+    match result {
+        Ok(v) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response(),
+        Err(e) => {
+            let status =
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (
+                status,
+                [(header::CONTENT_TYPE, FHIR_JSON)],
+                operation_outcome(&e.issues).to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn client_address(parts: &axum::http::request::Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// `GET /api/identity/reviews[?state=…]`.
+async fn identity_reviews(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let wanted: Option<String> = parts.uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+    });
+    api_answer(
+        crate::api::identity_reviews::list(
+            &state.api,
+            who.caller.clone(),
+            wanted.as_deref(),
+            client_address(&parts),
+        )
+        .await,
+    )
+}
+
+/// `POST /api/identity/reviews/{id}/accept|reject`.
+async fn identity_decision(
+    State(state): State<AppState>,
+    axum::extract::Path((id, decision)): axum::extract::Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let accept = match decision.as_str() {
+        "accept" => true,
+        "reject" => false,
+        other => {
+            return outcome_response(
+                404,
+                IssueType::NotFound,
+                &format!("'{other}' is not a decision: POST …/accept or …/reject"),
+            );
+        }
+    };
+    if !who
+        .may_write(header_str(&parts.headers, HeaderName::from_static("x-csrf-token")).as_deref())
+    {
+        return outcome_response(
+            403,
+            IssueType::Forbidden,
+            "a signed-in console session must send its CSRF token in the X-CSRF-Token header to change data",
+        );
+    }
+    api_answer(
+        crate::api::identity_reviews::decision(
+            &state.api,
+            who.caller.clone(),
+            &id,
+            accept,
+            client_address(&parts),
+        )
+        .await,
+    )
 }
 
 fn into_http(resp: FhirResponse, pretty: bool) -> Response {

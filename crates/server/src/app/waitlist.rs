@@ -19,20 +19,20 @@ use store::CallerTx;
 use store::access::Current;
 
 use super::Ctx;
+use super::resources::body;
+use crate::app::refusal;
 use crate::error::ApiError;
-use crate::rest::execute::refused as refusal;
-use crate::rest::findcare::{body, extensions};
+use fhir::json::extensions;
 
 /// Appointment: until when a waitlist offer is held, `valueInstant`.
-pub const WAITLIST_OFFER: &str =
-    "http://continuum-alliance.org/fhir/StructureDefinition/waitlist-offer";
+pub use care::profile::WAITLIST_OFFER;
 
 /// Waitlist entries read per service when a slot frees.
 const ENTRIES_PER_SERVICE: usize = 500;
 
 /// The references of an appointment's participants that are of type `rt` (ids).
 fn participants_of<'a>(appointment: &'a Value, rt: &'a str) -> impl Iterator<Item = &'a str> {
-    super::booking::participant_refs(appointment)
+    super::appointments::participant_refs(appointment)
         .filter_map(move |r| r.strip_prefix(rt).and_then(|s| s.strip_prefix('/')))
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn offer(
         return Ok(None);
     };
     let schedule = body(&schedule);
-    let services: Vec<String> = super::booking::schedule_actors(&schedule)
+    let services: Vec<String> = super::appointments::schedule_actors(&schedule)
         .filter_map(|r| r.strip_prefix("HealthcareService/"))
         .map(str::to_string)
         .collect();
@@ -127,13 +127,13 @@ pub(crate) fn offer(
     if services.is_empty() || start_ms <= now {
         return Ok(None);
     }
-    let modality = super::booking::modality_code(&schedule)
+    let modality = super::appointments::modality_code(&schedule)
         .and_then(Modality::parse)
         .unwrap_or(Modality::InPerson);
     // the waitlist of these services, read with the system's rights
     let mut waiting: Vec<store::Stored> = Vec::new();
     for service in &services {
-        let req = crate::rest::findcare::search_request(
+        let req = crate::app::resources::search_request(
             ctx.registry,
             "Appointment",
             &[
@@ -156,7 +156,7 @@ pub(crate) fn offer(
         return Ok(None);
     }
     let licensed_states: Vec<String> = if modality == Modality::Video {
-        let directory = crate::rest::findcare::directory_snapshot(tx, ctx)?;
+        let directory = crate::app::directory::directory_snapshot(tx, ctx)?;
         services
             .iter()
             .filter_map(|s| directory.licensed.get(s))
@@ -185,8 +185,8 @@ pub(crate) fn offer(
                 .current("Patient", pid, false)?
                 .map(|p| body(&p))
                 .and_then(|p| {
-                    crate::rest::findcare::home_address(&p)
-                        .and_then(crate::rest::findcare::address_state)
+                    crate::app::findcare::home_address(&p)
+                        .and_then(crate::app::findcare::address_state)
                 }),
             None => continue,
         };
@@ -200,7 +200,7 @@ pub(crate) fn offer(
             services: participants_of(&a, "HealthcareService")
                 .map(str::to_string)
                 .collect(),
-            modality: super::booking::modality_code(&a).and_then(Modality::parse),
+            modality: super::appointments::modality_code(&a).and_then(Modality::parse),
             not_before_ms: period.and_then(|p| {
                 p.get("start")
                     .and_then(Value::as_str)
@@ -234,13 +234,13 @@ pub(crate) fn offer(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    for r in super::booking::schedule_actors(&schedule) {
-        if !super::booking::participant_refs(&appointment).any(|p| p == r) {
-            participants.push(super::booking::participant(r, "needs-action"));
+    for r in super::appointments::schedule_actors(&schedule) {
+        if !super::appointments::participant_refs(&appointment).any(|p| p == r) {
+            participants.push(super::appointments::participant(r, "needs-action"));
         }
     }
     appointment["participant"] = Value::Array(participants);
-    super::booking::set_modality(&mut appointment, json!(modality.code()));
+    super::appointments::set_modality(&mut appointment, json!(modality.code()));
     let mut exts: Vec<Value> = appointment["extension"]
         .as_array()
         .cloned()
@@ -250,8 +250,8 @@ pub(crate) fn offer(
         json!({"url": WAITLIST_OFFER, "valueInstant": fhir::primitive::format_instant(until)}),
     );
     appointment["extension"] = Value::Array(exts);
-    super::execute::apply_automatic_labels(tx, &mut appointment)?;
-    crate::notify::appointment_changed(
+    super::labels::apply_automatic_labels(tx, &mut appointment)?;
+    crate::app::notify::appointment_changed(
         tx,
         ctx,
         &prev.id,
@@ -296,7 +296,7 @@ pub(crate) fn cancel_superseded(
             continue;
         }
         let before = body(&prev);
-        let from = super::booking::status_of(&before);
+        let from = super::appointments::status_of(&before);
         if !matches!(
             from,
             Some(AppointmentStatus::Booked | AppointmentStatus::CheckedIn)
