@@ -106,7 +106,7 @@ pub enum SlotsCommand {
 }
 
 /// Weeks of slots kept ahead by the daily job.
-const SLOT_WEEKS: u32 = 8;
+const SLOT_WEEKS: u32 = server::jobs::SLOT_WEEKS;
 
 pub fn run(cli: Cli) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -336,8 +336,14 @@ async fn serve(config: Config, store: Store) -> Result<()> {
             ..Default::default()
         },
         booking: booking_config(&config),
+        // slot generation, the release of lapsed holds and notification delivery (the
+        // library's scheduler, the same jobs the tests run)
+        jobs: server::jobs::JobsConfig {
+            run_at_start: true,
+            notifier: Some(std::sync::Arc::new(notifier(&config)?)),
+            notify_every: std::time::Duration::from_secs(config.notify_interval_seconds as u64),
+        },
     };
-    let notifier = notifier(&config)?;
     let (listener, addr) = server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -349,65 +355,6 @@ async fn serve(config: Config, store: Store) -> Result<()> {
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()
     );
-    // the daily job: keep SLOT_WEEKS weeks of slots ahead of every schedule
-    let api = rest_api(&config, store.clone());
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(24 * 3600));
-        loop {
-            every.tick().await;
-            match server::slots::generate(&api, SLOT_WEEKS).await {
-                Ok(r) => tracing::info!(
-                    schedules = r.schedules,
-                    created = r.created,
-                    "slots generated"
-                ),
-                Err(e) => tracing::error!(status = e.status, "slot generation failed"),
-            }
-        }
-    });
-    // every minute: free the slots whose holds lapsed
-    let api = rest_api(&config, store.clone());
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            match server::slots::release_lapsed_holds(&api).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(released = n, "lapsed slot holds released"),
-                Err(e) => tracing::error!(status = e.status, "releasing lapsed holds failed"),
-            }
-        }
-    });
-    // the notification outbox: deliver what is due
-    let api = rest_api(&config, store.clone());
-    let every_seconds = config.notify_interval_seconds as u64;
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(every_seconds));
-        loop {
-            every.tick().await;
-            loop {
-                match server::notify::deliver_due(&api, &notifier).await {
-                    Ok(r) if r == Default::default() => break,
-                    Ok(r) => {
-                        tracing::info!(
-                            sent = r.sent,
-                            retrying = r.retrying,
-                            failed = r.failed,
-                            skipped = r.skipped,
-                            "notifications delivered"
-                        );
-                        if r.sent + r.skipped == 0 {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(status = e.status, "notification delivery failed");
-                        break;
-                    }
-                }
-            }
-        }
-    });
     server::serve(listener, app, shutdown_signal())
         .await
         .context("server failed")?;

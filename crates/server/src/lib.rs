@@ -8,6 +8,7 @@ pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod rest;
 
@@ -35,6 +36,8 @@ pub struct ServerConfig {
     pub auth: auth::AuthConfig,
     /// Holds, video visits, the waitlist and reminders.
     pub booking: app::booking::BookingConfig,
+    /// The background jobs.
+    pub jobs: jobs::JobsConfig,
 }
 
 impl Default for ServerConfig {
@@ -45,15 +48,25 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             auth: auth::AuthConfig::default(),
             booking: Default::default(),
+            jobs: Default::default(),
         }
     }
 }
 
-/// Builds the axum application over a store (loading or creating the token signing key).
+/// Builds the axum application over a store (loading or creating the token signing key) and
+/// starts its background jobs.
 pub async fn app(
     store: Store,
     config: &ServerConfig,
 ) -> Result<axum::Router, auth::tokens::KeyRingError> {
+    Ok(app_with_jobs(store, config).await?.0)
+}
+
+/// As [`app`], also returning the jobs' handle (to run one now, as tests do).
+pub async fn app_with_jobs(
+    store: Store,
+    config: &ServerConfig,
+) -> Result<(axum::Router, jobs::Jobs), auth::tokens::KeyRingError> {
     let api = FhirApi::new(
         store.clone(),
         RestConfig {
@@ -63,12 +76,15 @@ pub async fn app(
         },
     );
     let auth = auth::Auth::new(store, config.auth.clone()).await?;
-    Ok(http::router(http::AppState {
+    let jobs = jobs::Jobs::standard(api.clone(), &config.jobs);
+    jobs.clone().spawn(config.jobs.run_at_start);
+    let router = http::router(http::AppState {
         api,
         auth: Arc::new(auth),
         metrics: Arc::new(metrics::Metrics::new()),
         max_body_bytes: config.max_body_bytes,
-    }))
+    });
+    Ok((router, jobs))
 }
 
 /// Binds the listener (port 0 picks a free port) and returns it with its address.

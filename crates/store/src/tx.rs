@@ -883,14 +883,22 @@ impl<'c> Tx<'c> {
     /// The audit trail is left out: a refused request is recorded there, and that is not data.
     pub fn row_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        for table in ["resources", "history"]
-            .iter()
-            .chain(INDEX_TABLES)
-            .chain(["compartments", "care_relationships"].iter())
-        {
+        for table in ["resources", "history"].iter().chain(INDEX_TABLES).chain(
+            [
+                "compartments",
+                "care_relationships",
+                "slot_free",
+                "outbox",
+                "identity_review",
+                "video_visit",
+                "break_glass",
+            ]
+            .iter(),
+        ) {
             let sql = match *table {
                 "compartments" => "SELECT COUNT(*) FROM compartments WHERE rid NOT IN (SELECT rid FROM resources WHERE rtype = 'AuditEvent')".to_string(),
-                "care_relationships" => "SELECT COUNT(*) FROM care_relationships".to_string(),
+                "care_relationships" | "slot_free" | "outbox" | "identity_review" | "video_visit"
+                | "break_glass" => format!("SELECT COUNT(*) FROM {table}"),
                 _ => format!("SELECT COUNT(*) FROM {table} WHERE rtype <> 'AuditEvent'"),
             };
             let rows = self.conn.query(&sql, &[])?;

@@ -241,7 +241,7 @@ fn facts_for(column: &str, label: &str, action: Action) -> ResourceFacts {
         f.resource_type = "IdentityReview".into();
         f.patients.push("s".into());
         f.relationships.push(("s".into(), "cc".into()));
-    } else if column == "Organization" || column == "Location" {
+    } else if column == "Organization" || column == "Location" || column == "Subscription" {
         f.patients = vec![];
     }
     f

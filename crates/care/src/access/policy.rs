@@ -599,6 +599,12 @@ pub fn decide(
     if subject.unrestricted() {
         return Decision::Permit;
     }
+    if facts.resource_type == "Subscription" {
+        return Decision::Deny(
+            "subscriptions see every resource: only administrators and backend services may write them"
+                .into(),
+        );
+    }
     let writer = subject.grants.iter().any(|g| g.role.cares());
     if !writer {
         return Decision::Deny("this role may read but not change records".into());

@@ -91,12 +91,14 @@ impl App {
             stored: 0,
             rejected,
         };
-        let caller = system_caller("cli:import");
+        let caller = std::sync::Arc::new(system_caller("cli:import"));
+        let work = super::Work {
+            name: "import",
+            ..super::Work::job()
+        };
         let stored = self
-            .store()
-            .write_alone(move |tx| {
+            .run(caller, work, self.job_ctx(), move |bound, _ctx| {
                 let mut n = 0;
-                let mut bound = store::CallerTx::bind(tx, &caller)?;
                 let refused = |origin: &str, refusal: store::Refusal| {
                     let why = match refusal {
                         store::Refusal::Forbidden(why) => why,
@@ -161,20 +163,7 @@ impl App {
                     }
                     n += 1;
                 }
-                let trail = std::mem::take(&mut bound.trail);
-                let tx = bound.on_behalf(store::OnBehalf::Import);
-                let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
-                    interaction: "import",
-                    subject_id: "cli:import",
-                    fhir_users: &[],
-                    address: None,
-                    outcome: crate::audit::AuditOutcome::Success,
-                    description: Some(format!("continuum import stored {n} resources")),
-                    trail: &trail,
-                    query: None,
-                    now_ms: tx.now(),
-                });
-                tx.append_audit(&mut event)?;
+                bound.trail.description = Some(format!("continuum import stored {n} resources"));
                 Ok::<usize, ApiError>(n)
             })
             .await?;

@@ -138,15 +138,20 @@ const SLOTS_PER_TRANSACTION: usize = 10_000;
 /// chunks behind, and the next run fills in the rest (ids are derived from schedule and start).
 pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError> {
     let registry = fhir::search::registry();
-    let caller = crate::app::system_caller("slots:generate");
-    let read_caller = caller.clone();
+    let caller = std::sync::Arc::new(crate::app::system_caller("slots:generate"));
+    let read = super::Work {
+        name: "search-type",
+        writes: false,
+        alone: false,
+        address: None,
+        query: None,
+        quiet: true,
+    };
     let (planned, schedules) = api
-        .store()
-        .read(move |tx| {
-            let mut bound = store::CallerTx::bind(tx, &read_caller)?;
+        .run(caller.clone(), read, api.job_ctx(), move |bound, _ctx| {
             let now = bound.now();
             let services: HashMap<String, Value> = all_of(
-                &mut bound,
+                bound,
                 registry,
                 "HealthcareService",
                 crate::app::resources::Reader::Caller,
@@ -157,7 +162,7 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
             let mut schedules = 0;
             let mut planned: Vec<(String, String, i64, i64)> = Vec::new();
             for schedule in all_of(
-                &mut bound,
+                bound,
                 registry,
                 "Schedule",
                 crate::app::resources::Reader::Caller,
@@ -199,10 +204,14 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
     while planned.peek().is_some() {
         let chunk: Vec<(String, String, i64, i64)> =
             planned.by_ref().take(SLOTS_PER_TRANSACTION).collect();
-        let caller = caller.clone();
+        let write = super::Work {
+            name: "import",
+            ..super::Work::job()
+        };
         let (created, existing) = api
-            .store()
-            .write_alone(move |tx| write_chunk(tx, &caller, registry, chunk, schedules))
+            .run(caller.clone(), write, api.job_ctx(), move |bound, _ctx| {
+                write_chunk(bound, registry, chunk, schedules)
+            })
             .await?;
         report.created += created;
         report.existing += existing;
@@ -213,13 +222,11 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
 /// Writes the slots of one chunk that are not there yet, and audits what it created; returns
 /// (created, already there).
 fn write_chunk(
-    tx: &mut store::Tx,
-    caller: &store::Caller,
+    bound: &mut store::CallerTx,
     registry: &'static fhir::search::Registry,
     chunk: Vec<(String, String, i64, i64)>,
     schedules: usize,
 ) -> Result<(usize, usize), ApiError> {
-    let mut bound = store::CallerTx::bind(tx, caller)?;
     let (mut created, mut existing_count) = (0, 0);
     for part in chunk.chunks(2000) {
         let ids: Vec<&str> = part.iter().map(|(_, id, _, _)| id.as_str()).collect();
@@ -262,21 +269,9 @@ fn write_chunk(
         }
     }
     if created > 0 {
-        let trail = std::mem::take(&mut bound.trail);
-        let mut event = crate::audit::audit_event(&crate::audit::AuditFacts {
-            interaction: "import",
-            subject_id: "slots:generate",
-            fhir_users: &[],
-            address: None,
-            outcome: crate::audit::AuditOutcome::Success,
-            description: Some(format!(
-                "generated {created} slots ({existing_count} already there) of {schedules} schedules"
-            )),
-            trail: &trail,
-            query: None,
-            now_ms: bound.now(),
-        });
-        bound.append_audit(&mut event)?;
+        bound.trail.description = Some(format!(
+            "generated {created} slots ({existing_count} already there) of {schedules} schedules"
+        ));
     }
     Ok((created, existing_count))
 }

@@ -86,57 +86,62 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
     }
     let token = token.to_string();
     let config = api.config().booking.clone();
-    let (answer, trail) = api
-        .store()
-        .read(move |tx| {
-            let mut trail = store::AuditTrail::default();
-            let Some(id) = tx.video_room_appointment(&token)? else {
-                return Ok::<_, ApiError>((
-                    Join::Refused(404, "there is no such visit".into()),
-                    trail,
-                ));
+    // the link is the credential: the server looks the room up on the alliance's behalf, and
+    // the use of the link is on the record (the patient's record is not shown)
+    let caller = std::sync::Arc::new(super::system_caller("visit-link"));
+    let work = super::Work {
+        name: "join-video-visit",
+        writes: false,
+        alone: false,
+        address: None,
+        query: None,
+        quiet: true,
+    };
+    api.run(caller, work, api.job_ctx(), move |tx, _ctx| {
+        let room = tx.on_behalf(store::OnBehalf::VideoRooms);
+        let Some(id) = room.video_room_appointment(&token)? else {
+            return Ok(Join::Refused(404, "there is no such visit".into()));
+        };
+        let Some(stored) = room
+            .current("Appointment", &id, false)?
+            .filter(|s| !s.deleted)
+        else {
+            return Ok(Join::Refused(410, "this visit no longer exists".into()));
+        };
+        let appointment = crate::app::resources::body(&stored);
+        let patients: Vec<String> = super::appointments::participant_refs(&appointment)
+            .filter_map(|r| r.strip_prefix("Patient/"))
+            .map(str::to_string)
+            .collect();
+        tx.trail.add("Appointment", &id, &patients);
+        tx.trail.description = Some("a video visit link was opened".into());
+        let status = super::appointments::status_of(&appointment);
+        if !matches!(
+            status,
+            Some(
+                AppointmentStatus::Booked
+                    | AppointmentStatus::CheckedIn
+                    | AppointmentStatus::Arrived
+            )
+        ) {
+            let why = match status {
+                Some(AppointmentStatus::Cancelled) => "this visit was cancelled",
+                Some(AppointmentStatus::Fulfilled) => "this visit is over",
+                _ => "this visit is not booked",
             };
-            let Some(stored) = tx
-                .current("Appointment", &id, false)?
-                .filter(|s| !s.deleted)
-            else {
-                return Ok((
-                    Join::Refused(410, "this visit no longer exists".into()),
-                    trail,
-                ));
-            };
-            let appointment = crate::app::resources::body(&stored);
-            let patients: Vec<String> = super::appointments::participant_refs(&appointment)
-                .filter_map(|r| r.strip_prefix("Patient/"))
-                .map(str::to_string)
-                .collect();
-            trail.add("Appointment", &id, &patients);
-            let status = super::appointments::status_of(&appointment);
-            if !matches!(
-                status,
-                Some(
-                    AppointmentStatus::Booked
-                        | AppointmentStatus::CheckedIn
-                        | AppointmentStatus::Arrived
-                )
-            ) {
-                let why = match status {
-                    Some(AppointmentStatus::Cancelled) => "this visit was cancelled",
-                    Some(AppointmentStatus::Fulfilled) => "this visit is over",
-                    _ => "this visit is not booked",
-                };
-                return Ok((Join::Refused(410, why.into()), trail));
-            }
-            let instant = |key: &str| {
-                appointment
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .and_then(fhir::primitive::instant_ms)
-            };
-            let (Some(start), Some(end)) = (instant("start"), instant("end")) else {
-                return Ok((Join::Refused(409, "this visit has no time".into()), trail));
-            };
-            let answer = match join_time(start, end, config.join_opens_minutes * 60_000, tx.now()) {
+            return Ok(Join::Refused(410, why.into()));
+        }
+        let instant = |key: &str| {
+            appointment
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(fhir::primitive::instant_ms)
+        };
+        let (Some(start), Some(end)) = (instant("start"), instant("end")) else {
+            return Ok(Join::Refused(409, "this visit has no time".into()));
+        };
+        Ok(
+            match join_time(start, end, config.join_opens_minutes * 60_000, tx.now()) {
                 JoinTime::Open => {
                     Join::Redirect(config.video_url_template.replace("{room}", &token))
                 }
@@ -149,28 +154,8 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
                     ),
                 ),
                 JoinTime::Over => Join::Refused(410, "this visit's time is over".into()),
-            };
-            Ok((answer, trail))
-        })
-        .await?;
-    // on the record: the link was used (the patient's record was not shown)
-    let status = match &answer {
-        Join::Redirect(_) => 302,
-        Join::Refused(s, _) => *s,
-    };
-    if !trail.resources.is_empty() {
-        let event = crate::audit::audit_event(&crate::audit::AuditFacts {
-            interaction: "join-video-visit",
-            subject_id: "visit-link",
-            fhir_users: &[],
-            address: None,
-            outcome: crate::audit::AuditOutcome::from_status(status),
-            description: Some("a video visit link was opened".into()),
-            trail: &trail,
-            query: None,
-            now_ms: api.store().clock().now_ms(),
-        });
-        api.store().append_audit(event).await?;
-    }
-    Ok(answer)
+            },
+        )
+    })
+    .await
 }

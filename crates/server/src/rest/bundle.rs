@@ -195,33 +195,19 @@ fn run_transaction(
                 if_none_exist,
             } => {
                 let mut id = tx.new_id();
-                if let Some(search) = if_none_exist.take() {
-                    let found = execute::matches(tx, &search).map_err(|err| entry_error(i, err))?;
-                    match found.len() {
-                        0 => {}
-                        1 => {
-                            let stored = found.into_iter().next().expect("one match");
-                            id = stored.id.clone();
-                            existing.insert(
-                                i,
-                                Outcome::Resource {
-                                    status: 200,
-                                    stored,
-                                    view: None,
-                                },
-                            );
-                        }
-                        _ => {
-                            return Err(entry_error(
-                                i,
-                                ApiError::new(
-                                    412,
-                                    IssueType::MultipleMatches,
-                                    format!("ifNoneExist matches more than one {rt}"),
-                                ),
-                            ));
-                        }
-                    }
+                if let Some(search) = if_none_exist.take()
+                    && let Some(stored) = execute::if_none_exist_match(tx, rt, &search)
+                        .map_err(|err| entry_error(i, err))?
+                {
+                    id = stored.id.clone();
+                    existing.insert(
+                        i,
+                        Outcome::Resource {
+                            status: 200,
+                            stored,
+                            view: None,
+                        },
+                    );
                 }
                 if let Value::Object(o) = resource {
                     o.insert("id".into(), Value::String(id.clone()));
@@ -235,25 +221,13 @@ fn run_transaction(
                 resource,
                 if_match,
             } => {
-                let found = execute::matches(tx, search).map_err(|err| entry_error(i, err))?;
                 let body_id = resource
                     .get("id")
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let id = match found.as_slice() {
-                    [] => body_id.unwrap_or_else(|| tx.new_id()),
-                    [one] => one.id.clone(),
-                    _ => {
-                        return Err(entry_error(
-                            i,
-                            ApiError::new(
-                                412,
-                                IssueType::MultipleMatches,
-                                format!("the conditional update matches more than one {rt}"),
-                            ),
-                        ));
-                    }
-                };
+                let id = execute::conditional_update_target(tx, rt, search, body_id.as_deref())
+                    .map_err(|err| entry_error(i, err))?
+                    .unwrap_or_else(|| tx.new_id());
                 if let Value::Object(o) = resource {
                     o.insert("id".into(), Value::String(id.clone()));
                 }

@@ -93,36 +93,14 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                         .join("; ")
                 ));
             }
-            if rt == "HealthcareService" {
-                entry["operation"] = json!([{
-                    "name": "find-care",
-                    "definition": format!("{}/OperationDefinition/find-care", care::profile::CANONICAL_BASE),
-                    "documentation": "POST HealthcareService/$find-care with Parameters: patient (valueReference) or birthDate + postalCode; service (valueCoding, valueCode or valueString); modality (in-person | video | any); urgency (routine | urgent | asap | stat); radius (miles, default 30); patientState; count. Returns ranked option parts (healthcareService, location, organization, modality, distance, driveTimeEstimate, firstAvailable, slot, score, transition, reason) and excluded parts with their reason."
-                }]);
-            }
-            if rt == "Appointment" {
-                entry["operation"] = json!([
-                    {"name": "find",
-                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-find",
-                     "documentation": "POST Appointment/$find with Parameters start, end (required), specialty, appointmentType, practitioner, organization, location, patient, modality, _count: proposed Appointments for free, un-held slots (closest to the patient's home first, then earliest; video only where a clinician is licensed in the patient's state), with total."},
-                    {"name": "hold",
-                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-hold",
-                     "documentation": "POST Appointment/$hold with Parameters slot and patient (valueReference): a pending Appointment and the Slot busy-tentative for 10 minutes; 409 when the slot is taken or held."},
-                    {"name": "book",
-                     "definition": "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-book",
-                     "documentation": "POST Appointment/$book with Parameters slot and patient (or the held appointment), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409."}
-                ]);
-            }
-            if rt == "Patient" {
-                entry["operation"] = json!([{
-                    "name": "break-glass",
-                    "definition": format!("{}/OperationDefinition/break-glass", care::profile::CANONICAL_BASE),
-                    "documentation": "POST Patient/{id}/$break-glass with Parameters reason (valueString): emergency access to one patient for a limited time, flagged in the audit trail."
-                }, {
-                    "name": "match",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match",
-                    "documentation": "POST Patient/$match with Parameters resource (a Patient with at least a name and a birth date), onlyCertainMatches, count: the Patients the caller may see that may be the same person, ordered by score, with search.score (match probability) and the match-grade extension (certain | probable | possible)."
-                }]);
+            // the operations, from the one registry the router uses
+            let operations: Vec<Value> = super::ops::of_type(rt)
+                .map(|op| {
+                    json!({"name": op.code, "definition": op.definition, "documentation": op.documentation})
+                })
+                .collect();
+            if !operations.is_empty() {
+                entry["operation"] = Value::Array(operations);
             }
             entry
         })

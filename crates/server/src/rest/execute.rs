@@ -127,34 +127,13 @@ pub(crate) fn execute(
             if_match,
         } => {
             scope(tx, &rt, Action::Update)?;
-            lock_search(tx, &search)?;
-            let found = matches(tx, &search)?;
             let body_id = resource
                 .get("id")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            match found.as_slice() {
-                [] => match body_id {
-                    Some(id) => update(tx, ctx, &rt, &id, resource, if_match),
-                    None => create(tx, ctx, &rt, resource, None),
-                },
-                [one] => {
-                    if let Some(id) = &body_id
-                        && *id != one.id
-                    {
-                        return Err(ApiError::bad_request(
-                            IssueType::Invalid,
-                            format!(
-                                "the body's id '{id}' differs from the matching resource {rt}/{}",
-                                one.id
-                            ),
-                        )
-                        .at(format!("{rt}.id")));
-                    }
-                    let id = one.id.clone();
-                    update(tx, ctx, &rt, &id, resource, if_match)
-                }
-                _ => Err(multiple_matches(&rt)),
+            match conditional_update_target(tx, &rt, &search, body_id.as_deref())? {
+                Some(id) => update(tx, ctx, &rt, &id, resource, if_match),
+                None => create(tx, ctx, &rt, resource, None),
             }
         }
         Interaction::Delete { rt, id } => {
@@ -248,6 +227,56 @@ pub(crate) fn matches(tx: &mut CallerTx, search: &SearchRequest) -> Result<Vec<S
     Ok(tx.search(&req)?.matches)
 }
 
+/// A conditional create's criteria (`If-None-Exist`), serialised with other writers on the
+/// same criteria: the one resource they match (nothing is created then), none, or 412 when
+/// several match. Plain requests and Bundle entries both decide here.
+pub(crate) fn if_none_exist_match(
+    tx: &mut CallerTx,
+    rt: &str,
+    search: &SearchRequest,
+) -> Result<Option<Stored>, ApiError> {
+    lock_search(tx, search)?;
+    let found = matches(tx, search)?;
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.into_iter().next()),
+        _ => Err(multiple_matches(rt)),
+    }
+}
+
+/// A conditional update's target (`PUT Type?criteria`), serialised with other writers on the
+/// same criteria: the id of the one match (400 if the body names another id), the body's id
+/// when nothing matches (update-as-create), `None` to create under a new id, or 412 when
+/// several match. Plain requests and Bundle entries both decide here.
+pub(crate) fn conditional_update_target(
+    tx: &mut CallerTx,
+    rt: &str,
+    search: &SearchRequest,
+    body_id: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    lock_search(tx, search)?;
+    let found = matches(tx, search)?;
+    match found.as_slice() {
+        [] => Ok(body_id.map(str::to_string)),
+        [one] => {
+            if let Some(id) = body_id
+                && id != one.id
+            {
+                return Err(ApiError::bad_request(
+                    IssueType::Invalid,
+                    format!(
+                        "the body's id '{id}' differs from the matching resource {rt}/{}",
+                        one.id
+                    ),
+                )
+                .at(format!("{rt}.id")));
+            }
+            Ok(Some(one.id.clone()))
+        }
+        _ => Err(multiple_matches(rt)),
+    }
+}
+
 pub(crate) fn create(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -255,21 +284,14 @@ pub(crate) fn create(
     resource: Value,
     if_none_exist: Option<&SearchRequest>,
 ) -> Result<Outcome, ApiError> {
-    if let Some(search) = if_none_exist {
-        lock_search(tx, search)?;
-        let found = matches(tx, search)?;
-        match found.len() {
-            0 => {}
-            1 => {
-                let stored = found.into_iter().next().expect("one match");
-                return Ok(Outcome::Resource {
-                    status: 200,
-                    stored,
-                    view: None,
-                });
-            }
-            _ => return Err(multiple_matches(rt)),
-        }
+    if let Some(search) = if_none_exist
+        && let Some(stored) = if_none_exist_match(tx, rt, search)?
+    {
+        return Ok(Outcome::Resource {
+            status: 200,
+            stored,
+            view: None,
+        });
     }
     let id = tx.new_id();
     create_with_id(tx, ctx, rt, &id, resource)

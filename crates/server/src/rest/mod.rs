@@ -24,6 +24,23 @@ use crate::auth::Authenticated;
 use crate::error::ApiError;
 pub use interaction::Interaction;
 
+/// The interactions the router answers besides the operations ([`ops::OPERATIONS`]), by the
+/// names the audit trail, the logs and the metrics use.
+pub const INTERACTIONS: &[&str] = &[
+    "capabilities",
+    "read",
+    "vread",
+    "create",
+    "update",
+    "delete",
+    "search-type",
+    "history-instance",
+    "history-type",
+    "history-system",
+    "batch",
+    "transaction",
+];
+
 /// An HTTP method, as FHIR uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {

@@ -23,6 +23,8 @@ pub struct TestApp {
     /// Sends no credentials.
     pub anonymous: reqwest::Client,
     pub store: Store,
+    /// The server's background jobs (started with it; run one now with `jobs.run_now`).
+    pub jobs: server::jobs::Jobs,
     #[allow(dead_code)]
     pub engine: Engine,
     _dir: Option<tempfile::TempDir>,
@@ -129,7 +131,9 @@ impl TestApp {
         .expect("open store");
         config.listen = "127.0.0.1:0".parse().unwrap();
         let (listener, addr) = server::bind(config.listen).await.expect("bind");
-        let app = server::app(store.clone(), &config).await.expect("app");
+        let (app, jobs) = server::app_with_jobs(store.clone(), &config)
+            .await
+            .expect("app");
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, app, async move {
             let _ = rx.await;
@@ -140,6 +144,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             anonymous: reqwest::Client::new(),
             store,
+            jobs,
             engine,
             _dir: dir,
             pg_database,

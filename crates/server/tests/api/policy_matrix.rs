@@ -86,6 +86,10 @@ fn resource(rt: &str, id: &str, patient: &str, label: &str) -> Value {
             json!({"resourceType": "Organization", "id": id, "name": "Matrix clinic"})
         }
         "Location" => json!({"resourceType": "Location", "id": id, "name": "Matrix site"}),
+        "Subscription" => {
+            json!({"resourceType": "Subscription", "id": id, "status": "requested", "reason": "matrix",
+                "criteria": "Patient?", "channel": {"type": "rest-hook", "endpoint": "https://example.org/hook"}})
+        }
         "Patient" => {
             json!({"resourceType": "Patient", "id": id, "managingOrganization": {"reference": "Organization/cc"}})
         }

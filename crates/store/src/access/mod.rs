@@ -130,13 +130,11 @@ pub enum OnBehalf {
     VideoRooms,
     /// Recording a break-the-glass grant (and that the patient exists).
     BreakGlass,
-    /// The bulk path of `continuum import` and the demo loader.
-    Import,
 }
 
 impl OnBehalf {
     /// Every reason, in order.
-    pub const ALL: [OnBehalf; 9] = [
+    pub const ALL: [OnBehalf; 8] = [
         OnBehalf::Labelling,
         OnBehalf::Linkage,
         OnBehalf::WaitlistOffer,
@@ -145,7 +143,6 @@ impl OnBehalf {
         OnBehalf::Directory,
         OnBehalf::VideoRooms,
         OnBehalf::BreakGlass,
-        OnBehalf::Import,
     ];
 
     /// The code recorded in the AuditEvent.
@@ -159,7 +156,6 @@ impl OnBehalf {
             OnBehalf::Directory => "directory",
             OnBehalf::VideoRooms => "video-rooms",
             OnBehalf::BreakGlass => "break-glass",
-            OnBehalf::Import => "import",
         }
     }
 }
