@@ -176,6 +176,36 @@ impl FindCareConfig {
                 }
         })
     }
+
+    /// Whether a Condition (FHIR JSON) counts as an active pediatric-onset condition: its
+    /// clinical status is active, a recurrence or a relapse (or not given), and one of its codes
+    /// is on the pediatric-onset list.
+    pub fn counts_as_pediatric_onset(&self, condition: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        let active = condition
+            .pointer("/clinicalStatus/coding")
+            .and_then(Value::as_array)
+            .is_none_or(|codings| {
+                codings.iter().any(|cd| {
+                    matches!(
+                        cd.get("code").and_then(Value::as_str),
+                        Some("active" | "recurrence" | "relapse")
+                    )
+                })
+            });
+        active
+            && condition
+                .pointer("/code/coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|cd| {
+                    self.is_pediatric_onset(
+                        cd.get("system").and_then(Value::as_str).unwrap_or(""),
+                        cd.get("code").and_then(Value::as_str).unwrap_or(""),
+                    )
+                })
+    }
 }
 
 /// What the finder knows about the patient.

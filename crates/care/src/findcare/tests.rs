@@ -365,3 +365,25 @@ fn score_is_a_readable_transform_of_cost() {
     assert_eq!(score(25.0), 50.0);
     assert_eq!(score(75.0), 25.0);
 }
+
+#[test]
+fn pediatric_onset_conditions_count_while_active() {
+    let config = FindCareConfig::default();
+    let (system, code) = config.pediatric_onset[0].clone();
+    let code = code.trim_end_matches('*').to_string();
+    let condition = |status: Option<&str>| {
+        let mut c = serde_json::json!({"resourceType": "Condition",
+            "code": {"coding": [{"system": system, "code": code}]}});
+        if let Some(s) = status {
+            c["clinicalStatus"] = serde_json::json!({"coding": [{"code": s}]});
+        }
+        c
+    };
+    assert!(config.counts_as_pediatric_onset(&condition(None)));
+    assert!(config.counts_as_pediatric_onset(&condition(Some("active"))));
+    assert!(config.counts_as_pediatric_onset(&condition(Some("relapse"))));
+    assert!(!config.counts_as_pediatric_onset(&condition(Some("resolved"))));
+    assert!(!config.counts_as_pediatric_onset(
+        &serde_json::json!({"code": {"coding": [{"system": "x", "code": "y"}]}})
+    ));
+}

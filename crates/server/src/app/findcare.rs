@@ -139,30 +139,10 @@ pub fn find_care(tx: &mut CallerTx, ctx: &Ctx, input: CareRequest) -> Result<Val
                 )
             })?;
             let conditions = search(tx, ctx, "Condition", &[("patient", pid.clone())])?;
-            let onset = conditions.iter().map(body).any(|c| {
-                let active = c
-                    .pointer("/clinicalStatus/coding")
-                    .and_then(Value::as_array)
-                    .is_none_or(|codings| {
-                        codings.iter().any(|cd| {
-                            matches!(
-                                cd.get("code").and_then(Value::as_str),
-                                Some("active" | "recurrence" | "relapse")
-                            )
-                        })
-                    });
-                active
-                    && c.pointer("/code/coding")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .any(|cd| {
-                            config.is_pediatric_onset(
-                                cd.get("system").and_then(Value::as_str).unwrap_or(""),
-                                cd.get("code").and_then(Value::as_str).unwrap_or(""),
-                            )
-                        })
-            });
+            let onset = conditions
+                .iter()
+                .map(body)
+                .any(|c| config.counts_as_pediatric_onset(&c));
             PatientFacts {
                 age: care::access::age::age_on(birth, now),
                 home: home.0,
