@@ -284,6 +284,17 @@ impl TestApp {
         self.send(self.client.delete(self.url(path))).await
     }
 
+    /// Stores a resource under its own id (`PUT Type/id`), asserting it was stored (200 or 201).
+    pub async fn upsert(&self, body: serde_json::Value) {
+        let path = format!(
+            "{}/{}",
+            body["resourceType"].as_str().expect("resourceType"),
+            body["id"].as_str().expect("id")
+        );
+        let r = self.put(&path, &body).await;
+        assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
+    }
+
     /// Creates a resource and returns it as stored.
     pub async fn create(&self, body: Value) -> Value {
         let rt = body["resourceType"]

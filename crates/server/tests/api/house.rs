@@ -37,13 +37,7 @@ async fn audit_events(app: &TestApp) -> i64 {
 }
 
 async fn put(app: &TestApp, body: Value) {
-    let path = format!(
-        "{}/{}",
-        body["resourceType"].as_str().unwrap(),
-        body["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &body).await;
-    assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
+    app.upsert(body).await
 }
 
 fn params(parts: Value) -> Value {

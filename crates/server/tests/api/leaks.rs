@@ -26,13 +26,7 @@ fn born(years: i32) -> String {
 }
 
 async fn put(app: &TestApp, body: Value) {
-    let path = format!(
-        "{}/{}",
-        body["resourceType"].as_str().unwrap(),
-        body["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &body).await;
-    assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
+    app.upsert(body).await
 }
 
 /// Three organisations; a 15-year-old at cc with a mother on record, a plain and a PSY+R
