@@ -75,6 +75,16 @@ impl From<Option<&str>> for SqlValue {
 
 pub type Row = Vec<SqlValue>;
 
+/// The first two columns of each row as text, skipping rows where either is not text.
+pub(crate) fn text_pairs(rows: Vec<Row>) -> Vec<(String, String)> {
+    rows.into_iter()
+        .filter_map(|r| {
+            let mut it = r.into_iter();
+            Some((it.next()?.into_string()?, it.next()?.into_string()?))
+        })
+        .collect()
+}
+
 /// Which SQL engine a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {

@@ -205,13 +205,7 @@ impl<'c> Tx<'c> {
             "SELECT DISTINCT r.rtype, r.id FROM idx_reference i JOIN resources r ON r.rid = i.rid WHERE i.target_type = ? AND i.target_id = ? AND r.deleted = 0",
             &[target_type.into(), target_id.into()],
         )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let mut it = r.into_iter();
-                Some((it.next()?.into_string()?, it.next()?.into_string()?))
-            })
-            .collect())
+        Ok(crate::db::text_pairs(rows))
     }
 
     /// Which of `ids` (of one type) exist, deleted or not: id → rid.

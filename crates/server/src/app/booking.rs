@@ -23,7 +23,6 @@ use super::appointments::{
 };
 use super::params::bad;
 use super::resources::body;
-use crate::app::refusal;
 use crate::error::ApiError;
 
 pub use care::booking::{HELD_BY, HOLD_EXPIRES};
@@ -135,7 +134,7 @@ fn write_slot(
     slot["status"] = json!(status.code());
     let index = extract(fhir::search::registry(), &slot);
     tx.update(prev, &mut slot, &index)?
-        .map_err(|r| refusal(r, "Slot", &prev.id))?;
+        .map_err(|r| ApiError::refused(r, "Slot", &prev.id))?;
     Ok(())
 }
 
@@ -220,7 +219,7 @@ pub fn hold_or_book(
         let index = extract(ctx.registry, &appointment);
         let stored = tx
             .update(&prev, &mut appointment, &index)?
-            .map_err(|r| refusal(r, "Appointment", aid))?;
+            .map_err(|r| ApiError::refused(r, "Appointment", aid))?;
         if target == AppointmentStatus::Booked {
             super::waitlist::cancel_superseded(tx, ctx, &appointment)?;
         }
@@ -267,7 +266,7 @@ pub fn hold_or_book(
         crate::app::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
         let index = extract(ctx.registry, &appointment);
         tx.create("Appointment", &id, &mut appointment, &index)?
-            .map_err(|r| refusal(r, "Appointment", &id))?
+            .map_err(|r| ApiError::refused(r, "Appointment", &id))?
     };
     // the slot follows, at the version read (a concurrent change fails this one)
     write_slot(
@@ -681,7 +680,7 @@ pub(crate) fn release_lapsed(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiE
                 )?;
                 let index = extract(registry, &appointment);
                 tx.update(&prev, &mut appointment, &index)?
-                    .map_err(|r| refusal(r, "Appointment", aid))?;
+                    .map_err(|r| ApiError::refused(r, "Appointment", aid))?;
             }
         }
         give_up_slot(tx, ctx, &stored, slot, &stored.id)?;

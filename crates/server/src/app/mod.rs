@@ -29,11 +29,6 @@ use store::Store;
 
 pub use unit::{Work, system_caller};
 
-/// A store refusal as the answer (hidden = absent; forbidden = 403 with the reason).
-pub(crate) fn refusal(r: store::Refusal, rt: &str, id: &str) -> crate::error::ApiError {
-    crate::error::ApiError::refused(r, rt, id)
-}
-
 /// The `Prefer` header's settings, as the unit of work hands them on.
 pub use prefer::{Prefer, Return};
 

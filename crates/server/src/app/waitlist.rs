@@ -20,7 +20,6 @@ use store::access::Current;
 
 use super::Ctx;
 use super::resources::body;
-use crate::app::refusal;
 use crate::error::ApiError;
 use fhir::json::extensions;
 
@@ -310,7 +309,7 @@ pub(crate) fn cancel_superseded(
         super::booking::appointment_written(tx, ctx, &id, Some(&before), Some(&mut after))?;
         let index = extract(ctx.registry, &after);
         tx.update(&prev, &mut after, &index)?
-            .map_err(|r| refusal(r, "Appointment", &id))?;
+            .map_err(|r| ApiError::refused(r, "Appointment", &id))?;
     }
     Ok(())
 }

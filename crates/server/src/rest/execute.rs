@@ -6,7 +6,7 @@ use care::access::Action;
 use fhir::IssueType;
 use fhir::search::{SearchRequest, extract};
 use serde_json::Value;
-use store::{CallerTx, HistoryPage, HistoryScope, Refusal, SearchPage, Stored};
+use store::{CallerTx, HistoryPage, HistoryScope, SearchPage, Stored};
 
 use super::bundle;
 use super::interaction::{Interaction, View};
@@ -36,14 +36,6 @@ pub enum Outcome {
         count: usize,
     },
     Json(u16, Value),
-}
-
-pub(crate) fn not_known(rt: &str, id: &str) -> ApiError {
-    ApiError::not_known(rt, id)
-}
-
-pub(crate) fn refused(r: Refusal, rt: &str, id: &str) -> ApiError {
-    ApiError::refused(r, rt, id)
 }
 
 fn scope(tx: &CallerTx, rt: &str, action: Action) -> Result<(), ApiError> {
@@ -166,7 +158,7 @@ pub(crate) fn execute(
             if let HistoryScope::Instance { resource_type, id } = &hscope {
                 scope(tx, resource_type, Action::Read)?;
                 if tx.current(resource_type, id, false)?.is_none() {
-                    return Err(not_known(resource_type, id));
+                    return Err(ApiError::not_known(resource_type, id));
                 }
             }
             if let HistoryScope::Type(rt) = &hscope {
@@ -193,7 +185,7 @@ pub(crate) fn execute(
 /// The current version if it exists and is not deleted; otherwise 404 or 410.
 fn live(current: Option<Stored>, rt: &str, id: &str) -> Result<Stored, ApiError> {
     match current {
-        None => Err(not_known(rt, id)),
+        None => Err(ApiError::not_known(rt, id)),
         Some(s) if s.deleted => Err(ApiError::new(
             410,
             IssueType::Deleted,
@@ -309,12 +301,12 @@ pub(crate) fn create_with_id(
     let index = extract(ctx.registry, &resource);
     let permit = tx
         .permit_create(rt, id, &resource, &index)?
-        .map_err(|r| refused(r, rt, id))?;
+        .map_err(|r| ApiError::refused(r, rt, id))?;
     super::rules::before_write(tx, ctx, rt, id, None, &mut resource)?;
     let index = extract(ctx.registry, &resource);
     let stored = tx
         .create_permitted(permit, rt, id, &mut resource, &index)?
-        .map_err(|r| refused(r, rt, id))?;
+        .map_err(|r| ApiError::refused(r, rt, id))?;
     super::rules::after_write(tx, ctx, rt, id, &resource)?;
     Ok(Outcome::Resource {
         status: 201,
@@ -339,7 +331,7 @@ fn create_over_hidden(
     crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
     let index = extract(ctx.registry, &resource);
     tx.permit_create(rt, id, &resource, &index)?
-        .map_err(|r| refused(r, rt, id))?;
+        .map_err(|r| ApiError::refused(r, rt, id))?;
     Err(ApiError::new(
         409,
         IssueType::Conflict,
@@ -402,13 +394,13 @@ pub(crate) fn update(
             let index = extract(ctx.registry, &resource);
             let permit = tx
                 .permit_update(&prev, &resource, &index)?
-                .map_err(|r| refused(r, rt, id))?;
+                .map_err(|r| ApiError::refused(r, rt, id))?;
             super::rules::before_write(tx, ctx, rt, id, before.as_ref(), &mut resource)?;
             let index = extract(ctx.registry, &resource);
             let was_deleted = prev.deleted;
             let stored = tx
                 .update_permitted(permit, &prev, &mut resource, &index)?
-                .map_err(|r| refused(r, rt, id))?;
+                .map_err(|r| ApiError::refused(r, rt, id))?;
             super::rules::after_write(tx, ctx, rt, id, &resource)?;
             Ok(Outcome::Resource {
                 status: if was_deleted { 201 } else { 200 },
@@ -427,7 +419,9 @@ pub(crate) fn delete(
 ) -> Result<Outcome, ApiError> {
     match tx.current_for_write(rt, id)? {
         store::access::Current::Visible(prev) if !prev.deleted => {
-            let permit = tx.permit_delete(&prev)?.map_err(|r| refused(r, rt, id))?;
+            let permit = tx
+                .permit_delete(&prev)?
+                .map_err(|r| ApiError::refused(r, rt, id))?;
             if let Some(before) = prev
                 .body
                 .as_deref()

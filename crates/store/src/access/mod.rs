@@ -133,18 +133,6 @@ pub enum OnBehalf {
 }
 
 impl OnBehalf {
-    /// Every reason, in order.
-    pub const ALL: [OnBehalf; 8] = [
-        OnBehalf::Labelling,
-        OnBehalf::Linkage,
-        OnBehalf::WaitlistOffer,
-        OnBehalf::Notifications,
-        OnBehalf::Subscriptions,
-        OnBehalf::Directory,
-        OnBehalf::VideoRooms,
-        OnBehalf::BreakGlass,
-    ];
-
     /// The code recorded in the AuditEvent.
     pub fn code(self) -> &'static str {
         match self {
@@ -628,13 +616,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             ),
             &text_values(patients),
         )?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let mut it = r.into_iter();
-                Some((it.next()?.into_string()?, it.next()?.into_string()?))
-            })
-            .collect())
+        Ok(crate::db::text_pairs(rows))
     }
 
     /// Whether the caller may write anything its scopes allow (administrators and backend
