@@ -35,6 +35,10 @@ pub const MINOR_CONSENTED_CARE: &str =
 /// sensitivity; what is booked in it is labelled so.
 pub const SERVICE_SENSITIVITY: &str =
     "http://continuum-alliance.org/fhir/StructureDefinition/service-sensitivity";
+/// Patient (a newborn): the mother's identifier, `valueIdentifier` (HL7 v2 PID-21); with the
+/// birth date it names the child of a single birth, wherever the child is registered.
+pub const MOTHER_IDENTIFIER: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/mother-identifier";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
 pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 
@@ -86,6 +90,11 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
         MINOR_CONSENTED_CARE,
         "Encounter",
         "valueCode, a v3 ActCode sensitivity: care a minor consented to alone (labels follow)",
+    ),
+    (
+        MOTHER_IDENTIFIER,
+        "Patient",
+        "valueIdentifier: a newborn's mother's identifier (HL7 v2 PID-21); identity linkage links a single birth's records by it and the birth date",
     ),
     (
         SERVICE_SENSITIVITY,

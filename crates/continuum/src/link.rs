@@ -28,6 +28,9 @@ const FIELDS: &[&str] = &[
     "phone",
     "sex",
     "identifier",
+    "middle",
+    "birth_order",
+    "mother_identifier",
 ];
 
 /// FEBRL's column names.
@@ -43,6 +46,12 @@ const FEBRL_COLUMNS: &[(&str, &str)] = &[
     ("state", "state"),
     ("birth_date", "date_of_birth"),
     ("identifier", "soc_sec_id"),
+    // not FEBRL's, read when a column has the field's own name
+    ("phone", "phone"),
+    ("sex", "sex"),
+    ("middle", "middle"),
+    ("birth_order", "birth_order"),
+    ("mother_identifier", "mother_identifier"),
 ];
 
 #[derive(Debug, Args)]
@@ -58,13 +67,19 @@ pub struct LinkArgs {
     pub out: PathBuf,
     /// Column names for the fields, `field=column,…` (fields: id, given, family, birth_date,
     /// street_number, address_1, address_2, locality, postcode, state, phone, sex,
-    /// identifier); FEBRL's names by default (rec_id, given_name, surname, …, soc_sec_id).
+    /// identifier, middle, birth_order, mother_identifier); FEBRL's names by default (rec_id, given_name, surname, …, soc_sec_id).
     /// `field=` leaves a field out.
     #[arg(long, value_name = "MAP")]
     pub columns: Option<String>,
     /// Also report possible matches (default: probable and certain).
     #[arg(long)]
     pub possible: bool,
+    /// Link pairs that look like twins or siblings (given names different outright, family
+    /// name and birth date the same) like any other — only for a registry known to hold no
+    /// twins, where a replaced given name is noise (FEBRL's synthetic adults). By default they
+    /// are held at possible.
+    #[arg(long)]
+    pub no_twin_guard: bool,
     /// Between two files, allow a record in several links (default: one-to-one).
     #[arg(long)]
     pub many_to_many: bool,
@@ -159,6 +174,13 @@ fn read_csv(path: &Path, columns: &HashMap<String, String>) -> Result<Vec<Record
             } else {
                 vec![format!("{}|{identifier}", columns["identifier"])]
             },
+            middle: get("middle"),
+            birth_order: get("birth_order").parse().ok().filter(|n| *n >= 1),
+            multiple_birth: get("birth_order").parse::<u8>().is_ok_and(|n| n >= 1),
+            mother_identifiers: match get("mother_identifier") {
+                m if m.is_empty() => Vec::new(),
+                m => vec![format!("mother|{m}")],
+            },
         });
     }
     Ok(out)
@@ -218,6 +240,7 @@ pub fn run(args: LinkArgs) -> Result<()> {
     bar.set_message("blocking, comparing, estimating the model, scoring");
     let mut config = LinkConfig {
         one_to_one: !args.many_to_many,
+        twin_guard: !args.no_twin_guard,
         report: if args.possible {
             Grade::Possible
         } else {

@@ -39,10 +39,13 @@ fn febrl1_dedupe_keeps_its_accuracy() {
     assert_eq!(truth.len(), 500);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("links.csv");
-    // without the social security number: the engine must link on names, dates and addresses
+    // without the social security number: the engine must link on names, dates and addresses;
+    // FEBRL's synthetic adults hold no twins and replace given names at random, so the twin
+    // guard is off (with it, those pairs are held at possible — see the pediatric test below)
     let status = Command::new(BIN)
         .args([
             "link",
+            "--no-twin-guard",
             "--left",
             &data,
             "--out",

@@ -13,7 +13,7 @@ fn edits(a: &str, b: &str) -> usize {
     osa_distance(a, b)
 }
 
-use super::normalize::{self, DateParts};
+use super::normalize::{self, DateParts, NameRules};
 
 /// A person's record as it arrives (a Patient, or a CSV row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,8 +31,19 @@ pub struct Record {
     pub phone: String,
     pub sex: String,
     /// Identifiers (`system|value`) that name one person wherever they appear (a national
-    /// or member id): a shared one links deterministically.
+    /// or member id, a medical record number within its system — a birth MRN among them): a
+    /// shared one links deterministically.
     pub identifiers: Vec<String>,
+    /// The given names after the first (a middle name; with the first, what tells a newborn's
+    /// placeholder name such as "Baby Boy").
+    pub middle: String,
+    /// The child's place in a multiple birth (FHIR `multipleBirthInteger`).
+    pub birth_order: Option<u8>,
+    /// One of a multiple birth (`multipleBirthBoolean` true, or a birth order).
+    pub multiple_birth: bool,
+    /// The mother's identifiers (`system|value`) — on a newborn's record, with the birth date,
+    /// they name the child of a single birth.
+    pub mother_identifiers: Vec<String>,
 }
 
 /// A record normalised once, for many comparisons.
@@ -54,6 +65,16 @@ pub struct Prepared {
     pub phone: String,
     pub sex: String,
     pub identifiers: Vec<String>,
+    /// The given name was a newborn's placeholder ("Baby Girl", "Twin B"): compared as missing.
+    pub placeholder: bool,
+    /// The place in a multiple birth, from the record or the placeholder's marker.
+    pub birth_order: Option<u8>,
+    /// One of a multiple birth (twins, triplets).
+    pub multiple: bool,
+    /// The parts of a compound family name (`garcia lopez` → `garcia`, `lopez`); empty for a
+    /// simple one.
+    pub family_parts: Vec<String>,
+    pub mother_identifiers: Vec<String>,
 }
 
 fn codes(encoder: &DoubleMetaphone, s: &str) -> (String, String) {
@@ -64,11 +85,49 @@ fn codes(encoder: &DoubleMetaphone, s: &str) -> (String, String) {
     (r.primary(), r.alternate())
 }
 
-/// Normalises a record.
+/// Normalises a record with the default [`NameRules`].
 pub fn prepare(r: &Record) -> Prepared {
+    prepare_with(r, &NameRules::default())
+}
+
+fn identifiers(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|i| i.trim().to_ascii_lowercase())
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// Normalises a record: a newborn's placeholder given name (by `rules`) becomes no given name,
+/// its marker the birth order and its boy/girl the sex when the record has none.
+pub fn prepare_with(r: &Record, rules: &NameRules) -> Prepared {
     let encoder = DoubleMetaphone::default();
-    let given = normalize::name(&r.given);
+    let all_given = if r.middle.is_empty() {
+        r.given.clone()
+    } else {
+        format!("{} {}", r.given, r.middle)
+    };
+    let newborn = normalize::placeholder(&all_given, &r.family, rules);
+    let given = if newborn.is_some() {
+        String::new()
+    } else {
+        normalize::name(&r.given)
+    };
     let family = normalize::name(&r.family);
+    let family_parts: Vec<String> = {
+        let parts: Vec<String> = normalize::fold(&r.family)
+            .split(' ')
+            .filter(|t| t.len() >= 2)
+            .map(str::to_string)
+            .collect();
+        if parts.len() >= 2 { parts } else { Vec::new() }
+    };
+    let mut sex = normalize::fold(&r.sex);
+    if sex.is_empty()
+        && let Some(s) = newborn.and_then(|n| n.sex)
+    {
+        sex = s.to_string();
+    }
+    let birth_order = r.birth_order.or(newborn.and_then(|n| n.birth_order));
     Prepared {
         id: r.id.clone(),
         given_formal: normalize::formal_given(&given).to_string(),
@@ -84,13 +143,13 @@ pub fn prepare(r: &Record) -> Prepared {
         postcode: normalize::digits(&r.postcode, false),
         state: normalize::fold(&r.state),
         phone: normalize::digits(&r.phone, false),
-        sex: normalize::fold(&r.sex),
-        identifiers: r
-            .identifiers
-            .iter()
-            .map(|i| i.trim().to_ascii_lowercase())
-            .filter(|i| !i.is_empty())
-            .collect(),
+        sex,
+        identifiers: identifiers(&r.identifiers),
+        placeholder: newborn.is_some(),
+        birth_order,
+        multiple: r.multiple_birth || birth_order.is_some() || newborn.is_some_and(|n| n.multiple),
+        family_parts,
+        mother_identifiers: identifiers(&r.mother_identifiers),
     }
 }
 
@@ -101,6 +160,10 @@ pub enum Field {
     Family,
     Birth,
     StreetNumber,
+    /// The street (first address line). When the street number and both lines all disagree —
+    /// another street: a family that moved, or another family — the move is counted once, at
+    /// this field's "different" level (the number and the second line are then left out):
+    /// EM learns its weight from how often true pairs moved.
     Address1,
     Address2,
     /// Where: postcode and locality together (they say one thing; counting them, and the
@@ -144,6 +207,11 @@ impl Field {
             Field::Phone => "phone",
             Field::Sex => "sex",
         }
+    }
+
+    /// The position of the field in a comparison vector.
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -198,8 +266,10 @@ fn digits_one_edit(a: &DateParts, b: &DateParts) -> bool {
     }
 }
 
-/// Date agreement: 3 identical, 2 off in one part (a typo, one edit of the 8 digits) or day and
-/// month transposed, 1 the same year (or year off by one with day and month equal), 0 different.
+/// Date agreement: 3 identical; 2 a typo (one edit of the 8 digits), day and month
+/// transposed, or the month or year alone different; 1 another day of the same month (how
+/// namesakes' birth dates differ more often than a typo does), the same year, or the year off
+/// by one with day and month equal; 0 different.
 fn date_level(a: &DateParts, b: &DateParts) -> u8 {
     if a == b {
         return 3;
@@ -207,14 +277,14 @@ fn date_level(a: &DateParts, b: &DateParts) -> u8 {
     let same = [a.year == b.year, a.month == b.month, a.day == b.day];
     let agree = same.iter().filter(|s| **s).count();
     let transposed = a.year == b.year && a.month == b.day && a.day == b.month;
-    if agree == 2 || transposed || digits_one_edit(a, b) {
+    if (agree == 2 && a.day == b.day) || transposed || digits_one_edit(a, b) {
         return 2;
     }
     let near_year = match (a.year, b.year) {
         (Some(x), Some(y)) => x.abs_diff(y) <= 1 && a.month == b.month && a.day == b.day,
         _ => false,
     };
-    if a.year.is_some() && a.year == b.year || near_year {
+    if agree == 2 || a.year.is_some() && a.year == b.year || near_year {
         1
     } else {
         0
@@ -232,18 +302,22 @@ fn text_level(a: &str, b: &str, close: f64) -> u8 {
     }
 }
 
-/// Place agreement: 3 postcode and locality both equal, 2 one of them equal, 1 the postcode
-/// one edit away or the locality alike (Jaro–Winkler ≥ 0.88), 0 neither. The state adds
-/// nothing a postcode does not say.
+/// Place agreement, over what both records have (a postcode or a locality missing on either
+/// side is no evidence): 3 every part both have equal, 2 one equal and the other different,
+/// 1 a neighbouring place — the postcode one edit away or with the same first three digits,
+/// or the locality alike (Jaro–Winkler ≥ 0.88) — 0 neither. The state adds nothing a
+/// postcode does not say.
 fn place_level(a: &Prepared, b: &Prepared) -> u8 {
     let both = |x: &str, y: &str| !x.is_empty() && !y.is_empty();
     let postcode = both(&a.postcode, &b.postcode).then(|| a.postcode == b.postcode);
     let locality = both(&a.locality, &b.locality).then(|| a.locality == b.locality);
     match (postcode, locality) {
-        (Some(true), Some(true)) => 3,
+        (Some(true), Some(true)) | (Some(true), None) | (None, Some(true)) => 3,
         (Some(true), _) | (_, Some(true)) => 2,
         _ => {
-            let near_postcode = postcode.is_some() && edits(&a.postcode, &b.postcode) <= 1;
+            let near_postcode = postcode.is_some()
+                && (edits(&a.postcode, &b.postcode) <= 1
+                    || (a.postcode.len() >= 4 && a.postcode.get(..3) == b.postcode.get(..3)));
             let near_locality =
                 locality.is_some() && jaro_winkler(&a.locality, &b.locality) >= 0.88;
             (near_postcode || near_locality) as u8
@@ -251,12 +325,43 @@ fn place_level(a: &Prepared, b: &Prepared) -> u8 {
     }
 }
 
+/// Family-name agreement: the name levels, and for a compound (hyphenated or two-word) name,
+/// 3 the same parts in another order, 2 one name one of the other's parts (a parent's
+/// surname beside both parents'), 1 a part in common.
+fn family_level(a: &Prepared, b: &Prepared) -> u8 {
+    let level = name_level(&a.family, &b.family, &a.family_code, &b.family_code);
+    if level == 3 || (a.family_parts.is_empty() && b.family_parts.is_empty()) {
+        return level;
+    }
+    let parts = |p: &Prepared| -> Vec<String> {
+        if p.family_parts.is_empty() {
+            vec![p.family.clone()]
+        } else {
+            p.family_parts.clone()
+        }
+    };
+    let (mut x, mut y) = (parts(a), parts(b));
+    let common = x.iter().filter(|p| y.contains(p)).count();
+    x.sort();
+    y.sort();
+    let compound = if x == y {
+        3
+    } else if common > 0 && common == x.len().min(y.len()) {
+        2
+    } else if common > 0 {
+        1
+    } else {
+        0
+    };
+    level.max(compound)
+}
+
 fn present(s: &str) -> bool {
     !s.is_empty()
 }
 
 /// Compares two prepared records. Names are also compared swapped (given ↔ family); the
-/// better reading counts.
+/// better reading counts. A placeholder given name is compared as missing.
 pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
     let mut v: Vector = [None; FIELDS];
     let both = |x: &str, y: &str| present(x) && present(y);
@@ -271,12 +376,7 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
         v[0] = Some(given(a, b));
     }
     if both(&a.family, &b.family) {
-        v[1] = Some(name_level(
-            &a.family,
-            &b.family,
-            &a.family_code,
-            &b.family_code,
-        ));
+        v[1] = Some(family_level(a, b));
     }
     // given and family swapped (looked at only when the names do not already agree, and the
     // swapped names start alike — most candidate pairs are strangers)
@@ -323,6 +423,16 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
     if both(&a.postcode, &b.postcode) || both(&a.locality, &b.locality) {
         v[6] = Some(place_level(a, b));
     }
+    // another street in the same or a neighbouring place (a family that moved): one event,
+    // not three
+    if v[6].is_some_and(|p| p >= 1)
+        && v[3..6].iter().any(Option::is_some)
+        && v[3..6].iter().all(|l| l.is_none_or(|l| l == 0))
+    {
+        v[3] = None;
+        v[4] = Some(0);
+        v[5] = None;
+    }
     if both(&a.phone, &b.phone) {
         let tail = |p: &str| p[p.len().saturating_sub(7)..].to_string();
         v[7] = Some(if a.phone == b.phone {
@@ -342,6 +452,13 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
 /// Whether two records share an identifier (the deterministic shortcut).
 pub fn share_identifier(a: &Prepared, b: &Prepared) -> bool {
     a.identifiers.iter().any(|i| b.identifiers.contains(i))
+}
+
+/// Whether two records share a mother's identifier.
+pub fn share_mother(a: &Prepared, b: &Prepared) -> bool {
+    a.mother_identifiers
+        .iter()
+        .any(|i| b.mother_identifiers.contains(i))
 }
 
 #[cfg(test)]

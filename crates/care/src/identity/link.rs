@@ -10,8 +10,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use rayon::prelude::*;
 
-use super::compare::{FIELDS, Field, Prepared, Vector, compare, share_identifier};
-use super::model::{Grade, Model, Thresholds, estimate_m, estimate_u};
+use super::compare::{FIELDS, Field, Prepared, Vector, compare, share_identifier, share_mother};
+use super::model::{Grade, Model, Thresholds, anchored_m, estimate_m_holding, estimate_u};
 
 /// How to link.
 #[derive(Debug, Clone)]
@@ -27,6 +27,11 @@ pub struct LinkConfig {
     pub one_to_one: bool,
     /// The least grade reported.
     pub report: Grade,
+    /// Hold back pairs that look like twins or siblings (given names different outright,
+    /// family name and birth date the same) at possible — on by default, as for any
+    /// population with children; off only for a registry known to hold no twins, where a
+    /// replaced given name is noise (FEBRL's synthetic adults).
+    pub twin_guard: bool,
     pub seed: u64,
 }
 
@@ -39,6 +44,7 @@ impl Default for LinkConfig {
             em_iterations: 100,
             one_to_one: true,
             report: Grade::Probable,
+            twin_guard: true,
             seed: 42,
         }
     }
@@ -125,6 +131,11 @@ pub fn blocking_keys(r: &Prepared) -> Vec<u64> {
     }
     for i in &r.identifiers {
         keys.push(format!("i|{i}"));
+    }
+    if !b.is_empty() {
+        for i in &r.mother_identifiers {
+            keys.push(format!("m|{i}|{}", b.key()));
+        }
     }
     keys.iter()
         .map(|k| {
@@ -363,7 +374,29 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
         None => 2 * left.len(),
     } as f64;
     let max_lambda = (most_pairs / vectors.len().max(1) as f64).min(1.0);
-    let model = estimate_m(&vectors, &u, config.em_iterations, max_lambda);
+    // the address, phone and sex of true pairs, read from the pairs that agree exactly on both
+    // names and the birth date (almost all of them the same person): how often families moved
+    // — which EM over every candidate would take for the mark of another person
+    let anchors = pairs.iter().zip(&vectors).filter(|((l, r), v)| {
+        v[0] == Some(3)
+            && v[1] == Some(3)
+            && v[2] == Some(3)
+            && !left[*l as usize].multiple
+            && !other[*r as usize].multiple
+    });
+    let located: Vec<usize> = [
+        Field::StreetNumber,
+        Field::Address1,
+        Field::Address2,
+        Field::Place,
+        Field::Phone,
+        Field::Sex,
+    ]
+    .iter()
+    .map(|f| f.index())
+    .collect();
+    let held = anchored_m(anchors.map(|(_, v)| v), &located, 30);
+    let model = estimate_m_holding(&vectors, &u, &held, config.em_iterations, max_lambda);
     let tf = match &right_counts {
         Some(r) => TermFrequencies::new(&[&left_counts, r], left.len() + other.len()),
         None => TermFrequencies::new(&[&left_counts], left.len()),
@@ -374,12 +407,14 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
         .filter_map(|(&(l, r), v)| {
             let (a, b) = (&left[l as usize], &other[r as usize]);
             let score = model.score(v, tf.adjustment(&model, v, a));
-            let probability = model.probability(score);
-            let grade = if share_identifier(a, b) {
-                Grade::Certain
-            } else {
-                grade_of(&config.thresholds, v, probability)
-            };
+            let (probability, grade) = judge(
+                &config.thresholds,
+                config.twin_guard,
+                v,
+                model.probability(score),
+                a,
+                b,
+            );
             (grade >= config.report).then_some(Link {
                 left: l as usize,
                 right: r as usize,
@@ -413,27 +448,83 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
     }
 }
 
-/// What a machine may decide alone: a pair whose given names or family names disagree, or
-/// whose birth dates are missing or agree in no more than the year, is never graded above
-/// probable, however well the rest agrees — twins share a family name, a birth date and an
-/// address; a changed family name (marriage, adoption) looks like another person; namesakes
-/// born the same year are common. All go to a person.
-pub fn grade_of(thresholds: &Thresholds, v: &Vector, probability: f64) -> Grade {
-    let grade = thresholds.grade(probability);
-    let (given, family, birth) = (v[0], v[1], v[2]);
-    if grade == Grade::Certain
-        && (given.is_some_and(|g| g <= 1)
-            || family.is_some_and(|f| f <= 1)
-            || birth.is_none_or(|b| b <= 1))
-    {
-        Grade::Probable
-    } else {
-        grade
+/// The highest probability a grade below certain may show: a pair held back by a guard shows
+/// the probability at the top of the grade it was given, never more (a twin pair never shows
+/// 1.0 beside the word "probable").
+fn band_top(thresholds: &Thresholds, grade: Grade) -> f64 {
+    match grade {
+        Grade::Certain => 1.0,
+        Grade::Probable => thresholds.upper - 1e-4,
+        Grade::Possible => thresholds.midpoint() - 1e-4,
+        Grade::CertainlyNot => thresholds.lower - 1e-4,
     }
 }
 
+/// What a machine may decide alone, in this order:
+/// 1. a shared person-level identifier (or medical record number in its system — a birth MRN)
+///    is certain, unless the records name two children of one multiple birth;
+/// 2. two children of one multiple birth (different birth orders, or two unnamed newborns of
+///    different sex) are certainly not one person;
+/// 3. a shared mother's identifier with the same birth date is certain for a single birth;
+/// 4. two records whose given names are two names (different outright, or alike but more
+///    than two edits apart — Scarlett and Charlotte, not a typo) while family name and birth date agree (or nearly: a typo or transposition) —
+///    twins, or siblings — are at most possible (with `twin_guard`), and so is a newborn of a
+///    multiple birth whose place in it is not known on both sides, and an unnamed newborn
+///    whose birth date is not the other record's exactly;
+/// 5. a pair whose given names are missing (a newborn's placeholder) or disagree, whose family
+///    names disagree (a changed name looks like another person), or whose birth dates are
+///    missing or agree in no more than the year (namesakes), is at most probable.
+///
+/// Returns the probability shown — at most the top of the grade given — and the grade.
+pub fn judge(
+    thresholds: &Thresholds,
+    twin_guard: bool,
+    v: &Vector,
+    probability: f64,
+    a: &Prepared,
+    b: &Prepared,
+) -> (f64, Grade) {
+    let orders_differ = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x != y);
+    let unnamed_other_sex = a.placeholder && b.placeholder && v[Field::Sex.index()] == Some(0);
+    let siblings_of_one_birth = (a.multiple || b.multiple) && (orders_differ || unnamed_other_sex);
+    if share_identifier(a, b) && !siblings_of_one_birth {
+        return (probability.max(thresholds.upper), Grade::Certain);
+    }
+    if orders_differ || unnamed_other_sex {
+        return (
+            probability.min(band_top(thresholds, Grade::CertainlyNot)),
+            Grade::CertainlyNot,
+        );
+    }
+    let (given, family, birth) = (v[0], v[1], v[2]);
+    let same_order = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x == y);
+    if share_mother(a, b) && birth == Some(3) && (!(a.multiple || b.multiple) || same_order) {
+        return (probability.max(thresholds.upper), Grade::Certain);
+    }
+    let mut cap = Grade::Certain;
+    // given names that are two names, not one name mistyped (more than two edits apart)
+    let two_names = given == Some(0)
+        || (given == Some(1) && strsim::osa_distance(&a.given, &b.given) > 2)
+        // Oliver and Olivia: a boy and a girl
+        || (given.is_some_and(|g| g <= 2) && v[Field::Sex.index()] == Some(0));
+    let twins =
+        twin_guard && two_names && family.is_some_and(|f| f >= 2) && birth.is_some_and(|b| b >= 2);
+    let unnamed = a.placeholder || b.placeholder;
+    if twins || ((a.multiple || b.multiple) && !same_order) || (unnamed && birth != Some(3)) {
+        cap = Grade::Possible;
+    } else if given.is_none_or(|g| g <= 1)
+        || family.is_some_and(|f| f <= 1)
+        || birth.is_none_or(|b| b <= 1)
+    {
+        cap = Grade::Probable;
+    }
+    let grade = thresholds.grade(probability).min(cap);
+    (probability.min(band_top(thresholds, grade)), grade)
+}
+
 /// A pair compared and graded against a model already estimated (for `$match` and linkage on
-/// write, where a few pairs are scored at a time): the score, probability and grade.
+/// write, where a few pairs are scored at a time): the score, the probability shown (after
+/// the guards of [`judge`], the twin guard on) and the grade.
 pub fn score_pair(
     model: &Model,
     thresholds: &Thresholds,
@@ -442,12 +533,7 @@ pub fn score_pair(
 ) -> (f64, f64, Grade) {
     let v = compare(a, b);
     let score = model.score(&v, 0.0);
-    let probability = model.probability(score);
-    let grade = if share_identifier(a, b) {
-        Grade::Certain
-    } else {
-        grade_of(thresholds, &v, probability)
-    };
+    let (probability, grade) = judge(thresholds, true, &v, model.probability(score), a, b);
     (score, probability, grade)
 }
 
@@ -455,6 +541,7 @@ pub fn score_pair(
 mod tests {
     use super::*;
     use crate::identity::compare::{Record, prepare};
+    use crate::identity::model::Model;
 
     fn person(
         id: &str,
@@ -574,70 +661,195 @@ mod tests {
         assert_eq!(pairs, vec![(0, 0), (0, 1)]);
     }
 
+    /// A child's record: given, family, birth date, street line; Hartford 06105, phone, sex.
+    fn child(given: &str, family: &str, dob: &str, street: &str) -> Record {
+        Record {
+            id: given.into(),
+            given: given.into(),
+            family: family.into(),
+            birth_date: dob.into(),
+            street_number: "12".into(),
+            address_1: street.into(),
+            locality: "hartford".into(),
+            postcode: "06105".into(),
+            state: "ct".into(),
+            phone: "8605550100".into(),
+            sex: "female".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A model in which every field's exact agreement weighs much more than disagreement.
+    fn strong_model() -> Model {
+        let mut m = crate::identity::model::estimate_m(
+            &[],
+            &std::array::from_fn(|f| {
+                let n = Field::ALL[f].levels();
+                let mut u = vec![0.1 / (n - 1) as f64; n];
+                u[0] = 0.9;
+                u
+            }),
+            1,
+            0.5,
+        );
+        m.lambda = 0.05;
+        m
+    }
+
+    fn judged(a: &Record, b: &Record) -> (f64, Grade) {
+        let (a, b) = (prepare(a), prepare(b));
+        let (_, p, g) = score_pair(&strong_model(), &Thresholds::default(), &a, &b);
+        (p, g)
+    }
+
     #[test]
     fn twins_and_renamed_people_are_never_certain() {
+        let ana = child("ana", "smith", "20150302", "main street");
+        assert_eq!(judged(&ana, &ana.clone()).1, Grade::Certain);
+        // a typo in the given name is still certain
+        assert_eq!(
+            judged(&ana, &child("anna", "smith", "20150302", "main street")).1,
+            Grade::Certain
+        );
+        // twins: another given name, everything else the same — at most possible, and the
+        // probability shown stays inside that grade
+        let (p, g) = judged(&ana, &child("zoe", "smith", "20150302", "main street"));
+        assert_eq!(g, Grade::Possible);
+        assert!(p < Thresholds::default().midpoint(), "shown {p}");
+        // a changed family name, namesakes born the same year, no birth date: at most probable
+        assert_eq!(
+            judged(&ana, &child("ana", "jones", "20150302", "main street")).1,
+            Grade::Probable
+        );
+        assert_eq!(
+            judged(&ana, &child("ana", "smith", "20151109", "main street")).1,
+            Grade::Probable
+        );
+        let (p, g) = judged(&ana, &child("ana", "smith", "", "main street"));
+        assert_eq!(g, Grade::Probable);
+        assert!(
+            p < 0.99,
+            "a probable pair never shows a certain's probability: {p}"
+        );
+    }
+
+    #[test]
+    fn newborns_twins_and_the_mothers_identifier() {
+        let baby = |given: &str| child(given, "okafor", "20261201", "main street");
+        // an unnamed newborn and the same child named later: to a person, never automatic
+        assert_eq!(
+            judged(&baby("Baby Girl"), &baby("Amara")).1,
+            Grade::Probable
+        );
+        // two unnamed newborns: the placeholder is no evidence; one birth or two?
+        assert!(judged(&baby("Baby Girl"), &baby("Baby Girl")).1 <= Grade::Probable);
+        // twins by their markers, or unnamed newborns of another sex: certainly not
+        assert_eq!(
+            judged(&baby("Baby A"), &baby("Baby B")).1,
+            Grade::CertainlyNot
+        );
+        assert_eq!(
+            judged(&baby("Twin 1"), &baby("Twin 2")).1,
+            Grade::CertainlyNot
+        );
+        let mut boy = baby("Baby Boy");
+        boy.sex = String::new();
+        let mut girl = baby("Baby Girl");
+        girl.sex = String::new();
+        assert_eq!(judged(&boy, &girl).1, Grade::CertainlyNot);
+        // a twin whose place in the birth one side does not know: at most possible
+        assert!(judged(&baby("Twin A"), &baby("Baby Girl")).1 <= Grade::Possible);
+        // the same twin on both sides (same marker): probable, not certain
+        assert_eq!(judged(&baby("Twin A"), &baby("Twin A")).1, Grade::Probable);
+        // the record's own multipleBirthInteger counts like a marker
+        let (mut x, mut y) = (baby("Amara"), baby("Amara"));
+        x.birth_order = Some(1);
+        y.birth_order = Some(2);
+        assert_eq!(judged(&x, &y).1, Grade::CertainlyNot);
+        // a mother's identifier with the birth date links a single birth's newborn
+        let (mut m1, mut m2) = (baby("Baby Girl"), baby("Baby Girl"));
+        m1.mother_identifiers = vec!["urn:mrn:cc|M77".into()];
+        m2.mother_identifiers = vec!["urn:mrn:cc|M77".into()];
+        m2.address_1 = "other road".into();
+        assert_eq!(judged(&m1, &m2).1, Grade::Certain);
+        // … but not twins of that mother
+        let (mut t1, mut t2) = (baby("Baby A"), baby("Baby B"));
+        t1.mother_identifiers = m1.mother_identifiers.clone();
+        t2.mother_identifiers = m1.mother_identifiers.clone();
+        assert_eq!(judged(&t1, &t2).1, Grade::CertainlyNot);
+        // a birth MRN on both records: certain, unless they name two children of one birth
+        let (mut r1, mut r2) = (baby("Baby Girl"), baby("Amara"));
+        r1.identifiers = vec!["urn:mrn:birth-hospital|B123".into()];
+        r2.identifiers = r1.identifiers.clone();
+        assert_eq!(judged(&r1, &r2).1, Grade::Certain);
+    }
+
+    #[test]
+    fn movers_partial_addresses_and_compound_surnames() {
+        let ana = child("ana", "smith", "20150302", "main street");
+        // moved within the town: names and birth date agree, another street
+        let mut moved = ana.clone();
+        moved.street_number = "40".into();
+        moved.address_1 = "oak avenue".into();
+        let v = compare(&prepare(&ana), &prepare(&moved));
+        assert_eq!(
+            v[Field::Address1.index()],
+            Some(0),
+            "another street, one event"
+        );
+        assert_eq!(
+            (v[Field::StreetNumber.index()], v[Field::Address2.index()]),
+            (None, None)
+        );
+        assert_eq!(v[Field::Place.index()], Some(3));
+        assert_eq!(judged(&ana, &moved).1, Grade::Certain);
+        // the address only in part on one side agrees as far as it goes
+        let mut partial = ana.clone();
+        partial.locality = String::new();
+        partial.street_number = String::new();
+        partial.address_1 = String::new();
+        let v = compare(&prepare(&ana), &prepare(&partial));
+        assert_eq!(
+            v[Field::Place.index()],
+            Some(3),
+            "the postcode alone, equal"
+        );
+        assert_eq!(v[Field::Address1.index()], None, "no street: no evidence");
+        assert_eq!(v[Field::StreetNumber.index()], None);
+        // a compound surname beside one of its parts
+        let hyphen = child("ana", "Smith-Garcia", "20150302", "main street");
+        let v = compare(&prepare(&ana), &prepare(&hyphen));
+        assert_eq!(v[Field::Family.index()], Some(2));
+        let swapped = child("ana", "Garcia Smith", "20150302", "main street");
+        assert_eq!(compare(&prepare(&hyphen), &prepare(&swapped))[1], Some(3));
+        assert_eq!(judged(&ana, &hyphen).1, Grade::Certain);
+    }
+
+    /// Adding a field that agrees never lowers the score, and a field missing on either side
+    /// adds nothing.
+    #[test]
+    fn agreeing_fields_only_add() {
+        let model = strong_model();
         let t = Thresholds::default();
-        let twins: Vector = [
-            Some(0),
-            Some(3),
-            Some(3),
-            Some(1),
-            Some(2),
-            None,
-            Some(3),
-            None,
-            Some(1),
-        ];
-        assert_eq!(grade_of(&t, &twins, 0.9999), Grade::Probable);
-        let typo: Vector = [
-            Some(2),
-            Some(3),
-            Some(3),
-            Some(1),
-            Some(2),
-            None,
-            Some(3),
-            None,
-            Some(1),
-        ];
-        assert_eq!(grade_of(&t, &typo, 0.9999), Grade::Certain);
-        assert_eq!(grade_of(&t, &twins, 0.5), Grade::Possible);
-        let renamed: Vector = [
-            Some(3),
-            Some(0),
-            Some(3),
-            Some(1),
-            Some(2),
-            None,
-            Some(3),
-            None,
-            Some(1),
-        ];
-        assert_eq!(grade_of(&t, &renamed, 0.9999), Grade::Probable);
-        let namesakes: Vector = [
-            Some(3),
-            Some(3),
-            Some(1),
-            Some(0),
-            Some(2),
-            None,
-            Some(0),
-            None,
-            Some(1),
-        ];
-        assert_eq!(grade_of(&t, &namesakes, 0.9999), Grade::Probable);
-        let no_birth: Vector = [
-            Some(3),
-            Some(3),
-            None,
-            Some(1),
-            Some(2),
-            None,
-            Some(3),
-            None,
-            Some(1),
-        ];
-        assert_eq!(grade_of(&t, &no_birth, 0.9999), Grade::Probable);
+        let full = prepare(&child("ana", "smith", "20150302", "main street"));
+        let mut query = Record {
+            given: "ana".into(),
+            family: "smith".into(),
+            birth_date: "2015-03-02".into(),
+            ..Default::default()
+        };
+        let mut last = score_pair(&model, &t, &prepare(&query), &full).0;
+        for step in 0..4 {
+            match step {
+                0 => query.postcode = "06105".into(),
+                1 => query.locality = "Hartford".into(),
+                2 => query.sex = "female".into(),
+                _ => query.address_1 = "Main St".into(),
+            }
+            let score = score_pair(&model, &t, &prepare(&query), &full).0;
+            assert!(score >= last, "step {step}: {score} < {last}");
+            last = score;
+        }
     }
 
     #[test]

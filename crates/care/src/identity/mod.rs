@@ -9,6 +9,7 @@ pub mod link;
 pub mod model;
 pub mod normalize;
 
-pub use compare::{Field, Prepared, Record, compare, prepare, share_identifier};
-pub use link::{Link, LinkConfig, Linked, link, score_pair};
+pub use compare::{Field, Prepared, Record, compare, prepare, prepare_with, share_identifier};
+pub use link::{Link, LinkConfig, Linked, judge, link, score_pair};
 pub use model::{Grade, Model, Thresholds};
+pub use normalize::NameRules;

@@ -73,14 +73,52 @@ pub fn estimate_m(
     max_iterations: usize,
     max_lambda: f64,
 ) -> Model {
+    estimate_m_holding(
+        candidates,
+        u,
+        &std::array::from_fn(|_| None),
+        max_iterations,
+        max_lambda,
+    )
+}
+
+/// m of a field among the pairs of `anchors` (pairs agreeing on other fields so strongly that
+/// almost all are matches), Laplace-smoothed; `None` with fewer than `min` pairs having it.
+pub fn anchored_m<'a>(
+    anchors: impl Iterator<Item = &'a Vector>,
+    fields: &[usize],
+    min: usize,
+) -> [Option<Vec<f64>>; FIELDS] {
+    let weighted: Vec<(Vector, f64)> = anchors.map(|v| (*v, 1.0)).collect();
+    let counts = level_counts(&weighted);
+    std::array::from_fn(|f| {
+        let n: f64 = counts[f].iter().sum();
+        (fields.contains(&f) && n >= min as f64).then(|| normalise(&counts[f], 1.0))
+    })
+}
+
+/// [`estimate_m`], with the m of some fields held at values estimated elsewhere
+/// ([`anchored_m`]) — fields whose disagreement among true pairs is correlated (a family that
+/// moved changes street and phone together) and which EM alone would read as the mark of a
+/// non-match.
+pub fn estimate_m_holding(
+    candidates: &[Vector],
+    u: &[Vec<f64>; FIELDS],
+    held: &[Option<Vec<f64>>; FIELDS],
+    max_iterations: usize,
+    max_lambda: f64,
+) -> Model {
     let mut patterns: HashMap<Vector, f64> = HashMap::new();
     for v in candidates {
         *patterns.entry(*v).or_default() += 1.0;
     }
     let patterns: Vec<(Vector, f64)> = patterns.into_iter().collect();
     let total: f64 = patterns.iter().map(|p| p.1).sum();
+    let hold = |m: [Vec<f64>; FIELDS]| -> [Vec<f64>; FIELDS] {
+        std::array::from_fn(|f| held[f].clone().unwrap_or_else(|| m[f].clone()))
+    };
     let mut model = Model {
-        m: initial_m(),
+        m: hold(initial_m()),
         u: u.clone(),
         lambda: 0.1f64.min(max_lambda / 2.0),
         iterations: 0,
@@ -109,7 +147,7 @@ pub fn estimate_m(
         // M: m from the expected matches, u from the expected non-matches among the
         // candidates (blocking makes them more alike than random pairs)
         let counts = level_counts(&weighted);
-        let m: [Vec<f64>; FIELDS] = std::array::from_fn(|f| normalise(&counts[f], 0.01));
+        let m: [Vec<f64>; FIELDS] = hold(std::array::from_fn(|f| normalise(&counts[f], 0.01)));
         let non = level_counts(&unweighted);
         model.u = std::array::from_fn(|f| normalise(&non[f], 0.01));
         let lambda = (matches / total).clamp(FLOOR, max_lambda.clamp(FLOOR, 1.0 - FLOOR));
@@ -207,6 +245,13 @@ fn logit(p: f64) -> f64 {
 }
 
 impl Thresholds {
+    /// The probability between possible and probable (the two thresholds' midpoint on the
+    /// log-odds scale).
+    pub fn midpoint(&self) -> f64 {
+        let mid = (logit(self.upper) + logit(self.lower)) / 2.0;
+        1.0 / (1.0 + (-mid).exp())
+    }
+
     pub fn grade(&self, probability: f64) -> Grade {
         if probability >= self.upper {
             Grade::Certain

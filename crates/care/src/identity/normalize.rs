@@ -128,6 +128,122 @@ pub fn formal_given(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// The words of a given name that say a newborn has not been named yet ("Baby Boy", "Baby
+/// Girl", "Infant", "Newborn", "Twin B", "BB", "BG"): no evidence either way. The default list
+/// of [`NameRules`]; an alliance adds its own registration conventions.
+pub const PLACEHOLDER_WORDS: &[&str] = &[
+    "babe",
+    "baby",
+    "bb",
+    "bg",
+    "boy",
+    "female",
+    "girl",
+    "infant",
+    "male",
+    "nb",
+    "newborn",
+    "noname",
+    "quadruplet",
+    "triplet",
+    "twin",
+    "unk",
+    "unknown",
+    "unnamed",
+];
+
+/// Words that say a newborn is one of a multiple birth.
+const MULTIPLE_WORDS: &[&str] = &["quadruplet", "triplet", "twin"];
+
+/// How a newborn's given name is read: the placeholder words (lower case, folded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRules {
+    pub placeholders: Vec<String>,
+}
+
+impl Default for NameRules {
+    fn default() -> Self {
+        NameRules {
+            placeholders: PLACEHOLDER_WORDS.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+}
+
+impl NameRules {
+    /// The rules with `extra` placeholder words added to the default list.
+    pub fn with_extra<I: IntoIterator<Item = S>, S: AsRef<str>>(extra: I) -> NameRules {
+        let mut rules = NameRules::default();
+        for w in extra {
+            let w = fold(w.as_ref());
+            if !w.is_empty() && !rules.placeholders.contains(&w) {
+                rules.placeholders.push(w);
+            }
+        }
+        rules
+    }
+}
+
+/// What a newborn's placeholder given name says: the birth order its marker gives ("Baby A",
+/// "Twin 2", "Baby B Girl" → 1, 2, 2), whether it names a multiple birth, and the sex its words
+/// give ("boy"/"male", "girl"/"female").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placeholder {
+    pub birth_order: Option<u8>,
+    pub multiple: bool,
+    pub sex: Option<&'static str>,
+}
+
+/// A birth-order marker: a letter a–h, a digit 1–9, a Roman numeral to iv, or a word.
+fn birth_marker(t: &str) -> Option<u8> {
+    const WORDS: &[(&str, u8)] = &[
+        ("i", 1),
+        ("ii", 2),
+        ("iii", 3),
+        ("iv", 4),
+        ("one", 1),
+        ("two", 2),
+        ("three", 3),
+        ("first", 1),
+        ("second", 2),
+        ("third", 3),
+    ];
+    if let Some((_, n)) = WORDS.iter().find(|(w, _)| *w == t) {
+        return Some(*n);
+    }
+    match t.as_bytes() {
+        [c @ b'a'..=b'h'] => Some(c - b'a' + 1),
+        [c @ b'1'..=b'9'] => Some(c - b'0'),
+        _ => None,
+    }
+}
+
+/// Whether the given names (`given`, all of them) are a newborn's placeholder — every word a
+/// placeholder word or a birth-order marker (or the family name, as in "Baby Boy Smith"), and
+/// at least one a placeholder word — and if so what it says.
+pub fn placeholder(given: &str, family: &str, rules: &NameRules) -> Option<Placeholder> {
+    let folded = fold(given);
+    let family = fold(family);
+    let mut found = Placeholder::default();
+    let mut words = 0;
+    for t in folded.split(' ').filter(|t| !t.is_empty()) {
+        if rules.placeholders.iter().any(|w| w == t) {
+            words += 1;
+            found.multiple |= MULTIPLE_WORDS.contains(&t);
+            match t {
+                "boy" | "male" => found.sex = Some("male"),
+                "girl" | "female" => found.sex = Some("female"),
+                _ => {}
+            }
+        } else if let Some(n) = birth_marker(t) {
+            found.birth_order = Some(n);
+            found.multiple = true;
+        } else if t != family {
+            return None;
+        }
+    }
+    (words > 0).then_some(found)
+}
+
 /// A date of birth in parts. Each part is kept even when the whole is not a valid date (a
 /// 31st of February or a 13th month still agrees on its year).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -288,6 +404,41 @@ mod tests {
         }
         assert_eq!(name("Smith-Jones"), "smithjones");
         assert_eq!(name("smith jones"), "smithjones");
+    }
+
+    #[test]
+    fn newborn_placeholders_are_recognised() {
+        let r = NameRules::default();
+        let p = |g: &str| placeholder(g, "Smith", &r);
+        assert_eq!(
+            p("Baby Boy"),
+            Some(Placeholder {
+                birth_order: None,
+                multiple: false,
+                sex: Some("male")
+            })
+        );
+        assert_eq!(p("Baby Girl Smith").and_then(|p| p.sex), Some("female"));
+        assert_eq!(p("INFANT").map(|p| p.multiple), Some(false));
+        assert_eq!(
+            p("Baby A"),
+            Some(Placeholder {
+                birth_order: Some(1),
+                multiple: true,
+                sex: None
+            })
+        );
+        assert_eq!(p("Twin 2").and_then(|p| p.birth_order), Some(2));
+        assert_eq!(p("Twin").map(|p| p.multiple), Some(true));
+        assert_eq!(p("Baby B Girl").and_then(|p| p.birth_order), Some(2));
+        // real names, and a marker alone, are not placeholders
+        for real in ["Ana", "Liam Boyd", "A", "Babette", ""] {
+            assert_eq!(p(real), None, "{real}");
+        }
+        // an alliance's own word
+        let extra = NameRules::with_extra(["Bebe"]);
+        assert!(placeholder("Bebe", "x", &extra).is_some());
+        assert!(placeholder("Bebe", "x", &r).is_none());
     }
 
     #[test]

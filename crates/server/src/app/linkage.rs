@@ -15,15 +15,38 @@ use super::resources::{Reader, all_of, body, search_request};
 use crate::error::ApiError;
 
 /// Identifier systems that name one person wherever they appear (a shared value links two
-/// records deterministically). Medical record numbers are per organisation and are not here.
+/// records deterministically). Medical record numbers name one patient within their own
+/// system, so an identifier typed `MR` (v2-0203) — the birth hospital's MRN on a newborn's
+/// records among them — links too, by system and value.
 pub const PERSON_IDENTIFIER_SYSTEMS: &[&str] = &[
     "http://hl7.org/fhir/sid/us-ssn",
     "http://hl7.org/fhir/sid/us-medicare",
     "http://hl7.org/fhir/sid/us-mbi",
 ];
 
+/// `system|value` of an Identifier, when it has both.
+fn identifier_key(i: &Value) -> Option<String> {
+    let system = i.get("system").and_then(Value::as_str)?;
+    let value = i.get("value").and_then(Value::as_str)?;
+    Some(format!("{system}|{value}"))
+}
+
+/// Whether an Identifier is typed a medical record number.
+fn is_mrn(i: &Value) -> bool {
+    i.pointer("/type/coding")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.get("code").and_then(Value::as_str) == Some("MR")
+                    && c.get("system").and_then(Value::as_str)
+                        == Some("http://terminology.hl7.org/CodeSystem/v2-0203")
+            })
+        })
+}
+
 /// The fields of a Patient that linkage compares: the official (else first) name, the home
-/// (else first) address, the first phone, birth date, gender and person-level identifiers.
+/// (else first) address, the first phone, birth date, gender, multiple birth, person-level
+/// identifiers and MRNs, and a newborn's mother's identifier.
 pub fn patient_record(id: &str, patient: &Value) -> Record {
     let str_of = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     let pick = |key: &str, preferred: &str| -> Option<&Value> {
@@ -33,16 +56,10 @@ pub fn patient_record(id: &str, patient: &Value) -> Record {
             .or_else(|| list.first())
     };
     let name = pick("name", "official");
-    let given = name
+    let given_names: Vec<&str> = name
         .and_then(|n| n.get("given"))
         .and_then(Value::as_array)
-        .map(|g| {
-            g.iter()
-                .filter_map(Value::as_str)
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|g| g.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     let family = str_of(name.and_then(|n| n.get("family")));
     let address = pick("address", "home");
@@ -75,17 +92,28 @@ pub fn patient_record(id: &str, patient: &Value) -> Record {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| {
-            let system = i.get("system").and_then(Value::as_str)?;
-            let value = i.get("value").and_then(Value::as_str)?;
-            PERSON_IDENTIFIER_SYSTEMS
-                .contains(&system)
-                .then(|| format!("{system}|{value}"))
+        .filter(|i| {
+            is_mrn(i)
+                || i.get("system")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| PERSON_IDENTIFIER_SYSTEMS.contains(&s))
         })
+        .filter_map(identifier_key)
         .collect();
+    let mother_identifiers = fhir::json::extensions(patient, care::profile::MOTHER_IDENTIFIER)
+        .filter_map(|e| e.get("valueIdentifier"))
+        .filter_map(identifier_key)
+        .collect();
+    let birth_order = patient
+        .get("multipleBirthInteger")
+        .and_then(Value::as_u64)
+        .and_then(|n| u8::try_from(n).ok());
+    let multiple_birth = birth_order.is_some_and(|n| n >= 1)
+        || patient.get("multipleBirthBoolean").and_then(Value::as_bool) == Some(true);
     Record {
         id: id.to_string(),
-        given,
+        given: given_names.first().copied().unwrap_or("").to_string(),
+        middle: given_names.get(1..).unwrap_or_default().join(" "),
         family,
         birth_date: str_of(patient.get("birthDate")),
         street_number: number,
@@ -97,6 +125,9 @@ pub fn patient_record(id: &str, patient: &Value) -> Record {
         phone,
         sex: str_of(patient.get("gender")),
         identifiers,
+        birth_order,
+        multiple_birth,
+        mother_identifiers,
     }
 }
 
