@@ -11,7 +11,7 @@ RECORDS=1000000
 [ "${1:-}" = "--records" ] && RECORDS=$2
 OUT="$ROOT/bench/results/identity-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
-cargo build --release -q -p continuum -p bench --bin people
+cargo build --release -q -p continuum -p bench --bin people --bin pediatric
 BIN="$ROOT/target/release"
 VENV=${FEBRL_VENV:-$HOME/.cache/continuum/febrl-venv}
 bench/febrl/setup.sh
@@ -32,7 +32,7 @@ PY
 # FEBRL4: ours, five runs, median time
 times=()
 for _ in 1 2 3 4 5; do
-  times+=("$(timed "$BIN/continuum" link --left "$DATA/febrl4a.csv" --right "$DATA/febrl4b.csv" \
+  times+=("$(timed "$BIN/continuum" link --no-twin-guard --left "$DATA/febrl4a.csv" --right "$DATA/febrl4b.csv" \
     --out "$DATA/pred-continuum.csv" --columns identifier=)")
 done
 ours_time=$("$PY" -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "${times[@]}")
@@ -43,8 +43,18 @@ for _ in 1 2 3; do "$PY" bench/febrl/baselines.py "$DATA" >>"$OUT/baselines.json
 # FEBRL1–3: dedupe
 : >"$OUT/dedupe.jsonl"
 for n in 1 2 3; do
-  "$BIN/continuum" link --left "$DATA/febrl$n.csv" --out "$DATA/pred-febrl$n.csv" --columns identifier= 2>/dev/null
+  "$BIN/continuum" link --no-twin-guard --left "$DATA/febrl$n.csv" --out "$DATA/pred-febrl$n.csv" --columns identifier= 2>/dev/null
   "$PY" bench/febrl/score.py "$DATA/febrl${n}_true_links.csv" "$DATA/pred-febrl$n.csv" --tool "febrl$n" >>"$OUT/dedupe.jsonl"
+done
+# FEBRL4 with the twin guard on (the default): what it costs on a registry without twins
+"$BIN/continuum" link --left "$DATA/febrl4a.csv" --right "$DATA/febrl4b.csv" --out "$DATA/pred-guard.csv" --columns identifier= 2>/dev/null
+"$PY" bench/febrl/score.py "$DATA/febrl4_true_links.csv" "$DATA/pred-guard.csv" --tool "febrl4, twin guard on" >>"$OUT/dedupe.jsonl"
+# the synthetic pediatric set, three seeds, with the defaults (twin guard on)
+: >"$OUT/pediatric.jsonl"
+for seed in 11 3 5; do
+  "$BIN/pediatric" --children 8000 --seed "$seed" --out "$DATA/ped$seed.csv" --truth "$DATA/ped$seed-truth.csv" --twins "$DATA/ped$seed-twins.csv" 2>/dev/null
+  "$BIN/continuum" link --left "$DATA/ped$seed.csv" --out "$DATA/pred-ped$seed.csv" 2>/dev/null
+  "$PY" bench/febrl/pediatric_score.py "$DATA/ped$seed-truth.csv" "$DATA/ped$seed-twins.csv" "$DATA/pred-ped$seed.csv" --tool "seed $seed" >>"$OUT/pediatric.jsonl"
 done
 # scaling: a synthetic dedupe
 "$BIN/people" --records "$RECORDS" --out "$DATA/people.csv" --truth "$DATA/people-truth.csv" 2>/dev/null
@@ -75,6 +85,11 @@ print("|---|---|---|---|---|")
 for line in open(f"{out}/dedupe.jsonl"):
     r = json.loads(line)
     print(f"| {r['tool']} | {r['links']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} |")
+print("\n| pediatric set (8,000 children) | records | links | precision | recall | F1 | twin pairs | twins linked |")
+print("|---|---|---|---|---|---|---|---|")
+for line in open(f"{out}/pediatric.jsonl"):
+    r = json.loads(line)
+    print(f"| {r['tool']} | {r['tp'] + r['fn']} true pairs | {r['links']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['twin_pairs']} | **{r['twins_linked']}** |")
 secs, kb = open(f"{out}/people.time").read().split()
 p = json.load(open(f"{out}/people.json"))
 print(f"\n| synthetic dedupe | seconds | records/s | peak memory | precision | recall | F1 |")

@@ -217,6 +217,9 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
         server::RestConfig {
             public_base_url: config.public_base_url.clone(),
             booking: std::sync::Arc::new(booking_config(config)),
+            match_model: std::sync::Arc::new(server::app::matching::MatchModel::with_placeholders(
+                &config.placeholder_names,
+            )),
             ..Default::default()
         },
     )
@@ -405,6 +408,23 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
         secs,
         totals.stored as f64 / secs.max(1e-9),
         totals.rejected.len()
+    );
+    // the bulk path does not link as it writes: link the imported Patients with each other
+    // and with the ones already stored, in one run of the batch engine
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar.set_message("linking patient identities (blocking, comparing, estimating the model)");
+    let start = std::time::Instant::now();
+    let linked = server::app::linkage::link_all_patients(&api)
+        .await
+        .map_err(|e| anyhow::anyhow!("identity linkage failed: {e}"))?;
+    bar.finish_and_clear();
+    println!(
+        "identity linkage over {} patients in {:.1} s: {} linked, {} for review",
+        linked.patients,
+        start.elapsed().as_secs_f64(),
+        linked.linked,
+        linked.for_review
     );
     if !totals.rejected.is_empty() {
         bail!("{} resources were rejected", totals.rejected.len());

@@ -57,6 +57,7 @@ pub struct FileConfig {
     pub notify_interval_seconds: Option<usize>,
     pub signing_key_secret: Option<String>,
     pub signing_key_file: Option<String>,
+    pub placeholder_names: Option<Vec<String>>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -91,6 +92,9 @@ pub struct Config {
     pub notify_interval_seconds: usize,
     /// What seals the token signing keys at rest.
     pub signing_key_seal: KeySealSource,
+    /// Given-name words that mark an unnamed newborn, beyond the built-in list (Baby, Boy,
+    /// Girl, Infant, Newborn, Twin, …).
+    pub placeholder_names: Vec<String>,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -162,6 +166,7 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_NOTIFY_INTERVAL_SECONDS",
     "CONTINUUM_SIGNING_KEY_SECRET",
     "CONTINUUM_SIGNING_KEY_FILE",
+    "CONTINUUM_PLACEHOLDER_NAMES",
 ];
 
 impl Config {
@@ -368,7 +373,17 @@ impl Config {
             (None, Some(path)) => KeySealSource::File(PathBuf::from(path)),
             (None, None) => KeySealSource::File(default_seal_file(&database)),
         };
+        let placeholder_names = match env.get("CONTINUUM_PLACEHOLDER_NAMES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => file.placeholder_names.clone().unwrap_or_default(),
+        };
         Ok(Config {
+            placeholder_names,
             signing_key_seal,
             booking,
             notify,

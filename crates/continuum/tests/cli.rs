@@ -468,32 +468,33 @@ fn audit_tampering_is_detected(database: &str) {
                 .success()
         );
     }
+    // each import is audited, and so is the identity linkage it runs after loading
     let (ok, out) = verify(database);
-    assert!(ok && out.contains("3 records verified"), "{out}");
+    assert!(ok && out.contains("6 records verified"), "{out}");
     // an altered record
     tamper(
         database,
-        "UPDATE resources SET body = REPLACE(body, 'stored 1 resources', 'stored 9 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+        "UPDATE resources SET body = REPLACE(body, 'stored 1 resources', 'stored 9 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
     );
     let (ok, out) = verify(database);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("BROKEN at record 2") && out.contains("altered"),
+        out.contains("BROKEN at record 3") && out.contains("altered"),
         "{out}"
     );
     tamper(
         database,
-        "UPDATE resources SET body = REPLACE(body, 'stored 9 resources', 'stored 1 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+        "UPDATE resources SET body = REPLACE(body, 'stored 9 resources', 'stored 1 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
     );
     assert!(verify(database).0);
     // a removed record
     tamper(
         database,
-        "DELETE FROM audit_chain WHERE seq = (SELECT seq FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 1)",
+        "DELETE FROM audit_chain WHERE seq = (SELECT seq FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
     );
     let (ok, out) = verify(database);
     assert!(
-        !ok && out.contains("BROKEN at record 3") && out.contains("removed"),
+        !ok && out.contains("BROKEN at record 4") && out.contains("removed"),
         "{out}"
     );
 }

@@ -95,6 +95,16 @@ impl Jobs {
                     Ok((n > 0).then(|| format!("{n} lapsed slot holds released")))
                 },
             ),
+            // the identity model, estimated again after enough Patient writes — never inside
+            // a request
+            Job::new(
+                "identity:model",
+                Duration::from_secs(60),
+                |app: App| async move {
+                    let n = crate::app::matching::refresh_when_stale(&app).await?;
+                    Ok(n.map(|n| format!("identity model estimated from {n} patients")))
+                },
+            ),
         ];
         if let Some(notifier) = config.notifier.clone() {
             jobs.push(Job::new(

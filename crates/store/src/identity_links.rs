@@ -4,7 +4,7 @@
 //! undone). The Patients' `link` elements follow it; this table is what makes each decision
 //! reversible and the queue listable.
 
-use crate::db::SqlValue;
+use crate::db::{Conn, SqlValue};
 use crate::error::StoreError;
 use crate::tx::Tx;
 
@@ -48,7 +48,76 @@ fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
+/// Stores a Patient's blocking keys in place of those it had.
+fn replace_keys(conn: &mut dyn Conn, patient: &str, keys: &[u64]) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM identity_key WHERE patient_id = ?",
+        &[patient.into()],
+    )?;
+    for chunk in keys.chunks(100) {
+        let marks = vec!["(?, ?)"; chunk.len()].join(", ");
+        let mut params: Vec<SqlValue> = Vec::with_capacity(chunk.len() * 2);
+        for k in chunk {
+            params.push((*k as i64).into());
+            params.push(patient.into());
+        }
+        conn.execute(
+            &format!(
+                "INSERT INTO identity_key (key, patient_id) VALUES {marks} ON CONFLICT DO NOTHING"
+            ),
+            &params,
+        )?;
+    }
+    Ok(())
+}
+
+/// The blocking keys of a stored Patient body, with the default name rules.
+pub fn patient_keys(id: &str, body: &serde_json::Value) -> Vec<u64> {
+    let record = care::identity::patient::patient_record(id, body);
+    care::identity::link::blocking_keys(&care::identity::prepare(&record))
+}
+
+/// Fills `identity_key` from the Patients already stored.
+pub(crate) fn backfill_identity_keys(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    let rows = conn.query(
+        "SELECT id, body FROM resources WHERE rtype = 'Patient' AND deleted = 0",
+        &[],
+    )?;
+    for row in rows {
+        let mut it = row.into_iter();
+        let (Some(id), Some(body)) = (
+            it.next().and_then(SqlValue::into_string),
+            it.next().and_then(SqlValue::into_string),
+        ) else {
+            continue;
+        };
+        let Ok(patient) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        replace_keys(conn, &id, &patient_keys(&id, &patient))?;
+    }
+    Ok(())
+}
+
 impl Tx<'_> {
+    /// Records a Patient's blocking keys (in place of the ones it had).
+    pub fn identity_keys_set(&mut self, patient: &str, keys: &[u64]) -> Result<(), StoreError> {
+        replace_keys(self.conn(), patient, keys)
+    }
+
+    /// The Patients in one key's block, at most `limit` of them.
+    pub fn identity_block(&mut self, key: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query(
+                "SELECT patient_id FROM identity_key WHERE key = ? LIMIT ?",
+                &[(key as i64).into(), (limit as i64).into()],
+            )?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+            .collect())
+    }
+
     /// The register's entry for a pair of Patients.
     pub fn identity_pair(&mut self, a: &str, b: &str) -> Result<Option<IdentityPair>, StoreError> {
         let (l, r) = ordered(a, b);

@@ -342,6 +342,23 @@ CREATE INDEX identity_review_right ON identity_review (right_id);
 "#,
         data: None,
     },
+    Migration {
+        version: 10,
+        name: "identity blocking keys",
+        // each Patient's blocking keys (care::identity::link::blocking_keys, 64-bit FNV-1a):
+        // a Patient write compares the new record only with the Patients of its keys' blocks,
+        // and skips a block grown past the cap — the cost of a write is bounded whatever the
+        // data
+        sql: r#"
+CREATE TABLE identity_key (
+    key BIGINT NOT NULL,
+    patient_id {text_c} NOT NULL,
+    PRIMARY KEY (key, patient_id)
+);
+CREATE INDEX identity_key_patient ON identity_key (patient_id);
+"#,
+        data: Some(crate::identity_links::backfill_identity_keys),
+    },
 ];
 
 /// Fills `slot_free` from the Slots already stored (free ones, and held ones with their expiry).

@@ -884,6 +884,7 @@ impl<'c> Tx<'c> {
                 "slot_free",
                 "outbox",
                 "identity_review",
+                "identity_key",
                 "video_visit",
                 "break_glass",
             ]
@@ -891,8 +892,8 @@ impl<'c> Tx<'c> {
         ) {
             let sql = match *table {
                 "compartments" => "SELECT COUNT(*) FROM compartments WHERE rid NOT IN (SELECT rid FROM resources WHERE rtype = 'AuditEvent')".to_string(),
-                "care_relationships" | "slot_free" | "outbox" | "identity_review" | "video_visit"
-                | "break_glass" => format!("SELECT COUNT(*) FROM {table}"),
+                "care_relationships" | "slot_free" | "outbox" | "identity_review"
+                | "identity_key" | "video_visit" | "break_glass" => format!("SELECT COUNT(*) FROM {table}"),
                 _ => format!("SELECT COUNT(*) FROM {table} WHERE rtype <> 'AuditEvent'"),
             };
             let rows = self.conn.query(&sql, &[])?;

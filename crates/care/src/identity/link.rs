@@ -6,7 +6,7 @@
 //! Comparison runs on every core (rayon); everything is deterministic for a given input.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hasher;
 
 use rayon::prelude::*;
 
@@ -69,7 +69,9 @@ pub struct Linked {
     pub candidates: usize,
 }
 
-/// The blocking keys of a record, hashed (kind-prefixed, so keys of different kinds never meet).
+/// The blocking keys of a record, hashed (kind-prefixed, so keys of different kinds never
+/// meet) with 64-bit FNV-1a over the key's bytes — stable across builds and machines, since
+/// the server stores them (`identity_key`) to find the candidates of a Patient write.
 pub fn blocking_keys(r: &Prepared) -> Vec<u64> {
     let mut keys: Vec<String> = Vec::with_capacity(12);
     let b = &r.birth;
@@ -137,13 +139,17 @@ pub fn blocking_keys(r: &Prepared) -> Vec<u64> {
             keys.push(format!("m|{i}|{}", b.key()));
         }
     }
-    keys.iter()
+    let mut hashed: Vec<u64> = keys
+        .iter()
         .map(|k| {
-            let mut h = DefaultHasher::new();
-            k.hash(&mut h);
+            let mut h = fnv::FnvHasher::default();
+            h.write(k.as_bytes());
             h.finish()
         })
-        .collect()
+        .collect();
+    hashed.sort_unstable();
+    hashed.dedup();
+    hashed
 }
 
 /// The candidate pairs of the union of the blocks: (left, right) indexes, each once. With
@@ -464,7 +470,8 @@ fn band_top(thresholds: &Thresholds, grade: Grade) -> f64 {
 /// 1. a shared person-level identifier (or medical record number in its system — a birth MRN)
 ///    is certain, unless the records name two children of one multiple birth;
 /// 2. two children of one multiple birth (different birth orders, or two unnamed newborns of
-///    different sex) are certainly not one person;
+///    different sex) are certainly not one person, and so are an unnamed newborn and a record
+///    whose family name disagrees (no name agrees at all) unless they share the mother;
 /// 3. a shared mother's identifier with the same birth date is certain for a single birth;
 /// 4. two records whose given names are two names (different outright, or alike but more
 ///    than two edits apart — Scarlett and Charlotte, not a typo) while family name and birth date agree (or nearly: a typo or transposition) —
@@ -497,6 +504,15 @@ pub fn judge(
         );
     }
     let (given, family, birth) = (v[0], v[1], v[2]);
+    // an unnamed newborn has no name to agree on but the family's: with that disagreeing,
+    // nothing says the two records are one child (neighbours born the same day share the rest)
+    let unnamed = a.placeholder || b.placeholder;
+    if unnamed && family.is_some_and(|f| f <= 1) && !share_mother(a, b) {
+        return (
+            probability.min(band_top(thresholds, Grade::CertainlyNot)),
+            Grade::CertainlyNot,
+        );
+    }
     let same_order = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x == y);
     if share_mother(a, b) && birth == Some(3) && (!(a.multiple || b.multiple) || same_order) {
         return (probability.max(thresholds.upper), Grade::Certain);
@@ -509,7 +525,6 @@ pub fn judge(
         || (given.is_some_and(|g| g <= 2) && v[Field::Sex.index()] == Some(0));
     let twins =
         twin_guard && two_names && family.is_some_and(|f| f >= 2) && birth.is_some_and(|b| b >= 2);
-    let unnamed = a.placeholder || b.placeholder;
     if twins || ((a.multiple || b.multiple) && !same_order) || (unnamed && birth != Some(3)) {
         cap = Grade::Possible;
     } else if given.is_none_or(|g| g <= 1)
@@ -743,6 +758,9 @@ mod tests {
         );
         // two unnamed newborns: the placeholder is no evidence; one birth or two?
         assert!(judged(&baby("Baby Girl"), &baby("Baby Girl")).1 <= Grade::Probable);
+        // unnamed, another family: nothing agrees but the day and the street
+        let other = child("Baby Girl", "lindqvist", "20261201", "main street");
+        assert_eq!(judged(&baby("Baby Girl"), &other).1, Grade::CertainlyNot);
         // twins by their markers, or unnamed newborns of another sex: certainly not
         assert_eq!(
             judged(&baby("Baby A"), &baby("Baby B")).1,

@@ -8,6 +8,8 @@ pub mod compare;
 pub mod link;
 pub mod model;
 pub mod normalize;
+pub mod patient;
+pub mod review;
 
 pub use compare::{Field, Prepared, Record, compare, prepare, prepare_with, share_identifier};
 pub use link::{Link, LinkConfig, Linked, judge, link, score_pair};

@@ -1,8 +1,15 @@
 //! The identity review queue (`/api/identity/reviews`): the pairs of Patient records the
 //! linkage engine could not decide alone, for coordinators and alliance administrators —
 //! `GET /api/identity/reviews?state=pending|linked|rejected|unlinked` and
-//! `POST /api/identity/reviews/{id}/accept|reject` — each one unit of work
+//! `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen` — each one unit of work
 //! (`App::run`), decided by `care::access::decide_identity_review`.
+//!
+//! What each decision means: **accept** links the two records (from pending or unlinked);
+//! **reject** records that they are not the same person (from pending, linked — the link is
+//! undone — or unlinked): the pair is never proposed again; **unlink** undoes a link (the pair
+//! stays decided, and may be accepted again); **reopen** — alliance administrators only — puts
+//! a rejected pair back in the queue. A move the state does not allow answers 409 saying what
+//! is allowed.
 
 use std::sync::Arc;
 
@@ -41,12 +48,14 @@ pub async fn list(
     .await
 }
 
-/// `POST /api/identity/reviews/{id}/accept|reject`.
+pub use care::identity::review::Decision;
+
+/// `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen`.
 pub async fn decision(
     app: &App,
     caller: Arc<Caller>,
     review: &str,
-    accept: bool,
+    decision: Decision,
     address: Option<String>,
 ) -> Result<Value, ApiError> {
     if !fhir::primitive::is_id(review) {
@@ -61,7 +70,7 @@ pub async fn decision(
         caller,
         Work::request("update", true, address),
         ctx,
-        move |tx, ctx| decide(tx, ctx, &review, accept),
+        move |tx, ctx| decide(tx, ctx, &review, decision),
     )
     .await
 }
@@ -150,11 +159,14 @@ fn reviews(tx: &mut CallerTx, state: &str) -> Result<Value, ApiError> {
     Ok(json!({"state": state, "count": out.len(), "reviews": out}))
 }
 
-/// `POST /api/identity/reviews/{id}/accept|reject`: accept links the pair (one Person resource
-/// links the records of one person); reject
-/// undoes a link (automatic or accepted) or closes a pending pair for good. Audited with both
-/// records; reversible by the opposite decision.
-fn decide(tx: &mut CallerTx, ctx: &Ctx, review: &str, accept: bool) -> Result<Value, ApiError> {
+/// `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen` (see the module's words).
+/// Audited with both records.
+fn decide(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    review: &str,
+    decision: Decision,
+) -> Result<Value, ApiError> {
     may_review(tx, true)?;
     let Some(pair) = tx
         .on_behalf(store::OnBehalf::Linkage)
@@ -172,13 +184,10 @@ fn decide(tx: &mut CallerTx, ctx: &Ctx, review: &str, accept: bool) -> Result<Va
         )));
     }
     let by = tx.caller().subject.id.clone();
-    let state = if accept {
-        "linked"
-    } else if pair.state == "linked" {
-        "unlinked"
-    } else {
-        "rejected"
-    };
+    let administrator = tx.caller().subject.has(care::access::Role::AllianceAdmin);
+    let state = decision
+        .next_state(&pair.state, administrator)
+        .map_err(|why| ApiError::new(409, IssueType::Conflict, why))?;
     tx.on_behalf(store::OnBehalf::Linkage)
         .identity_pair_decide(review, state, &by)?;
     crate::app::linkage::sync_person(tx, ctx, &pair.left_id)?;

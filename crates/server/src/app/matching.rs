@@ -3,14 +3,18 @@
 //! valid); without a name or a birth date the answer is 400. Candidates are found by several
 //! searches (birth date, family name, given name, person-level identifiers) made as the caller
 //! — so the access policy filters them like any search — and scored with a Fellegi–Sunter model
-//! estimated from the server's own Patients (EM; refreshed hourly; a documented prior model
-//! while there are fewer than [`MIN_TRAINING`] Patients). The answer is a searchset ordered by
+//! estimated from the server's own Patients by a background job (`identity:model`, after
+//! [`REFRESH_AFTER`] Patient writes; never inside a request), a documented prior model while
+//! there are fewer than [`MIN_TRAINING`] Patients. The answer is a searchset ordered by
 //! score with `search.score` (the match probability) and the `match-grade` extension;
 //! `onlyCertainMatches` returns at most the one certain match; `count` bounds the page.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use care::identity::{Grade, LinkConfig, Model, Prepared, Thresholds, prepare, score_pair};
+use care::identity::{
+    Grade, LinkConfig, Model, NameRules, Prepared, Thresholds, prepare_with, score_pair,
+};
 use fhir::IssueType;
 use serde_json::{Value, json};
 use store::CallerTx;
@@ -23,14 +27,46 @@ use crate::error::ApiError;
 pub const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
 /// Patients needed before the model is estimated from the data.
 pub const MIN_TRAINING: usize = 200;
-/// How long an estimated model is used before it is estimated again.
-const MODEL_TTL_MS: i64 = 3_600_000;
+/// Patient writes after which the background job estimates the model again.
+pub const REFRESH_AFTER: u64 = 500;
 /// Candidates read per search.
 const PER_SEARCH: usize = 200;
 
-/// The model `$match` scores with, shared by every request.
+/// The identity engine's shared state: the model `$match` and linkage score with (estimated by
+/// the `identity:model` job), how many Patients were written since, and the name rules (the
+/// newborn placeholder words).
 #[derive(Debug, Default)]
-pub struct MatchModel(Mutex<Option<(i64, Arc<Model>)>>);
+pub struct MatchModel {
+    model: Mutex<Option<(i64, Arc<Model>)>>,
+    writes: AtomicU64,
+    /// How a newborn's placeholder given name is read.
+    pub rules: NameRules,
+}
+
+impl MatchModel {
+    /// With the default placeholder words and `extra` ones.
+    pub fn with_placeholders(extra: &[String]) -> MatchModel {
+        MatchModel {
+            rules: NameRules::with_extra(extra),
+            ..Default::default()
+        }
+    }
+
+    /// Counts a Patient write.
+    pub fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the model should be estimated again: never estimated, or [`REFRESH_AFTER`]
+    /// Patient writes since.
+    pub fn stale(&self) -> bool {
+        self.model
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+            || self.writes.load(Ordering::Relaxed) >= REFRESH_AFTER
+    }
+}
 
 /// The model used while the server holds too few Patients to estimate one: agreement
 /// probabilities typical of registration data (m) and of a mid-sized population (u).
@@ -75,15 +111,20 @@ fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError>
     )?;
     Ok(all
         .iter()
-        .map(|s| prepare(&crate::app::linkage::patient_record(&s.id, &body(s))))
+        .map(|s| {
+            prepare_with(
+                &crate::app::linkage::patient_record(&s.id, &body(s)),
+                &ctx.match_model.rules,
+            )
+        })
         .collect())
 }
 
-/// The cached model, or the prior — never estimated here (for the write path, which must not
-/// read every Patient).
+/// The model estimated last, or the prior — never estimated here (requests do not read every
+/// Patient).
 pub(crate) fn current_model(ctx: &Ctx) -> Arc<Model> {
     ctx.match_model
-        .0
+        .model
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
@@ -91,34 +132,27 @@ pub(crate) fn current_model(ctx: &Ctx) -> Arc<Model> {
         .unwrap_or_else(|| Arc::new(prior_model()))
 }
 
-/// Keeps a model just estimated (by a whole-population linkage run).
+/// Keeps a model just estimated (by a whole-population linkage run or the model job).
 pub(crate) fn remember_model(ctx: &Ctx, now: i64, model: Model) {
-    *ctx.match_model.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(model)));
+    *ctx.match_model
+        .model
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(model)));
+    ctx.match_model.writes.store(0, Ordering::Relaxed);
 }
 
-/// The model for this request: the cached one while fresh, else estimated from the Patients
-/// (or the prior while there are too few).
-fn model(tx: &mut CallerTx, ctx: &Ctx) -> Result<Arc<Model>, ApiError> {
-    let now = tx.now();
-    if let Some((at, m)) = ctx
-        .match_model
-        .0
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-        && now - at < MODEL_TTL_MS
-    {
-        return Ok(m.clone());
-    }
+/// Estimates the model from every Patient (the prior while there are fewer than
+/// [`MIN_TRAINING`]) and keeps it: the `identity:model` job, in its own transaction, off the
+/// request path. Returns the Patients it was estimated from.
+pub(crate) fn refresh_model(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiError> {
     let patients = all_patients(tx, ctx)?;
     let model = if patients.len() < MIN_TRAINING {
         prior_model()
     } else {
         care::identity::link(&patients, None, &LinkConfig::default()).model
     };
-    let model = Arc::new(model);
-    *ctx.match_model.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((now, model.clone()));
-    Ok(model)
+    remember_model(ctx, tx.now(), model);
+    Ok(patients.len())
 }
 
 /// What `Patient/$match` is asked: the Patient described, whether only a certain match is
@@ -156,9 +190,18 @@ pub fn patient_match(
     }
     tx.scope_allows("Patient", care::access::Action::Read)
         .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
-    let wanted = prepare(&record);
-    // candidates: each search made as the caller (hidden patients never appear)
+    let wanted = prepare_with(&record, &ctx.match_model.rules);
+    // candidates: each search made as the caller (hidden patients never appear); the narrow
+    // ones first, so that a crowd sharing one birth date does not crowd out the person
     let mut searches: Vec<Vec<(String, String)>> = Vec::new();
+    for (param, value) in [("family", &record.family), ("given", &record.given)] {
+        if !value.is_empty() && !record.birth_date.is_empty() {
+            searches.push(vec![
+                (param.into(), value.clone()),
+                ("birthdate".into(), record.birth_date.clone()),
+            ]);
+        }
+    }
     if !record.birth_date.is_empty() {
         searches.push(vec![("birthdate".into(), record.birth_date.clone())]);
     }
@@ -193,12 +236,15 @@ pub fn patient_match(
             }
         }
     }
-    let model = model(tx, ctx)?;
+    let model = current_model(ctx);
     let thresholds = Thresholds::default();
     let mut scored: Vec<(f64, Grade, store::Stored)> = found
         .into_iter()
         .map(|s| {
-            let candidate = prepare(&crate::app::linkage::patient_record(&s.id, &body(&s)));
+            let candidate = prepare_with(
+                &crate::app::linkage::patient_record(&s.id, &body(&s)),
+                &ctx.match_model.rules,
+            );
             let (_, probability, grade) = score_pair(&model, &thresholds, &wanted, &candidate);
             (probability, grade, s)
         })
@@ -237,4 +283,25 @@ fn too_little(what: &str) -> ApiError {
         format!("$match needs at least a name and a birth date in 'resource'; {what} is missing"),
     )
     .at("resource")
+}
+
+/// The `identity:model` job: when the model is stale ([`MatchModel::stale`]), estimates it
+/// again from every Patient in a read-only transaction of its own (audited, as the system);
+/// returns the number of Patients it was estimated from, or `None` when it was fresh.
+pub async fn refresh_when_stale(app: &super::App) -> Result<Option<usize>, ApiError> {
+    let ctx = app.job_ctx();
+    if !ctx.match_model.stale() {
+        return Ok(None);
+    }
+    let caller = Arc::new(super::unit::system_caller("identity:model"));
+    let work = super::Work {
+        writes: false,
+        ..super::Work::job()
+    };
+    app.run(caller, work, ctx, |tx, ctx| {
+        let n = refresh_model(tx, ctx)?;
+        tx.trail.description = Some(format!("identity model estimated from {n} patients"));
+        Ok(Some(n))
+    })
+    .await
 }

@@ -407,6 +407,20 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         twin["name"][0]["given"] = json!([other]);
         out.push(twin);
     }
+    // the README's `$match` example: Ana María Núñez, registered at Connecticut Children's and,
+    // after her family moved across New London, at Hartford HealthCare as "Ana Nunez"
+    out.push(json!({"resourceType": "Patient", "id": "demo-ana", "meta": tag(),
+        "identifier": [{"system": "urn:mrn:cc", "value": "D-ANA"}],
+        "name": [{"use": "official", "family": "Núñez", "given": ["Ana", "María"]}],
+        "gender": "female", "birthDate": "2013-05-02",
+        "address": [{"use": "home", "line": ["12 Ocean Avenue"], "city": "New London", "state": "CT", "postalCode": "06320", "country": "US"}],
+        "managingOrganization": {"reference": "Organization/cc"}}));
+    out.push(json!({"resourceType": "Patient", "id": "demo-ana-hhc", "meta": tag(),
+        "identifier": [{"system": "urn:mrn:hhc", "value": "H-ANA"}],
+        "name": [{"family": "Nunez", "given": ["Ana"]}],
+        "gender": "female", "birthDate": "2013-05-02",
+        "address": [{"use": "home", "line": ["48 Bank Street"], "city": "New London", "state": "CT", "postalCode": "06320", "country": "US"}],
+        "managingOrganization": {"reference": "Organization/hhc"}}));
     Ok(out)
 }
 

@@ -428,7 +428,7 @@ async fn identity_reviews(State(state): State<AppState>, req: Request) -> Respon
     )
 }
 
-/// `POST /api/identity/reviews/{id}/accept|reject`.
+/// `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen`.
 async fn identity_decision(
     State(state): State<AppState>,
     axum::extract::Path((id, decision)): axum::extract::Path<(String, String)>,
@@ -439,16 +439,14 @@ async fn identity_decision(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let accept = match decision.as_str() {
-        "accept" => true,
-        "reject" => false,
-        other => {
-            return outcome_response(
-                404,
-                IssueType::NotFound,
-                &format!("'{other}' is not a decision: POST …/accept or …/reject"),
-            );
-        }
+    let Some(decision) = crate::api::identity_reviews::Decision::parse(&decision) else {
+        return outcome_response(
+            404,
+            IssueType::NotFound,
+            &format!(
+                "'{decision}' is not a decision: POST …/accept, …/reject, …/unlink or …/reopen"
+            ),
+        );
     };
     if !who
         .may_write(header_str(&parts.headers, HeaderName::from_static("x-csrf-token")).as_deref())
@@ -464,7 +462,7 @@ async fn identity_decision(
             &state.api,
             who.caller.clone(),
             &id,
-            accept,
+            decision,
             client_address(&parts),
         )
         .await,

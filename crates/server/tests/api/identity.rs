@@ -317,12 +317,31 @@ async fn linkage_links_certain_pairs_and_queues_the_rest(app: TestApp) {
         "the twin joined Ana's records"
     );
     let r = app
-        .post_raw(&format!("/api/identity/reviews/{rid}/reject"))
+        .post_raw(&format!("/api/identity/reviews/{rid}/unlink"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["state"], "unlinked");
     assert!(linked_with(&app, tid).await.is_empty());
     assert_eq!(linked_with(&app, aid).await, vec![format!("Patient/{bid}")]);
+    // rejected: not the same person — closed until an administrator reopens it
+    let r = app
+        .post_raw(&format!("/api/identity/reviews/{rid}/reject"))
+        .await;
+    assert_eq!(r.json()["state"], "rejected", "{}", r.text);
+    let r = app
+        .post_raw(&format!("/api/identity/reviews/{rid}/accept"))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("administrator can reopen"), "{}", r.text);
+    assert!(linked_with(&app, tid).await.is_empty());
+    let r = app
+        .post_raw(&format!("/api/identity/reviews/{rid}/unlink"))
+        .await;
+    assert_eq!(
+        r.status, 409,
+        "only a linked pair can be unlinked: {}",
+        r.text
+    );
     // decided pairs are not proposed again when the twin's record changes
     let mut t = app.get(&format!("Patient/{tid}")).await.json();
     t["gender"] = json!("female");
@@ -362,7 +381,171 @@ async fn linkage_links_certain_pairs_and_queues_the_rest(app: TestApp) {
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+fn newborn(given: &[&str], family: &str, birth: &str) -> Value {
+    json!({"resourceType": "Patient", "name": [{"family": family, "given": given}],
+        "birthDate": birth,
+        "address": [{"use": "home", "line": ["40 Bank Street"], "city": "New London", "state": "CT", "postalCode": "06320"}]})
+}
+
+/// A made-up family name for newborn `n`, unlike the others (letters drawn from a hash of n).
+fn family_of(n: u64) -> String {
+    let mut h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::new();
+    for i in 0..7 {
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let c = if i % 2 == 0 {
+            b"bcdfghklmnprstvz"[(h % 16) as usize]
+        } else {
+            b"aeiou"[(h % 5) as usize]
+        };
+        s.push(if i == 0 { c.to_ascii_uppercase() } else { c } as char);
+    }
+    s
+}
+
+async fn reviews_of(app: &TestApp, id: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for state in ["pending", "linked", "rejected"] {
+        let q = app
+            .get_raw(&format!("/api/identity/reviews?state={state}"))
+            .await
+            .json();
+        out.extend(
+            q["reviews"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| {
+                    x["left"]["reference"] == format!("Patient/{id}")
+                        || x["right"]["reference"] == format!("Patient/{id}")
+                })
+                .cloned(),
+        );
+    }
+    out
+}
+
+/// A newborn day: many newborns sharing one birth date, town and "Baby Girl"/"Baby Boy" are
+/// not compared into the queue (the placeholder is no evidence; the shared birth-date block
+/// grows past its cap and is skipped), yet a true second registration is still found through
+/// its own keys; twins by their markers are never proposed; a mother's identifier links.
+async fn newborn_day_twins_and_the_mother(app: TestApp) {
+    let mut first = None;
+    for n in 0..70 {
+        let sex = if n % 2 == 0 { "Girl" } else { "Boy" };
+        let mut p = newborn(&["Baby", sex], &family_of(n), "2026-11-30");
+        p["address"][0]["line"] = json!([format!("{} Bank Street", n + 1)]);
+        let p = app.create(p).await;
+        first.get_or_insert(p["id"].as_str().unwrap().to_string());
+    }
+    let first = first.unwrap();
+    let pending = app
+        .get_raw("/api/identity/reviews?state=pending")
+        .await
+        .json();
+    assert_eq!(pending["count"], 0, "strangers are not proposed: {pending}");
+    // the birth-date block holds 70 > 60 Patients: skipped; the family key still meets
+    let named = app
+        .create(newborn(&["Amara"], &family_of(0), "2026-11-30"))
+        .await;
+    let nid = named["id"].as_str().unwrap();
+    let found = reviews_of(&app, nid).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0]["state"], "pending",
+        "a named child is not linked to 'Baby Girl' alone"
+    );
+    assert!(found[0]["score"].as_f64().unwrap() < 0.99, "{}", found[0]);
+    assert!(
+        [
+            found[0]["left"]["reference"].clone(),
+            found[0]["right"]["reference"].clone()
+        ]
+        .contains(&json!(format!("Patient/{first}")))
+    );
+    // twins by their markers: certainly not one person — never proposed
+    let a = app
+        .create(newborn(&["Baby", "A"], "Okafor", "2026-11-29"))
+        .await;
+    let b = app
+        .create(newborn(&["Baby", "B"], "Okafor", "2026-11-29"))
+        .await;
+    assert!(reviews_of(&app, a["id"].as_str().unwrap()).await.is_empty());
+    assert!(
+        linked_with(&app, b["id"].as_str().unwrap())
+            .await
+            .is_empty()
+    );
+    // the mother's identifier with the birth date links a single birth's two registrations
+    let mother = json!([{"url": "http://continuum-alliance.org/fhir/StructureDefinition/mother-identifier",
+        "valueIdentifier": {"system": "urn:mrn:hhc", "value": "M-4411"}}]);
+    let mut m1 = newborn(&["Baby", "Girl"], "Lindqvist", "2026-11-28");
+    m1["extension"] = mother.clone();
+    let mut m2 = newborn(&["Baby", "Girl"], "Lindqvist", "2026-11-28");
+    m2["extension"] = mother;
+    m2["address"][0]["line"] = json!(["7 Other Road"]);
+    let m1 = app.create(m1).await;
+    let m2 = app.create(m2).await;
+    assert_eq!(
+        linked_with(&app, m1["id"].as_str().unwrap()).await,
+        vec![format!("Patient/{}", m2["id"].as_str().unwrap())]
+    );
+}
+
+/// `$match` with a partial address: what the caller did not send does not count against the
+/// match, and each field that agrees only adds — the README's example.
+async fn match_takes_a_partial_address(app: TestApp) {
+    let ana = app
+        .create(patient("Ana", "Núñez", "2013-05-02", "12 Ocean Avenue"))
+        .await;
+    app.create(patient("Liam", "Okafor", "2011-01-09", "3 Elm Street"))
+        .await;
+    let score = |b: &Value| -> (f64, String) {
+        let e = &b["entry"][0];
+        assert_eq!(e["resource"]["id"], ana["id"], "{b}");
+        (e["search"]["score"].as_f64().unwrap(), grade(e).to_string())
+    };
+    let ask = |address: Value| {
+        params(
+            json!({"resourceType": "Patient", "name": [{"family": "Nunez", "given": ["Ana"]}],
+                "birthDate": "2013-05-02", "address": address}),
+            &[json!({"name": "count", "valueInteger": 5})],
+        )
+    };
+    let mut bare = ask(json!([]));
+    bare["parameter"][0]["resource"]
+        .as_object_mut()
+        .unwrap()
+        .remove("address");
+    let bare = app.post("Patient/$match", &bare).await.json();
+    let postcode = app
+        .post("Patient/$match", &ask(json!([{"postalCode": "06320"}])))
+        .await
+        .json();
+    let city = app
+        .post("Patient/$match", &ask(json!([{"city": "New London"}])))
+        .await
+        .json();
+    let both = app
+        .post(
+            "Patient/$match",
+            &ask(json!([{"postalCode": "06320", "city": "New London"}])),
+        )
+        .await
+        .json();
+    let (s0, _) = score(&bare);
+    let (s1, g1) = score(&postcode);
+    let (s2, _) = score(&city);
+    let (s3, g3) = score(&both);
+    assert!(s1 >= s0 && s2 >= s0 && s3 >= s1, "{s0} {s1} {s2} {s3}");
+    assert!(["probable", "certain"].contains(&g1.as_str()), "{postcode}");
+    assert!(["probable", "certain"].contains(&g3.as_str()), "{both}");
+}
+
 both_engines!(
+    newborn_day_twins_and_the_mother,
+    match_takes_a_partial_address,
     linkage_links_certain_pairs_and_queues_the_rest,
     match_grades_and_orders_candidates,
     match_refuses_too_little_input,
