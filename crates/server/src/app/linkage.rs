@@ -274,7 +274,7 @@ pub(crate) fn link_all(tx: &mut CallerTx, ctx: &Ctx) -> Result<LinkReport, ApiEr
         ..Default::default()
     };
     let linked = care::identity::link(&prepared, None, &config);
-    super::matching::remember_model(ctx, tx.now(), linked.model.clone());
+    super::matching::remember_model(ctx, tx.now(), stored.len(), linked.model.clone());
     let mut report = LinkReport {
         patients: stored.len(),
         ..Default::default()

@@ -4,7 +4,8 @@
 //! searches (birth date, family name, given name, person-level identifiers) made as the caller
 //! — so the access policy filters them like any search — and scored with a Fellegi–Sunter model
 //! estimated from the server's own Patients by a background job (`identity:model`, after
-//! [`REFRESH_AFTER`] Patient writes; never inside a request), a documented prior model while
+//! [`REFRESH_AFTER`] Patient writes or a tenth of the population, whichever is more, and at
+//! most every [`MIN_REFRESH_MS`]; never inside a request), a documented prior model while
 //! there are fewer than [`MIN_TRAINING`] Patients. The answer is a searchset ordered by
 //! score with `search.score` (the match probability) and the `match-grade` extension;
 //! `onlyCertainMatches` returns at most the one certain match; `count` bounds the page.
@@ -27,8 +28,21 @@ use crate::error::ApiError;
 pub const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
 /// Patients needed before the model is estimated from the data.
 pub const MIN_TRAINING: usize = 200;
-/// Patient writes after which the background job estimates the model again.
+/// Patient writes after which the background job estimates the model again (or a tenth of the
+/// Patients it was estimated from, when that is more: the model is about the population).
 pub const REFRESH_AFTER: u64 = 500;
+/// The least time between two estimates once there is one (an estimate reads every Patient
+/// and runs the batch engine on every core; a busy day of writes must not repeat it each
+/// minute).
+pub const MIN_REFRESH_MS: i64 = 15 * 60 * 1000;
+
+/// A model and what it was estimated from.
+#[derive(Debug)]
+struct Estimate {
+    at_ms: i64,
+    patients: usize,
+    model: Arc<Model>,
+}
 /// Candidates read per search.
 const PER_SEARCH: usize = 200;
 
@@ -37,7 +51,7 @@ const PER_SEARCH: usize = 200;
 /// newborn placeholder words).
 #[derive(Debug, Default)]
 pub struct MatchModel {
-    model: Mutex<Option<(i64, Arc<Model>)>>,
+    model: Mutex<Option<Estimate>>,
     writes: AtomicU64,
     /// How a newborn's placeholder given name is read.
     pub rules: NameRules,
@@ -57,14 +71,16 @@ impl MatchModel {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether the model should be estimated again: never estimated, or [`REFRESH_AFTER`]
-    /// Patient writes since.
-    pub fn stale(&self) -> bool {
-        self.model
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_none()
-            || self.writes.load(Ordering::Relaxed) >= REFRESH_AFTER
+    /// Whether the model should be estimated again at `now_ms`: never estimated, or enough
+    /// Patient writes since ([`REFRESH_AFTER`], or a tenth of the population) and at least
+    /// [`MIN_REFRESH_MS`] after the last estimate.
+    pub fn stale(&self, now_ms: i64) -> bool {
+        let last = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = last.as_ref() else {
+            return true;
+        };
+        let enough = REFRESH_AFTER.max(e.patients as u64 / 10);
+        self.writes.load(Ordering::Relaxed) >= enough && now_ms - e.at_ms >= MIN_REFRESH_MS
     }
 }
 
@@ -128,16 +144,21 @@ pub(crate) fn current_model(ctx: &Ctx) -> Arc<Model> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
-        .map(|(_, m)| m.clone())
+        .map(|e| e.model.clone())
         .unwrap_or_else(|| Arc::new(prior_model()))
 }
 
-/// Keeps a model just estimated (by a whole-population linkage run or the model job).
-pub(crate) fn remember_model(ctx: &Ctx, now: i64, model: Model) {
+/// Keeps a model just estimated from `patients` Patients (by a whole-population linkage run or
+/// the model job).
+pub(crate) fn remember_model(ctx: &Ctx, now: i64, patients: usize, model: Model) {
     *ctx.match_model
         .model
         .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some((now, Arc::new(model)));
+        .unwrap_or_else(|p| p.into_inner()) = Some(Estimate {
+        at_ms: now,
+        patients,
+        model: Arc::new(model),
+    });
     ctx.match_model.writes.store(0, Ordering::Relaxed);
 }
 
@@ -151,7 +172,7 @@ pub(crate) fn refresh_model(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiEr
     } else {
         care::identity::link(&patients, None, &LinkConfig::default()).model
     };
-    remember_model(ctx, tx.now(), model);
+    remember_model(ctx, tx.now(), patients.len(), model);
     Ok(patients.len())
 }
 
@@ -290,7 +311,7 @@ fn too_little(what: &str) -> ApiError {
 /// returns the number of Patients it was estimated from, or `None` when it was fresh.
 pub async fn refresh_when_stale(app: &super::App) -> Result<Option<usize>, ApiError> {
     let ctx = app.job_ctx();
-    if !ctx.match_model.stale() {
+    if !ctx.match_model.stale(app.store().clock().now_ms()) {
         return Ok(None);
     }
     let caller = Arc::new(super::unit::system_caller("identity:model"));
@@ -304,4 +325,28 @@ pub async fn refresh_when_stale(app: &super::App) -> Result<Option<usize>, ApiEr
         Ok(Some(n))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_is_stale_after_enough_writes_and_time() {
+        let m = MatchModel::default();
+        assert!(m.stale(0), "never estimated");
+        *m.model.lock().unwrap() = Some(Estimate {
+            at_ms: 0,
+            patients: 20_000,
+            model: Arc::new(prior_model()),
+        });
+        for _ in 0..1_999 {
+            m.wrote();
+        }
+        let later = MIN_REFRESH_MS;
+        assert!(!m.stale(later), "fewer writes than a tenth of 20,000");
+        m.wrote();
+        assert!(m.stale(later));
+        assert!(!m.stale(later - 1), "too soon after the last estimate");
+    }
 }
