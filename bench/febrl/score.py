@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Score predicted links against true links.
 
-Usage: score.py TRUTH PRED [--min-score X] [--tool NAME]
+Usage: score.py TRUTH PRED [--min-score X] [--tool NAME] [--twins TWINS]
 
 TRUTH: CSV with header left_id,right_id (e.g. febrl4_true_links.csv).
 PRED:  CSV with header left_id,right_id[,score[,grade]] (extra columns ignored
@@ -12,7 +12,8 @@ A x B link task (FEBRL4, where A and B ids are disjoint) and the dedupe sets
 (FEBRL1-3, where the truth lists each pair once with left < right).  Duplicate
 predicted pairs are counted once; self-pairs (a,a) are ignored.
 Prints one JSON line: {"tool", "pred", "links", "tp", "fp", "fn", "precision",
-"recall", "f1"}.
+"recall", "f1"}; with --twins (a CSV of pairs that must never link, such as the
+pediatric set's twins), also "twin_pairs" and "twins_linked".
 """
 import argparse
 import csv
@@ -60,6 +61,7 @@ def main(argv=None):
     p.add_argument("pred")
     p.add_argument("--min-score", type=float, default=None)
     p.add_argument("--tool", default=None)
+    p.add_argument("--twins", default=None)
     a = p.parse_args(argv)
     truth = read_pairs(a.truth)
     pred = read_pairs(a.pred, a.min_score)
@@ -67,6 +69,9 @@ def main(argv=None):
     if a.min_score is not None:
         out["min_score"] = a.min_score
     out.update(metrics(truth, pred))
+    if a.twins:
+        twins = read_pairs(a.twins)
+        out.update({"twin_pairs": len(twins), "twins_linked": len(pred & twins)})
     print(json.dumps(out))
 
 

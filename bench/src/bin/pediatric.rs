@@ -83,6 +83,7 @@ const NICKNAMES: &[(&str, &str)] = &[
     ("Thomas", "Tommy"),
 ];
 
+#[derive(Clone)]
 struct Child {
     given: String,
     family: String,
@@ -95,7 +96,6 @@ struct Child {
     birth_order: Option<u8>,
 }
 
-#[derive(Clone)]
 struct Row {
     given: String,
     family: String,
@@ -343,7 +343,7 @@ fn main() -> std::io::Result<()> {
                 } else {
                     "male"
                 },
-                ..child_clone(&child)
+                ..child.clone()
             };
             while other.given == child.given {
                 other.given = zipf(&mut rng, &given).to_string();
@@ -430,18 +430,4 @@ fn main() -> std::io::Result<()> {
         twin_pairs.len()
     );
     Ok(())
-}
-
-fn child_clone(c: &Child) -> Child {
-    Child {
-        given: c.given.clone(),
-        family: c.family.clone(),
-        dob: c.dob,
-        sex: c.sex,
-        number: c.number,
-        street: c.street.clone(),
-        town: c.town,
-        phone: c.phone.clone(),
-        birth_order: c.birth_order,
-    }
 }

@@ -15,3 +15,14 @@ pub mod slots;
 pub mod waitlist;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+
+/// 64-bit FNV-1a of some bytes: a hash that is the same on every build and machine, for
+/// values that are stored (identity blocking keys) or shared between servers (advisory locks).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}

@@ -411,21 +411,23 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
     );
     // the bulk path does not link as it writes: link the imported Patients with each other
     // and with the ones already stored, in one run of the batch engine
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar.set_message("linking patient identities (blocking, comparing, estimating the model)");
-    let start = std::time::Instant::now();
-    let linked = server::app::linkage::link_all_patients(&api)
-        .await
-        .map_err(|e| anyhow::anyhow!("identity linkage failed: {e}"))?;
-    bar.finish_and_clear();
-    println!(
-        "identity linkage over {} patients in {:.1} s: {} linked, {} for review",
-        linked.patients,
-        start.elapsed().as_secs_f64(),
-        linked.linked,
-        linked.for_review
-    );
+    if totals.bulk_patients > 0 {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar.set_message("linking patient identities (blocking, comparing, estimating the model)");
+        let start = std::time::Instant::now();
+        let linked = server::app::linkage::link_all_patients(&api)
+            .await
+            .map_err(|e| anyhow::anyhow!("identity linkage failed: {e}"))?;
+        bar.finish_and_clear();
+        println!(
+            "identity linkage over {} patients in {:.1} s: {} linked, {} for review",
+            linked.patients,
+            start.elapsed().as_secs_f64(),
+            linked.linked,
+            linked.for_review
+        );
+    }
     if !totals.rejected.is_empty() {
         bail!("{} resources were rejected", totals.rejected.len());
     }

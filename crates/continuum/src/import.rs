@@ -19,6 +19,9 @@ const CHUNK: usize = 2000;
 pub struct Totals {
     pub stored: usize,
     pub rejected: Vec<Rejected>,
+    /// Patients sent down the bulk path (NDJSON, collections), which does not link identities
+    /// as it writes (transaction and batch Bundles run as `POST /fhir` and do).
+    pub bulk_patients: usize,
 }
 
 pub async fn import_files(api: &FhirApi, files: &[std::path::PathBuf]) -> Result<Totals> {
@@ -56,6 +59,10 @@ async fn flush(
     if chunk.is_empty() {
         return Ok(());
     }
+    totals.bulk_patients += chunk
+        .iter()
+        .filter(|(_, v)| v.get("resourceType").and_then(Value::as_str) == Some("Patient"))
+        .count();
     let prepared = api.prepare_chunk(std::mem::take(chunk));
     settle(in_flight, totals).await?;
     let api = api.clone();

@@ -175,8 +175,9 @@ fn read_csv(path: &Path, columns: &HashMap<String, String>) -> Result<Vec<Record
                 vec![format!("{}|{identifier}", columns["identifier"])]
             },
             middle: get("middle"),
+            // a birth order makes the record one of a multiple birth (`prepare_with`)
             birth_order: get("birth_order").parse().ok().filter(|n| *n >= 1),
-            multiple_birth: get("birth_order").parse::<u8>().is_ok_and(|n| n >= 1),
+            multiple_birth: false,
             mother_identifiers: match get("mother_identifier") {
                 m if m.is_empty() => Vec::new(),
                 m => vec![format!("mother|{m}")],

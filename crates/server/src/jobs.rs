@@ -102,7 +102,7 @@ impl Jobs {
                 Duration::from_secs(60),
                 |app: App| async move {
                     let n = crate::app::matching::refresh_when_stale(&app).await?;
-                    Ok(n.map(|n| format!("identity model estimated from {n} patients")))
+                    Ok(n.map(crate::app::matching::model_estimated))
                 },
             ),
         ];

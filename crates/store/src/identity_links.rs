@@ -4,9 +4,10 @@
 //! undone). The Patients' `link` elements follow it; this table is what makes each decision
 //! reversible and the queue listable.
 
+use crate::Stored;
 use crate::db::{Conn, SqlValue};
 use crate::error::StoreError;
-use crate::tx::Tx;
+use crate::tx::{Tx, stored_from};
 
 /// A pair in the register (`left_id` < `right_id`).
 #[derive(Debug, Clone, PartialEq)]
@@ -48,18 +49,17 @@ fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
-/// Stores a Patient's blocking keys in place of those it had.
-fn replace_keys(conn: &mut dyn Conn, patient: &str, keys: &[u64]) -> Result<(), StoreError> {
-    conn.execute(
-        "DELETE FROM identity_key WHERE patient_id = ?",
-        &[patient.into()],
-    )?;
-    for chunk in keys.chunks(100) {
+/// (key, Patient) rows per INSERT statement.
+const KEY_ROWS_PER_INSERT: usize = 200;
+
+/// Inserts blocking-key rows with multi-row statements.
+fn insert_keys(conn: &mut dyn Conn, rows: &[(&str, u64)]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(KEY_ROWS_PER_INSERT) {
         let marks = vec!["(?, ?)"; chunk.len()].join(", ");
         let mut params: Vec<SqlValue> = Vec::with_capacity(chunk.len() * 2);
-        for k in chunk {
-            params.push((*k as i64).into());
-            params.push(patient.into());
+        for (patient, key) in chunk {
+            params.push((*key as i64).into());
+            params.push((*patient).into());
         }
         conn.execute(
             &format!(
@@ -71,51 +71,102 @@ fn replace_keys(conn: &mut dyn Conn, patient: &str, keys: &[u64]) -> Result<(), 
     Ok(())
 }
 
-/// The blocking keys of a stored Patient body, with the default name rules.
+/// The (Patient, key) rows of some Patients' keys.
+fn key_rows(all: &[(String, Vec<u64>)]) -> Vec<(&str, u64)> {
+    all.iter()
+        .flat_map(|(id, keys)| keys.iter().map(move |k| (id.as_str(), *k)))
+        .collect()
+}
+
+/// The blocking keys of a stored Patient body, with the default name rules (the server
+/// writes them again with its configured rules at its next whole-population linkage run).
 pub fn patient_keys(id: &str, body: &serde_json::Value) -> Vec<u64> {
     let record = care::identity::patient::patient_record(id, body);
     care::identity::link::blocking_keys(&care::identity::prepare(&record))
 }
 
-/// Fills `identity_key` from the Patients already stored.
+/// Fills `identity_key` (just created) from the Patients already stored.
 pub(crate) fn backfill_identity_keys(conn: &mut dyn Conn) -> Result<(), StoreError> {
     let rows = conn.query(
         "SELECT id, body FROM resources WHERE rtype = 'Patient' AND deleted = 0",
         &[],
     )?;
-    for row in rows {
-        let mut it = row.into_iter();
-        let (Some(id), Some(body)) = (
-            it.next().and_then(SqlValue::into_string),
-            it.next().and_then(SqlValue::into_string),
-        ) else {
-            continue;
-        };
-        let Ok(patient) = serde_json::from_str::<serde_json::Value>(&body) else {
-            continue;
-        };
-        replace_keys(conn, &id, &patient_keys(&id, &patient))?;
-    }
-    Ok(())
+    let all: Vec<(String, Vec<u64>)> = rows
+        .into_iter()
+        .filter_map(|row| {
+            let mut it = row.into_iter();
+            let id = it.next().and_then(SqlValue::into_string)?;
+            let body = it.next().and_then(SqlValue::into_string)?;
+            let patient = serde_json::from_str::<serde_json::Value>(&body).ok()?;
+            let keys = patient_keys(&id, &patient);
+            Some((id, keys))
+        })
+        .collect();
+    insert_keys(conn, &key_rows(&all))
 }
 
 impl Tx<'_> {
     /// Records a Patient's blocking keys (in place of the ones it had).
     pub fn identity_keys_set(&mut self, patient: &str, keys: &[u64]) -> Result<(), StoreError> {
-        replace_keys(self.conn(), patient, keys)
+        self.conn().execute(
+            "DELETE FROM identity_key WHERE patient_id = ?",
+            &[patient.into()],
+        )?;
+        let rows: Vec<(&str, u64)> = keys.iter().map(|k| (patient, *k)).collect();
+        insert_keys(self.conn(), &rows)
     }
 
-    /// The Patients in one key's block, at most `limit` of them.
-    pub fn identity_block(&mut self, key: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .conn()
-            .query(
-                "SELECT patient_id FROM identity_key WHERE key = ? LIMIT ?",
-                &[(key as i64).into(), (limit as i64).into()],
-            )?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
-            .collect())
+    /// Replaces every Patient's blocking keys with `all` (a whole-population linkage run, which
+    /// has every current Patient's keys; deleted Patients' keys go).
+    pub fn identity_keys_reset(&mut self, all: &[(String, Vec<u64>)]) -> Result<(), StoreError> {
+        self.conn().execute("DELETE FROM identity_key", &[])?;
+        insert_keys(self.conn(), &key_rows(all))
+    }
+
+    /// The current Patients other than `patient` that share a block with it for one of `keys`,
+    /// ordered by id. A key whose block holds more than `max_block` Patients is skipped (each
+    /// block is read at most `max_block + 1` deep, so the cost is bounded however large it
+    /// grew); the candidates are then read in one query.
+    pub fn identity_candidates(
+        &mut self,
+        patient: &str,
+        keys: &[u64],
+        max_block: usize,
+    ) -> Result<Vec<Stored>, StoreError> {
+        let mut ids: Vec<String> = Vec::new();
+        for key in keys {
+            let block: Vec<String> = self
+                .conn()
+                .query(
+                    "SELECT patient_id FROM identity_key WHERE key = ? LIMIT ?",
+                    &[(*key as i64).into(), (max_block as i64 + 1).into()],
+                )?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().and_then(SqlValue::into_string))
+                .collect();
+            if block.len() <= max_block {
+                ids.extend(block.into_iter().filter(|p| p != patient));
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut params: Vec<SqlValue> = chunk.iter().map(|id| id.as_str().into()).collect();
+            params.insert(0, "Patient".into());
+            let sql = format!(
+                "SELECT id, rid, version, last_updated, deleted, body FROM resources \
+                 WHERE rtype = ? AND deleted = 0 AND id IN ({}) ORDER BY id",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            for row in self.conn().query(&sql, &params)? {
+                let mut it = row.into_iter();
+                if let Some(id) = it.next().and_then(SqlValue::into_string) {
+                    out.push(stored_from("Patient", &id, it.collect()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The register's entry for a pair of Patients.

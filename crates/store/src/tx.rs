@@ -168,7 +168,7 @@ impl<'c> Tx<'c> {
     /// of them cannot both find nothing and both create. SQLite has one writer already.
     pub fn lock_condition(&mut self, key: &str) -> Result<(), StoreError> {
         if self.dialect() == Dialect::Postgres {
-            let hash = fnv1a(key.as_bytes()) as i64;
+            let hash = care::fnv1a(key.as_bytes()) as i64;
             self.conn
                 .execute("SELECT pg_advisory_xact_lock(?)", &[hash.into()])?;
         }
@@ -984,13 +984,4 @@ fn decode_history_cursor(c: &str) -> Result<i64, StoreError> {
     c.strip_prefix('h')
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| StoreError::BadCursor(format!("'{c}' is not a history cursor")))
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }

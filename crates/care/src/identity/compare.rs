@@ -9,7 +9,7 @@ use strsim::{jaro_winkler, osa_distance};
 /// Damerau–Levenshtein distance in its restricted form (optimal string alignment: edits and
 /// adjacent transpositions, each substring edited once) — what typing errors are — without the
 /// alphabet map the unrestricted form needs.
-fn edits(a: &str, b: &str) -> usize {
+pub(crate) fn edits(a: &str, b: &str) -> usize {
     osa_distance(a, b)
 }
 
@@ -71,8 +71,8 @@ pub struct Prepared {
     pub birth_order: Option<u8>,
     /// One of a multiple birth (twins, triplets).
     pub multiple: bool,
-    /// The parts of a compound family name (`garcia lopez` → `garcia`, `lopez`); empty for a
-    /// simple one.
+    /// The parts of a compound family name, sorted (`lopez garcia` → `garcia`, `lopez`); empty
+    /// for a simple one.
     pub family_parts: Vec<String>,
     pub mother_identifiers: Vec<String>,
 }
@@ -113,14 +113,15 @@ pub fn prepare_with(r: &Record, rules: &NameRules) -> Prepared {
         normalize::name(&r.given)
     };
     let family = normalize::name(&r.family);
-    let family_parts: Vec<String> = {
-        let parts: Vec<String> = normalize::fold(&r.family)
-            .split(' ')
-            .filter(|t| t.len() >= 2)
-            .map(str::to_string)
-            .collect();
-        if parts.len() >= 2 { parts } else { Vec::new() }
-    };
+    let mut family_parts: Vec<String> = normalize::fold(&r.family)
+        .split(' ')
+        .filter(|t| t.len() >= 2)
+        .map(str::to_string)
+        .collect();
+    family_parts.sort();
+    if family_parts.len() < 2 {
+        family_parts.clear();
+    }
     let mut sex = normalize::fold(&r.sex);
     if sex.is_empty()
         && let Some(s) = newborn.and_then(|n| n.sex)
@@ -333,17 +334,16 @@ fn family_level(a: &Prepared, b: &Prepared) -> u8 {
     if level == 3 || (a.family_parts.is_empty() && b.family_parts.is_empty()) {
         return level;
     }
-    let parts = |p: &Prepared| -> Vec<String> {
+    // the parts are sorted when prepared; a simple name is its own one part
+    fn parts(p: &Prepared) -> &[String] {
         if p.family_parts.is_empty() {
-            vec![p.family.clone()]
+            std::slice::from_ref(&p.family)
         } else {
-            p.family_parts.clone()
+            &p.family_parts
         }
-    };
-    let (mut x, mut y) = (parts(a), parts(b));
+    }
+    let (x, y) = (parts(a), parts(b));
     let common = x.iter().filter(|p| y.contains(p)).count();
-    x.sort();
-    y.sort();
     let compound = if x == y {
         3
     } else if common > 0 && common == x.len().min(y.len()) {

@@ -6,7 +6,6 @@
 //! Comparison runs on every core (rayon); everything is deterministic for a given input.
 
 use std::collections::HashMap;
-use std::hash::Hasher;
 
 use rayon::prelude::*;
 
@@ -139,14 +138,7 @@ pub fn blocking_keys(r: &Prepared) -> Vec<u64> {
             keys.push(format!("m|{i}|{}", b.key()));
         }
     }
-    let mut hashed: Vec<u64> = keys
-        .iter()
-        .map(|k| {
-            let mut h = fnv::FnvHasher::default();
-            h.write(k.as_bytes());
-            h.finish()
-        })
-        .collect();
+    let mut hashed: Vec<u64> = keys.iter().map(|k| crate::fnv1a(k.as_bytes())).collect();
     hashed.sort_unstable();
     hashed.dedup();
     hashed
@@ -355,8 +347,25 @@ impl TermFrequencies {
     }
 }
 
-/// Links `left` with `right` (or, with `right` `None`, finds the duplicates within `left`).
-pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Linked {
+/// What the model was estimated from: the candidate pairs, their comparison vectors, and the
+/// value counts (for term frequencies).
+struct Estimated {
+    pairs: Vec<(u32, u32)>,
+    vectors: Vec<Vector>,
+    model: Model,
+    left_counts: ValueCounts,
+    right_counts: Option<ValueCounts>,
+}
+
+/// Estimates the model from the data (what [`link`] scores with, without scoring): the
+/// `identity:model` job's work.
+pub fn estimate(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Model {
+    estimated(left, right, config).model
+}
+
+/// Blocking, comparison, u from random pairs and the values' frequencies, m held from the
+/// anchor pairs, then EM.
+fn estimated(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Estimated {
     let other = right.unwrap_or(left);
     let pairs = candidates(left, right, config.max_block);
     let vectors: Vec<Vector> = pairs
@@ -403,6 +412,25 @@ pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) 
     .collect();
     let held = anchored_m(anchors.map(|(_, v)| v), &located, 30);
     let model = estimate_m_holding(&vectors, &u, &held, config.em_iterations, max_lambda);
+    Estimated {
+        pairs,
+        vectors,
+        model,
+        left_counts,
+        right_counts,
+    }
+}
+
+/// Links `left` with `right` (or, with `right` `None`, finds the duplicates within `left`).
+pub fn link(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig) -> Linked {
+    let other = right.unwrap_or(left);
+    let Estimated {
+        pairs,
+        vectors,
+        model,
+        left_counts,
+        right_counts,
+    } = estimated(left, right, config);
     let tf = match &right_counts {
         Some(r) => TermFrequencies::new(&[&left_counts, r], left.len() + other.len()),
         None => TermFrequencies::new(&[&left_counts], left.len()),
@@ -491,48 +519,39 @@ pub fn judge(
     a: &Prepared,
     b: &Prepared,
 ) -> (f64, Grade) {
-    let orders_differ = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x != y);
-    let unnamed_other_sex = a.placeholder && b.placeholder && v[Field::Sex.index()] == Some(0);
-    let siblings_of_one_birth = (a.multiple || b.multiple) && (orders_differ || unnamed_other_sex);
-    if share_identifier(a, b) && !siblings_of_one_birth {
-        return (probability.max(thresholds.upper), Grade::Certain);
-    }
-    if orders_differ || unnamed_other_sex {
-        return (
-            probability.min(band_top(thresholds, Grade::CertainlyNot)),
-            Grade::CertainlyNot,
-        );
-    }
     let (given, family, birth) = (v[0], v[1], v[2]);
-    // an unnamed newborn has no name to agree on but the family's: with that disagreeing,
-    // nothing says the two records are one child (neighbours born the same day share the rest)
+    let multiple = a.multiple || b.multiple;
     let unnamed = a.placeholder || b.placeholder;
-    if unnamed && family.is_some_and(|f| f <= 1) && !share_mother(a, b) {
-        return (
-            probability.min(band_top(thresholds, Grade::CertainlyNot)),
-            Grade::CertainlyNot,
-        );
-    }
     let same_order = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x == y);
-    if share_mother(a, b) && birth == Some(3) && (!(a.multiple || b.multiple) || same_order) {
+    // two children of one birth: different birth orders, or unnamed newborns of another sex
+    let apart = matches!((a.birth_order, b.birth_order), (Some(x), Some(y)) if x != y)
+        || (a.placeholder && b.placeholder && v[Field::Sex.index()] == Some(0));
+    let by_identifier = share_identifier(a, b) && !(multiple && apart);
+    let by_mother = !apart && share_mother(a, b) && birth == Some(3) && (!multiple || same_order);
+    if by_identifier || by_mother {
         return (probability.max(thresholds.upper), Grade::Certain);
     }
-    let mut cap = Grade::Certain;
     // given names that are two names, not one name mistyped (more than two edits apart)
     let two_names = given == Some(0)
-        || (given == Some(1) && strsim::osa_distance(&a.given, &b.given) > 2)
+        || (given == Some(1) && super::compare::edits(&a.given, &b.given) > 2)
         // Oliver and Olivia: a boy and a girl
         || (given.is_some_and(|g| g <= 2) && v[Field::Sex.index()] == Some(0));
     let twins =
         twin_guard && two_names && family.is_some_and(|f| f >= 2) && birth.is_some_and(|b| b >= 2);
-    if twins || ((a.multiple || b.multiple) && !same_order) || (unnamed && birth != Some(3)) {
-        cap = Grade::Possible;
+    // an unnamed newborn has no name to agree on but the family's: with that disagreeing,
+    // nothing says the two records are one child (neighbours born the same day share the rest)
+    let cap = if apart || (unnamed && family.is_some_and(|f| f <= 1) && !share_mother(a, b)) {
+        Grade::CertainlyNot
+    } else if twins || (multiple && !same_order) || (unnamed && birth != Some(3)) {
+        Grade::Possible
     } else if given.is_none_or(|g| g <= 1)
         || family.is_some_and(|f| f <= 1)
         || birth.is_none_or(|b| b <= 1)
     {
-        cap = Grade::Probable;
-    }
+        Grade::Probable
+    } else {
+        Grade::Certain
+    };
     let grade = thresholds.grade(probability).min(cap);
     (probability.min(band_top(thresholds, grade)), grade)
 }

@@ -248,8 +248,11 @@ impl Thresholds {
     /// The probability between possible and probable (the two thresholds' midpoint on the
     /// log-odds scale).
     pub fn midpoint(&self) -> f64 {
-        let mid = (logit(self.upper) + logit(self.lower)) / 2.0;
-        1.0 / (1.0 + (-mid).exp())
+        1.0 / (1.0 + (-self.mid_logit()).exp())
+    }
+
+    fn mid_logit(&self) -> f64 {
+        (logit(self.upper) + logit(self.lower)) / 2.0
     }
 
     pub fn grade(&self, probability: f64) -> Grade {
@@ -258,8 +261,7 @@ impl Thresholds {
         } else if probability < self.lower {
             Grade::CertainlyNot
         } else {
-            let mid = (logit(self.upper) + logit(self.lower)) / 2.0;
-            if logit(probability.clamp(1e-12, 1.0 - 1e-12)) >= mid {
+            if logit(probability.clamp(1e-12, 1.0 - 1e-12)) >= self.mid_logit() {
                 Grade::Probable
             } else {
                 Grade::Possible

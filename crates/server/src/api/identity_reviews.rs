@@ -21,6 +21,8 @@ use crate::app::resources::body;
 use crate::app::{App, Ctx, Prefer, Work};
 use crate::error::ApiError;
 
+pub use care::identity::review::Decision;
+
 /// The states a pair may be listed in.
 pub const STATES: &[&str] = &["pending", "linked", "rejected", "unlinked"];
 
@@ -47,8 +49,6 @@ pub async fn list(
     )
     .await
 }
-
-pub use care::identity::review::Decision;
 
 /// `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen`.
 pub async fn decision(

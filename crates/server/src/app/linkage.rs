@@ -1,5 +1,5 @@
-//! Identity linkage as Patients are written: a Patient resource as the record linkage compares
-//! it (`care::identity::Record`); a Person resource linking the records for the pairs graded
+//! Identity linkage as Patients are written — candidates from the stored blocking keys, each
+//! compared with `care::identity` — a Person resource linking the records for the pairs graded
 //! certain, the review queue for probable and possible ones, and the register
 //! (`identity_review`) that records each — so that a link can be undone and a rejected pair is
 //! never proposed again; and the batch run over every Patient after a bulk load.
@@ -29,11 +29,6 @@ pub async fn link_all_patients(api: &super::App) -> Result<LinkReport, ApiError>
     })
     .await
 }
-
-// /// Linkage as Patients are written: a Person resource linking the records (`Person.link`) for
-// /// the pairs graded certain, the review queue for probable and possible ones, and the register
-// /// (`identity_review`) that records each — so that a link can be undone and a rejected pair is
-// /// never proposed again.
 
 /// The Patients linked with `start`, directly or through others (the register's linked
 /// pairs), `start` included, sorted.
@@ -185,14 +180,11 @@ fn record(
     Ok(certain)
 }
 
-/// Patients read per blocking key when a Patient is written; a block with more is skipped for
-/// that key (its pairs still meet through the other keys), as in the batch engine — so the
-/// work of one write is bounded by keys × block, whatever the data.
-pub const MAX_BLOCK: usize = 60;
-
 /// Runs linkage for a Patient about to be written (the resource itself is stored as the
 /// client sent it; links live in Person resources): records its blocking keys, then compares
-/// it with the Patients of each key's block (skipping blocks past [`MAX_BLOCK`]).
+/// it with the Patients of each key's block — a block grown past the batch engine's cap
+/// (`LinkConfig::max_block`) is skipped for that key, as the batch engine does, so the work of
+/// one write is bounded whatever the data.
 pub(crate) fn on_write(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -210,30 +202,14 @@ pub(crate) fn on_write(
     {
         return Ok(());
     }
-    let mut candidates: Vec<String> = Vec::new();
-    for key in keys {
-        let block = tx
-            .on_behalf(store::OnBehalf::Linkage)
-            .identity_block(key, MAX_BLOCK + 1)?;
-        if block.len() > MAX_BLOCK {
-            continue;
-        }
-        candidates.extend(block.into_iter().filter(|p| p != id));
-    }
-    candidates.sort();
-    candidates.dedup();
+    let candidates = tx.on_behalf(store::OnBehalf::Linkage).identity_candidates(
+        id,
+        &keys,
+        LinkConfig::default().max_block,
+    )?;
     let model = super::matching::current_model(ctx);
     let thresholds = Thresholds::default();
-    for other_id in candidates {
-        let Some(s) = tx
-            .on_behalf(store::OnBehalf::Linkage)
-            .current("Patient", &other_id, false)?
-        else {
-            continue;
-        };
-        if s.deleted {
-            continue;
-        }
+    for s in candidates {
         let other = prepare_with(&patient_record(&s.id, &body(&s)), &identity.rules);
         let (_, p, grade) = score_pair(&model, &thresholds, &wanted, &other);
         if record(tx, id, &s.id, p, grade)? {
@@ -241,6 +217,25 @@ pub(crate) fn on_write(
         }
     }
     Ok(())
+}
+
+/// Every current Patient, read with the system's rights (linkage is about the population, not
+/// any one caller's view), and its record prepared with the configured name rules.
+pub(crate) fn prepared_patients(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+) -> Result<(Vec<store::Stored>, Vec<care::identity::Prepared>), ApiError> {
+    let stored = all_of(
+        tx,
+        ctx.registry,
+        "Patient",
+        Reader::System(store::OnBehalf::Linkage),
+    )?;
+    let prepared = stored
+        .iter()
+        .map(|s| prepare_with(&patient_record(&s.id, &body(s)), &ctx.match_model.rules))
+        .collect();
+    Ok((stored, prepared))
 }
 
 /// What a whole-population linkage run did.
@@ -254,21 +249,14 @@ pub struct LinkReport {
 /// Links every Patient against every other (the batch engine, with a model estimated from
 /// them), recording and applying the results as [`on_write`] does.
 pub(crate) fn link_all(tx: &mut CallerTx, ctx: &Ctx) -> Result<LinkReport, ApiError> {
-    let stored = all_of(
-        tx,
-        ctx.registry,
-        "Patient",
-        Reader::System(store::OnBehalf::Linkage),
-    )?;
-    let rules = &ctx.match_model.rules;
-    let prepared: Vec<care::identity::Prepared> = stored
+    let (stored, prepared) = prepared_patients(tx, ctx)?;
+    let keys: Vec<(String, Vec<u64>)> = stored
         .iter()
-        .map(|s| prepare_with(&patient_record(&s.id, &body(s)), rules))
+        .zip(&prepared)
+        .map(|(s, p)| (s.id.clone(), blocking_keys(p)))
         .collect();
-    for (s, p) in stored.iter().zip(&prepared) {
-        tx.on_behalf(store::OnBehalf::Linkage)
-            .identity_keys_set(&s.id, &blocking_keys(p))?;
-    }
+    tx.on_behalf(store::OnBehalf::Linkage)
+        .identity_keys_reset(&keys)?;
     let config = LinkConfig {
         report: Grade::Possible,
         ..Default::default()

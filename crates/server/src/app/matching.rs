@@ -1,7 +1,8 @@
 //! `POST Patient/$match` (FHIR R4): the Patients that may be the person described, scored by
 //! the identity engine (`care::identity`). The input `resource` is a Patient (partial, but
 //! valid); without a name or a birth date the answer is 400. Candidates are found by several
-//! searches (birth date, family name, given name, person-level identifiers) made as the caller
+//! searches (family or given name with the birth date first, then birth date, family name,
+//! given name, person-level identifiers) made as the caller
 //! — so the access policy filters them like any search — and scored with a Fellegi–Sunter model
 //! estimated from the server's own Patients by a background job (`identity:model`, after
 //! [`REFRESH_AFTER`] Patient writes or a tenth of the population, whichever is more, and at
@@ -13,9 +14,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use care::identity::{
-    Grade, LinkConfig, Model, NameRules, Prepared, Thresholds, prepare_with, score_pair,
-};
+use care::identity::{Grade, LinkConfig, Model, NameRules, Thresholds, prepare_with, score_pair};
 use fhir::IssueType;
 use serde_json::{Value, json};
 use store::CallerTx;
@@ -116,26 +115,6 @@ pub fn prior_model() -> Model {
     }
 }
 
-/// Every Patient, read with the system's rights (the model is about the population, not any
-/// one record, and must not depend on who asks).
-fn all_patients(tx: &mut CallerTx, ctx: &Ctx) -> Result<Vec<Prepared>, ApiError> {
-    let all = crate::app::resources::all_of(
-        tx,
-        ctx.registry,
-        "Patient",
-        crate::app::resources::Reader::System(store::OnBehalf::Linkage),
-    )?;
-    Ok(all
-        .iter()
-        .map(|s| {
-            prepare_with(
-                &crate::app::linkage::patient_record(&s.id, &body(s)),
-                &ctx.match_model.rules,
-            )
-        })
-        .collect())
-}
-
 /// The model estimated last, or the prior — never estimated here (requests do not read every
 /// Patient).
 pub(crate) fn current_model(ctx: &Ctx) -> Arc<Model> {
@@ -166,11 +145,11 @@ pub(crate) fn remember_model(ctx: &Ctx, now: i64, patients: usize, model: Model)
 /// [`MIN_TRAINING`]) and keeps it: the `identity:model` job, in its own transaction, off the
 /// request path. Returns the Patients it was estimated from.
 pub(crate) fn refresh_model(tx: &mut CallerTx, ctx: &Ctx) -> Result<usize, ApiError> {
-    let patients = all_patients(tx, ctx)?;
+    let (_, patients) = crate::app::linkage::prepared_patients(tx, ctx)?;
     let model = if patients.len() < MIN_TRAINING {
         prior_model()
     } else {
-        care::identity::link(&patients, None, &LinkConfig::default()).model
+        care::identity::link::estimate(&patients, None, &LinkConfig::default())
     };
     remember_model(ctx, tx.now(), patients.len(), model);
     Ok(patients.len())
@@ -314,17 +293,16 @@ pub async fn refresh_when_stale(app: &super::App) -> Result<Option<usize>, ApiEr
     if !ctx.match_model.stale(app.store().clock().now_ms()) {
         return Ok(None);
     }
-    let caller = Arc::new(super::unit::system_caller("identity:model"));
-    let work = super::Work {
-        writes: false,
-        ..super::Work::job()
-    };
-    app.run(caller, work, ctx, |tx, ctx| {
+    app.system_read("identity:model", |tx, ctx| {
         let n = refresh_model(tx, ctx)?;
-        tx.trail.description = Some(format!("identity model estimated from {n} patients"));
-        Ok(Some(n))
+        Ok((Some(n), Some(model_estimated(n))))
     })
     .await
+}
+
+/// What an estimate did, in words (the job's log line and its AuditEvent).
+pub fn model_estimated(patients: usize) -> String {
+    format!("identity model estimated from {patients} patients")
 }
 
 #[cfg(test)]

@@ -221,8 +221,30 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&mut CallerTx, &Ctx) -> Result<(T, Option<String>), ApiError> + Send + 'static,
     {
+        self.system_work(who, Work::job(), f).await
+    }
+
+    /// [`App::system_job`] for a job that only reads: a read-only transaction of its own, audited
+    /// when it describes what it did.
+    pub async fn system_read<T, F>(&self, who: &'static str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CallerTx, &Ctx) -> Result<(T, Option<String>), ApiError> + Send + 'static,
+    {
+        let work = Work {
+            writes: false,
+            ..Work::job()
+        };
+        self.system_work(who, work, f).await
+    }
+
+    async fn system_work<T, F>(&self, who: &'static str, work: Work, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut CallerTx, &Ctx) -> Result<(T, Option<String>), ApiError> + Send + 'static,
+    {
         let caller = Arc::new(system_caller(who));
-        self.run(caller, Work::job(), self.job_ctx(), move |tx, ctx| {
+        self.run(caller, work, self.job_ctx(), move |tx, ctx| {
             let (out, description) = f(tx, ctx)?;
             tx.trail.description = description;
             Ok(out)
