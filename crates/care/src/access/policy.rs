@@ -581,6 +581,17 @@ pub fn decide(
     ctx: &Context,
     config: &PolicyConfig,
 ) -> Decision {
+    decide_with(&view(subject, ctx, config), subject, action, facts)
+}
+
+/// [`decide`] with the caller's view already built (`view(subject, ctx, config)`), for a
+/// caller that decides many resources.
+pub fn decide_with(
+    v: &AccessView,
+    subject: &Subject,
+    action: Action,
+    facts: &ResourceFacts,
+) -> Decision {
     if !subject.scopes.allows(&facts.resource_type, action) {
         return Decision::Deny(format!(
             "the granted scopes ({}) do not allow {} on {}",
@@ -589,9 +600,8 @@ pub fn decide(
             facts.resource_type
         ));
     }
-    let v = view(subject, ctx, config);
     if !action.is_write() {
-        return permits(&v, facts);
+        return permits(v, facts);
     }
     if facts.resource_type == "AuditEvent" {
         return Decision::Deny("AuditEvents are written by the server only".into());
@@ -617,11 +627,11 @@ pub fn decide(
         };
     }
     if facts.patients.len() <= 1 {
-        return permits(&v, facts);
+        return permits(v, facts);
     }
     // a resource that touches several patients: the caller must be allowed for each
     for p in &facts.patients {
-        if let Decision::Deny(why) = permits(&v, &facts.for_patient(p)) {
+        if let Decision::Deny(why) = permits(v, &facts.for_patient(p)) {
             return Decision::Deny(format!(
                 "this resource also concerns Patient/{p}, whose record the caller may not change ({why})"
             ));
@@ -652,6 +662,16 @@ pub fn decide_identity_review(
     ctx: &Context,
     config: &PolicyConfig,
 ) -> Decision {
+    decide_identity_review_with(&view(subject, ctx, config), subject, decision, pair)
+}
+
+/// [`decide_identity_review`] with the caller's view already built.
+pub fn decide_identity_review_with(
+    v: &AccessView,
+    subject: &Subject,
+    decision: bool,
+    pair: &ResourceFacts,
+) -> Decision {
     if !(subject.unrestricted() || subject.has(Role::Coordinator)) {
         return Decision::Deny(
             "the identity review queue is for coordinators and alliance administrators".into(),
@@ -674,11 +694,10 @@ pub fn decide_identity_review(
             subject.scopes.to_scope_string()
         ));
     }
-    let v = view(subject, ctx, config);
     for p in &pair.patients {
         let mut one = pair.for_patient(p);
         one.resource_type = "Patient".into();
-        if !permits(&v, &one).is_permit() {
+        if !permits(v, &one).is_permit() {
             return Decision::Deny(
                 "the pair includes a record the caller has no care relationship with".into(),
             );

@@ -67,7 +67,7 @@ fn search_request(
 /// Checks a Subscription being written (who may write one is the access policy's rule): the
 /// channel is a rest-hook to an http(s) endpoint, the criteria are a valid search.
 /// (`requested` and `active` subscriptions are both served; the resource is stored as written.)
-pub(crate) fn check(_tx: &CallerTx, ctx: &Ctx, subscription: &Value) -> Result<(), ApiError> {
+pub(crate) fn check(ctx: &Ctx, subscription: &Value) -> Result<(), ApiError> {
     let bad = |msg: String, at: &str| ApiError::new(422, IssueType::Invalid, msg).at(at);
     let channel = subscription.get("channel").unwrap_or(&Value::Null);
     let kind = channel.get("type").and_then(Value::as_str).unwrap_or("");

@@ -298,12 +298,13 @@ pub(crate) fn create_with_id(
 ) -> Result<Outcome, ApiError> {
     crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
     // decided before any write rule runs: a refused write has no side effects
-    let index = extract(ctx.registry, &resource);
+    let mut index = extract(ctx.registry, &resource);
     let permit = tx
         .permit_create(rt, id, &resource, &index)?
         .map_err(|r| ApiError::refused(r, rt, id))?;
-    super::rules::before_write(tx, ctx, rt, id, None, &mut resource)?;
-    let index = extract(ctx.registry, &resource);
+    if super::rules::before_write(tx, ctx, rt, id, None, &mut resource)? {
+        index = extract(ctx.registry, &resource);
+    }
     let stored = tx
         .create_permitted(permit, rt, id, &mut resource, &index)?
         .map_err(|r| ApiError::refused(r, rt, id))?;
@@ -391,12 +392,13 @@ pub(crate) fn update(
                         .and_then(|b| serde_json::from_str::<Value>(b).ok())
                 })
                 .flatten();
-            let index = extract(ctx.registry, &resource);
+            let mut index = extract(ctx.registry, &resource);
             let permit = tx
                 .permit_update(&prev, &resource, &index)?
                 .map_err(|r| ApiError::refused(r, rt, id))?;
-            super::rules::before_write(tx, ctx, rt, id, before.as_ref(), &mut resource)?;
-            let index = extract(ctx.registry, &resource);
+            if super::rules::before_write(tx, ctx, rt, id, before.as_ref(), &mut resource)? {
+                index = extract(ctx.registry, &resource);
+            }
             let was_deleted = prev.deleted;
             let stored = tx
                 .update_permitted(permit, &prev, &mut resource, &index)?

@@ -29,6 +29,8 @@ pub struct WriteRule {
     /// What the rule does, in words.
     pub what: &'static str,
     pub before: Option<BeforeWrite>,
+    /// Whether `before` may change the resource (its index is then extracted again).
+    pub before_changes: bool,
     pub after: Option<AfterWrite>,
     pub deleting: Option<BeforeDelete>,
 }
@@ -40,6 +42,7 @@ pub const RULES: &[WriteRule] = &[
         resource_type: "Appointment",
         what: "status moves by the Appointment machine; the Slots it names are taken, freed or moved; a freed slot goes to the waitlist; the join link and the messages follow",
         before: Some(appointment_before),
+        before_changes: true,
         after: None,
         deleting: Some(appointment_deleting),
     },
@@ -47,6 +50,7 @@ pub const RULES: &[WriteRule] = &[
         resource_type: "Slot",
         what: "status moves by the Slot machine; a slot an appointment holds is not freed by a PUT",
         before: Some(slot_before),
+        before_changes: false,
         after: None,
         deleting: None,
     },
@@ -54,6 +58,7 @@ pub const RULES: &[WriteRule] = &[
         resource_type: "Subscription",
         what: "a valid rest-hook Subscription, written by someone who may read everything",
         before: Some(subscription_before),
+        before_changes: false,
         after: None,
         deleting: None,
     },
@@ -61,6 +66,7 @@ pub const RULES: &[WriteRule] = &[
         resource_type: "Patient",
         what: "identity linkage: compared with its candidates; certain pairs linked by a Person, others queued for review",
         before: Some(patient_before),
+        before_changes: false,
         after: None,
         deleting: None,
     },
@@ -68,6 +74,7 @@ pub const RULES: &[WriteRule] = &[
         resource_type: "Encounter",
         what: "what references it gets the labels of minor-consented care it now carries",
         before: None,
+        before_changes: false,
         after: Some(encounter_after),
         deleting: None,
     },
@@ -77,7 +84,8 @@ fn rules_of(rt: &str) -> impl Iterator<Item = &'static WriteRule> + '_ {
     RULES.iter().filter(move |r| r.resource_type == rt)
 }
 
-/// Runs the rules of `rt` before a version is stored.
+/// Runs the rules of `rt` before a version is stored; whether one of them may have changed the
+/// resource (its index must then be extracted again).
 pub(crate) fn before_write(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -85,13 +93,15 @@ pub(crate) fn before_write(
     id: &str,
     previous: Option<&Value>,
     resource: &mut Value,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
+    let mut changed = false;
     for rule in rules_of(rt) {
         if let Some(f) = rule.before {
             f(tx, ctx, id, previous, resource)?;
+            changed |= rule.before_changes;
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Runs the rules of `rt` after a version is stored.
@@ -180,13 +190,13 @@ fn slot_before(
 }
 
 fn subscription_before(
-    tx: &mut CallerTx,
+    _tx: &mut CallerTx,
     ctx: &Ctx,
     _id: &str,
     _previous: Option<&Value>,
     resource: &mut Value,
 ) -> Result<(), ApiError> {
-    crate::app::subscriptions::check(tx, ctx, resource)
+    crate::app::subscriptions::check(ctx, resource)
 }
 
 fn patient_before(

@@ -22,16 +22,6 @@ fn born(years: i32, days_short: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
-async fn put(app: &TestApp, body: Value) {
-    let path = format!(
-        "{}/{}",
-        body["resourceType"].as_str().unwrap(),
-        body["id"].as_str().unwrap()
-    );
-    let r = app.put(&path, &body).await;
-    assert!(r.status == 200 || r.status == 201, "{path}: {}", r.text);
-}
-
 fn condition(id: &str, patient: &str, label: Option<&str>) -> Value {
     let mut c = json!({"resourceType": "Condition", "id": id, "subject": {"reference": format!("Patient/{patient}")}, "code": {"text": format!("condition {id}")}});
     if let Some(l) = label {
@@ -43,21 +33,17 @@ fn condition(id: &str, patient: &str, label: Option<&str>) -> Value {
 /// Two organisations; a 15-year-old registered at `cc` with a mother on record; a plain and a
 /// PSY-labelled Condition.
 async fn seed(app: &TestApp) {
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's"}),
     )
     .await;
-    put(
-        app,
-        json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}),
-    )
-    .await;
-    put(app, json!({"resourceType": "Patient", "id": "teen", "birthDate": born(15, 0), "managingOrganization": {"reference": "Organization/cc"}})).await;
-    put(app, json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
+    app.upsert(json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}))
+        .await;
+    app.upsert(json!({"resourceType": "Patient", "id": "teen", "birthDate": born(15, 0), "managingOrganization": {"reference": "Organization/cc"}})).await;
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
         "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]})).await;
-    put(app, condition("plain", "teen", None)).await;
-    put(app, condition("psy", "teen", Some("PSY"))).await;
+    app.upsert(condition("plain", "teen", None)).await;
+    app.upsert(condition("psy", "teen", Some("PSY"))).await;
 }
 
 fn ids(bundle: &Value) -> Vec<String> {
@@ -142,7 +128,7 @@ async fn parent_of_a_teen_cannot_learn_of_sensitive_care(app: TestApp) {
     // an old sensitive version stays hidden after the label is removed
     let mut relabelled = condition("psy", "teen", None);
     relabelled["note"] = json!([{"text": "reviewed"}]);
-    put(&app, relabelled).await;
+    app.upsert(relabelled).await;
     assert_eq!(app.get_as(&mom, "Condition/psy").await.status, 200);
     assert_eq!(
         app.get_as(&mom, "Condition/psy/_history/1").await.status,
@@ -151,7 +137,7 @@ async fn parent_of_a_teen_cannot_learn_of_sensitive_care(app: TestApp) {
     let h = app.get_as(&mom, "Condition/psy/_history").await.json();
     assert_eq!(h["entry"].as_array().unwrap().len(), 1);
     // and the other way: labelled later, hidden entirely
-    put(&app, condition("plain", "teen", Some("SUD"))).await;
+    app.upsert(condition("plain", "teen", Some("SUD"))).await;
     assert_eq!(app.get_as(&mom, "Condition/plain").await.status, 404);
     assert_eq!(
         app.get_as(&mom, "Condition/plain/_history/1").await.status,
@@ -164,21 +150,15 @@ async fn parent_of_a_teen_cannot_learn_of_sensitive_care(app: TestApp) {
 
 async fn proxy_ends_at_eighteen_unless_consented(app: TestApp) {
     seed(&app).await;
-    put(
-        &app,
-        json!({"resourceType": "Patient", "id": "adult", "birthDate": born(18, 0)}),
-    )
-    .await;
-    put(
-        &app,
-        json!({"resourceType": "Patient", "id": "almost", "birthDate": born(18, 1)}),
-    )
-    .await;
-    put(&app, json!({"resourceType": "RelatedPerson", "id": "dad-a", "patient": {"reference": "Patient/adult"}})).await;
-    put(&app, json!({"resourceType": "RelatedPerson", "id": "dad-b", "patient": {"reference": "Patient/almost"}})).await;
-    put(&app, condition("a1", "adult", None)).await;
-    put(&app, condition("b1", "almost", None)).await;
-    put(&app, condition("b2", "almost", Some("PSY"))).await;
+    app.upsert(json!({"resourceType": "Patient", "id": "adult", "birthDate": born(18, 0)}))
+        .await;
+    app.upsert(json!({"resourceType": "Patient", "id": "almost", "birthDate": born(18, 1)}))
+        .await;
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "dad-a", "patient": {"reference": "Patient/adult"}})).await;
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "dad-b", "patient": {"reference": "Patient/almost"}})).await;
+    app.upsert(condition("a1", "adult", None)).await;
+    app.upsert(condition("b1", "almost", None)).await;
+    app.upsert(condition("b2", "almost", Some("PSY"))).await;
     let dad = app.client_with(
         &app.token_for(
             "user/*.rs",
@@ -196,7 +176,7 @@ async fn proxy_ends_at_eighteen_unless_consented(app: TestApp) {
         vec!["b1".to_string()]
     );
     // the young adult permits it by Consent: access resumes
-    put(&app, json!({"resourceType": "Consent", "id": "c1", "status": "active",
+    app.upsert(json!({"resourceType": "Consent", "id": "c1", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/adult"},
@@ -368,11 +348,8 @@ async fn break_the_glass_is_time_limited_and_flagged(app: TestApp) {
 
 async fn patients_see_their_record_and_who_looked_at_it(app: TestApp) {
     seed(&app).await;
-    put(
-        &app,
-        json!({"resourceType": "Patient", "id": "kid", "birthDate": born(11, 1)}),
-    )
-    .await;
+    app.upsert(json!({"resourceType": "Patient", "id": "kid", "birthDate": born(11, 1)}))
+        .await;
     let mom = app.client_with(
         &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
             .await,
@@ -1023,7 +1000,7 @@ async fn external_oidc_issuer_postgres_jwks_http() {
 
 async fn minor_consented_care_is_labelled_automatically(app: TestApp) {
     seed(&app).await;
-    put(&app, json!({"resourceType": "Encounter", "id": "conf", "status": "finished",
+    app.upsert(json!({"resourceType": "Encounter", "id": "conf", "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
         "subject": {"reference": "Patient/teen"}, "serviceProvider": {"reference": "Organization/cc"},
         "extension": [{"url": "http://continuum-alliance.org/fhir/StructureDefinition/minor-consented-care", "valueCode": "SUD"}]})).await;

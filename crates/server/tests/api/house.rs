@@ -36,34 +36,27 @@ async fn audit_events(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-async fn put(app: &TestApp, body: Value) {
-    app.upsert(body).await
-}
-
 fn params(parts: Value) -> Value {
     json!({"resourceType": "Parameters", "parameter": parts})
 }
 
 /// A small directory with one schedule and free slots tomorrow, a child at cc and a clinician.
 async fn seed(app: &TestApp) {
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's"}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Location", "id": "site", "name": "Hartford campus",
         "managingOrganization": {"reference": "Organization/cc"},
         "address": {"postalCode": "06106", "state": "CT"},
         "position": {"latitude": 41.75, "longitude": -72.69}}),
     )
     .await;
-    put(app, json!({"resourceType": "HealthcareService", "id": "cardio", "name": "Pediatric cardiology",
+    app.upsert(json!({"resourceType": "HealthcareService", "id": "cardio", "name": "Pediatric cardiology",
         "providedBy": {"reference": "Organization/cc"}, "location": [{"reference": "Location/site"}],
         "specialty": [{"coding": [{"system": "http://snomed.info/sct", "code": "408459003"}]}]})).await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Schedule", "id": "sch", "active": true,
         "actor": [{"reference": "HealthcareService/cardio"}, {"reference": "Location/site"}]}),
     )
@@ -71,20 +64,18 @@ async fn seed(app: &TestApp) {
     let start = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 2 * 86_400_000;
     for i in 0..4 {
         let s = start + i * 3_600_000;
-        put(app, json!({"resourceType": "Slot", "id": format!("slot{i}"), "schedule": {"reference": "Schedule/sch"},
+        app.upsert(json!({"resourceType": "Slot", "id": format!("slot{i}"), "schedule": {"reference": "Schedule/sch"},
             "status": "free", "start": fhir::primitive::format_instant(s),
             "end": fhir::primitive::format_instant(s + 1_800_000)})).await;
     }
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "kid", "birthDate": "2016-04-01",
         "name": [{"family": "Okafor", "given": ["Ben"]}],
         "address": [{"use": "home", "postalCode": "06106", "state": "CT"}],
         "managingOrganization": {"reference": "Organization/cc"}}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "kid2", "birthDate": "2016-04-01",
         "name": [{"family": "Okafor", "given": ["Benjamin"]}],
         "managingOrganization": {"reference": "Organization/cc"}}),
@@ -309,11 +300,8 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
 /// A refused write runs no write rule: no slot taken, no message, no link, no Person.
 async fn a_refused_write_leaves_no_side_effects(app: TestApp) {
     seed(&app).await;
-    put(
-        &app,
-        json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}),
-    )
-    .await;
+    app.upsert(json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}))
+        .await;
     let outsider = app.client_with(
         &app.token_for("user/*.cruds", &["clinician@hhc"], &["Practitioner/h1"])
             .await,
@@ -452,7 +440,7 @@ async fn statuses(
 
 async fn conditional_writes_in_a_transaction_behave_like_plain_ones(app: TestApp) {
     for (id, mrn) in [("one", "M-1"), ("twin-a", "M-2"), ("twin-b", "M-2")] {
-        put(&app, json!({"resourceType": "Patient", "id": id, "identifier": [{"system": "urn:mrn", "value": mrn}]})).await;
+        app.upsert(json!({"resourceType": "Patient", "id": id, "identifier": [{"system": "urn:mrn", "value": mrn}]})).await;
     }
     let patient = |mrn: &str| json!({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]});
     // conditional create: one match (200, nothing made), several (412); no match creates (201)

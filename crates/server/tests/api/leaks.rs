@@ -25,10 +25,6 @@ fn born(years: i32) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
 }
 
-async fn put(app: &TestApp, body: Value) {
-    app.upsert(body).await
-}
-
 /// Three organisations; a 15-year-old at cc with a mother on record, a plain and a PSY+R
 /// Condition; a second child at cc; an adult at hhc.
 async fn seed(app: &TestApp) {
@@ -37,38 +33,32 @@ async fn seed(app: &TestApp) {
         ("hhc", "Hartford HealthCare"),
         ("shoreline-peds", "Shoreline Pediatrics"),
     ] {
-        put(
-            app,
-            json!({"resourceType": "Organization", "id": id, "name": name}),
-        )
-        .await;
+        app.upsert(json!({"resourceType": "Organization", "id": id, "name": name}))
+            .await;
     }
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "teen", "birthDate": born(15),
         "name": [{"family": "Rivera", "given": ["Ana"]}],
         "managingOrganization": {"reference": "Organization/cc"}}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "sib", "birthDate": born(9),
         "name": [{"family": "Okafor", "given": ["Ben"]}],
         "managingOrganization": {"reference": "Organization/cc"}}),
     )
     .await;
-    put(
-        app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "adult", "birthDate": born(40),
         "managingOrganization": {"reference": "Organization/hhc"}}),
     )
     .await;
-    put(app, json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
         "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]})).await;
-    put(app, json!({"resourceType": "Condition", "id": "plain", "subject": {"reference": "Patient/teen"}, "code": {"text": "asthma"}})).await;
-    put(app, json!({"resourceType": "Condition", "id": "psy", "subject": {"reference": "Patient/teen"}, "code": {"text": "anxiety"},
+    app.upsert(json!({"resourceType": "Condition", "id": "plain", "subject": {"reference": "Patient/teen"}, "code": {"text": "asthma"}})).await;
+    app.upsert(json!({"resourceType": "Condition", "id": "psy", "subject": {"reference": "Patient/teen"}, "code": {"text": "anxiety"},
         "meta": {"security": [{"system": ACT, "code": "PSY"}, {"system": CONF, "code": "R"}]}})).await;
-    put(app, json!({"resourceType": "Condition", "id": "sib-psy", "subject": {"reference": "Patient/sib"}, "code": {"text": "adhd"},
+    app.upsert(json!({"resourceType": "Condition", "id": "sib-psy", "subject": {"reference": "Patient/sib"}, "code": {"text": "adhd"},
         "meta": {"security": [{"system": ACT, "code": "PSY"}]}})).await;
 }
 
@@ -485,7 +475,7 @@ async fn writing_into_an_unrelated_childs_record(app: TestApp) {
     let seen = app.get_as(&mom, "Communication?subject=teen").await.json();
     assert!(ids(&seen).is_empty(), "{seen}");
     // nor can a resource that concerns an unrelated child be changed to leave it out
-    put(&app, json!({"resourceType": "Communication", "id": "both", "status": "completed",
+    app.upsert(json!({"resourceType": "Communication", "id": "both", "status": "completed",
         "subject": {"reference": "Patient/teen"}, "recipient": [{"reference": format!("Patient/{decoy_id}")}]})).await;
     let narrowed = json!({"resourceType": "Communication", "id": "both", "status": "completed",
         "subject": {"reference": format!("Patient/{decoy_id}")}});
@@ -518,21 +508,21 @@ async fn labels_follow_the_care_whatever_the_order_of_writes(app: TestApp) {
         }
         e
     };
-    put(&app, encounter("e-flagged", true)).await;
+    app.upsert(encounter("e-flagged", true)).await;
     // MedicationStatement.context and Encounter.partOf
-    put(&app, json!({"resourceType": "MedicationStatement", "id": "ms1", "status": "active",
+    app.upsert(json!({"resourceType": "MedicationStatement", "id": "ms1", "status": "active",
         "medicationCodeableConcept": {"text": "buprenorphine"}, "subject": {"reference": "Patient/teen"},
         "context": {"reference": "Encounter/e-flagged"}})).await;
     let mut child = encounter("e-child", false);
     child["partOf"] = json!({"reference": "Encounter/e-flagged"});
-    put(&app, child).await;
-    put(&app, json!({"resourceType": "Observation", "id": "o-child", "status": "final", "code": {"text": "urine screen"},
+    app.upsert(child).await;
+    app.upsert(json!({"resourceType": "Observation", "id": "o-child", "status": "final", "code": {"text": "urine screen"},
         "subject": {"reference": "Patient/teen"}, "encounter": {"reference": "Encounter/e-child"}})).await;
     // written before the Encounter is flagged
-    put(&app, encounter("e-later", false)).await;
-    put(&app, json!({"resourceType": "Observation", "id": "o-before", "status": "final", "code": {"text": "counselling note"},
+    app.upsert(encounter("e-later", false)).await;
+    app.upsert(json!({"resourceType": "Observation", "id": "o-before", "status": "final", "code": {"text": "counselling note"},
         "subject": {"reference": "Patient/teen"}, "encounter": {"reference": "Encounter/e-later"}})).await;
-    put(&app, encounter("e-later", true)).await;
+    app.upsert(encounter("e-later", true)).await;
     // an entry listed before its urn:uuid Encounter in one transaction
     let enc_url = "urn:uuid:0b8e1a52-54a4-4c39-9d0e-4f7a4b3c2d10";
     let mut e_tx = encounter("ignored", true);
@@ -577,19 +567,18 @@ async fn labels_follow_the_care_whatever_the_order_of_writes(app: TestApp) {
 /// 15-year-old read it and the messages about it.
 async fn sensitive_service_bookings_are_labelled(app: TestApp) {
     seed(&app).await;
-    put(
-        &app,
+    app.upsert(
         json!({"resourceType": "Location", "id": "psy-site", "name": "Behavioral health clinic",
         "managingOrganization": {"reference": "Organization/cc"}}),
     )
     .await;
-    put(&app, json!({"resourceType": "HealthcareService", "id": "peds-psychiatry", "name": "Child and adolescent psychiatry",
+    app.upsert(json!({"resourceType": "HealthcareService", "id": "peds-psychiatry", "name": "Child and adolescent psychiatry",
         "providedBy": {"reference": "Organization/cc"},
         "extension": [{"url": "http://continuum-alliance.org/fhir/StructureDefinition/service-sensitivity", "valueCode": "PSY"}]})).await;
-    put(&app, json!({"resourceType": "Schedule", "id": "psy-schedule", "active": true,
+    app.upsert(json!({"resourceType": "Schedule", "id": "psy-schedule", "active": true,
         "actor": [{"reference": "HealthcareService/peds-psychiatry"}, {"reference": "Location/psy-site"}]})).await;
     let start = OffsetDateTime::now_utc().unix_timestamp() * 1000 + 5 * 86_400_000;
-    put(&app, json!({"resourceType": "Slot", "id": "psy-slot", "schedule": {"reference": "Schedule/psy-schedule"},
+    app.upsert(json!({"resourceType": "Slot", "id": "psy-slot", "schedule": {"reference": "Schedule/psy-schedule"},
         "status": "free", "start": fhir::primitive::format_instant(start),
         "end": fhir::primitive::format_instant(start + 1_800_000)})).await;
     let cc = caller(&app, "user/*.cruds", &["coordinator@cc"], &[]).await;
@@ -680,18 +669,17 @@ async fn hidden_resources_answer_like_absent_ones_on_writes(app: TestApp) {
 /// Weakness: a `permit` Consent limited to the label N still opened PSY records.
 async fn consent_permit_limited_to_labels(app: TestApp) {
     seed(&app).await;
-    put(
-        &app,
+    app.upsert(
         json!({"resourceType": "Patient", "id": "grown", "birthDate": born(19),
         "managingOrganization": {"reference": "Organization/cc"}}),
     )
     .await;
-    put(&app, json!({"resourceType": "RelatedPerson", "id": "dad", "patient": {"reference": "Patient/grown"},
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "dad", "patient": {"reference": "Patient/grown"},
         "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "FTH"}]}]})).await;
-    put(&app, json!({"resourceType": "Condition", "id": "g-plain", "subject": {"reference": "Patient/grown"}, "code": {"text": "eczema"}})).await;
-    put(&app, json!({"resourceType": "Condition", "id": "g-psy", "subject": {"reference": "Patient/grown"}, "code": {"text": "depression"},
+    app.upsert(json!({"resourceType": "Condition", "id": "g-plain", "subject": {"reference": "Patient/grown"}, "code": {"text": "eczema"}})).await;
+    app.upsert(json!({"resourceType": "Condition", "id": "g-psy", "subject": {"reference": "Patient/grown"}, "code": {"text": "depression"},
         "meta": {"security": [{"system": ACT, "code": "PSY"}]}})).await;
-    put(&app, json!({"resourceType": "Consent", "id": "grown-permits-dad", "status": "active",
+    app.upsert(json!({"resourceType": "Consent", "id": "grown-permits-dad", "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
         "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
         "patient": {"reference": "Patient/grown"},

@@ -2,11 +2,11 @@
 //! facts the policy needs about the caller, asks `care::access` for the caller's view, and
 //! turns that view into one SQL filter that every read applies — a read by id, a search, its
 //! total, its pages and history — so a hidden resource is indistinguishable from an absent
-//! one. Writes are decided by `care::access::decide` on the resource's facts.
+//! one. Writes are decided by `care::access::decide_with` (the policy's `decide`, on the view the
+//! transaction already holds) on the resource's facts.
 
 use care::access::{
-    AccessView, Action, AuditAccess, Context, Decision, PolicyConfig, ResourceFacts, Role, Subject,
-    decide, view,
+    AccessView, Action, AuditAccess, Decision, PolicyConfig, ResourceFacts, Role, Subject, view,
 };
 use fhir::search::{IndexEntry, SearchRequest};
 use serde_json::Value;
@@ -152,7 +152,6 @@ impl OnBehalf {
 pub struct CallerTx<'a, 'c> {
     tx: &'a mut Tx<'c>,
     caller: &'a Caller,
-    ctx: Context,
     view: AccessView,
     filter: Option<AccessFilter>,
     pub trail: AuditTrail,
@@ -173,7 +172,6 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         Ok(CallerTx {
             tx,
             caller,
-            ctx,
             view,
             filter,
             trail,
@@ -237,12 +235,11 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             patients,
             ..Default::default()
         };
-        Ok(care::access::decide_identity_review(
+        Ok(care::access::decide_identity_review_with(
+            &self.view,
             &self.caller.subject,
             decision,
             &facts,
-            &self.ctx,
-            &self.caller.policy,
         ))
     }
 
@@ -262,14 +259,47 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     /// resource's facts, which the SQL filter mirrors. A few small indexed reads, the same for a
     /// visible and a hidden resource.
     fn visible(&mut self, s: &Stored) -> Result<bool, StoreError> {
+        Ok(self.visible_facts(s)?.0)
+    }
+
+    /// [`Self::visible`], with the facts it had to read to decide (none when the caller's view
+    /// decides without them), for the caller to reuse.
+    fn visible_facts(&mut self, s: &Stored) -> Result<(bool, Option<ResourceFacts>), StoreError> {
         if self.filter.is_none() {
-            return Ok(true);
+            return Ok((true, None));
         }
         if self.view.everything {
-            return Ok(self.view.reads_type(&s.resource_type));
+            return Ok((self.view.reads_type(&s.resource_type), None));
         }
         let facts = self.stored_facts(s)?;
-        Ok(care::access::permits(&self.view, &facts).is_permit())
+        Ok((
+            care::access::permits(&self.view, &facts).is_permit(),
+            Some(facts),
+        ))
+    }
+
+    /// The facts `visible_facts` read, or read now.
+    fn facts_of(
+        &mut self,
+        s: &Stored,
+        read: Option<ResourceFacts>,
+    ) -> Result<ResourceFacts, StoreError> {
+        match read {
+            Some(f) => Ok(f),
+            None => self.stored_facts(s),
+        }
+    }
+
+    /// The compartment patients of a stored resource: from the facts already read, or read now.
+    fn patients_from(
+        &mut self,
+        rid: i64,
+        read: Option<ResourceFacts>,
+    ) -> Result<Vec<String>, StoreError> {
+        match read {
+            Some(f) => Ok(f.patients),
+            None => self.patients_of_rid(rid),
+        }
     }
 
     /// The facts of a stored version: its compartments, labels (from the index rows when the
@@ -351,12 +381,13 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(s) = self.tx.current(rtype, id, lock)? else {
             return Ok(None);
         };
-        if !self.visible(&s)? {
+        let (seen, facts) = self.visible_facts(&s)?;
+        if !seen {
             self.trail.denied = true;
             self.trail.add(rtype, id, &[]);
             return Ok(None);
         }
-        let patients = self.patients_of_rid(s.rid)?;
+        let patients = self.patients_from(s.rid, facts)?;
         self.note(rtype, id, &patients);
         Ok(Some(self.shown(s)))
     }
@@ -385,12 +416,13 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         let Some(current) = self.tx.current(rtype, id, false)? else {
             return Ok(None);
         };
-        if !self.visible(&current)? {
+        let (seen, facts) = self.visible_facts(&current)?;
+        if !seen {
             self.trail.denied = true;
             return Ok(None);
         }
         let found = self.tx.version(rtype, id, version)?;
-        let patients = self.patients_of_rid(current.rid)?;
+        let patients = self.patients_from(current.rid, facts)?;
         self.note(rtype, id, &patients);
         match found {
             Some(v) if self.version_visible(&v, &patients)? => Ok(Some(self.shown(v))),
@@ -626,13 +658,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     }
 
     fn check_write(&mut self, action: Action, facts: &ResourceFacts) -> Result<(), Refusal> {
-        match decide(
-            &self.caller.subject,
-            action,
-            facts,
-            &self.ctx,
-            &self.caller.policy,
-        ) {
+        match care::access::decide_with(&self.view, &self.caller.subject, action, facts) {
             Decision::Permit => Ok(()),
             Decision::Deny(why) => {
                 self.trail.denied = true;
@@ -731,13 +757,18 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         resource: &Value,
         index: &[IndexEntry],
     ) -> Result<Result<WritePermit, Refusal>, StoreError> {
-        if !previous.deleted && !self.visible(previous)? {
-            return Ok(Err(Refusal::Hidden));
+        let mut read = None;
+        if !previous.deleted {
+            let (seen, facts) = self.visible_facts(previous)?;
+            if !seen {
+                return Ok(Err(Refusal::Hidden));
+            }
+            read = facts;
         }
         if !previous.deleted && !self.writes_everything() {
             // the version being replaced is decided too: one may not change a resource that
             // concerns a patient one may not write for
-            let before = self.stored_facts(previous)?;
+            let before = self.facts_of(previous, read)?;
             if let Err(r) = self.check_write(Action::Update, &before) {
                 return Ok(Err(r));
             }
@@ -810,10 +841,11 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         &mut self,
         previous: &Stored,
     ) -> Result<Result<WritePermit, Refusal>, StoreError> {
-        if !self.visible(previous)? {
+        let (seen, read) = self.visible_facts(previous)?;
+        if !seen {
             return Ok(Err(Refusal::Hidden));
         }
-        let facts = self.stored_facts(previous)?;
+        let facts = self.facts_of(previous, read)?;
         Ok(self
             .check_write(Action::Delete, &facts)
             .map(|()| WritePermit { facts }))
