@@ -7,7 +7,7 @@
 use crate::Stored;
 use crate::db::{Conn, SqlValue};
 use crate::error::StoreError;
-use crate::tx::{Tx, stored_from};
+use crate::tx::Tx;
 
 /// A pair in the register (`left_id` < `right_id`).
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,7 @@ impl Tx<'_> {
     /// The current Patients other than `patient` that share a block with it for one of `keys`,
     /// ordered by id. A key whose block holds more than `max_block` Patients is skipped (each
     /// block is read at most `max_block + 1` deep, so the cost is bounded however large it
-    /// grew); the candidates are then read in one query.
+    /// grew); deleted Patients are left out.
     pub fn identity_candidates(
         &mut self,
         patient: &str,
@@ -150,20 +150,14 @@ impl Tx<'_> {
         }
         ids.sort();
         ids.dedup();
+        // one point read each (a cached statement on the unique (rtype, id) index): an IN list
+        // with bound values let SQLite's stable planner scan every Patient instead
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(500) {
-            let mut params: Vec<SqlValue> = chunk.iter().map(|id| id.as_str().into()).collect();
-            params.insert(0, "Patient".into());
-            let sql = format!(
-                "SELECT id, rid, version, last_updated, deleted, body FROM resources \
-                 WHERE rtype = ? AND deleted = 0 AND id IN ({}) ORDER BY id",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            for row in self.conn().query(&sql, &params)? {
-                let mut it = row.into_iter();
-                if let Some(id) = it.next().and_then(SqlValue::into_string) {
-                    out.push(stored_from("Patient", &id, it.collect()));
-                }
+        for id in ids {
+            if let Some(s) = self.current("Patient", &id, false)?
+                && !s.deleted
+            {
+                out.push(s);
             }
         }
         Ok(out)
@@ -285,14 +279,19 @@ impl Tx<'_> {
         Ok(self
             .conn()
             .query(
-                "SELECT left_id, right_id FROM identity_review WHERE state = 'linked' AND (left_id = ? OR right_id = ?)",
+                // looked up by each side's own index; the state is checked here, not in SQL,
+                // where `state = ?` made the planner walk every linked pair by the state index
+                "SELECT left_id, right_id, state FROM identity_review WHERE left_id = ? \
+                 UNION ALL \
+                 SELECT left_id, right_id, state FROM identity_review WHERE right_id = ?",
                 &[id.into(), id.into()],
             )?
             .into_iter()
             .filter_map(|row| {
                 let mut it = row.into_iter();
                 let (l, r) = (it.next()?.into_string()?, it.next()?.into_string()?);
-                Some(if l == id { r } else { l })
+                let linked = it.next()?.into_string()? == "linked";
+                linked.then(|| if l == id { r } else { l })
             })
             .collect())
     }

@@ -33,31 +33,73 @@ pub async fn link_all_patients(api: &super::App) -> Result<LinkReport, ApiError>
 /// The Patients linked with `start`, directly or through others (the register's linked
 /// pairs), `start` included, sorted.
 fn cluster(tx: &mut CallerTx, start: &str) -> Result<Vec<String>, ApiError> {
-    let mut seen = vec![start.to_string()];
+    Ok(cluster_within(tx, start, usize::MAX)?.unwrap_or_default())
+}
+
+/// [`cluster`], or `None` as soon as it holds more than `limit` records.
+fn cluster_within(
+    tx: &mut CallerTx,
+    start: &str,
+    limit: usize,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let mut seen: std::collections::BTreeSet<String> = [start.to_string()].into();
     let mut next = vec![start.to_string()];
     while let Some(id) = next.pop() {
         for p in tx
             .on_behalf(store::OnBehalf::Linkage)
             .identity_partners(&id)?
         {
-            if !seen.contains(&p) {
-                seen.push(p.clone());
+            if seen.insert(p.clone()) {
+                if seen.len() > limit {
+                    return Ok(None);
+                }
                 next.push(p);
             }
         }
     }
-    seen.sort();
-    Ok(seen)
+    Ok(Some(seen.into_iter().collect()))
 }
 
-/// The Person resources that link `Patient/id`.
-fn persons_of(tx: &mut CallerTx, ctx: &Ctx, id: &str) -> Result<Vec<store::Stored>, ApiError> {
-    let req = search_request(
-        ctx.registry,
-        "Person",
-        &[("link", format!("Patient/{id}")), ("_count", "50".into())],
-    )?;
-    Ok(tx.on_behalf(store::OnBehalf::Linkage).search(&req)?.matches)
+/// The most records automatic links may gather as one person: a child has a record at each
+/// organisation and perhaps a duplicate or two, so a chain of certain pairs growing past this
+/// is records of different people who look alike (a shared address, names a letter apart) —
+/// the pair that would grow it goes to a reviewer instead.
+pub const MAX_AUTOMATIC_CLUSTER: usize = 10;
+
+/// Whether linking `a` and `b` keeps their person within [`MAX_AUTOMATIC_CLUSTER`] records.
+fn within_cluster_cap(tx: &mut CallerTx, a: &str, b: &str) -> Result<bool, ApiError> {
+    let (Some(x), Some(y)) = (
+        cluster_within(tx, a, MAX_AUTOMATIC_CLUSTER)?,
+        cluster_within(tx, b, MAX_AUTOMATIC_CLUSTER)?,
+    ) else {
+        return Ok(false);
+    };
+    let together: std::collections::BTreeSet<&String> = x.iter().chain(&y).collect();
+    Ok(together.len() <= MAX_AUTOMATIC_CLUSTER)
+}
+
+/// The Person resources that link any of `ids` (one search per hundred records: the
+/// reference values are ORed).
+fn persons_of(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    ids: &[String],
+) -> Result<Vec<store::Stored>, ApiError> {
+    let mut out: Vec<store::Stored> = Vec::new();
+    for chunk in ids.chunks(100) {
+        let refs: Vec<String> = chunk.iter().map(|id| format!("Patient/{id}")).collect();
+        let req = search_request(
+            ctx.registry,
+            "Person",
+            &[("link", refs.join(",")), ("_count", "1000".into())],
+        )?;
+        for p in tx.on_behalf(store::OnBehalf::Linkage).search(&req)?.matches {
+            if !out.iter().any(|x| x.id == p.id) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Makes the Person resources agree with the register around `id`: one Person links every
@@ -66,14 +108,7 @@ fn persons_of(tx: &mut CallerTx, ctx: &Ctx, id: &str) -> Result<Vec<store::Store
 /// deleted. Written with the system's rights, in this transaction.
 pub(crate) fn sync_person(tx: &mut CallerTx, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
     let members = cluster(tx, id)?;
-    let mut persons: Vec<store::Stored> = Vec::new();
-    for m in &members {
-        for p in persons_of(tx, ctx, m)? {
-            if !persons.iter().any(|x| x.id == p.id) {
-                persons.push(p);
-            }
-        }
-    }
+    let persons = persons_of(tx, ctx, &members)?;
     let targets = |p: &Value| -> Vec<String> {
         p.get("link")
             .and_then(Value::as_array)
@@ -146,8 +181,10 @@ pub(crate) fn sync_person(tx: &mut CallerTx, ctx: &Ctx, id: &str) -> Result<(), 
     Ok(())
 }
 
-/// Grades a pair and records it: certain → linked both ways; probable or possible →
-/// waiting for review. Pairs already in the register are left as they are.
+/// Grades a pair and records it: certain → linked both ways (unless that would gather more
+/// than [`MAX_AUTOMATIC_CLUSTER`] records as one person: then waiting for review, as
+/// probable); probable or possible → waiting for review. Pairs already in the register are
+/// left as they are.
 fn record(
     tx: &mut CallerTx,
     a: &str,
@@ -163,6 +200,15 @@ fn record(
     {
         return Ok(false);
     }
+    let (grade, probability) = if grade == Grade::Certain && !within_cluster_cap(tx, a, b)? {
+        // held back: shown as the probable pair it is left as
+        (
+            Grade::Probable,
+            probability.min(Thresholds::default().upper - 1e-4),
+        )
+    } else {
+        (grade, probability)
+    };
     let certain = grade == Grade::Certain;
     let id = tx.new_id();
     tx.on_behalf(store::OnBehalf::Linkage).identity_pair_add(

@@ -543,7 +543,38 @@ async fn match_takes_a_partial_address(app: TestApp) {
     assert!(["probable", "certain"].contains(&g3.as_str()), "{both}");
 }
 
+/// Automatic links gather at most ten records as one person: the eleventh look-alike goes to a
+/// reviewer (as probable), however certain each pair looks.
+async fn automatic_links_stop_at_ten_records(app: TestApp) {
+    let mut ids = Vec::new();
+    for n in 0..11 {
+        let p = app
+            .create(patient_with(
+                "Ana",
+                "Núñez",
+                "12 Ocean Avenue",
+                &format!("M{n}"),
+            ))
+            .await;
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        linked_with(&app, &ids[0]).await.len(),
+        9,
+        "ten records, one person"
+    );
+    let last = reviews_of(&app, &ids[10]).await;
+    assert!(!last.is_empty(), "the eleventh waits for a person");
+    assert!(
+        last.iter()
+            .all(|r| r["state"] == "pending" && r["grade"] == "probable"),
+        "{last:?}"
+    );
+    assert!(linked_with(&app, &ids[10]).await.is_empty());
+}
+
 both_engines!(
+    automatic_links_stop_at_ten_records,
     newborn_day_twins_and_the_mother,
     match_takes_a_partial_address,
     linkage_links_certain_pairs_and_queues_the_rest,
