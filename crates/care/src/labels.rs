@@ -23,12 +23,7 @@ fn sensitivity_pair(code: &str) -> Vec<(String, String)> {
 
 /// The labels a service's sensitivity marking calls for on what is booked in it.
 pub fn service_labels(service: &Value) -> Vec<(String, String)> {
-    service
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.get("url").and_then(Value::as_str) == Some(SERVICE_SENSITIVITY))
+    fhir::json::extensions(service, SERVICE_SENSITIVITY)
         .filter_map(|e| e.get("valueCode").and_then(Value::as_str))
         .filter(|c| SENSITIVE_CODES.contains(c))
         .flat_map(sensitivity_pair)
@@ -91,15 +86,7 @@ pub fn missing_labels(resource: &Value, labels: &[(String, String)]) -> Vec<(Str
 /// The labels an Encounter's minor-consented-care flag calls for: `(system, code)` pairs.
 pub fn minor_consented_labels(encounter: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for ext in encounter
-        .get("extension")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if ext.get("url").and_then(Value::as_str) != Some(MINOR_CONSENTED_CARE) {
-            continue;
-        }
+    for ext in fhir::json::extensions(encounter, MINOR_CONSENTED_CARE) {
         let code = ext
             .get("valueCode")
             .and_then(Value::as_str)

@@ -334,7 +334,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Every key, newest first (retired ones too: they still verify tokens they signed).
     /// Replaces a key's stored private key (sealing a key stored in the clear).
     pub fn set_key_private(&mut self, kid: &str, private_key: &str) -> Result<(), StoreError> {
         self.conn().execute(
@@ -344,6 +343,7 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Every key, newest first (retired ones too: they still verify tokens they signed).
     pub fn keys(&mut self) -> Result<Vec<KeyRecord>, StoreError> {
         let rows = self.conn().query("SELECT kid, algorithm, private_key, public_jwk, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid", &[])?;
         Ok(rows

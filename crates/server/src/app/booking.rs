@@ -485,16 +485,16 @@ pub fn find(tx: &mut CallerTx, ctx: &Ctx, request: FindRequest) -> Result<Value,
         patient,
         service_params,
     } = request;
-    for rt in [
-        "HealthcareService",
-        "Schedule",
-        "Slot",
-        "Location",
-        "PractitionerRole",
-    ] {
-        tx.scope_allows(rt, care::access::Action::Read)
-            .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
-    }
+    super::resources::scope_reads(
+        tx,
+        &[
+            "HealthcareService",
+            "Schedule",
+            "Slot",
+            "Location",
+            "PractitionerRole",
+        ],
+    )?;
     // a location is matched by the schedule's site below (a service need not list its sites)
     let services: Vec<store::Stored> = if service_params.is_empty() {
         Vec::new()

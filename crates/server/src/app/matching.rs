@@ -188,8 +188,7 @@ pub fn patient_match(
     if birth.year.is_none() {
         return Err(too_little("a birth date"));
     }
-    tx.scope_allows("Patient", care::access::Action::Read)
-        .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
+    super::resources::scope_reads(tx, &["Patient"])?;
     let wanted = prepare_with(&record, &ctx.match_model.rules);
     // candidates: each search made as the caller (hidden patients never appear); the narrow
     // ones first, so that a crowd sharing one birth date does not crowd out the person

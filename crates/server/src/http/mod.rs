@@ -340,14 +340,10 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
             return r;
         }
     };
-    let address = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
     let origin = RequestOrigin {
         who,
         csrf: header_str(&parts.headers, HeaderName::from_static("x-csrf-token")),
-        address,
+        address: client_address(&parts),
     };
     let resp = state.api.handle(fhir_req, origin).await;
     into_http(resp, pretty)

@@ -494,9 +494,12 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             self.tx
                 .history_filtered(scope, since, count, cursor, self.filter.as_ref())?;
         if !self.view.everything {
+            let rids: Vec<i64> = page.entries.iter().map(|e| e.version.rid).collect();
+            let of = self.patients_of_rids(&rids)?;
             let mut kept = Vec::with_capacity(page.entries.len());
             for e in page.entries {
-                let patients = self.patients_of_rid(e.version.rid)?;
+                // the compartments are the resource's (one rid per resource): read once each
+                let patients = of.get(&e.version.rid).cloned().unwrap_or_default();
                 if self.version_visible(&e.version, &patients)? {
                     self.note(&e.version.resource_type, &e.version.id, &patients);
                     kept.push(e);
