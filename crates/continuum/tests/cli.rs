@@ -649,3 +649,39 @@ fn bad_configuration_is_explained() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not HOST:PORT"));
 }
+
+/// `continuum import` links the Patients it loaded (the bulk path does not link as it writes):
+/// the same child registered twice — after a move — is linked, her twin sister is queued.
+#[test]
+fn import_links_what_it_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("c.db").display());
+    let patient = |id: &str, given: &str, family: &str, line: &str| {
+        format!(
+            r#"{{"resourceType":"Patient","id":"{id}","name":[{{"family":"{family}","given":["{given}"]}}],"gender":"female","birthDate":"2013-05-02","address":[{{"use":"home","line":["{line}"],"city":"New London","state":"CT","postalCode":"06320"}}]}}"#
+        )
+    };
+    let file = dir.path().join("p.ndjson");
+    std::fs::write(
+        &file,
+        [
+            patient("a", "Ana", "Núñez", "12 Ocean Avenue"),
+            patient("b", "Ana", "Nunez", "48 Bank Street"),
+            patient("t", "Zoe", "Núñez", "12 Ocean Avenue"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["import", "--database", &database])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("identity linkage over 3 patients")
+            && stdout.contains("1 linked, 2 for review"),
+        "{stdout}"
+    );
+}

@@ -424,14 +424,20 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Vector {
         v[6] = Some(place_level(a, b));
     }
     // another street in the same or a neighbouring place (a family that moved): one event,
-    // not three
-    if v[6].is_some_and(|p| p >= 1)
-        && v[3..6].iter().any(Option::is_some)
-        && v[3..6].iter().all(|l| l.is_none_or(|l| l == 0))
+    // counted at the street line's level, not three (the number and second line say nothing
+    // more); a street both records do not have is no evidence
+    let (number, line_1, line_2) = (
+        Field::StreetNumber.index(),
+        Field::Address1.index(),
+        Field::Address2.index(),
+    );
+    if v[Field::Place.index()].is_some_and(|p| p >= 1)
+        && v[line_1] == Some(0)
+        && v[number].is_none_or(|l| l == 0)
+        && v[line_2].is_none_or(|l| l == 0)
     {
-        v[3] = None;
-        v[4] = Some(0);
-        v[5] = None;
+        v[number] = None;
+        v[line_2] = None;
     }
     if both(&a.phone, &b.phone) {
         let tail = |p: &str| p[p.len().saturating_sub(7)..].to_string();

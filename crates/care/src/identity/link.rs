@@ -31,6 +31,9 @@ pub struct LinkConfig {
     /// population with children; off only for a registry known to hold no twins, where a
     /// replaced given name is noise (FEBRL's synthetic adults).
     pub twin_guard: bool,
+    /// Score with this model instead of estimating one from the records (too few to estimate
+    /// from: a small import, a new server).
+    pub model: Option<Model>,
     pub seed: u64,
 }
 
@@ -44,6 +47,7 @@ impl Default for LinkConfig {
             one_to_one: true,
             report: Grade::Probable,
             twin_guard: true,
+            model: None,
             seed: 42,
         }
     }
@@ -411,7 +415,10 @@ fn estimated(left: &[Prepared], right: Option<&[Prepared]>, config: &LinkConfig)
     .map(|f| f.index())
     .collect();
     let held = anchored_m(anchors.map(|(_, v)| v), &located, 30);
-    let model = estimate_m_holding(&vectors, &u, &held, config.em_iterations, max_lambda);
+    let model = match &config.model {
+        Some(m) => m.clone(),
+        None => estimate_m_holding(&vectors, &u, &held, config.em_iterations, max_lambda),
+    };
     Estimated {
         pairs,
         vectors,

@@ -7,9 +7,9 @@
 //! What each decision means: **accept** links the two records (from pending or unlinked);
 //! **reject** records that they are not the same person (from pending, linked — the link is
 //! undone — or unlinked): the pair is never proposed again; **unlink** undoes a link (the pair
-//! stays decided, and may be accepted again); **reopen** — alliance administrators only — puts
-//! a rejected pair back in the queue. A move the state does not allow answers 409 saying what
-//! is allowed.
+//! stays decided, and may be accepted again); **reopen** — alliance administrators only (403 for
+//! anyone else) — puts a rejected pair back in the queue. A move the state does not allow
+//! answers 409 saying what is allowed.
 
 use std::sync::Arc;
 
@@ -185,9 +185,18 @@ fn decide(
     }
     let by = tx.caller().subject.id.clone();
     let administrator = tx.caller().subject.has(care::access::Role::AllianceAdmin);
-    let state = decision
-        .next_state(&pair.state, administrator)
-        .map_err(|why| ApiError::new(409, IssueType::Conflict, why))?;
+    let state =
+        decision
+            .next_state(&pair.state, administrator)
+            .map_err(|refused| match refused {
+                care::identity::review::Refused::NotAllowed(why) => {
+                    tx.trail.denied = true;
+                    ApiError::new(403, IssueType::Forbidden, why)
+                }
+                care::identity::review::Refused::State(why) => {
+                    ApiError::new(409, IssueType::Conflict, why)
+                }
+            })?;
     tx.on_behalf(store::OnBehalf::Linkage)
         .identity_pair_decide(review, state, &by)?;
     crate::app::linkage::sync_person(tx, ctx, &pair.left_id)?;

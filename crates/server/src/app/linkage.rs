@@ -303,8 +303,11 @@ pub(crate) fn link_all(tx: &mut CallerTx, ctx: &Ctx) -> Result<LinkReport, ApiEr
         .collect();
     tx.on_behalf(store::OnBehalf::Linkage)
         .identity_keys_reset(&keys)?;
+    // too few Patients to estimate a model from: the documented prior, as on a write
+    let prior = (stored.len() < super::matching::MIN_TRAINING).then(super::matching::prior_model);
     let config = LinkConfig {
         report: Grade::Possible,
+        model: prior,
         ..Default::default()
     };
     let linked = care::identity::link(&prepared, None, &config);
