@@ -9,6 +9,7 @@ pub mod geo;
 pub mod identity;
 pub mod labels;
 pub mod notify;
+pub mod plausible;
 pub mod profile;
 pub mod relationships;
 pub mod slots;

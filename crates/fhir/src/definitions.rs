@@ -2,7 +2,8 @@
 //! and cardinalities), loaded once from `data/fhir-r4/elements.json`.
 //!
 //! The data file is derived from the official R4 StructureDefinitions by
-//! `scripts/gen-fhir-definitions.py`; see `data/fhir-r4/PROVENANCE.md`.
+//! `scripts/gen-fhir-definitions.py`; see `data/fhir-r4/PROVENANCE.md`. The required bindings
+//! of `code` elements and the codes of their value sets come from `data/fhir-r4/bindings.json`.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -10,6 +11,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 const ELEMENTS_JSON: &str = include_str!("../../../data/fhir-r4/elements.json");
+const BINDINGS_JSON: &str = include_str!("../../../data/fhir-r4/bindings.json");
 
 /// The FHIR primitive datatypes, each with its own lexical rules (see `primitive.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +124,26 @@ pub struct ChildDef {
     pub ty: ChildType,
     /// Part of the `_summary=true` view.
     pub summary: bool,
+    /// For a `code` with a required binding: the value set its codes must come from (an index
+    /// for [`Definitions::value_set`]).
+    pub binding: Option<usize>,
+}
+
+/// The codes of a value set a `code` element is bound to (required strength).
+#[derive(Debug)]
+pub struct ValueSet {
+    pub url: String,
+    pub name: String,
+    /// Sorted.
+    pub codes: Vec<String>,
+}
+
+impl ValueSet {
+    pub fn contains(&self, code: &str) -> bool {
+        self.codes
+            .binary_search_by(|c| c.as_str().cmp(code))
+            .is_ok()
+    }
 }
 
 /// The properties of one kind of object.
@@ -146,6 +168,7 @@ pub enum Kind {
 pub struct Definitions {
     nodes: HashMap<String, NodeDef>,
     kinds: HashMap<String, Kind>,
+    value_sets: Vec<ValueSet>,
 }
 
 /// One element row of the data file: path, min, max, types, isSummary.
@@ -157,16 +180,50 @@ struct ElementsFile {
     elements: HashMap<String, Vec<ElementRow>>,
 }
 
+#[derive(Deserialize)]
+struct BindingsFile {
+    /// Element path (`Patient.contact.gender`) → value set URL.
+    elements: HashMap<String, String>,
+    #[serde(rename = "valueSets")]
+    value_sets: HashMap<String, ValueSetRow>,
+}
+
+#[derive(Deserialize)]
+struct ValueSetRow {
+    name: String,
+    codes: Vec<String>,
+}
+
 /// The R4 definitions, parsed on first use.
 pub fn definitions() -> &'static Definitions {
     static DEFS: OnceLock<Definitions> = OnceLock::new();
-    DEFS.get_or_init(|| Definitions::parse(ELEMENTS_JSON))
+    DEFS.get_or_init(|| Definitions::parse(ELEMENTS_JSON, BINDINGS_JSON))
 }
 
 impl Definitions {
-    fn parse(text: &str) -> Definitions {
+    fn parse(text: &str, bindings: &str) -> Definitions {
         let file: ElementsFile =
             serde_json::from_str(text).expect("data/fhir-r4/elements.json is valid");
+        let bindings: BindingsFile =
+            serde_json::from_str(bindings).expect("data/fhir-r4/bindings.json is valid");
+        let mut value_sets: Vec<ValueSet> = bindings
+            .value_sets
+            .into_iter()
+            .map(|(url, row)| {
+                let mut codes = row.codes;
+                codes.sort_unstable();
+                ValueSet {
+                    url,
+                    name: row.name,
+                    codes,
+                }
+            })
+            .collect();
+        value_sets.sort_by(|a, b| a.url.cmp(&b.url));
+        let binding_of = |type_name: &str, path: &str| {
+            let url = bindings.elements.get(&format!("{type_name}.{path}"))?;
+            value_sets.binary_search_by(|v| v.url.cmp(url)).ok()
+        };
         let kinds: HashMap<String, Kind> = file
             .kinds
             .iter()
@@ -210,6 +267,7 @@ impl Definitions {
                                 many,
                                 ty,
                                 summary: *summary == 1,
+                                binding: None,
                             },
                         );
                     }
@@ -225,6 +283,7 @@ impl Definitions {
                             many,
                             ty,
                             summary: *summary == 1,
+                            binding: binding_of(type_name, path),
                         },
                     );
                 }
@@ -233,7 +292,16 @@ impl Definitions {
                 }
             }
         }
-        Definitions { nodes, kinds }
+        Definitions {
+            nodes,
+            kinds,
+            value_sets,
+        }
+    }
+
+    /// The value set of a binding ([`ChildDef::binding`]).
+    pub fn value_set(&self, index: usize) -> &ValueSet {
+        &self.value_sets[index]
     }
 
     /// The kind of a named type, if R4 defines it.

@@ -1,6 +1,6 @@
 //! Structural validation of a resource against the R4 element model: known properties only,
-//! arrays where the cardinality is `*`, required elements present, and every primitive value
-//! lexically valid. Problems are reported with a FHIRPath-style location (`Patient.birthDate`).
+//! arrays where the cardinality is `*`, required elements present, every primitive value
+//! lexically valid, and every `code` with a required binding one of its value set's codes. Problems are reported with a FHIRPath-style location (`Patient.birthDate`).
 
 use serde_json::{Map, Value};
 
@@ -220,7 +220,12 @@ impl Validator {
 
     fn single(&mut self, child: &ChildDef, value: &Value, path: &str) {
         match &child.ty {
-            ChildType::Primitive(p) => self.primitive_value(*p, value, path),
+            ChildType::Primitive(p) => {
+                self.primitive_value(*p, value, path);
+                if let (Some(binding), Value::String(code)) = (child.binding, value) {
+                    self.bound_code(binding, code, path);
+                }
+            }
             ChildType::Complex { node, .. } => match value {
                 Value::Object(obj) => {
                     if obj.is_empty() {
@@ -259,6 +264,35 @@ impl Validator {
                 Issue::error(IssueType::Value, format!("{why} (expected {})", p.name())).at(path),
             );
         }
+    }
+
+    /// A code of a required binding must be one of the value set's codes.
+    fn bound_code(&mut self, binding: usize, code: &str, path: &str) {
+        let vs = self.defs.value_set(binding);
+        if vs.contains(code) {
+            return;
+        }
+        const LISTED: usize = 12;
+        let allowed = if vs.codes.len() <= LISTED {
+            format!("one of {}", vs.codes.join(", "))
+        } else {
+            format!(
+                "one of its {} codes ({}, …; see {})",
+                vs.codes.len(),
+                vs.codes[..LISTED / 2].join(", "),
+                vs.url
+            )
+        };
+        self.push(
+            Issue::error(
+                IssueType::CodeInvalid,
+                format!(
+                    "'{code}' is not a code of {} ({}): use {allowed}",
+                    vs.name, vs.url
+                ),
+            )
+            .at(path),
+        );
     }
 
     /// `_birthDate`: the id and extensions of a primitive element.
@@ -393,6 +427,54 @@ mod tests {
             ),
             vec![("structure".into(), "Patient.deceasedDateTime".into())]
         );
+    }
+
+    #[test]
+    fn codes_of_required_bindings_are_checked() {
+        // (where, what it says)
+        let issues = |v: Value| -> Vec<(String, String)> {
+            validate_resource(&v)
+                .err()
+                .unwrap_or_default()
+                .into_iter()
+                .inspect(|i| assert_eq!(i.code, IssueType::CodeInvalid))
+                .map(|i| (i.expression.unwrap_or_default(), i.diagnostics))
+                .collect()
+        };
+        let got = issues(json!({"resourceType": "Patient", "gender": "f"}));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "Patient.gender");
+        assert!(
+            got[0]
+                .1
+                .contains("'f' is not a code of AdministrativeGender")
+                && got[0].1.contains("female, male, other, unknown"),
+            "{}",
+            got[0].1
+        );
+        // inside datatypes, backbones and repeats too
+        let got = issues(json!({"resourceType": "Patient",
+            "name": [{"use": "formal", "family": "x"}],
+            "contact": [{"gender": "F"}],
+            "telecom": [{"system": "mobile", "value": "1"}]}));
+        let at: Vec<&str> = got.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                "Patient.name[0].use",
+                "Patient.contact[0].gender",
+                "Patient.telecom[0].system"
+            ]
+        );
+        // codes in the value set pass; a large value set names a few and its URL
+        assert!(issues(json!({"resourceType": "Patient", "gender": "unknown"})).is_empty());
+        let got =
+            issues(json!({"resourceType": "Observation", "status": "done", "code": {"text": "x"}}));
+        assert!(got[0].1.contains("use one of amended"), "{}", got[0].1);
+        let got = issues(
+            json!({"resourceType": "Task", "status": "requested", "intent": "order", "priority": "soon"}),
+        );
+        assert_eq!(got[0].0, "Task.priority");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use store::StoreError;
 pub struct ApiError {
     pub status: u16,
     pub issues: Vec<Issue>,
+    /// Headers the answer carries (`Allow` on a 405).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -16,11 +18,23 @@ impl ApiError {
         ApiError {
             status,
             issues: vec![Issue::error(code, diagnostics)],
+            headers: Vec::new(),
         }
     }
 
     pub fn with_issues(status: u16, issues: Vec<Issue>) -> ApiError {
-        ApiError { status, issues }
+        ApiError {
+            status,
+            issues,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 405: `method` is not allowed here; `allow` lists the methods that are.
+    pub fn method_not_allowed(allow: &str, diagnostics: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(405, IssueType::NotSupported, diagnostics);
+        e.headers.push(("Allow", allow.to_string()));
+        e
     }
 
     pub fn bad_request(code: IssueType, diagnostics: impl Into<String>) -> ApiError {

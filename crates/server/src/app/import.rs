@@ -48,6 +48,7 @@ impl App {
         let registry = self.registry();
         let mut report = ImportReport::default();
         let mut valid = Vec::with_capacity(items.len());
+        let now = self.store().clock().now_ms();
         for (origin, resource) in items {
             let rt = match validate_resource(&resource) {
                 Ok(rt) => rt.to_string(),
@@ -68,6 +69,13 @@ impl App {
                     continue;
                 }
             };
+            if let Some((at, why)) = care::plausible::future_date(&rt, &resource, now) {
+                report.rejected.push(Rejected {
+                    origin,
+                    reason: format!("{why} ({at})"),
+                });
+                continue;
+            }
             if !registry.supports(&rt) {
                 report.rejected.push(Rejected {
                     origin,

@@ -204,8 +204,11 @@ impl KeyRing {
     }
 
     async fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            TokenError::Invalid(
+                "it is not a signed token this server issued (ask /auth/token for one and send it as 'Authorization: Bearer <token>')".into(),
+            )
+        })?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid(
                 "only EdDSA-signed tokens are accepted".into(),
@@ -232,10 +235,19 @@ impl KeyRing {
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    TokenError::Invalid("bad signature".into())
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Invalid(
+                    "its signature does not match; it was altered or not issued here".into(),
+                ),
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) => {
+                    TokenError::Invalid(format!("it has no '{claim}' claim"))
                 }
-                other => TokenError::Invalid(format!("{other:?}")),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    TokenError::Invalid("it is not valid yet (check the clocks)".into())
+                }
+                _ => TokenError::Invalid(
+                    "it could not be read as a token this server issued; ask /auth/token for a new one"
+                        .into(),
+                ),
             })
     }
 

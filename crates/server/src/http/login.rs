@@ -129,6 +129,18 @@ fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     resp
 }
 
+/// `GET /auth/token` (and any method but POST): 405 saying how a token is asked for.
+pub async fn token_method() -> Response {
+    let mut resp = oauth_error(
+        405,
+        "invalid_request",
+        "a token is asked for with POST: curl -u CLIENT_ID:SECRET -d grant_type=client_credentials …/auth/token",
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    resp
+}
+
 /// `POST /auth/token`: OAuth2 client credentials (HTTP Basic or form credentials).
 pub async fn token(
     State(state): State<AppState>,
@@ -136,18 +148,49 @@ pub async fn token(
     req: Request,
 ) -> Response {
     let auth = &state.auth;
-    let (headers, f) = form(req).await;
-    if field(&f, "grant_type") != "client_credentials" {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.is_empty() && !content_type.starts_with("application/x-www-form-urlencoded") {
         return oauth_error(
             400,
-            "unsupported_grant_type",
-            "grant_type must be client_credentials",
+            "invalid_request",
+            &format!(
+                "the token request must be a form (Content-Type: application/x-www-form-urlencoded, e.g. curl -d grant_type=client_credentials), not {content_type}"
+            ),
         );
     }
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+    let (headers, f) = form(req).await;
+    match field(&f, "grant_type") {
+        "client_credentials" => {}
+        "" => {
+            return oauth_error(
+                400,
+                "invalid_request",
+                "the form has no grant_type; send grant_type=client_credentials",
+            );
+        }
+        other => {
+            return oauth_error(
+                400,
+                "unsupported_grant_type",
+                &format!(
+                    "grant_type '{other}' is not supported; this server issues tokens for grant_type=client_credentials"
+                ),
+            );
+        }
+    }
+    let authorizations: Vec<&str> = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let basic = authorizations
+        .iter()
+        .find_map(|v| v.strip_prefix("Basic "))
         .and_then(|b| STANDARD.decode(b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
@@ -162,10 +205,17 @@ pub async fn token(
         ),
     };
     if client_id.is_empty() {
+        let bearer = authorizations
+            .iter()
+            .any(|v| v.to_ascii_lowercase().starts_with("bearer "));
         return oauth_error(
             401,
             "invalid_client",
-            "send the client credentials with HTTP Basic authentication",
+            if bearer {
+                "this request carries a Bearer token, but a token is asked for with the client's id and secret: send them with HTTP Basic (curl -u CLIENT_ID:SECRET) and no Bearer header (is a shell alias or a default header adding one?)"
+            } else {
+                "send the client's id and secret with HTTP Basic authentication (curl -u CLIENT_ID:SECRET)"
+            },
         );
     }
     let now = state.api.store().clock().now_ms();

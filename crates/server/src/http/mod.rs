@@ -48,7 +48,10 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/auth/token", post(auth_routes::token))
+        .route(
+            "/auth/token",
+            post(auth_routes::token).fallback(auth_routes::token_method),
+        )
         .route("/auth/session", get(auth_routes::session))
         .route(
             "/login",
@@ -511,6 +514,7 @@ fn header_name(name: &'static str) -> &'static str {
         "Location" => "location",
         "Content-Location" => "content-location",
         "WWW-Authenticate" => "www-authenticate",
+        "Allow" => "allow",
         _ => "x-continuum",
     }
 }

@@ -117,6 +117,7 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "security": security(base_url),
             "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb over partial dates and periods, uri (:below, :above), composite (first$second), :missing on every type; chained parameters (up to 3 links, e.g. subject:Patient.name) and _has reverse chains; _include and _revinclude (with :iterate, one more level); _sort on several parameters, _id and _lastUpdated (- for descending); Location?near=lat|lng|distance|unit ordered by distance; _id, _lastUpdated, _count (max 1000), _total=none|estimate|accurate (fhirpy's _totalMethod is a synonym; without it a total is given when the first page holds every match), _summary, _elements; cursor paging via next links that neither repeats nor skips under concurrent writes. Unknown parameters are an error unless 'Prefer: handling=lenient'. Every result is filtered by the caller's access rights, totals and includes included.",
             "resource": resources,
             "interaction": [
@@ -125,6 +126,30 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
                 {"code": "history-system"},
             ],
         }],
+    })
+}
+
+/// `rest.security`: SMART on FHIR, with the token endpoint in the `oauth-uris` extension (the
+/// same as `/.well-known/smart-configuration`). Tokens come from client credentials only; people
+/// sign in to the console at `/login`, so there is no OAuth authorize endpoint to list.
+fn security(base_url: &str) -> Value {
+    let root = base_url.trim_end_matches('/').trim_end_matches("/fhir");
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{"url": "token", "valueUri": format!("{root}/auth/token")}],
+        }],
+        "cors": false,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+            }],
+            "text": "SMART Backend Services (client credentials)",
+        }],
+        "description": format!(
+            "Every endpoint but metadata needs 'Authorization: Bearer <token>'. A token (15 minutes, EdDSA-signed) is issued by POST {root}/auth/token for grant_type=client_credentials with the client's id and secret by HTTP Basic; SMART scopes (system/, user/, patient/) limit what it may read and change. Discovery: {root}/.well-known/smart-configuration; keys: {root}/.well-known/jwks.json."
+        ),
     })
 }
 
@@ -147,5 +172,17 @@ mod tests {
         assert!(
             names.contains(&"birthdate") && names.contains(&"_id") && !names.contains(&"phonetic")
         );
+    }
+
+    #[test]
+    fn says_how_to_authenticate() {
+        let cs = capability_statement(fhir::search::registry(), "http://x:8080/fhir");
+        let security = &cs["rest"][0]["security"];
+        assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
+        let uris = &security["extension"][0];
+        assert!(uris["url"].as_str().unwrap().ends_with("/oauth-uris"));
+        assert_eq!(uris["extension"][0]["url"], "token");
+        assert_eq!(uris["extension"][0]["valueUri"], "http://x:8080/auth/token");
+        fhir::validate_resource(&cs).expect("a valid CapabilityStatement");
     }
 }

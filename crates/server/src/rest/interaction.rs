@@ -459,9 +459,8 @@ pub fn route(
                 view: view(&query)?,
             })
         }
-        (Method::Patch, [_, _]) => Err(ApiError::new(
-            405,
-            IssueType::NotSupported,
+        (Method::Patch, [_, _]) => Err(ApiError::method_not_allowed(
+            "GET, HEAD, PUT, DELETE",
             "PATCH is not supported; use PUT with the whole resource",
         )),
         (_, [rt, ..]) if rt.starts_with('$') || segs.iter().any(|s| s.starts_with('$')) => {
@@ -470,16 +469,24 @@ pub fn route(
                 segs.join("/")
             )))
         }
-        _ => Err(ApiError::new(
-            if segs.is_empty() || matches!(method, Method::Other | Method::Patch) || segs.len() <= 2
-            {
-                405
-            } else {
-                404
-            },
-            IssueType::NotSupported,
-            format!("no FHIR interaction matches {method:?} /{}", segs.join("/")),
-        )),
+        _ => {
+            let what = format!("no FHIR interaction matches {method:?} /{}", segs.join("/"));
+            match segs.len() {
+                0 => Err(ApiError::method_not_allowed(
+                    "POST",
+                    format!("{what}: the base takes a POSTed batch or transaction Bundle"),
+                )),
+                1 => Err(ApiError::method_not_allowed(
+                    "GET, HEAD, POST, PUT, DELETE",
+                    what,
+                )),
+                2 => Err(ApiError::method_not_allowed("GET, HEAD, PUT, DELETE", what)),
+                _ if matches!(method, Method::Other | Method::Patch) => {
+                    Err(ApiError::method_not_allowed("GET, HEAD", what))
+                }
+                _ => Err(ApiError::new(404, IssueType::NotSupported, what)),
+            }
+        }
     }
 }
 
@@ -516,29 +523,47 @@ fn operation(
         )));
     }
     let Some(op) = ops::lookup(rt, code, level) else {
+        let invocation = |o: &ops::Operation| match (o.resource_type, o.level) {
+            (Some(t), Level::Instance) => format!("POST {t}/{{id}}/${}", o.code),
+            (Some(t), _) => format!("POST {t}/${}", o.code),
+            (None, _) => format!("POST /${}", o.code),
+        };
         let elsewhere: Vec<String> = ops::OPERATIONS
             .iter()
             .filter(|o| o.code == code)
-            .map(|o| match (o.resource_type, o.level) {
-                (Some(t), Level::Instance) => format!("POST {t}/{{id}}/${code}"),
-                (Some(t), _) => format!("POST {t}/${code}"),
-                (None, _) => format!("POST /${code}"),
-            })
+            .map(|o| invocation(o))
             .collect();
-        return Err(ApiError::not_found(if elsewhere.is_empty() {
-            format!("the operation '${code}' is not supported; see /fhir/metadata")
-        } else {
-            format!(
+        if !elsewhere.is_empty() {
+            return Err(ApiError::not_found(format!(
                 "the operation '${code}' is invoked as {}",
                 elsewhere.join(" or ")
-            )
-        }));
+            )));
+        }
+        let place = match (rt, level) {
+            (None, _) => "the system level (/fhir)".to_string(),
+            (Some(t), Level::Instance) => format!("a {t}"),
+            (Some(t), _) => format!("the {t} type"),
+        };
+        let here: Vec<String> = ops::OPERATIONS
+            .iter()
+            .filter(|o| o.resource_type == rt && o.level == level)
+            .map(|o| invocation(o))
+            .collect();
+        return Err(ApiError::not_found(format!(
+            "there is no operation ${code} on {place}; {}",
+            if here.is_empty() {
+                "none are offered there (GET /fhir/metadata lists every operation)".to_string()
+            } else {
+                format!("the operations there are {}", here.join(", "))
+            }
+        )));
     };
     if method != Method::Post {
-        return Err(ApiError::new(
-            405,
-            IssueType::NotSupported,
-            format!("${code} is invoked with POST and a Parameters body"),
+        return Err(ApiError::method_not_allowed(
+            "POST",
+            format!(
+                "${code} is invoked with POST and a Parameters body (Content-Type: application/fhir+json), not {method:?}"
+            ),
         ));
     }
     if let Some(id) = id

@@ -141,7 +141,7 @@ impl FhirResponse {
     pub fn error(e: &ApiError, interaction: &'static str) -> FhirResponse {
         FhirResponse {
             status: e.status,
-            headers: Vec::new(),
+            headers: e.headers.clone(),
             body: Body::Json(fhir::operation_outcome(&e.issues)),
             interaction,
             resource_type: None,

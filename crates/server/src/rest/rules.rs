@@ -84,8 +84,9 @@ fn rules_of(rt: &str) -> impl Iterator<Item = &'static WriteRule> + '_ {
     RULES.iter().filter(move |r| r.resource_type == rt)
 }
 
-/// Runs the rules of `rt` before a version is stored; whether one of them may have changed the
-/// resource (its index must then be extracted again).
+/// Runs the rules of `rt` before a version is stored, after the rules every type has (no birth
+/// date in the future: `care::plausible`); whether one of them may have changed the resource
+/// (its index must then be extracted again).
 pub(crate) fn before_write(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -94,6 +95,9 @@ pub(crate) fn before_write(
     previous: Option<&Value>,
     resource: &mut Value,
 ) -> Result<bool, ApiError> {
+    if let Some((at, why)) = care::plausible::future_date(rt, resource, tx.now()) {
+        return Err(ApiError::bad_request(IssueType::Value, why).at(at));
+    }
     let mut changed = false;
     for rule in rules_of(rt) {
         if let Some(f) = rule.before {

@@ -567,6 +567,77 @@ async fn tokens_are_checked(app: TestApp) {
         )
         .await;
     assert_eq!(t.json()["error"], "unsupported_grant_type");
+    assert!(
+        t.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("'password' is not supported")
+    );
+    // what a newcomer trips over, each answered in words that say what to do
+    let garbage = app
+        .send(
+            anon.get(app.url("Patient"))
+                .header("Authorization", "Bearer garbage"),
+        )
+        .await;
+    assert_eq!(garbage.status, 401);
+    let said = garbage.json()["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        said.contains("not a signed token this server issued"),
+        "{said}"
+    );
+    assert!(!said.contains("InvalidToken"), "{said}");
+    let tampered = app.get_as(&app.client_with(&bad), "Patient/teen").await;
+    assert!(
+        tampered.text.contains("signature does not match"),
+        "{}",
+        tampered.text
+    );
+    let json_body = app
+        .send(
+            anon.post(app.url("/auth/token"))
+                .basic_auth("nobody", Some("nothing"))
+                .header("Content-Type", "application/json")
+                .body("{\"grant_type\":\"client_credentials\"}"),
+        )
+        .await;
+    assert_eq!(json_body.status, 400);
+    assert!(
+        json_body.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("must be a form (Content-Type: application/x-www-form-urlencoded"),
+        "{}",
+        json_body.text
+    );
+    let get = app.send(anon.get(app.url("/auth/token"))).await;
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow").as_deref(), Some("POST"));
+    assert!(
+        get.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("with POST")
+    );
+    // a Bearer header where the client credentials belong (a shell alias adding one)
+    let bearer = app
+        .send(
+            anon.post(app.url("/auth/token"))
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials"),
+        )
+        .await;
+    assert_eq!(bearer.status, 401);
+    assert!(
+        bearer.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("carries a Bearer token")
+    );
 }
 
 async fn every_fhir_interaction_writes_an_audit_event(app: TestApp) {

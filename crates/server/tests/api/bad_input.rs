@@ -15,6 +15,10 @@ struct Case {
     code: &'static str,
     /// The expected location, when the problem is inside the resource.
     expression: Option<&'static str>,
+    /// Words the diagnostics must contain (they say what was wrong and what to do).
+    says: Option<&'static str>,
+    /// The `Allow` header a 405 must carry.
+    allow: Option<&'static str>,
 }
 
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/fhir+json")];
@@ -36,7 +40,19 @@ fn case(
         status,
         code,
         expression: None,
+        says: None,
+        allow: None,
     }
+}
+
+fn saying(mut c: Case, words: &'static str) -> Case {
+    c.says = Some(words);
+    c
+}
+
+fn allowing(mut c: Case, allow: &'static str) -> Case {
+    c.allow = Some(allow);
+    c
 }
 
 fn at(mut c: Case, expression: &'static str) -> Case {
@@ -101,7 +117,16 @@ fn cases() -> Vec<Case> {
         at(case("a unsupported modifier", "GET", "Patient?name:fuzzy=x", "", 400, "not-supported"), "name:fuzzy"),
         at(case("a reference to a type the parameter cannot hold", "GET", "Patient?general-practitioner=Observation/1", "", 400, "value"), "general-practitioner"),
         at(case("the approximately prefix", "GET", "Patient?birthdate=ap2010", "", 400, "value"), "birthdate"),
-        case("PATCH", "PATCH", "Patient/x", "[]", 405, "not-supported"),
+        allowing(case("PATCH", "PATCH", "Patient/x", "[]", 405, "not-supported"), "GET, HEAD, PUT, DELETE"),
+        saying(at(case("a code outside a required binding", "POST", "Patient", patient(json!({"gender": "f"})), 400, "code-invalid"), "Patient.gender"), "one of female, male, other, unknown"),
+        saying(at(case("a status outside its value set", "POST", "Task", json!({"resourceType": "Task", "status": "open", "intent": "order"}).to_string(), 400, "code-invalid"), "Task.status"), "'open' is not a code of TaskStatus"),
+        saying(at(case("a birth date in the future", "POST", "Patient", patient(json!({"birthDate": "2099-01-01"})), 400, "value"), "Patient.birthDate"), "in the future"),
+        saying(at(case("a parent born in the future, in a transaction", "POST", "", json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "RelatedPerson"}, "resource": {"resourceType": "RelatedPerson", "patient": {"reference": "Patient/x"}, "birthDate": "2100"}}]}).to_string(), 400, "value"), "Bundle.entry[0].resource.birthDate"), "in the future"),
+        saying(allowing(case("an operation by GET", "GET", "HealthcareService/$find-care", "", 405, "not-supported"), "POST"), "invoked with POST"),
+        saying(case("an operation that does not exist at the system level", "GET", "$export", "", 404, "not-found"), "no operation $export on the system level"),
+        saying(case("an operation that does not exist on a type", "POST", "Patient/$everything", json!({"resourceType": "Parameters"}).to_string(), 404, "not-found"), "the operations there are POST Patient/$match"),
+        saying(case("an operation on the wrong level", "POST", "Patient/$break-glass", json!({"resourceType": "Parameters"}).to_string(), 404, "not-found"), "invoked as POST Patient/{id}/$break-glass"),
+        allowing(case("DELETE on the base", "DELETE", "", "", 405, "not-supported"), "POST"),
         with_headers(case("a malformed If-Match", "PUT", "Patient/x", patient(json!({"id": "x"})), 400, "value"), &[("Content-Type", "application/fhir+json"), ("If-Match", "version-two")]),
         with_headers(case("bad If-None-Exist criteria", "POST", "Patient", patient(json!({})), 400, "not-found"), &[("Content-Type", "application/fhir+json"), ("If-None-Exist", "nickname=x")]),
         at(case("a collection Bundle posted to the base", "POST", "", json!({"resourceType": "Bundle", "type": "collection"}).to_string(), 400, "invalid"), "Bundle.type"),
@@ -147,19 +172,27 @@ async fn run(engine: Engine) {
             Some(e) => expr == Some(e),
             None => true,
         };
+        let text = json["issue"][0]["diagnostics"].as_str().unwrap_or("");
+        let says_ok = c.says.is_none_or(|w| text.contains(w));
+        let allow = r.headers.get("allow").and_then(|v| v.to_str().ok());
+        let allow_ok = c.allow.is_none_or(|a| allow == Some(a));
         if r.status != c.status
+            || !says_ok
+            || !allow_ok
             || code != c.code
             || before != after
             || json["resourceType"] != "OperationOutcome"
             || !expression_ok
         {
             failures.push(format!(
-                "{}: got {} {code} at {expr:?} (want {} {} at {:?}); wrote: {}; body: {}",
+                "{}: got {} {code} at {expr:?} Allow {allow:?} (want {} {} at {:?} saying {:?} Allow {:?}); wrote: {}; body: {}",
                 c.name,
                 r.status,
                 c.status,
                 c.code,
                 c.expression,
+                c.says,
+                c.allow,
                 before != after,
                 &r.text[..r.text.len().min(300)]
             ));
