@@ -30,6 +30,7 @@ trap cleanup EXIT
 # start_server DATABASE → sets PORT, TOKEN, SERVER
 start_server() {
   local db=$1 creds
+  "$BIN/continuum" migrate --database "$db" >/dev/null
   creds=$("$BIN/continuum" clients add --database "$db" --name bench --scope 'system/*.cruds')
   PORT=$(free_port)
   CONTINUUM_LOG=warn CONTINUUM_ADMIN_PASSWORD="benchmark administrator passphrase" \

@@ -15,13 +15,18 @@ pub enum UsersCommand {
     /// Add a console user. The password is read from stdin with --password-stdin, or generated
     /// and printed once.
     Add {
+        /// The sign-in name.
         username: String,
-        /// A role, `role@ORGANIZATION_ID` for coordinator/clinician/referring-clinician (repeatable).
-        #[arg(long = "role", required = true)]
+        /// A role (repeatable): alliance-admin; coordinator@ORG, clinician@ORG or
+        /// referring-clinician@ORG (ORG an Organization id, e.g. cc); patient (with --fhir-user
+        /// Patient/ID); proxy (with --fhir-user RelatedPerson/ID, a parent or guardian); auditor.
+        #[arg(long = "role", required = true, value_name = "ROLE")]
         roles: Vec<String>,
-        /// The FHIR resource the user is (Practitioner/…, Patient/…, RelatedPerson/…; repeatable).
-        #[arg(long = "fhir-user")]
+        /// The FHIR record the user is (repeatable): Practitioner/ID for staff, Patient/ID for a
+        /// patient, RelatedPerson/ID for a proxy. It must exist.
+        #[arg(long = "fhir-user", value_name = "TYPE/ID")]
         fhir_users: Vec<String>,
+        /// The name shown in the console and the audit trail.
         #[arg(long)]
         display_name: Option<String>,
         /// Read the password from the first line of standard input.
@@ -31,12 +36,20 @@ pub enum UsersCommand {
     /// List users.
     List,
     /// Disable a user (their sessions end at once).
-    Disable { username: String },
+    Disable {
+        /// The sign-in name.
+        username: String,
+    },
     /// Enable a disabled user.
-    Enable { username: String },
+    Enable {
+        /// The sign-in name.
+        username: String,
+    },
     /// Set a user's password (read from stdin with --password-stdin, or generated).
     Passwd {
+        /// The sign-in name.
         username: String,
+        /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -46,21 +59,36 @@ pub enum UsersCommand {
 pub enum ClientsCommand {
     /// Register an API client; prints its client_id and client_secret once.
     Add {
+        /// What the client is, for the list and the audit trail.
         #[arg(long)]
         name: String,
         /// SMART scopes, space-separated or repeated: `system/Patient.rs`, `user/*.cruds`, …
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
-        /// Act in a role (`clinician@ORG`); without one a client with system/ scopes is a backend service.
-        #[arg(long = "role")]
+        /// Act in a role (repeatable; without one, a client with system/ scopes is a backend service): alliance-admin; coordinator@ORG, clinician@ORG or
+        /// referring-clinician@ORG (ORG an Organization id, e.g. cc); patient (with --fhir-user
+        /// Patient/ID); proxy (with --fhir-user RelatedPerson/ID, a parent or guardian); auditor.
+        #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
-        #[arg(long = "fhir-user")]
+        /// The FHIR record the client acts as (repeatable; see --role). It must exist.
+        #[arg(long = "fhir-user", value_name = "TYPE/ID")]
         fhir_users: Vec<String>,
+        /// Also write `client_id:client_secret` to FILE (owner-only), for `curl -u "$(cat FILE)"`.
+        #[arg(long, value_name = "FILE")]
+        credentials_file: Option<std::path::PathBuf>,
     },
-    /// List clients.
+    /// List clients: id, status, name, roles, FHIR identity and scopes.
     List,
-    /// Disable a client (its tokens stop being issued; issued ones expire within 15 minutes).
-    Disable { client_id: String },
+    /// Disable a client: its tokens stop working at once, and no new ones are issued.
+    Disable {
+        /// The client_id (c-…).
+        client_id: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// The client_id (c-…).
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,18 +119,6 @@ fn read_password(stdin: bool) -> Result<(String, bool)> {
     Ok((random_token(18), true))
 }
 
-fn check_refs(refs: &[String]) -> Result<()> {
-    for r in refs {
-        match r.split_once('/') {
-            Some((t, id))
-                if fhir::definitions::definitions().is_resource_type(t)
-                    && fhir::primitive::is_id(id) => {}
-            _ => bail!("'{r}' is not a FHIR reference like Practitioner/123"),
-        }
-    }
-    Ok(())
-}
-
 pub fn users(store: &Store, cmd: UsersCommand) -> Result<()> {
     match cmd {
         UsersCommand::Add {
@@ -117,7 +133,7 @@ pub fn users(store: &Store, cmd: UsersCommand) -> Result<()> {
                 .map(|r| parse_grant(r))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
-            check_refs(&fhir_users)?;
+            crate::checks::check_identity(store, &grants, &fhir_users)?;
             let (password, generated) = read_password(password_stdin)?;
             let record = UserRecord {
                 id: uuid_like(),
@@ -155,19 +171,11 @@ pub fn users(store: &Store, cmd: UsersCommand) -> Result<()> {
                 "username", "status", "roles"
             );
             for u in users {
-                let roles: Vec<String> = u
-                    .grants
-                    .iter()
-                    .map(|g| match &g.organization {
-                        Some(o) => format!("{}@{o}", g.role.as_str()),
-                        None => g.role.as_str().to_string(),
-                    })
-                    .collect();
                 println!(
                     "{:<20} {:<9} {:<40} {}",
                     u.username,
-                    if u.disabled { "disabled" } else { "active" },
-                    roles.join(","),
+                    status(u.disabled),
+                    roles_text(&u.grants),
                     u.fhir_users.join(" ")
                 );
             }
@@ -212,9 +220,37 @@ fn uuid_like() -> String {
         .collect()
 }
 
-/// Creates an API client with the given scopes; returns its id and (only copy of the) secret.
-pub fn create_client(store: &Store, name: &str, scopes: &str) -> Result<(String, String)> {
+fn status(disabled: bool) -> &'static str {
+    if disabled { "disabled" } else { "active" }
+}
+
+fn roles_text(grants: &[care::access::Grant]) -> String {
+    let roles: Vec<String> = grants
+        .iter()
+        .map(|g| match &g.organization {
+            Some(o) => format!("{}@{o}", g.role.as_str()),
+            None => g.role.as_str().to_string(),
+        })
+        .collect();
+    if roles.is_empty() {
+        "-".into()
+    } else {
+        roles.join(",")
+    }
+}
+
+/// Registers an API client; returns its id and (only copy of the) secret.
+pub fn create_client(
+    store: &Store,
+    name: &str,
+    scopes: &str,
+    grants: Vec<care::access::Grant>,
+    fhir_users: Vec<String>,
+) -> Result<(String, String)> {
     let parsed = care::access::Scopes::parse(scopes)?;
+    if parsed.scopes.is_empty() {
+        bail!("give at least one resource scope, like --scope system/Patient.rs");
+    }
     let client_id = format!("c-{}", uuid_like());
     let secret = random_token(32);
     let record = ClientRecord {
@@ -222,12 +258,27 @@ pub fn create_client(store: &Store, name: &str, scopes: &str) -> Result<(String,
         name: name.to_string(),
         secret_hash: hash_secret(&secret),
         scopes: parsed.to_scope_string(),
-        grants: Vec::new(),
-        fhir_users: Vec::new(),
+        grants,
+        fhir_users,
         disabled: false,
     };
     store.write_blocking(move |tx| tx.insert_client(&record))?;
     Ok((client_id, secret))
+}
+
+/// Writes `id:secret` to a file only its owner may read.
+pub fn write_credentials(path: &std::path::Path, id: &str, secret: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(path, format!("{id}:{secret}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).ok();
+    }
+    Ok(())
 }
 
 pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
@@ -237,46 +288,58 @@ pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
             scopes,
             roles,
             fhir_users,
+            credentials_file,
         } => {
-            let scope_text = scopes.join(" ");
-            let parsed = care::access::Scopes::parse(&scope_text)?;
-            if parsed.scopes.is_empty() {
-                bail!("give at least one resource scope, like --scope system/Patient.rs");
-            }
             let grants = roles
                 .iter()
                 .map(|r| parse_grant(r))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
-            check_refs(&fhir_users)?;
-            let client_id = format!("c-{}", uuid_like());
-            let secret = random_token(32);
-            let record = ClientRecord {
-                client_id: client_id.clone(),
-                name: name.clone(),
-                secret_hash: hash_secret(&secret),
-                scopes: parsed.to_scope_string(),
-                grants,
-                fhir_users,
-                disabled: false,
-            };
-            store.write_blocking(move |tx| tx.insert_client(&record))?;
+            crate::checks::check_identity(store, &grants, &fhir_users)?;
+            let (client_id, secret) =
+                create_client(store, &name, &scopes.join(" "), grants, fhir_users)?;
+            let scopes = store
+                .read_blocking({
+                    let id = client_id.clone();
+                    move |tx| tx.client(&id)
+                })?
+                .map(|c| c.scopes)
+                .unwrap_or_default();
             println!("client_id: {client_id}");
             println!("client_secret: {secret}");
-            println!("scopes: {}", parsed.to_scope_string());
-            println!(
-                "(the secret is shown once; get a token with: curl -u {client_id}:SECRET -d grant_type=client_credentials http://HOST/auth/token)"
-            );
+            println!("scopes: {scopes}");
+            match credentials_file {
+                Some(path) => {
+                    write_credentials(&path, &client_id, &secret)?;
+                    println!(
+                        "(the secret is shown once; {} holds client_id:client_secret — get a token with: curl -u \"$(cat {})\" -d grant_type=client_credentials http://HOST/auth/token)",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                None => println!(
+                    "(the secret is shown once; get a token with: curl -u {client_id}:SECRET -d grant_type=client_credentials http://HOST/auth/token)"
+                ),
+            }
         }
         ClientsCommand::List => {
             let clients = store.read_blocking(|tx| tx.list_clients())?;
-            println!("{:<24} {:<9} {:<24} scopes", "client_id", "status", "name");
+            println!(
+                "{:<24} {:<9} {:<16} {:<28} {:<28} scopes",
+                "client_id", "status", "name", "roles", "fhir user"
+            );
             for c in clients {
                 println!(
-                    "{:<24} {:<9} {:<24} {}",
+                    "{:<24} {:<9} {:<16} {:<28} {:<28} {}",
                     c.client_id,
-                    if c.disabled { "disabled" } else { "active" },
+                    status(c.disabled),
                     c.name,
+                    roles_text(&c.grants),
+                    if c.fhir_users.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.fhir_users.join(" ")
+                    },
                     c.scopes
                 );
             }
@@ -284,9 +347,16 @@ pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
         ClientsCommand::Disable { client_id } => {
             let id = client_id.clone();
             if !store.write_blocking(move |tx| tx.set_client_disabled(&id, true))? {
-                bail!("no client '{client_id}'");
+                bail!("no client '{client_id}' (`continuum clients list` shows them)");
             }
-            println!("disabled {client_id}");
+            println!("disabled {client_id}; its tokens no longer work");
+        }
+        ClientsCommand::Enable { client_id } => {
+            let id = client_id.clone();
+            if !store.write_blocking(move |tx| tx.set_client_disabled(&id, false))? {
+                bail!("no client '{client_id}' (`continuum clients list` shows them)");
+            }
+            println!("enabled {client_id}");
         }
     }
     Ok(())

@@ -20,17 +20,26 @@ pub struct Cli {
     /// A TOML configuration file (default: $CONTINUUM_CONFIG, then ./continuum.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where the data lives: sqlite://PATH (default sqlite://./continuum-data/continuum.db) or postgres://USER@HOST/DB.
-    #[arg(long, global = true, value_name = "URL")]
-    pub database: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--database`, for the commands that open one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DatabaseArg {
+    /// Where the data lives: sqlite://PATH (default sqlite://./continuum-data/continuum.db, or
+    /// $CONTINUUM_DATABASE_URL) or postgres://USER:PASSWORD@HOST:PORT/DB. Give every command the
+    /// database the server runs on.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
     Serve {
+        #[command(flatten)]
+        db: DatabaseArg,
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
@@ -46,45 +55,84 @@ pub enum Command {
     },
     /// The illustrative demo alliance.
     Demo {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: DemoCommand,
     },
     /// Slots from the schedules' weekly templates.
     Slots {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: SlotsCommand,
     },
     /// Load FHIR data: NDJSON (.ndjson), Bundles (transaction, batch, collection) or resources.
+    /// A transaction Bundle is all or nothing; refusals are reported in file order.
     Import {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// Check every resource and Bundle as an import would, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Files to load.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Bring the database schema up to date and exit.
-    Migrate,
+    /// Bring the database schema up to date (creating the database file if needed) and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DatabaseArg,
+    },
     /// Link the records of two files (CSV or NDJSON of Patients), or find the duplicates in
     /// one: writes left_id,right_id,score,grade for the probable and certain matches.
     Link(crate::link::LinkArgs),
     /// Console users: add, list, disable, enable, passwd.
     Users {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: crate::admin::UsersCommand,
     },
-    /// API clients (OAuth2 client credentials): add, list, disable.
+    /// API clients (OAuth2 client credentials): add, list, disable, enable.
     Clients {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: crate::admin::ClientsCommand,
     },
     /// Token signing keys: rotate, list.
     Keys {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: crate::admin::KeysCommand,
     },
     /// The audit trail: verify its hash chain.
     Audit {
+        #[command(flatten)]
+        db: DatabaseArg,
         #[command(subcommand)]
         command: crate::admin::AuditCommand,
     },
+}
+
+impl Command {
+    /// The `--database` given, for the commands that open one.
+    fn database(&self) -> Option<String> {
+        match self {
+            Command::Serve { db, .. }
+            | Command::Demo { db, .. }
+            | Command::Slots { db, .. }
+            | Command::Import { db, .. }
+            | Command::Migrate { db }
+            | Command::Users { db, .. }
+            | Command::Clients { db, .. }
+            | Command::Keys { db, .. }
+            | Command::Audit { db, .. } => db.database.clone(),
+            Command::Link(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +159,7 @@ const SLOT_WEEKS: u32 = server::jobs::SLOT_WEEKS;
 pub fn run(cli: Cli) -> Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut flags = FlagConfig {
-        database: cli.database.clone(),
+        database: cli.command.database(),
         ..Default::default()
     };
     if let Command::Serve {
@@ -146,6 +194,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo {
             command: DemoCommand::Load,
+            ..
         } => {
             let store = open_store(&config, true)?;
             runtime.block_on(load_demo(&config, &store))?;
@@ -153,6 +202,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Slots {
             command: SlotsCommand::Generate { weeks },
+            ..
         } => {
             let store = open_store(&config, true)?;
             let api = rest_api(&config, store);
@@ -165,18 +215,30 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Import { files } => runtime.block_on(import(config, files)),
-        Command::Migrate => migrate(config),
+        Command::Import { files, dry_run, .. } => runtime.block_on(import(config, files, dry_run)),
+        Command::Migrate { .. } => migrate(config),
         Command::Link(args) => crate::link::run(args),
-        Command::Users { command } => crate::admin::users(&open_store(&config, true)?, command),
-        Command::Clients { command } => crate::admin::clients(&open_store(&config, true)?, command),
-        Command::Keys { command } => crate::admin::keys(
-            &open_store(&config, true)?,
+        Command::Users { command, .. } => crate::admin::users(&open_accounts(&config)?, command),
+        Command::Clients { command, .. } => {
+            crate::admin::clients(&open_accounts(&config)?, command)
+        }
+        Command::Keys { command, .. } => crate::admin::keys(
+            &open_accounts(&config)?,
             &config.signing_key_seal.open()?,
             command,
         ),
-        Command::Audit { command } => crate::admin::audit(&open_store(&config, true)?, command),
+        Command::Audit { command, .. } => crate::admin::audit(&open_accounts(&config)?, command),
     }
+}
+
+/// The database of an account command (users, clients, keys, audit): it must exist, and a
+/// warning says when the server running on the configured address uses another one.
+fn open_accounts(config: &Config) -> Result<Store> {
+    let url = DatabaseUrl::parse(config.database.expose())?;
+    crate::checks::database_must_exist(&url)?;
+    let store = open_store(config, true)?;
+    crate::checks::warn_if_server_uses_another_database(config.listen, &store, &url);
+    Ok(store)
 }
 
 fn init_logging(config: &Config) {
@@ -281,17 +343,9 @@ async fn load_demo(config: &Config, store: &Store) -> Result<()> {
 fn ensure_demo_client(config: &Config, store: &Store) -> Result<()> {
     let path = demo_credentials_path(config);
     if !path.exists() {
-        let (id, secret) = crate::admin::create_client(store, "demo", "system/*.cruds")?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).ok();
-        }
-        std::fs::write(&path, format!("{id}:{secret}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).ok();
-        }
+        let (id, secret) =
+            crate::admin::create_client(store, "demo", "system/*.cruds", vec![], vec![])?;
+        crate::admin::write_credentials(&path, &id, &secret)?;
         eprintln!(
             "demo API client written to {} (use it as curl -u \"$(cat {})\" …/auth/token)",
             path.display(),
@@ -339,6 +393,7 @@ async fn serve(config: Config, store: Store) -> Result<()> {
             ..Default::default()
         },
         booking: booking_config(&config),
+        placeholder_names: config.placeholder_names.clone(),
         // slot generation, the release of lapsed holds and notification delivery (the
         // library's scheduler, the same jobs the tests run)
         jobs: server::jobs::JobsConfig {
@@ -386,24 +441,36 @@ async fn shutdown_signal() {
     }
 }
 
-async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
+async fn import(config: Config, files: Vec<PathBuf>, dry_run: bool) -> Result<()> {
     let store = open_store(&config, true)?;
     let api = rest_api(&config, store);
     let start = std::time::Instant::now();
-    let totals = crate::import::import_files(&api, &files).await?;
+    let totals = crate::import::import_files(&api, &files, dry_run).await?;
+    let secs = start.elapsed().as_secs_f64();
+    const SHOWN: usize = 50;
+    for r in totals.rejected.iter().take(SHOWN) {
+        eprintln!("refused {}: {}", r.origin, r.reason);
+    }
+    if totals.rejected.len() > SHOWN {
+        eprintln!("… and {} more refused", totals.rejected.len() - SHOWN);
+    }
+    if dry_run {
+        println!(
+            "dry run: {} resources would be imported, {} refused; nothing was written",
+            totals.stored,
+            totals.rejected.len()
+        );
+        if !totals.rejected.is_empty() {
+            bail!("{} would be refused", totals.rejected.len());
+        }
+        return Ok(());
+    }
     api.store()
         .analyze()
         .await
         .context("cannot refresh the planner statistics")?;
-    let secs = start.elapsed().as_secs_f64();
-    for r in totals.rejected.iter().take(20) {
-        eprintln!("rejected {}: {}", r.origin, r.reason);
-    }
-    if totals.rejected.len() > 20 {
-        eprintln!("… and {} more rejected", totals.rejected.len() - 20);
-    }
     println!(
-        "imported {} resources in {:.1} s ({:.0}/s); {} rejected",
+        "imported {} resources in {:.1} s ({:.0}/s); {} refused (not imported)",
         totals.stored,
         secs,
         totals.stored as f64 / secs.max(1e-9),
@@ -429,7 +496,10 @@ async fn import(config: Config, files: Vec<PathBuf>) -> Result<()> {
         );
     }
     if !totals.rejected.is_empty() {
-        bail!("{} resources were rejected", totals.rejected.len());
+        bail!(
+            "{} refused (listed above, in file order)",
+            totals.rejected.len()
+        );
     }
     Ok(())
 }

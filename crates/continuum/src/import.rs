@@ -1,6 +1,7 @@
 //! `continuum import FILE…`: NDJSON (one resource per line), transaction/batch Bundles (run as
-//! `POST /fhir` would), and collection/searchset Bundles or single resources (each entry
-//! stored), with a progress bar and a final count.
+//! `POST /fhir` would: a transaction is all or nothing), and collection/searchset Bundles or
+//! single resources (each entry stored), with a progress bar, a final count and the refusals in
+//! file order. `--dry-run` checks everything and writes nothing.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -24,12 +25,37 @@ pub struct Totals {
     pub bulk_patients: usize,
 }
 
-pub async fn import_files(api: &FhirApi, files: &[std::path::PathBuf]) -> Result<Totals> {
+pub async fn import_files(
+    api: &FhirApi,
+    files: &[std::path::PathBuf],
+    dry_run: bool,
+) -> Result<Totals> {
     let mut totals = Totals::default();
     for file in files {
-        import_file(api, file, &mut totals).await?;
+        import_file(api, file, dry_run, &mut totals).await?;
     }
+    // chunks are validated ahead of the one being stored, and unreadable lines are found while
+    // reading: put the refusals back in file order
+    let order: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    totals
+        .rejected
+        .sort_by_cached_key(|r| position(&order, &r.origin));
     Ok(totals)
+}
+
+/// Where a refusal's origin (`FILE:LINE`, `FILE entry N`, `FILE`) is: file, then line or entry.
+fn position(files: &[String], origin: &str) -> (usize, usize) {
+    let (file, at) = match origin.rsplit_once(" entry ") {
+        Some((f, n)) => (f, n.parse().ok()),
+        None => match origin.rsplit_once(':') {
+            Some((f, n)) if n.parse::<usize>().is_ok() => (f, n.parse().ok()),
+            _ => (origin, None),
+        },
+    };
+    (
+        files.iter().position(|f| f == file).unwrap_or(usize::MAX),
+        at.unwrap_or(0),
+    )
 }
 
 fn bar(len: u64, what: &str, unit: &str) -> ProgressBar {
@@ -54,16 +80,20 @@ async fn flush(
     api: &FhirApi,
     chunk: &mut Vec<(String, Value)>,
     in_flight: &mut InFlight,
+    dry_run: bool,
     totals: &mut Totals,
 ) -> Result<()> {
     if chunk.is_empty() {
         return Ok(());
     }
-    totals.bulk_patients += chunk
-        .iter()
-        .filter(|(_, v)| v.get("resourceType").and_then(Value::as_str) == Some("Patient"))
-        .count();
     let prepared = api.prepare_chunk(std::mem::take(chunk));
+    if dry_run {
+        let (valid, rejected) = prepared.counts();
+        totals.stored += valid;
+        totals.rejected.extend(rejected);
+        return Ok(());
+    }
+    totals.bulk_patients += prepared.patients();
     settle(in_flight, totals).await?;
     let api = api.clone();
     *in_flight = Some(tokio::spawn(async move { api.store_chunk(prepared).await }));
@@ -84,7 +114,7 @@ async fn settle(in_flight: &mut InFlight, totals: &mut Totals) -> Result<()> {
     Ok(())
 }
 
-async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<()> {
+async fn import_file(api: &FhirApi, path: &Path, dry_run: bool, totals: &mut Totals) -> Result<()> {
     let mut in_flight: InFlight = None;
     let name = path.display().to_string();
     let is_ndjson = path
@@ -111,10 +141,10 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
                 }),
             }
             if chunk.len() >= CHUNK {
-                flush(api, &mut chunk, &mut in_flight, totals).await?;
+                flush(api, &mut chunk, &mut in_flight, dry_run, totals).await?;
             }
         }
-        flush(api, &mut chunk, &mut in_flight, totals).await?;
+        flush(api, &mut chunk, &mut in_flight, dry_run, totals).await?;
         settle(&mut in_flight, totals).await?;
         pb.finish_and_clear();
         return Ok(());
@@ -131,21 +161,24 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
                 .get("entry")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
+            let transaction = value.get("type").and_then(Value::as_str) == Some("transaction");
             let pb = bar(entries as u64, &name, "entries");
-            let response = api.import_bundle(value).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "{name}: {}",
-                    e.issues
-                        .iter()
-                        .map(|i| format!(
-                            "{} ({})",
-                            i.diagnostics,
-                            i.expression.clone().unwrap_or_default()
-                        ))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })?;
+            let response = match api.import_bundle(value, dry_run).await {
+                Ok(response) => response,
+                Err(e) if transaction => {
+                    // all or nothing: the whole Bundle is refused, for the reasons given
+                    pb.finish_and_clear();
+                    totals.rejected.push(Rejected {
+                        origin: name.clone(),
+                        reason: format!(
+                            "the transaction was refused and none of its {entries} entries imported: {}",
+                            describe(&e)
+                        ),
+                    });
+                    return Ok(());
+                }
+                Err(e) => bail!("{name}: {}", describe(&e)),
+            };
             for (i, entry) in response
                 .get("entry")
                 .and_then(Value::as_array)
@@ -186,16 +219,16 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
                     chunk.push((format!("{name} entry {i}"), r.clone()));
                 }
                 if chunk.len() >= CHUNK {
-                    flush(api, &mut chunk, &mut in_flight, totals).await?;
+                    flush(api, &mut chunk, &mut in_flight, dry_run, totals).await?;
                 }
             }
-            flush(api, &mut chunk, &mut in_flight, totals).await?;
+            flush(api, &mut chunk, &mut in_flight, dry_run, totals).await?;
             settle(&mut in_flight, totals).await?;
             pb.finish_and_clear();
         }
         (Some(_), _) => {
             let mut chunk = vec![(name.clone(), value)];
-            flush(api, &mut chunk, &mut in_flight, totals).await?;
+            flush(api, &mut chunk, &mut in_flight, dry_run, totals).await?;
             settle(&mut in_flight, totals).await?;
         }
         (None, _) => bail!(
@@ -203,4 +236,16 @@ async fn import_file(api: &FhirApi, path: &Path, totals: &mut Totals) -> Result<
         ),
     }
     Ok(())
+}
+
+/// An error's issues in one line, each with its location.
+fn describe(e: &ApiError) -> String {
+    e.issues
+        .iter()
+        .map(|i| match &i.expression {
+            Some(at) => format!("{} ({at})", i.diagnostics),
+            None => i.diagnostics.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -2,6 +2,7 @@
 //! the command line and reports errors.
 
 mod admin;
+mod checks;
 mod cli;
 mod config;
 mod import;

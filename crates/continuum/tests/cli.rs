@@ -30,8 +30,14 @@ struct Server {
 
 const ADMIN_PASSWORD: &str = "a long admin passphrase for tests";
 
-/// Registers an API client with the CLI; returns (client_id, client_secret).
+/// Registers an API client with the CLI (in a database `migrate` creates, as a first start
+/// would); returns (client_id, client_secret).
 fn add_client(database: &str, scope: &str) -> (String, String) {
+    let migrated = Command::new(BIN)
+        .args(["migrate", "--database", database])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
     let out = Command::new(BIN)
         .args([
             "clients",
@@ -301,7 +307,7 @@ fn import_and_migrate(database: &str) {
         stdout.contains("imported 1203 resources"),
         "stdout: {stdout}\nstderr: {stderr}"
     );
-    assert!(stdout.contains("1 rejected"), "{stdout}");
+    assert!(stdout.contains("1 refused (not imported)"), "{stdout}");
     assert!(
         stderr.contains("patients.ndjson:1201"),
         "the rejected line is named: {stderr}"
@@ -684,4 +690,264 @@ fn import_links_what_it_loaded() {
             && stdout.contains("1 linked, 2 for review"),
         "{stdout}"
     );
+}
+
+/// Runs the binary; returns (success, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn count(database_file: &std::path::Path, rtype: &str) -> i64 {
+    let c = rusqlite::Connection::open(database_file).unwrap();
+    c.query_row(
+        "SELECT COUNT(*) FROM resources WHERE rtype = ?1 AND deleted = 0",
+        [rtype],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// A newcomer's mistakes at the command line are caught, each with words that say what to do.
+#[test]
+fn account_commands_check_what_they_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.db");
+    let db = format!("sqlite://{}", file.display());
+    // an account command never creates a database
+    let (ok, _, err) = run(
+        &["users", "add", "x", "--role", "auditor", "--database", &db],
+        &[],
+    );
+    assert!(!ok && err.contains("there is no database at"), "{err}");
+    assert!(!file.exists());
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"resourceType":"Bundle","type":"collection","entry":[
+          {"resource":{"resourceType":"Organization","id":"cc","name":"Connecticut Children's"}},
+          {"resource":{"resourceType":"Patient","id":"p1","birthDate":"2015-01-01"}},
+          {"resource":{"resourceType":"RelatedPerson","id":"rp1","patient":{"reference":"Patient/p1"}}}]}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["import", "--database", &db, seed.to_str().unwrap()], &[]);
+    assert!(ok, "{out}{err}");
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "clients",
+            "add",
+            "--database",
+            &db,
+            "--name",
+            "t",
+            "--scope",
+            "user/*.rs",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+    let (ok, _, err) = add(&["--role", "coordinator@nowhere"]);
+    assert!(!ok, "an organisation that does not exist");
+    assert!(err.contains("there is no Organization/nowhere"), "{err}");
+    assert!(
+        err.contains("the organisations are: cc (Connecticut Children's)"),
+        "{err}"
+    );
+    let (ok, _, err) = add(&["--role", "proxy"]);
+    assert!(
+        !ok && err.contains("the role proxy needs --fhir-user RelatedPerson/ID"),
+        "{err}"
+    );
+    let (ok, _, err) = add(&["--role", "patient", "--fhir-user", "Patient/nope"]);
+    assert!(!ok && err.contains("there is no Patient/nope"), "{err}");
+    let (ok, _, err) = add(&[
+        "--role",
+        "proxy",
+        "--fhir-user",
+        "RelatedPerson/rp1",
+        "--fhir-user",
+        "Patient/p1",
+    ]);
+    assert!(
+        !ok && err.contains("does not fit the roles: a proxy is a RelatedPerson"),
+        "{err}"
+    );
+    let (ok, _, err) = add(&["--role", "clinician"]);
+    assert!(!ok && err.contains("clinician@ORGANIZATION_ID"), "{err}");
+    let (ok, _, err) = add(&["--role", "nurse@cc"]);
+    assert!(!ok && err.contains("unknown role 'nurse'"), "{err}");
+    // and a right one, its secret also written to a file for curl -u "$(cat FILE)"
+    let creds = dir.path().join("parent-client");
+    let (ok, out, err) = add(&[
+        "--role",
+        "proxy",
+        "--fhir-user",
+        "RelatedPerson/rp1",
+        "--credentials-file",
+        creds.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id: "))
+        .unwrap()
+        .to_string();
+    let written = std::fs::read_to_string(&creds).unwrap();
+    assert!(written.starts_with(&format!("{id}:")) && written.trim_end().len() > id.len() + 20);
+    let (_, list, _) = run(&["clients", "list", "--database", &db], &[]);
+    let row = list.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(
+        row.contains("active") && row.contains("proxy") && row.contains("RelatedPerson/rp1"),
+        "{list}"
+    );
+    let (ok, out, _) = run(&["clients", "disable", &id, "--database", &db], &[]);
+    assert!(ok && out.contains("its tokens no longer work"), "{out}");
+    let (_, list, _) = run(&["clients", "list", "--database", &db], &[]);
+    assert!(
+        list.lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap()
+            .contains("disabled")
+    );
+    let (ok, _, _) = run(&["clients", "enable", &id, "--database", &db], &[]);
+    assert!(ok);
+    let (ok, _, err) = run(&["clients", "enable", "c-nobody", "--database", &db], &[]);
+    assert!(!ok && err.contains("no client 'c-nobody'"), "{err}");
+    // users are checked the same way
+    let (ok, _, err) = run(
+        &["users", "add", "mom", "--role", "proxy", "--database", &db],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("needs --fhir-user RelatedPerson/ID"),
+        "{err}"
+    );
+
+    // the help lists the roles, and link (which opens no database) takes no --database
+    let (_, help, _) = run(&["users", "add", "--help"], &[]);
+    for role in [
+        "alliance-admin",
+        "coordinator@ORG",
+        "clinician@ORG",
+        "referring-clinician@ORG",
+        "patient",
+        "proxy",
+        "auditor",
+    ] {
+        assert!(help.contains(role), "{role} in: {help}");
+    }
+    let (_, help, _) = run(&["link", "--help"], &[]);
+    assert!(!help.contains("--database"), "{help}");
+
+    // a server running on another database than the one a command opens is pointed out
+    let other = dir.path().join("other.db");
+    let other_db = format!("sqlite://{}", other.display());
+    let server = Server::start(&other_db);
+    let listen = server
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/fhir")
+        .to_string();
+    let env = [("CONTINUUM_LISTEN", listen.as_str())];
+    let (ok, _, err) = run(&["clients", "list", "--database", &db], &env);
+    assert!(ok);
+    assert!(
+        err.contains(&format!(
+            "the Continuum server on {listen} runs on another database"
+        )),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["clients", "list", "--database", &other_db], &env);
+    assert!(ok && !err.contains("another database"), "{err}");
+}
+
+/// A transaction Bundle is imported whole or not at all; refusals are reported in file order;
+/// --dry-run checks everything and writes nothing.
+#[test]
+fn import_is_all_or_nothing_per_transaction_and_reports_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("i.db");
+    let db = format!("sqlite://{}", file.display());
+    let tx = dir.path().join("tx.json");
+    std::fs::write(
+        &tx,
+        r#"{"resourceType":"Bundle","type":"transaction","entry":[
+          {"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","name":[{"family":"Whole"}]}},
+          {"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","gender":"f"}}]}"#,
+    )
+    .unwrap();
+    let nd = dir.path().join("p.ndjson");
+    std::fs::write(
+        &nd,
+        concat!(
+            "{\"resourceType\":\"Patient\",\"birthDate\":\"2012-02-30\"}\n",
+            "not json\n",
+            "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Fine\"}]}\n",
+            "{\"resourceType\":\"Patient\",\"birthDate\":\"2999-01-01\"}\n",
+        ),
+    )
+    .unwrap();
+    // a dry run: every problem found, nothing written
+    let (ok, out, err) = run(
+        &[
+            "import",
+            "--dry-run",
+            "--database",
+            &db,
+            tx.to_str().unwrap(),
+            nd.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok, "problems make a dry run fail");
+    assert!(
+        out.contains("dry run: 1 resources would be imported, 4 refused; nothing was written"),
+        "{out}{err}"
+    );
+    assert_eq!(count(&file, "Patient"), 0);
+    let (ok, out, err) = run(
+        &[
+            "import",
+            "--database",
+            &db,
+            tx.to_str().unwrap(),
+            nd.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(out.contains("imported 1 resources"), "{out}");
+    let refusals: Vec<&str> = err.lines().filter(|l| l.starts_with("refused ")).collect();
+    assert_eq!(refusals.len(), 4, "{err}");
+    assert!(
+        refusals[0]
+            .contains("tx.json: the transaction was refused and none of its 2 entries imported"),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        refusals[0].contains("'f' is not a code of AdministrativeGender"),
+        "{}",
+        refusals[0]
+    );
+    assert!(
+        refusals[1].contains("p.ndjson:1:") && refusals[1].contains("2012-02-30"),
+        "{err}"
+    );
+    assert!(refusals[2].contains("p.ndjson:2: not JSON"), "{err}");
+    assert!(
+        refusals[3].contains("p.ndjson:4:") && refusals[3].contains("in the future"),
+        "{err}"
+    );
+    // only the one good NDJSON line: nothing of the refused transaction
+    assert_eq!(count(&file, "Patient"), 1);
 }

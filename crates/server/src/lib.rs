@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub booking: app::booking::BookingConfig,
     /// The background jobs.
     pub jobs: jobs::JobsConfig,
+    /// Name words that are not names (`BABY`, `UNKNOWN`, …) beyond the built-in ones, for
+    /// identity linkage.
+    pub placeholder_names: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +52,7 @@ impl Default for ServerConfig {
             auth: auth::AuthConfig::default(),
             booking: Default::default(),
             jobs: Default::default(),
+            placeholder_names: Vec::new(),
         }
     }
 }
@@ -72,9 +76,16 @@ pub async fn app_with_jobs(
         RestConfig {
             public_base_url: config.public_base_url.clone(),
             booking: Arc::new(config.booking.clone()),
+            match_model: Arc::new(app::matching::MatchModel::with_placeholders(
+                &config.placeholder_names,
+            )),
             ..Default::default()
         },
     );
+    let database = store
+        .read(|tx| tx.database_identity())
+        .await
+        .unwrap_or_default();
     let auth = auth::Auth::new(store, config.auth.clone()).await?;
     let jobs = jobs::Jobs::standard(api.clone(), &config.jobs);
     jobs.clone().spawn(config.jobs.run_at_start);
@@ -83,6 +94,7 @@ pub async fn app_with_jobs(
         auth: Arc::new(auth),
         metrics: Arc::new(metrics::Metrics::new()),
         max_body_bytes: config.max_body_bytes,
+        database,
     });
     Ok((router, jobs))
 }

@@ -359,7 +359,39 @@ CREATE INDEX identity_key_patient ON identity_key (patient_id);
 "#,
         data: Some(crate::identity_links::backfill_identity_keys),
     },
+    Migration {
+        version: 11,
+        name: "database identity",
+        // a random value naming this database: the server reports it at /healthz, so a
+        // command run against another database than the running server's can say so
+        sql: r#"
+CREATE TABLE database_identity (
+    id BIGINT PRIMARY KEY,
+    value {text_c} NOT NULL
+);
+"#,
+        data: Some(name_the_database),
+    },
 ];
+
+fn name_the_database(conn: &mut dyn Conn) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO database_identity (id, value) VALUES (1, ?)",
+        &[uuid::Uuid::new_v4().to_string().into()],
+    )?;
+    Ok(())
+}
+
+/// The random value naming this database (migration 11).
+pub fn database_identity(conn: &mut dyn Conn) -> Result<String, StoreError> {
+    let rows = conn.query("SELECT value FROM database_identity WHERE id = 1", &[])?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string())
+}
 
 /// Fills `slot_free` from the Slots already stored (free ones, and held ones with their expiry).
 fn backfill_slot_free(conn: &mut dyn Conn) -> Result<(), StoreError> {

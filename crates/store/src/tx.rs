@@ -873,6 +873,33 @@ impl<'c> Tx<'c> {
         })
     }
 
+    /// The ids and bodies of up to `limit` current resources of a type, by id (for the
+    /// command line's hints: "the organisations are …").
+    pub fn list_current(
+        &mut self,
+        resource_type: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows = self.conn.query(
+            "SELECT id, body FROM resources WHERE rtype = ? AND deleted = 0 ORDER BY id LIMIT ?",
+            &[resource_type.into(), limit.into()],
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut it = r.into_iter();
+                let id = it.next()?.into_string()?;
+                let body = serde_json::from_str(&it.next()?.into_string()?).ok()?;
+                Some((id, body))
+            })
+            .collect())
+    }
+
+    /// The random value naming this database (so two databases are told apart).
+    pub fn database_identity(&mut self) -> Result<String, StoreError> {
+        crate::migrations::database_identity(&mut *self.conn)
+    }
+
     /// Row counts of every data table (diagnostics, and tests that prove nothing was written).
     /// The audit trail is left out: a refused request is recorded there, and that is not data.
     pub fn row_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {

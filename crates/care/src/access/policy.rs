@@ -118,6 +118,40 @@ impl Role {
     fn cares(self) -> bool {
         self.needs_organization()
     }
+
+    /// The FHIR resource types a holder of the role may be (`--fhir-user`), and whether the
+    /// role needs one: a patient is their Patient, a proxy the RelatedPerson(s) the policy
+    /// follows to the child; the others may name the Practitioner they are.
+    pub fn identity(self) -> (&'static [&'static str], bool) {
+        match self {
+            Role::Patient => (&["Patient"], true),
+            Role::Proxy => (&["RelatedPerson"], true),
+            Role::AllianceAdmin
+            | Role::Coordinator
+            | Role::Clinician
+            | Role::ReferringClinician
+            | Role::Auditor => (&["Practitioner", "PractitionerRole"], false),
+        }
+    }
+
+    /// What each role is, in a line (for `--help`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Role::AllianceAdmin => "alliance-admin: everything, across the alliance",
+            Role::Coordinator => {
+                "coordinator@ORG: the directory and the patients ORG cares for; labels"
+            }
+            Role::Clinician => "clinician@ORG: the records of the patients ORG cares for",
+            Role::ReferringClinician => {
+                "referring-clinician@ORG: as a clinician, for a practice that refers"
+            }
+            Role::Patient => "patient (--fhir-user Patient/ID): their own record from age 12",
+            Role::Proxy => {
+                "proxy (--fhir-user RelatedPerson/ID): a child's record, as the age rules allow"
+            }
+            Role::Auditor => "auditor: the audit trail",
+        }
+    }
 }
 
 /// A role held, with its organisation (an Organization id).

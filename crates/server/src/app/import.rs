@@ -91,7 +91,24 @@ impl App {
             rejected: report.rejected,
         }
     }
+}
 
+impl PreparedChunk {
+    /// How many resources passed, and the refusals (a dry run stops here).
+    pub fn counts(self) -> (usize, Vec<Rejected>) {
+        (self.valid.len(), self.rejected)
+    }
+
+    /// How many of the valid resources are Patients (linked after a bulk import).
+    pub fn patients(&self) -> usize {
+        self.valid
+            .iter()
+            .filter(|(_, rt, _, _)| rt == "Patient")
+            .count()
+    }
+}
+
+impl App {
     /// Stores a prepared chunk in one transaction, with one AuditEvent.
     pub async fn store_chunk(&self, prepared: PreparedChunk) -> Result<ImportReport, ApiError> {
         let PreparedChunk { valid, rejected } = prepared;

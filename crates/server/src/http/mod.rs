@@ -32,6 +32,9 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// The random value naming the database (`/healthz` reports it, so the command line can
+    /// tell whether it opened the same database as this server).
+    pub database: String,
 }
 
 /// Which interaction a response came from, for the access log and metrics.
@@ -159,10 +162,10 @@ async fn not_found() -> Response {
     )
 }
 
-async fn healthz() -> Response {
+async fn healthz(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"ok\"}",
+        serde_json::json!({"status": "ok", "database": state.database}).to_string(),
     )
         .into_response()
 }

@@ -14,8 +14,9 @@ pub use crate::app::import::{ImportReport, PreparedChunk, Rejected};
 
 impl App {
     /// Runs a transaction or batch Bundle exactly as `POST /fhir` would; returns the response
-    /// Bundle.
-    pub async fn import_bundle(&self, bundle: Value) -> Result<Value, ApiError> {
+    /// Bundle. With `dry_run` everything is checked and run, then rolled back (the audit trail
+    /// records the check).
+    pub async fn import_bundle(&self, bundle: Value, dry_run: bool) -> Result<Value, ApiError> {
         let base = self
             .config()
             .public_base_url
@@ -52,12 +53,36 @@ impl App {
             query: None,
             quiet: false,
         };
-        let outcome = self
+        // a dry run's answer is kept here while its transaction is rolled back by an error
+        let checked = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = checked.clone();
+        let result = self
             .run(caller, work, ctx, move |tx, ctx| {
-                tx.trail.description = Some("continuum import of a Bundle".into());
-                execute::execute(tx, ctx, interaction)
+                tx.trail.description = Some(if dry_run {
+                    "continuum import --dry-run of a Bundle (rolled back)".into()
+                } else {
+                    "continuum import of a Bundle".into()
+                });
+                let outcome = execute::execute(tx, ctx, interaction)?;
+                if dry_run {
+                    *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+                    return Err(ApiError::new(
+                        200,
+                        fhir::IssueType::Informational,
+                        "dry run: rolled back",
+                    ));
+                }
+                Ok(outcome)
             })
-            .await?;
+            .await;
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e) => checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or(e)?,
+        };
         match outcome {
             execute::Outcome::Json(_, v) => Ok(v),
             _ => Ok(Value::Null),
