@@ -144,9 +144,42 @@ fn write_slot(
 #[derive(Debug, Clone)]
 pub struct BookingRequest {
     pub hold: bool,
-    pub slot_id: String,
+    /// The slot; for `$book` of a held appointment it may be left out (the hold's slot).
+    pub slot_id: Option<String>,
     pub patient_id: Option<String>,
     pub held: Option<String>,
+}
+
+/// The one Slot a held appointment is for.
+fn held_slot(tx: &mut CallerTx, aid: &str) -> Result<String, ApiError> {
+    let appointment = match tx.current_for_write("Appointment", aid)? {
+        Current::Visible(a) if !a.deleted => body(&a),
+        _ => {
+            return Err(bad(
+                "appointment",
+                format!("Appointment/{aid} is not known"),
+            ));
+        }
+    };
+    let slots: Vec<&str> = appointment
+        .get("slot")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("reference").and_then(Value::as_str))
+        .filter_map(|r| r.strip_prefix("Slot/"))
+        .collect();
+    match slots.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => Err(bad(
+            "appointment",
+            format!("Appointment/{aid} holds no slot; name the 'slot' to book"),
+        )),
+        _ => Err(bad(
+            "slot",
+            format!("Appointment/{aid} holds several slots; name the 'slot' to book"),
+        )),
+    }
 }
 
 /// Holds (`pending`, the slot `busy-tentative`) or books (`booked`, the slot `busy`) a slot, in
@@ -163,6 +196,16 @@ pub fn hold_or_book(
         held,
     } = request;
     let now = tx.now();
+    let slot_id = match (slot_id, &held) {
+        (Some(slot), _) => slot,
+        (None, Some(aid)) => held_slot(tx, aid)?,
+        (None, None) => {
+            return Err(bad(
+                "slot",
+                "name the 'slot' (or, for $book, the held 'appointment')",
+            ));
+        }
+    };
     // the slot, read for write
     let prev_slot = match tx.current_for_write("Slot", &slot_id)? {
         Current::Visible(s) if !s.deleted => s,

@@ -147,6 +147,34 @@ async fn book_and_hold(app: TestApp) {
         .post("Appointment/$book", &params(&ids[2], None, Some(&hid)))
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
+    // a hold booked by naming only the held appointment: its slot is the one taken
+    let r = app
+        .post("Appointment/$hold", &params(&ids[2], Some(&p2), None))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let second = r.json()["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let only_appointment = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "appointment", "valueReference": {"reference": format!("Appointment/{second}")}}]});
+    let r = app.post("Appointment/$book", &only_appointment).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["entry"][0]["resource"]["status"], "booked");
+    assert_eq!(
+        app.get(&format!("Slot/{}", ids[2])).await.json()["status"],
+        "busy"
+    );
+    // $hold still needs the slot
+    let r = app
+        .post(
+            "Appointment/$hold",
+            &json!({"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueReference": {"reference": format!("Patient/{p1}")}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("$hold needs 'slot'"), "{}", r.text);
 }
 
 async fn bad_booking_requests(app: TestApp) {

@@ -30,8 +30,8 @@ pub const BOOK: Operation = Operation {
     level: Level::Type,
     writes: true,
     definition: "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-book",
-    documentation: "POST Appointment/$book with Parameters slot and patient (or the held appointment), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409.",
-    usage: "$book takes a Parameters resource with 'slot' and 'patient'",
+    documentation: "POST Appointment/$book with Parameters slot and patient, or the held appointment (its slot is taken when none is named), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409.",
+    usage: "$book takes a Parameters resource with 'slot' and 'patient', or the held 'appointment'",
     run: run_book,
 };
 
@@ -48,14 +48,22 @@ fn run_book(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiEr
 fn parse(hold: bool, params: &serde_json::Value) -> Result<BookingRequest, ApiError> {
     let op = if hold { "$hold" } else { "$book" };
     crate::app::params::parameter_list(params, op, &["slot", "patient", "appointment"], &[])?;
-    let slot_id = reference(params, "slot", "Slot")?.ok_or_else(|| {
-        bad(
-            "slot",
-            format!("{op} needs 'slot', a valueReference to the Slot"),
-        )
-    })?;
+    let slot_id = reference(params, "slot", "Slot")?;
     let patient_id = reference(params, "patient", "Patient")?;
     let held = reference(params, "appointment", "Appointment")?;
+    if slot_id.is_none() && (hold || held.is_none()) {
+        return Err(bad(
+            "slot",
+            format!(
+                "{op} needs 'slot', a valueReference to the Slot{}",
+                if hold {
+                    ""
+                } else {
+                    " (or the held 'appointment')"
+                }
+            ),
+        ));
+    }
     if hold && held.is_some() {
         return Err(bad(
             "appointment",
