@@ -325,12 +325,12 @@ pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
         ClientsCommand::List => {
             let clients = store.read_blocking(|tx| tx.list_clients())?;
             println!(
-                "{:<24} {:<9} {:<16} {:<28} {:<28} scopes",
+                "{:<24} {:<9} {:<16} {:<36} {:<28} scopes",
                 "client_id", "status", "name", "roles", "fhir user"
             );
             for c in clients {
                 println!(
-                    "{:<24} {:<9} {:<16} {:<28} {:<28} {}",
+                    "{:<24} {:<9} {:<16} {:<36} {:<28} {}",
                     c.client_id,
                     status(c.disabled),
                     c.name,

@@ -235,8 +235,11 @@ impl KeyRing {
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Invalid(
-                    "its signature does not match; it was altered or not issued here".into(),
+                jsonwebtoken::errors::ErrorKind::InvalidSignature
+                | jsonwebtoken::errors::ErrorKind::Base64(_)
+                | jsonwebtoken::errors::ErrorKind::Json(_)
+                | jsonwebtoken::errors::ErrorKind::Utf8(_) => TokenError::Invalid(
+                    "its signature does not match or it does not decode: it was altered, or not issued here".into(),
                 ),
                 jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) => {
                     TokenError::Invalid(format!("it has no '{claim}' claim"))

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+mod clinical;
 mod data;
 use data::*;
 
@@ -286,6 +287,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         bail!("no Connecticut ZIP codes in the ZIP database");
     }
     let day = 86_400_000i64;
+    let mut people: Vec<(String, i64, &'static str, bool)> = Vec::with_capacity(patients);
     for i in 0..patients {
         let female = rng.random_bool(0.5);
         let given = if female { GIVEN_F } else { GIVEN_M };
@@ -314,6 +316,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         let birth_date = format!("{y:04}-{m:02}-{d:02}");
         let is_child = care::access::BirthDate::parse(&birth_date)
             .is_some_and(|b| care::access::age_on(b, now_ms) < 18);
+        people.push((id.clone(), birth - birth.rem_euclid(day), org, is_child));
         if is_child {
             // a parent, who may sign in as the child's proxy and receives the family's messages
             let (relationship, parent) = if i % 2 == 0 {
@@ -338,6 +341,29 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
                 "onsetAge": {"value": rng.random_range(0..6), "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}));
         }
     }
+    let clinicians: Vec<(String, String)> = out
+        .iter()
+        .filter(|r| r["resourceType"] == "PractitionerRole")
+        .filter_map(|r| {
+            let dr = r["practitioner"]["reference"]
+                .as_str()?
+                .strip_prefix("Practitioner/")?;
+            let org = r["organization"]["reference"]
+                .as_str()?
+                .strip_prefix("Organization/")?;
+            Some((dr.to_string(), org.to_string()))
+        })
+        .collect();
+    let people: Vec<clinical::Person> = people
+        .iter()
+        .map(|(id, birth_ms, org, has_parent)| clinical::Person {
+            id,
+            birth_ms: *birth_ms,
+            org,
+            has_parent: *has_parent,
+        })
+        .collect();
+    clinical::add(&mut out, &mut rng, &people, &clinicians, now_ms);
     // the same child registered at the other organisation too (another MRN, a nickname or a
     // typo, the street written shorter), and twins (same family, birth date and home, another
     // given name): the linkage links the first and sends the second to review
@@ -407,6 +433,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         twin["name"][0]["given"] = json!([other]);
         out.push(twin);
     }
+    clinical::named_people(&mut out, &clinicians, now_ms);
     // the README's `$match` example: Ana María Núñez, registered at Connecticut Children's and,
     // after her family moved across New London, at Hartford HealthCare as "Ana Nunez"
     out.push(json!({"resourceType": "Patient", "id": "demo-ana", "meta": tag(),
@@ -511,7 +538,48 @@ mod tests {
             })
             .count();
         assert!(children > 1000, "{children}");
-        assert_eq!(count("RelatedPerson"), children);
+        // a parent per child, and Maya's mother and Leo's guardian
+        assert_eq!(count("RelatedPerson"), children + 2);
+        // clinical life: encounters at both organisations, conditions with onset ages,
+        // allergies, care teams, consents, minor-consented care with its labels
+        let at = |org: &str| {
+            a.iter()
+                .filter(|r| r["resourceType"] == "Encounter")
+                .filter(|r| r["serviceProvider"]["reference"] == format!("Organization/{org}"))
+                .count()
+        };
+        assert!(
+            at("cc") > 1000 && at("hhc") > 500,
+            "{} {}",
+            at("cc"),
+            at("hhc")
+        );
+        assert!(count("Condition") > 250, "{}", count("Condition"));
+        assert!(
+            a.iter()
+                .filter(|r| r["resourceType"] == "Condition")
+                .all(|r| r["onsetAge"]["unit"] == "a")
+        );
+        assert!(
+            count("AllergyIntolerance") > 50,
+            "{}",
+            count("AllergyIntolerance")
+        );
+        assert!(count("CareTeam") > 20, "{}", count("CareTeam"));
+        assert_eq!(count("Consent"), 1);
+        let sensitive: Vec<&Value> = a
+            .iter()
+            .filter(|r| r["resourceType"] == "Encounter")
+            .filter(|r| r.to_string().contains("minor-consented-care"))
+            .collect();
+        assert!(sensitive.len() > 5, "{}", sensitive.len());
+        assert!(
+            sensitive
+                .iter()
+                .all(|e| e.to_string().contains("v3-Confidentiality"))
+        );
+        let guardian = a.iter().find(|r| r["id"] == "demo-leo-guardian").unwrap();
+        assert!(guardian.to_string().contains("GUARD"));
         assert!(
             a.iter()
                 .all(|r| r["meta"]["tag"][0]["code"] == "illustrative")
