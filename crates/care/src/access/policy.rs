@@ -133,25 +133,6 @@ impl Role {
             | Role::Auditor => (&["Practitioner", "PractitionerRole"], false),
         }
     }
-
-    /// What each role is, in a line (for `--help`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Role::AllianceAdmin => "alliance-admin: everything, across the alliance",
-            Role::Coordinator => {
-                "coordinator@ORG: the directory and the patients ORG cares for; labels"
-            }
-            Role::Clinician => "clinician@ORG: the records of the patients ORG cares for",
-            Role::ReferringClinician => {
-                "referring-clinician@ORG: as a clinician, for a practice that refers"
-            }
-            Role::Patient => "patient (--fhir-user Patient/ID): their own record from age 12",
-            Role::Proxy => {
-                "proxy (--fhir-user RelatedPerson/ID): a child's record, as the age rules allow"
-            }
-            Role::Auditor => "auditor: the audit trail",
-        }
-    }
 }
 
 /// A role held, with its organisation (an Organization id).
