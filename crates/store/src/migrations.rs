@@ -382,17 +382,6 @@ fn name_the_database(conn: &mut dyn Conn) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The random value naming this database (migration 11).
-pub fn database_identity(conn: &mut dyn Conn) -> Result<String, StoreError> {
-    let rows = conn.query("SELECT value FROM database_identity WHERE id = 1", &[])?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string())
-}
-
 /// Fills `slot_free` from the Slots already stored (free ones, and held ones with their expiry).
 fn backfill_slot_free(conn: &mut dyn Conn) -> Result<(), StoreError> {
     let rows = conn.query(

@@ -897,7 +897,16 @@ impl<'c> Tx<'c> {
 
     /// The random value naming this database (so two databases are told apart).
     pub fn database_identity(&mut self) -> Result<String, StoreError> {
-        crate::migrations::database_identity(&mut *self.conn)
+        // written once by migration 11
+        let rows = self
+            .conn
+            .query("SELECT value FROM database_identity WHERE id = 1", &[])?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .and_then(SqlValue::into_string)
+            .unwrap_or_default())
     }
 
     /// Row counts of every data table (diagnostics, and tests that prove nothing was written).
