@@ -56,6 +56,7 @@ fn main() -> Result<(), StoreError> {
             &ParseOptions {
                 lenient: false,
                 base_url: "",
+                limits: Default::default(),
             },
         )
         .expect("a valid search");

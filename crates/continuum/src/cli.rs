@@ -282,6 +282,7 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
             match_model: std::sync::Arc::new(server::app::matching::MatchModel::with_placeholders(
                 &config.placeholder_names,
             )),
+            search_limits: config.search_limits,
             ..Default::default()
         },
     )
@@ -394,6 +395,7 @@ async fn serve(config: Config, store: Store) -> Result<()> {
         },
         booking: booking_config(&config),
         placeholder_names: config.placeholder_names.clone(),
+        search_limits: config.search_limits,
         // slot generation, the release of lapsed holds and notification delivery (the
         // library's scheduler, the same jobs the tests run)
         jobs: server::jobs::JobsConfig {

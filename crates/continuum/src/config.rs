@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub signing_key_secret: Option<String>,
     pub signing_key_file: Option<String>,
     pub placeholder_names: Option<Vec<String>>,
+    pub max_search_terms: Option<usize>,
+    pub max_search_values: Option<usize>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -95,6 +97,8 @@ pub struct Config {
     /// Given-name words that mark an unnamed newborn, beyond the built-in list (Baby, Boy,
     /// Girl, Infant, Newborn, Twin, …).
     pub placeholder_names: Vec<String>,
+    /// How large one search may be.
+    pub search_limits: fhir::search::SearchLimits,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -167,6 +171,17 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_SIGNING_KEY_SECRET",
     "CONTINUUM_SIGNING_KEY_FILE",
     "CONTINUUM_PLACEHOLDER_NAMES",
+    "CONTINUUM_MAX_SEARCH_TERMS",
+    "CONTINUUM_MAX_SEARCH_VALUES",
+];
+
+/// Variables the project's scripts and tests read, not the server: never warned about.
+const TOOL_KEYS: &[&str] = &[
+    "CONTINUUM_BIN",
+    "CONTINUUM_EXAMPLES_DIR",
+    "CONTINUUM_FHIR_URL",
+    "CONTINUUM_CLIENT_ID",
+    "CONTINUUM_CLIENT_SECRET",
 ];
 
 impl Config {
@@ -179,7 +194,10 @@ impl Config {
     ) -> Result<Config> {
         let mut warnings = Vec::new();
         for key in env.keys().filter(|k| k.starts_with("CONTINUUM_")) {
-            if !ENV_KEYS.contains(&key.as_str()) && !key.starts_with("CONTINUUM_TEST_") {
+            if !ENV_KEYS.contains(&key.as_str())
+                && !key.starts_with("CONTINUUM_TEST_")
+                && !TOOL_KEYS.contains(&key.as_str())
+            {
                 warnings.push(format!(
                     "unknown environment variable {key} (known: {})",
                     ENV_KEYS.join(", ")
@@ -248,6 +266,32 @@ impl Config {
         if db_connections == 0 {
             bail!("db_connections must be at least 1");
         }
+        let defaults = fhir::search::SearchLimits::default();
+        let terms = number(
+            None,
+            "CONTINUUM_MAX_SEARCH_TERMS",
+            file.max_search_terms,
+            defaults.terms,
+        )?;
+        let values = number(
+            None,
+            "CONTINUUM_MAX_SEARCH_VALUES",
+            file.max_search_values,
+            defaults.values,
+        )?;
+        // a term nests about two levels of SQL expression and a value one; SQLite refuses an
+        // expression more than 1,000 deep
+        if terms == 0 || values == 0 || 2 * terms + values > 800 {
+            bail!(
+                "max_search_terms ({terms}) and max_search_values ({values}) must be at least 1, with twice the terms plus the values at most 800 (the depth a query's SQL may reach)"
+            );
+        }
+        let search_limits = fhir::search::SearchLimits {
+            terms,
+            values,
+            total_values: defaults.total_values.max(values),
+            ..defaults
+        };
         let log = env
             .get("CONTINUUM_LOG")
             .cloned()
@@ -417,6 +461,7 @@ impl Config {
             db_connections,
             log,
             log_json,
+            search_limits,
             warnings,
         })
     }

@@ -11,6 +11,11 @@ use crate::primitive::{check_primitive, describe};
 /// The most issues reported for one resource; the rest are summarised.
 const MAX_ISSUES: usize = 50;
 
+/// The most items one array of a resource may hold: beyond it the resource is refused
+/// (`too-costly`, answered 422) before anything is indexed or stored — one resource must not
+/// hold the single writer for long.
+pub const MAX_ARRAY_ITEMS: usize = 10_000;
+
 /// Validates a resource; on success returns its `resourceType`.
 pub fn validate_resource(resource: &Value) -> Result<&str, Vec<Issue>> {
     let mut v = Validator {
@@ -192,6 +197,20 @@ impl Validator {
                     )
                     .at(path),
                 );
+            }
+            if items.len() > MAX_ARRAY_ITEMS {
+                self.push(
+                    Issue::error(
+                        IssueType::TooCostly,
+                        format!(
+                            "'{}' has {} items; at most {MAX_ARRAY_ITEMS} are accepted in one array",
+                            child.element,
+                            items.len()
+                        ),
+                    )
+                    .at(path),
+                );
+                return;
             }
             for (i, item) in items.iter().enumerate() {
                 let item_path = format!("{path}[{i}]");

@@ -30,6 +30,17 @@ impl ApiError {
         }
     }
 
+    /// A resource refused by validation: 422 when it is too large to take (an array or an
+    /// index beyond its limit), else 400.
+    pub fn invalid(issues: Vec<Issue>) -> ApiError {
+        let status = if issues.iter().any(|i| i.code == IssueType::TooCostly) {
+            422
+        } else {
+            400
+        };
+        ApiError::with_issues(status, issues)
+    }
+
     /// A 405: `method` is not allowed here; `allow` lists the methods that are.
     pub fn method_not_allowed(allow: &str, diagnostics: impl Into<String>) -> ApiError {
         let mut e = ApiError::new(405, IssueType::NotSupported, diagnostics);

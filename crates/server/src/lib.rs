@@ -41,6 +41,8 @@ pub struct ServerConfig {
     /// Name words that are not names (`BABY`, `UNKNOWN`, …) beyond the built-in ones, for
     /// identity linkage.
     pub placeholder_names: Vec<String>,
+    /// How large one search may be.
+    pub search_limits: fhir::search::SearchLimits,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             booking: Default::default(),
             jobs: Default::default(),
             placeholder_names: Vec::new(),
+            search_limits: Default::default(),
         }
     }
 }
@@ -79,6 +82,7 @@ pub async fn app_with_jobs(
             match_model: Arc::new(app::matching::MatchModel::with_placeholders(
                 &config.placeholder_names,
             )),
+            search_limits: config.search_limits,
             ..Default::default()
         },
     );

@@ -5,9 +5,11 @@ pub mod normalize;
 pub mod query;
 pub mod registry;
 
-pub use index::{CompositeValue, IndexEntry, IndexValue, extract};
+pub use index::{
+    CompositeValue, IndexEntry, IndexValue, MAX_INDEX_ENTRIES, extract, over_index_limit,
+};
 pub use query::{
-    Chain, Clause, Has, Include, Modifier, ParseOptions, Prefix, SearchRequest, SearchValue,
-    SortColumn, SortKey, Summary, SystemMatch, TotalMode, parse_search,
+    Chain, Clause, Has, Include, Modifier, ParseOptions, Prefix, SearchLimits, SearchRequest,
+    SearchValue, SortColumn, SortKey, Summary, SystemMatch, TotalMode, parse_search,
 };
 pub use registry::{Column, ParamType, Registry, SearchParam, registry};

@@ -12,6 +12,98 @@ pub const DEFAULT_COUNT: usize = 50;
 /// The largest `_count` accepted.
 pub const MAX_COUNT: usize = 1000;
 
+/// How large one search may be: every query, by whatever path it arrives (GET, `POST _search`,
+/// conditional headers and URLs, Bundle entries), is refused with 400 `too-costly` beyond these
+/// — a query has a cost the server must be able to bound (SQLite refuses an expression more
+/// than 1,000 deep, and a statement of more than 32,766 values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Parameters in one query (`name=a&name=b` is two).
+    pub terms: usize,
+    /// Values of one parameter (`code=a,b,c` is three).
+    pub values: usize,
+    /// Values across the whole query.
+    pub total_values: usize,
+    /// `_include` and `_revinclude` parameters together.
+    pub includes: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        SearchLimits {
+            terms: 100,
+            values: 500,
+            total_values: 1000,
+            includes: 20,
+        }
+    }
+}
+
+/// The values of one parameter's value: its commas not escaped as `\,`, plus one.
+fn value_count(value: &str) -> usize {
+    let mut n = 1;
+    let mut escaped = false;
+    for c in value.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => n += 1,
+            _ => escaped = false,
+        }
+    }
+    n
+}
+
+/// The first limit a query goes beyond, in words, with the parameter to blame.
+fn over_limits(params: &[(String, String)], limits: &SearchLimits) -> Option<Issue> {
+    if params.len() > limits.terms {
+        return Some(Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "this search has {} parameters; at most {} are accepted in one query — narrow it, or split it into several searches",
+                params.len(),
+                limits.terms
+            ),
+        ));
+    }
+    let includes = params
+        .iter()
+        .filter(|(n, _)| n.starts_with("_include") || n.starts_with("_revinclude"))
+        .count();
+    if includes > limits.includes {
+        return Some(Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "this search has {includes} _include/_revinclude parameters; at most {} are accepted",
+                limits.includes
+            ),
+        ));
+    }
+    let mut total = 0;
+    for (name, value) in params {
+        let n = value_count(value);
+        if n > limits.values {
+            return Some(bad(
+                name,
+                IssueType::TooCostly,
+                format!(
+                    "'{name}' has {n} values; at most {} are accepted for one parameter — split the list over several searches",
+                    limits.values
+                ),
+            ));
+        }
+        total += n;
+    }
+    (total > limits.total_values).then(|| {
+        Issue::error(
+            IssueType::TooCostly,
+            format!(
+                "this search has {total} values in all; at most {} are accepted in one query",
+                limits.total_values
+            ),
+        )
+    })
+}
+
 /// A parsed search.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -218,11 +310,14 @@ pub enum SearchValue {
 }
 
 /// What the caller tells the parser.
+#[derive(Debug, Clone, Copy)]
 pub struct ParseOptions<'a> {
     /// `Prefer: handling=lenient`: unknown parameters are ignored rather than rejected.
     pub lenient: bool,
     /// This server's base URL, so absolute references to it match local ones.
     pub base_url: &'a str,
+    /// How large the query may be.
+    pub limits: SearchLimits,
 }
 
 /// Parses search parameters (already percent-decoded) for a resource type.
@@ -246,6 +341,9 @@ pub fn parse_search(
         includes: Vec::new(),
         revincludes: Vec::new(),
     };
+    if let Some(issue) = over_limits(params, &opts.limits) {
+        return Err(vec![issue]);
+    }
     let mut issues = Vec::new();
     for (name, value) in params {
         let before = issues.len();
@@ -1026,6 +1124,7 @@ mod tests {
             &ParseOptions {
                 lenient: false,
                 base_url: "http://localhost:8080/fhir",
+                limits: Default::default(),
             },
         )
     }
@@ -1120,9 +1219,69 @@ mod tests {
             &ParseOptions {
                 lenient: true,
                 base_url: "",
+                limits: Default::default(),
             },
         )
         .unwrap();
         assert_eq!(ok.ignored, vec!["nonsense".to_string()]);
+    }
+
+    #[test]
+    fn queries_are_held_to_the_limits() {
+        assert_eq!(value_count("a"), 1);
+        assert_eq!(value_count("a,b,c"), 3);
+        assert_eq!(
+            value_count("a\\,b,c"),
+            2,
+            "an escaped comma is part of a value"
+        );
+        let limits = SearchLimits {
+            terms: 3,
+            values: 2,
+            total_values: 4,
+            includes: 1,
+        };
+        let q = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(over_limits(&q(&[("name", "a"), ("name", "b,c")]), &limits).is_none());
+        let four = q(&[("name", "a"), ("name", "b"), ("name", "c"), ("name", "d")]);
+        let issue = over_limits(&four, &limits).unwrap();
+        assert_eq!(issue.code, IssueType::TooCostly);
+        assert!(
+            issue.diagnostics.contains("4 parameters; at most 3"),
+            "{}",
+            issue.diagnostics
+        );
+        let issue = over_limits(&q(&[("code", "a,b,c")]), &limits).unwrap();
+        assert_eq!(issue.expression.as_deref(), Some("code"));
+        assert!(issue.diagnostics.contains("3 values; at most 2"));
+        let issue = over_limits(&q(&[("a", "1,2"), ("b", "1,2"), ("c", "1")]), &limits).unwrap();
+        assert!(
+            issue.diagnostics.contains("5 values in all"),
+            "{}",
+            issue.diagnostics
+        );
+        let two = q(&[
+            ("_include", "Patient:organization"),
+            ("_revinclude", "Observation:subject"),
+        ]);
+        assert!(
+            over_limits(&two, &limits)
+                .unwrap()
+                .diagnostics
+                .contains("_include")
+        );
+        // through parse_search, before any parameter is parsed
+        let opts = ParseOptions {
+            lenient: true,
+            base_url: "",
+            limits,
+        };
+        let err = parse_search(super::super::registry(), "Patient", &four, &opts).unwrap_err();
+        assert_eq!(err[0].code, IssueType::TooCostly);
     }
 }

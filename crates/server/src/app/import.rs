@@ -84,6 +84,13 @@ impl App {
                 continue;
             }
             let index = extract(registry, &resource);
+            if let Some(issue) = fhir::search::over_index_limit(&rt, &index) {
+                report.rejected.push(Rejected {
+                    origin,
+                    reason: issue.diagnostics,
+                });
+                continue;
+            }
             valid.push((origin, rt, resource, index));
         }
         PreparedChunk {

@@ -223,6 +223,7 @@ pub fn patient_match(
             &fhir::search::ParseOptions {
                 lenient: true,
                 base_url: "",
+                limits: Default::default(),
             },
         ) else {
             continue;

@@ -82,6 +82,8 @@ pub struct AppConfig {
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
     /// The identity model `$match` scores with.
     pub match_model: Arc<matching::MatchModel>,
+    /// How large one search may be (every path a query arrives by).
+    pub search_limits: fhir::search::SearchLimits,
 }
 
 /// The application: the store, the search registry and the alliance's settings. Every entry
@@ -106,6 +108,7 @@ pub struct Ctx {
     pub booking: Arc<booking::BookingConfig>,
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
     pub match_model: Arc<matching::MatchModel>,
+    pub search_limits: fhir::search::SearchLimits,
 }
 
 impl App {
@@ -142,6 +145,7 @@ impl App {
             booking: self.config.booking.clone(),
             subscriptions: self.config.subscriptions.clone(),
             match_model: self.config.match_model.clone(),
+            search_limits: self.config.search_limits,
         }
     }
 

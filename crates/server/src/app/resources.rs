@@ -28,6 +28,7 @@ pub fn search_request(
         &ParseOptions {
             lenient: false,
             base_url: "",
+            limits: Default::default(),
         },
     )
     .map_err(|issues| ApiError::with_issues(500, issues))
@@ -86,6 +87,7 @@ pub fn search(
         &ParseOptions {
             lenient: false,
             base_url: &ctx.base_url,
+            limits: ctx.search_limits,
         },
     )
     .map_err(|issues| ApiError::with_issues(400, issues))?;

@@ -60,6 +60,7 @@ fn search_request(
         &fhir::search::ParseOptions {
             lenient: false,
             base_url: "",
+            limits: Default::default(),
         },
     )
 }

@@ -141,7 +141,11 @@ fn parse_entry(ctx: &Ctx, index: usize, raw: &Value) -> Result<Entry, ApiError> 
         body,
         &cond,
         ctx.registry,
-        &ctx.base_url,
+        fhir::search::ParseOptions {
+            lenient: false,
+            base_url: &ctx.base_url,
+            limits: ctx.search_limits,
+        },
     )?;
     Ok(Entry {
         index,
@@ -353,8 +357,17 @@ fn rewrite_references(
                 } else if let Some((rt, q)) = r.split_once('?')
                     && ctx.registry.supports(rt)
                 {
-                    let search: SearchRequest =
-                        condition(ctx.registry, rt, q, &ctx.base_url, "conditional reference")?;
+                    let search: SearchRequest = condition(
+                        ctx.registry,
+                        rt,
+                        q,
+                        &fhir::search::ParseOptions {
+                            lenient: false,
+                            base_url: &ctx.base_url,
+                            limits: ctx.search_limits,
+                        },
+                        "conditional reference",
+                    )?;
                     let found = execute::matches(tx, &search)?;
                     match found.as_slice() {
                         [one] => {

@@ -19,7 +19,11 @@ const TYPE_INTERACTIONS: &[&str] = &[
 /// The alliance's extensions: (URL, resource types, meaning).
 pub use care::profile::EXTENSIONS;
 
-pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
+pub fn capability_statement(
+    registry: &Registry,
+    base_url: &str,
+    limits: &fhir::search::SearchLimits,
+) -> Value {
     let resources: Vec<Value> = registry
         .resource_types()
         .map(|rt| {
@@ -118,7 +122,8 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
         "rest": [{
             "mode": "server",
             "security": security(base_url),
-            "documentation": "Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb over partial dates and periods, uri (:below, :above), composite (first$second), :missing on every type; chained parameters (up to 3 links, e.g. subject:Patient.name) and _has reverse chains; _include and _revinclude (with :iterate, one more level); _sort on several parameters, _id and _lastUpdated (- for descending); Location?near=lat|lng|distance|unit ordered by distance; _id, _lastUpdated, _count (max 1000), _total=none|estimate|accurate (fhirpy's _totalMethod is a synonym; without it a total is given when the first page holds every match), _summary, _elements; cursor paging via next links that neither repeats nor skips under concurrent writes. Unknown parameters are an error unless 'Prefer: handling=lenient'. Every result is filtered by the caller's access rights, totals and includes included.",
+            "documentation": format!("Search: string (default prefix, :exact, :contains), token (system|code, |code, system|, :not, :text), reference (id, Type/id, absolute URL, :Type), date/number/quantity with prefixes eq ne gt lt ge le sa eb over partial dates and periods, uri (:below, :above), composite (first$second), :missing on every type; chained parameters (up to 3 links, e.g. subject:Patient.name) and _has reverse chains; _include and _revinclude (with :iterate, one more level); _sort on several parameters, _id and _lastUpdated (- for descending); Location?near=lat|lng|distance|unit ordered by distance; _id, _lastUpdated, _count (max 1000), _total=none|estimate|accurate (fhirpy's _totalMethod is a synonym; without it a total is given when the first page holds every match), _summary, _elements; cursor paging via next links that neither repeats nor skips under concurrent writes. Unknown parameters are an error unless 'Prefer: handling=lenient'. Every result is filtered by the caller's access rights, totals and includes included. {}",
+            limits_text(limits)),
             "resource": resources,
             "interaction": [
                 {"code": "transaction"},
@@ -127,6 +132,14 @@ pub fn capability_statement(registry: &Registry, base_url: &str) -> Value {
             ],
         }],
     })
+}
+
+/// The limits every search is held to, in words (also in the README).
+fn limits_text(limits: &fhir::search::SearchLimits) -> String {
+    format!(
+        "Limits (400 too-costly beyond them, whatever path the query arrives by: GET, POST _search, conditional headers and URLs, Bundle entries): {} parameters per query, {} values per parameter and {} in all, {} _include/_revinclude, chains of 3 links, _count 1000.",
+        limits.terms, limits.values, limits.total_values, limits.includes
+    )
 }
 
 /// `rest.security`: SMART on FHIR, with the token endpoint in the `oauth-uris` extension (the
@@ -159,7 +172,11 @@ mod tests {
 
     #[test]
     fn lists_supported_types_and_their_parameters() {
-        let cs = capability_statement(fhir::search::registry(), "http://x/fhir");
+        let cs = capability_statement(
+            fhir::search::registry(),
+            "http://x/fhir",
+            &Default::default(),
+        );
         let resources = cs["rest"][0]["resource"].as_array().unwrap();
         assert_eq!(resources.len(), fhir::SUPPORTED_RESOURCE_TYPES.len());
         let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
@@ -176,7 +193,11 @@ mod tests {
 
     #[test]
     fn says_how_to_authenticate() {
-        let cs = capability_statement(fhir::search::registry(), "http://x:8080/fhir");
+        let cs = capability_statement(
+            fhir::search::registry(),
+            "http://x:8080/fhir",
+            &Default::default(),
+        );
         let security = &cs["rest"][0]["security"];
         assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
         let uris = &security["extension"][0];

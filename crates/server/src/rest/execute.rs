@@ -4,7 +4,7 @@
 
 use care::access::Action;
 use fhir::IssueType;
-use fhir::search::{SearchRequest, extract};
+use fhir::search::{IndexEntry, SearchRequest, extract};
 use serde_json::Value;
 use store::{CallerTx, HistoryPage, HistoryScope, SearchPage, Stored};
 
@@ -51,7 +51,11 @@ pub(crate) fn execute(
     match interaction {
         Interaction::Capabilities => Ok(Outcome::Json(
             200,
-            super::capability::capability_statement(ctx.registry, &ctx.base_url),
+            super::capability::capability_statement(
+                ctx.registry,
+                &ctx.base_url,
+                &ctx.search_limits,
+            ),
         )),
         Interaction::Read {
             rt,
@@ -289,6 +293,16 @@ pub(crate) fn create(
     create_with_id(tx, ctx, rt, &id, resource)
 }
 
+/// The search index of a resource a client sent, refused (422) beyond the entries one resource
+/// may need.
+fn index_of(ctx: &Ctx, rt: &str, resource: &Value) -> Result<Vec<IndexEntry>, ApiError> {
+    let index = extract(ctx.registry, resource);
+    match fhir::search::over_index_limit(rt, &index) {
+        Some(issue) => Err(ApiError::with_issues(422, vec![issue])),
+        None => Ok(index),
+    }
+}
+
 pub(crate) fn create_with_id(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -298,7 +312,7 @@ pub(crate) fn create_with_id(
 ) -> Result<Outcome, ApiError> {
     crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
     // decided before any write rule runs: a refused write has no side effects
-    let mut index = extract(ctx.registry, &resource);
+    let mut index = index_of(ctx, rt, &resource)?;
     let permit = tx
         .permit_create(rt, id, &resource, &index)?
         .map_err(|r| ApiError::refused(r, rt, id))?;
@@ -330,7 +344,7 @@ fn create_over_hidden(
         o.insert("id".into(), Value::String(id.to_string()));
     }
     crate::app::labels::apply_automatic_labels(tx, &mut resource)?;
-    let index = extract(ctx.registry, &resource);
+    let index = index_of(ctx, rt, &resource)?;
     tx.permit_create(rt, id, &resource, &index)?
         .map_err(|r| ApiError::refused(r, rt, id))?;
     Err(ApiError::new(
@@ -392,7 +406,7 @@ pub(crate) fn update(
                         .and_then(|b| serde_json::from_str::<Value>(b).ok())
                 })
                 .flatten();
-            let mut index = extract(ctx.registry, &resource);
+            let mut index = index_of(ctx, rt, &resource)?;
             let permit = tx
                 .permit_update(&prev, &resource, &index)?
                 .map_err(|r| ApiError::refused(r, rt, id))?;

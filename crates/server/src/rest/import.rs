@@ -29,7 +29,11 @@ impl App {
             Some(bundle),
             &Default::default(),
             self.registry(),
-            &base,
+            fhir::search::ParseOptions {
+                lenient: false,
+                base_url: &base,
+                limits: self.config().search_limits,
+            },
         )?;
         let Interaction::Bundle { .. } = &interaction else {
             return Err(ApiError::bad_request(

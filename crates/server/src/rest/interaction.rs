@@ -1,7 +1,7 @@
 //! Routing and parsing: a request (or a Bundle entry) becomes an [`Interaction`], with its
 //! body parsed and validated and its search parsed, before any database work starts.
 
-use fhir::search::{ParseOptions, Registry, SearchRequest, Summary, parse_search};
+use fhir::search::{ParseOptions, Registry, SearchLimits, SearchRequest, Summary, parse_search};
 use fhir::{IssueType, validate_resource};
 use serde_json::Value;
 use store::HistoryScope;
@@ -179,7 +179,11 @@ fn operation_parameters(body: Option<Value>, usage: &str) -> Result<Value, ApiEr
 }
 
 /// Parses an HTTP-level request.
-pub fn parse(req: &FhirRequest, registry: &Registry) -> Result<Interaction, ApiError> {
+pub fn parse(
+    req: &FhirRequest,
+    registry: &Registry,
+    limits: SearchLimits,
+) -> Result<Interaction, ApiError> {
     let segs: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let needs_body = matches!(req.method, Method::Post | Method::Put)
         && !(req.method == Method::Post && segs.last() == Some(&"_search"));
@@ -240,7 +244,11 @@ pub fn parse(req: &FhirRequest, registry: &Registry) -> Result<Interaction, ApiE
         body,
         &conditions,
         registry,
-        &req.base_url,
+        ParseOptions {
+            lenient: false,
+            base_url: &req.base_url,
+            limits,
+        },
     )
 }
 
@@ -272,11 +280,12 @@ pub fn route(
     body: Option<Value>,
     cond: &Conditions,
     registry: &Registry,
-    base_url: &str,
+    parsing: ParseOptions,
 ) -> Result<Interaction, ApiError> {
+    // the base URL and limits as given, leniency as the request asks
     let opts = ParseOptions {
         lenient: cond.lenient,
-        base_url,
+        ..parsing
     };
     let check_type = |rt: &str| -> Result<String, ApiError> {
         if registry.supports(rt) {
@@ -341,6 +350,21 @@ pub fn route(
                     .at("Bundle.type"));
                 }
             };
+            let entries = bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if entries > fhir::validate::MAX_ARRAY_ITEMS {
+                return Err(ApiError::new(
+                    422,
+                    IssueType::TooCostly,
+                    format!(
+                        "the Bundle has {entries} entries; at most {} are accepted in one request — send several Bundles, or NDJSON to `continuum import`",
+                        fhir::validate::MAX_ARRAY_ITEMS
+                    ),
+                )
+                .at("Bundle.entry"));
+            }
             Ok(Interaction::Bundle {
                 transaction,
                 bundle,
@@ -359,7 +383,7 @@ pub fn route(
             let rt = check_type(rt)?;
             let resource = resource_body(body, &rt)?;
             let if_none_exist = match &cond.if_none_exist {
-                Some(q) => Some(condition(registry, &rt, q, base_url, "If-None-Exist")?),
+                Some(q) => Some(condition(registry, &rt, q, &opts, "If-None-Exist")?),
                 None => None,
             };
             Ok(Interaction::Create {
@@ -370,7 +394,7 @@ pub fn route(
         }
         (Method::Put, [rt]) => {
             let rt = check_type(rt)?;
-            let search = conditional_criteria(registry, &rt, &query, base_url, "PUT")?;
+            let search = conditional_criteria(registry, &rt, &query, &opts, "PUT")?;
             let resource = resource_body(body, &rt)?;
             Ok(Interaction::ConditionalUpdate {
                 rt,
@@ -381,7 +405,7 @@ pub fn route(
         }
         (Method::Delete, [rt]) => {
             let rt = check_type(rt)?;
-            let search = conditional_criteria(registry, &rt, &query, base_url, "DELETE")?;
+            let search = conditional_criteria(registry, &rt, &query, &opts, "DELETE")?;
             Ok(Interaction::ConditionalDelete { rt, search })
         }
         (_, [rt, "_history"]) if is_get => {
@@ -589,7 +613,7 @@ fn conditional_criteria(
     registry: &Registry,
     rt: &str,
     query: &[(String, String)],
-    base_url: &str,
+    opts: &ParseOptions,
     method: &str,
 ) -> Result<SearchRequest, ApiError> {
     if query.is_empty() {
@@ -601,7 +625,7 @@ fn conditional_criteria(
     }
     let strict = ParseOptions {
         lenient: false,
-        base_url,
+        ..*opts
     };
     search(registry, rt, query, &strict)
 }
@@ -640,7 +664,7 @@ fn resource_body(body: Option<Value>, rt: &str) -> Result<Value, ApiError> {
             .at("resourceType"));
         }
     }
-    validate_resource(&resource).map_err(|issues| ApiError::with_issues(400, issues))?;
+    validate_resource(&resource).map_err(ApiError::invalid)?;
     Ok(resource)
 }
 
@@ -658,7 +682,7 @@ pub fn condition(
     registry: &Registry,
     rt: &str,
     q: &str,
-    base_url: &str,
+    opts: &ParseOptions,
     header: &str,
 ) -> Result<SearchRequest, ApiError> {
     let q = q.split_once('?').map(|(_, q)| q).unwrap_or(q);
@@ -675,7 +699,7 @@ pub fn condition(
         &pairs,
         &ParseOptions {
             lenient: false,
-            base_url,
+            ..*opts
         },
     )
     .map_err(|issues| ApiError::with_issues(400, issues).context(header))

@@ -166,7 +166,11 @@ impl App {
         if let Some(base) = &self.config().public_base_url {
             req.base_url = base.trim_end_matches('/').to_string();
         }
-        let interaction = match interaction::parse(&req, self.registry()) {
+        let interaction = match interaction::parse(
+            &req,
+            self.registry(),
+            self.config().search_limits,
+        ) {
             Ok(i) => i,
             Err(e) => {
                 let Some(who) = &origin.who else {
@@ -187,7 +191,11 @@ impl App {
         let rt = interaction.resource_type().map(str::to_string);
         let ctx = self.ctx(req.base_url.clone(), req.prefer);
         if let Interaction::Capabilities = interaction {
-            let cs = capability::capability_statement(self.registry(), &ctx.base_url);
+            let cs = capability::capability_statement(
+                self.registry(),
+                &ctx.base_url,
+                &ctx.search_limits,
+            );
             return render::response(execute::Outcome::Json(200, cs), req.prefer, &req.base_url);
         }
         let Some(who) = origin.who.clone() else {

@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use crate::both_engines;
 use crate::helpers::{Engine, TestApp};
 
 struct Case {
@@ -77,7 +78,45 @@ fn cases() -> Vec<Case> {
         "{{\"resourceType\":\"Patient\",\"text\":{{\"status\":\"generated\",\"div\":\"<div>{}</div>\"}}}}",
         "x".repeat(70_000)
     );
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let terms = |n: usize| vec!["name=a"; n].join("&");
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| format!("v{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let big_search = leak(format!("Patient?{}", terms(492)));
+    let long_or = leak(format!("Patient?identifier={}", values(993)));
+    let conditional_put = leak(format!("Patient?identifier={}", values(501)));
+    let if_none_exist = leak(format!("identifier={}", values(501)));
+    let ine_headers: &'static [(&'static str, &'static str)] = Box::leak(
+        vec![
+            ("Content-Type", "application/fhir+json"),
+            ("If-None-Exist", if_none_exist),
+        ]
+        .into_boxed_slice(),
+    );
+    let form_search = terms(101);
+    let in_transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": format!("Patient?{}", terms(150))}}]})
+    .to_string();
+    let conditional_reference = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": format!("Patient?identifier={}", values(600))}}}]}).to_string();
+    let includes = leak(format!(
+        "Patient?{}",
+        vec!["_revinclude=Observation:subject"; 21].join("&")
+    ));
     vec![
+        saying(case("492 search terms (SQLite's expression depth)", "GET", big_search, "", 400, "too-costly"), "at most 100 are accepted in one query"),
+        saying(at(case("993 values of one parameter", "GET", long_or, "", 400, "too-costly"), "identifier"), "'identifier' has 993 values; at most 500"),
+        saying(with_headers(case("101 terms by POST _search", "POST", "Patient/_search", form_search, 400, "too-costly"), &[("Content-Type", "application/x-www-form-urlencoded")]), "101 parameters"),
+        saying(case("a conditional update with 501 values", "PUT", conditional_put, patient(json!({})), 400, "too-costly"), "501 values"),
+        saying(with_headers(case("If-None-Exist with 501 values", "POST", "Patient", patient(json!({})), 400, "too-costly"), ine_headers), "501 values"),
+        saying(case("150 terms in a transaction's GET", "POST", "", in_transaction, 400, "too-costly"), "150 parameters"),
+        saying(case("a conditional reference with 600 values", "POST", "", conditional_reference, 400, "too-costly"), "600 values"),
+        saying(case("21 _revinclude", "GET", includes, "", 400, "too-costly"), "at most 20 are accepted"),
         case("malformed JSON", "POST", "Patient", "{\"resourceType\": \"Patient\",", 400, "structure"),
         case("empty body", "POST", "Patient", "", 400, "structure"),
         case("a JSON array", "POST", "Patient", "[{\"resourceType\": \"Patient\"}]", 400, "structure"),
@@ -220,3 +259,124 @@ async fn bad_input_table_sqlite() {
 async fn bad_input_table_postgres() {
     run(Engine::Postgres).await
 }
+
+/// A batch entry whose search is too large answers 400 inside the batch-response (it was a 500),
+/// and the entries beside it still run.
+async fn oversized_searches_in_a_batch_are_refused_in_words(app: TestApp) {
+    let many = vec!["name=a"; 492].join("&");
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": format!("Patient?{many}")}},
+        {"request": {"method": "DELETE", "url": format!("Patient?identifier={}", (0..700).map(|i| i.to_string()).collect::<Vec<_>>().join(","))}},
+        {"request": {"method": "GET", "url": "Patient?name=a"}}]});
+    let r = app.post("", &bundle).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = r.json();
+    for i in 0..2 {
+        assert!(
+            b["entry"][i]["response"]["status"]
+                .as_str()
+                .unwrap()
+                .starts_with("400"),
+            "entry {i}: {}",
+            b["entry"][i]
+        );
+        assert_eq!(
+            b["entry"][i]["response"]["outcome"]["issue"][0]["code"],
+            "too-costly"
+        );
+    }
+    assert!(
+        b["entry"][2]["response"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("200")
+    );
+    // the limits are said in the CapabilityStatement
+    let cs = app.get("metadata").await.json();
+    assert!(
+        cs["rest"][0]["documentation"]
+            .as_str()
+            .unwrap()
+            .contains("100 parameters per query, 500 values per parameter")
+    );
+}
+
+both_engines!(oversized_searches_in_a_batch_are_refused_in_words);
+
+/// Huge resources are refused quickly with words, nothing written, and a large accepted write
+/// does not hold a small one for long (indexing was quadratic in the values of one resource).
+async fn huge_resources_are_refused_and_large_ones_are_quick(app: TestApp) {
+    let before = app.row_counts().await;
+    let identifiers = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| json!({"system": "urn:bulk", "value": format!("id-{i}")}))
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let r = app
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient", "identifier": identifiers(100_000)}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", &r.text[..r.text.len().min(300)]);
+    assert_eq!(r.issue_code(), "too-costly");
+    assert!(
+        r.text
+            .contains("'identifier' has 100000 items; at most 10000"),
+        "{}",
+        &r.text[..300.min(r.text.len())]
+    );
+    let addresses: Vec<serde_json::Value> = (0..200_000).map(|_| json!({"city": "x"})).collect();
+    let r = app
+        .post(
+            "Patient",
+            &json!({"resourceType": "Patient", "address": addresses}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let entries: Vec<serde_json::Value> = (0..10_001)
+        .map(|_| json!({"request": {"method": "GET", "url": "Patient?name=a"}}))
+        .collect();
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": entries}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(
+        r.text.contains("at most 10000 are accepted in one request"),
+        "{}",
+        r.text
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "refused in bounded time: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.row_counts().await, before, "nothing written");
+    // the largest accepted array, and a small write sent meanwhile
+    let big = json!({"resourceType": "Patient", "identifier": identifiers(10_000)});
+    let small = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}});
+    let (large, quick) = tokio::join!(app.post("Patient", &big), async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let t = std::time::Instant::now();
+        let r = app.post("Observation", &small).await;
+        (r, t.elapsed())
+    });
+    assert_eq!(
+        large.status,
+        201,
+        "{}",
+        &large.text[..large.text.len().min(300)]
+    );
+    assert_eq!(quick.0.status, 201);
+    assert!(
+        quick.1 < std::time::Duration::from_secs(1),
+        "the small write waited {:?}",
+        quick.1
+    );
+}
+
+both_engines!(huge_resources_are_refused_and_large_ones_are_quick);

@@ -25,6 +25,7 @@ async fn audit_events(app: &TestApp) -> i64 {
                 &fhir::search::ParseOptions {
                     lenient: false,
                     base_url: "",
+                    limits: Default::default(),
                 },
             )
             .expect("a count");

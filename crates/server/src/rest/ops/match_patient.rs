@@ -46,7 +46,7 @@ fn parse(params: &Value) -> Result<MatchRequest, ApiError> {
     if patient.get("resourceType").and_then(Value::as_str) != Some("Patient") {
         return Err(bad("resource", "'resource' must be a Patient"));
     }
-    fhir::validate_resource(patient).map_err(|issues| ApiError::with_issues(400, issues))?;
+    fhir::validate_resource(patient).map_err(ApiError::invalid)?;
     let only_certain = match get("onlyCertainMatches") {
         None => false,
         Some(p) => p
