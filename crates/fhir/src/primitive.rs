@@ -51,6 +51,16 @@ fn check_string_primitive(p: Primitive, s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("empty strings are not allowed in FHIR; omit the element instead".into());
     }
+    // R4 (datatypes, string): no character below U+0020 but tab, line feed and carriage return
+    if let Some(c) = s
+        .chars()
+        .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(format!(
+            "the text holds the control character U+{:04X}, which FHIR strings may not contain (only tab, line feed and carriage return are allowed)",
+            c as u32
+        ));
+    }
     let ok = match p {
         Primitive::String | Primitive::Markdown => true,
         Primitive::Code => {

@@ -104,6 +104,14 @@ impl From<StoreError> for ApiError {
                     "the database is unavailable; retry later",
                 )
             }
+            StoreError::Sql(msg) if too_large_for_the_database(msg) => {
+                tracing::warn!(error = %e, "a request too large for the database");
+                ApiError::new(
+                    400,
+                    IssueType::TooCostly,
+                    "the request is too large for the database to run (too many search terms, values or nested conditions); narrow it or split it into several requests",
+                )
+            }
             _ => {
                 tracing::error!(error = %e, "storage error");
                 ApiError::new(
@@ -114,6 +122,25 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// Whether a database error says the statement was too large — the shape of the request, not a
+/// fault of the server (the limits keep requests below these; this is the guard behind them).
+fn too_large_for_the_database(msg: &str) -> bool {
+    const SAYS: &[&str] = &[
+        // SQLite
+        "Expression tree is too large",
+        "too many SQL variables",
+        "string or blob too big",
+        "too many terms in compound SELECT",
+        "parser stack overflow",
+        "LIKE or GLOB pattern too complex",
+        // PostgreSQL
+        "stack depth limit exceeded",
+        "number of parameters must be between",
+        "target lists can have at most",
+    ];
+    SAYS.iter().any(|s| msg.contains(s))
 }
 
 impl ApiError {
@@ -130,5 +157,20 @@ impl ApiError {
             store::Refusal::Hidden => ApiError::not_known(rt, id),
             store::Refusal::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_too_large_are_the_request_s_fault() {
+        let e = ApiError::from(StoreError::Sql(
+            "Expression tree is too large (maximum depth 1000)".into(),
+        ));
+        assert_eq!((e.status, e.issues[0].code), (400, IssueType::TooCostly));
+        let e = ApiError::from(StoreError::Sql("disk I/O error".into()));
+        assert_eq!(e.status, 500);
     }
 }

@@ -344,6 +344,25 @@ pub fn parse_search(
     if let Some(issue) = over_limits(params, &opts.limits) {
         return Err(vec![issue]);
     }
+    // as in FHIR strings: no character below U+0020 but tab, line feed and carriage return
+    // (PostgreSQL's text cannot even hold U+0000)
+    for (name, value) in params {
+        if let Some(c) = name
+            .chars()
+            .chain(value.chars())
+            .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(vec![bad(
+                name,
+                IssueType::Value,
+                format!(
+                    "'{}' holds the control character U+{:04X}, which a search may not contain",
+                    name.escape_debug(),
+                    c as u32
+                ),
+            )]);
+        }
+    }
     let mut issues = Vec::new();
     for (name, value) in params {
         let before = issues.len();

@@ -97,9 +97,14 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 async fn form(req: Request) -> (HeaderMap, Vec<(String, String)>) {
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    // a field holding U+0000 can be no one's name or secret (and PostgreSQL's text cannot hold
+    // it): such fields are left out, so the request fails as with a wrong name
     (
         parts.headers,
-        form_urlencoded::parse(&bytes).into_owned().collect(),
+        form_urlencoded::parse(&bytes)
+            .into_owned()
+            .filter(|(k, v)| !k.contains('\0') && !v.contains('\0'))
+            .collect(),
     )
 }
 
@@ -196,7 +201,9 @@ pub async fn token(
         .and_then(|s| {
             s.split_once(':')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
-        });
+        })
+        // no client's id holds U+0000 (nor can PostgreSQL's text): as unknown
+        .map(|(id, secret)| (id.replace('\0', "\u{fffd}"), secret));
     let (client_id, secret) = match basic {
         Some(pair) => pair,
         None => (

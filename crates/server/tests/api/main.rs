@@ -11,6 +11,7 @@ mod conformance;
 mod crud;
 mod examples;
 mod findcare;
+mod fuzz;
 mod house;
 mod identity;
 mod leaks;
