@@ -396,6 +396,7 @@ async fn serve(config: Config, store: Store) -> Result<()> {
         booking: booking_config(&config),
         placeholder_names: config.placeholder_names.clone(),
         search_limits: config.search_limits,
+        request_budget: std::time::Duration::from_secs(config.request_budget_seconds as u64),
         // slot generation, the release of lapsed holds and notification delivery (the
         // library's scheduler, the same jobs the tests run)
         jobs: server::jobs::JobsConfig {

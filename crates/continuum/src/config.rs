@@ -60,6 +60,7 @@ pub struct FileConfig {
     pub placeholder_names: Option<Vec<String>>,
     pub max_search_terms: Option<usize>,
     pub max_search_values: Option<usize>,
+    pub request_budget_seconds: Option<usize>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -99,6 +100,8 @@ pub struct Config {
     pub placeholder_names: Vec<String>,
     /// How large one search may be.
     pub search_limits: fhir::search::SearchLimits,
+    /// How long one request may hold the database before it is stopped (503, rolled back).
+    pub request_budget_seconds: usize,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -173,6 +176,7 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_PLACEHOLDER_NAMES",
     "CONTINUUM_MAX_SEARCH_TERMS",
     "CONTINUUM_MAX_SEARCH_VALUES",
+    "CONTINUUM_REQUEST_BUDGET_SECONDS",
 ];
 
 /// Variables the project's scripts and tests read, not the server: never warned about.
@@ -285,6 +289,15 @@ impl Config {
             bail!(
                 "max_search_terms ({terms}) and max_search_values ({values}) must be at least 1, with twice the terms plus the values at most 800 (the depth a query's SQL may reach)"
             );
+        }
+        let request_budget_seconds = number(
+            None,
+            "CONTINUUM_REQUEST_BUDGET_SECONDS",
+            file.request_budget_seconds,
+            30,
+        )?;
+        if request_budget_seconds == 0 {
+            bail!("request_budget_seconds must be at least 1");
         }
         let search_limits = fhir::search::SearchLimits {
             terms,
@@ -462,6 +475,7 @@ impl Config {
             log,
             log_json,
             search_limits,
+            request_budget_seconds,
             warnings,
         })
     }

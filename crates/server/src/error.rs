@@ -96,6 +96,15 @@ impl From<StoreError> for ApiError {
                 IssueType::Invalid,
                 format!("invalid paging link: {why}"),
             ),
+            StoreError::OverBudget => {
+                let mut e = ApiError::new(
+                    503,
+                    IssueType::Timeout,
+                    "the request ran out of its time budget and was rolled back: nothing was written; retry later, or split it (smaller Bundles, narrower searches)",
+                );
+                e.headers.push(("Retry-After", "5".to_string()));
+                e
+            }
             StoreError::Unavailable(_) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::new(

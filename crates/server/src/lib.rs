@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub placeholder_names: Vec<String>,
     /// How large one search may be.
     pub search_limits: fhir::search::SearchLimits,
+    /// How long one request's unit of work may run (503 with Retry-After beyond it).
+    pub request_budget: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             jobs: Default::default(),
             placeholder_names: Vec::new(),
             search_limits: Default::default(),
+            request_budget: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -83,6 +86,7 @@ pub async fn app_with_jobs(
                 &config.placeholder_names,
             )),
             search_limits: config.search_limits,
+            request_budget: Some(config.request_budget),
             ..Default::default()
         },
     );

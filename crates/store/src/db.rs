@@ -94,6 +94,13 @@ pub enum Dialect {
 
 /// One open connection. Statements use `?` placeholders; the PostgreSQL implementation
 /// rewrites them to `$n`. Implementations cache prepared statements.
+/// A unit of work's time budget: when it ends, and how long it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub deadline: std::time::Instant,
+    pub length: std::time::Duration,
+}
+
 pub trait Conn {
     fn dialect(&self) -> Dialect;
     /// Runs a statement; returns the number of rows changed.
@@ -110,6 +117,12 @@ pub trait Conn {
     /// Whether the connection is lost and must be replaced.
     fn is_broken(&self) -> bool {
         false
+    }
+    /// The time budget of the unit of work about to run on this connection (`None`: none —
+    /// background jobs, imports): a statement still running at `deadline` is stopped, and the
+    /// unit fails with [`StoreError::OverBudget`]. The pool clears it before every unit.
+    fn set_budget(&mut self, _budget: Option<crate::db::Budget>) -> Result<(), StoreError> {
+        Ok(())
     }
     /// What the search planner remembers on this connection (resources per type).
     fn planner_cache(&mut self) -> Option<&mut PlannerCache> {

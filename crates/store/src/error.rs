@@ -26,6 +26,9 @@ pub enum StoreError {
     /// The caller's account or API client was disabled after its token was issued (→ 401).
     #[error("the account or API client '{0}' is disabled; its tokens no longer work")]
     CallerDisabled(String),
+    /// The unit of work ran out of its time budget and was stopped (→ 503, nothing written).
+    #[error("the request ran out of its time budget")]
+    OverBudget,
     /// Anything else the engine reported.
     #[error("database error: {0}")]
     Sql(String),
@@ -38,6 +41,11 @@ impl From<rusqlite::Error> for StoreError {
         {
             return StoreError::Conflict(e.to_string());
         }
+        if let rusqlite::Error::SqliteFailure(f, _) = &e
+            && f.code == rusqlite::ErrorCode::OperationInterrupted
+        {
+            return StoreError::OverBudget;
+        }
         StoreError::Sql(e.to_string())
     }
 }
@@ -49,6 +57,10 @@ impl From<postgres::Error> for StoreError {
             // 23505 unique_violation, 40001 serialization_failure, 40P01 deadlock_detected
             if code == "23505" || code == "40001" || code == "40P01" {
                 return StoreError::Conflict(db.message().to_string());
+            }
+            // 57014 query_canceled: statement_timeout, the request's time budget
+            if code == "57014" {
+                return StoreError::OverBudget;
             }
             return StoreError::Sql(format!("{} ({code})", db.message()));
         }

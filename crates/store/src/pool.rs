@@ -463,6 +463,8 @@ where
         let mut tx = Tx::new(conn, clock, write);
         f(&mut tx)
     }));
+    // a unit's time budget ends with it: never the commit's, nor the next unit's
+    let _ = conn.set_budget(None);
     match outcome {
         Ok(result) => result,
         Err(panic) => {
@@ -572,6 +574,8 @@ where
         let mut tx = Tx::new(conn, clock, write);
         f(&mut tx)
     }));
+    // a unit's time budget ends with it: never the commit's, nor the next unit's
+    let _ = conn.set_budget(None);
     match outcome {
         Ok(Ok(value)) => {
             if let Err(e) = conn.batch("COMMIT") {
@@ -744,5 +748,40 @@ mod tests {
             "postgres://***@h/db"
         );
         assert!(DatabaseUrl::parse("mysql://x").is_err());
+    }
+
+    /// A statement still running at the end of its unit's budget is stopped, the unit fails
+    /// with OverBudget, and the connection serves the next unit without a budget.
+    #[test]
+    fn a_statement_past_its_budget_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::Sqlite(dir.path().join("b.db"));
+        let store = Store::open(
+            &url,
+            &StoreOptions {
+                connections: 1,
+                migrate: true,
+            },
+            Arc::new(care::SystemClock),
+        )
+        .unwrap();
+        let long = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT COUNT(*) FROM n";
+        let started = std::time::Instant::now();
+        let stopped = store.read_blocking(move |tx| {
+            tx.set_budget(std::time::Duration::from_millis(50), true)?;
+            tx.conn().query(long, &[])
+        });
+        assert!(
+            matches!(stopped, Err(StoreError::OverBudget)),
+            "{stopped:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let counted = store.read_blocking(|tx| {
+            tx.conn().query(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) SELECT COUNT(*) FROM n",
+                &[],
+            )
+        });
+        assert!(counted.is_ok(), "the next unit has no budget: {counted:?}");
     }
 }

@@ -143,6 +143,21 @@ impl Conn for PgConn {
     fn is_broken(&self) -> bool {
         self.client.is_closed()
     }
+
+    fn set_budget(&mut self, budget: Option<crate::db::Budget>) -> Result<(), StoreError> {
+        // for the rest of this transaction (LOCAL: it ends with the commit), a statement may
+        // take what is left of the budget; the unit's own checks stop it between statements
+        if let Some(b) = budget {
+            let left = b
+                .deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .as_millis()
+                .max(1);
+            self.client
+                .batch_execute(&format!("SET LOCAL statement_timeout = {left}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

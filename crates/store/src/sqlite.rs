@@ -11,6 +11,8 @@ use crate::error::StoreError;
 pub struct SqliteConn {
     conn: Connection,
     planner: crate::db::PlannerCache,
+    /// The running unit's deadline, read by SQLite's progress handler.
+    deadline: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl SqliteConn {
@@ -27,7 +29,7 @@ impl SqliteConn {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -52,9 +54,23 @@ impl SqliteConn {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
+        // every few thousand virtual-machine steps, SQLite asks whether to stop: past the unit's
+        // deadline the statement is interrupted (SQLITE_INTERRUPT → StoreError::OverBudget)
+        let deadline: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>> =
+            Default::default();
+        let seen = deadline.clone();
+        conn.progress_handler(
+            20_000,
+            Some(move || {
+                seen.lock()
+                    .map(|d| d.is_some_and(|d| std::time::Instant::now() >= d))
+                    .unwrap_or(false)
+            }),
+        )?;
         Ok(SqliteConn {
             conn,
             planner: Default::default(),
+            deadline,
         })
     }
 }
@@ -118,5 +134,10 @@ impl Conn for SqliteConn {
 
     fn total_changes(&self) -> u64 {
         self.conn.total_changes()
+    }
+
+    fn set_budget(&mut self, budget: Option<crate::db::Budget>) -> Result<(), StoreError> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = budget.map(|b| b.deadline);
+        Ok(())
     }
 }

@@ -96,6 +96,8 @@ pub struct Tx<'c> {
     written: Vec<(String, String)>,
     /// `written`'s length at each open savepoint.
     written_marks: Vec<usize>,
+    /// When this unit of work must be done by (a request's time budget).
+    deadline: Option<std::time::Instant>,
 }
 
 impl<'c> Tx<'c> {
@@ -107,6 +109,35 @@ impl<'c> Tx<'c> {
             savepoints: 0,
             written: Vec::new(),
             written_marks: Vec::new(),
+            deadline: None,
+        }
+    }
+
+    /// Gives this unit of work a time budget of `length` from now: [`Tx::check_budget`] fails
+    /// from then on, and with `interrupt` a statement still running when it ends is stopped —
+    /// either way the unit fails with [`StoreError::OverBudget`] and is rolled back. Only a
+    /// unit with a transaction of its own may be interrupted: an engine rolls back the whole
+    /// transaction of a stopped write, which would take the units committed with it too.
+    pub fn set_budget(
+        &mut self,
+        length: std::time::Duration,
+        interrupt: bool,
+    ) -> Result<(), StoreError> {
+        let deadline = std::time::Instant::now() + length;
+        self.deadline = Some(deadline);
+        if interrupt {
+            self.conn
+                .set_budget(Some(crate::db::Budget { deadline, length }))?;
+        }
+        Ok(())
+    }
+
+    /// Fails once the unit's time budget has run out (checked between the steps of long work:
+    /// Bundle entries).
+    pub fn check_budget(&self) -> Result<(), StoreError> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() >= d => Err(StoreError::OverBudget),
+            _ => Ok(()),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct AppConfig {
     pub match_model: Arc<matching::MatchModel>,
     /// How large one search may be (every path a query arrives by).
     pub search_limits: fhir::search::SearchLimits,
+    /// How long one request's unit of work may run before it is stopped and rolled back (503
+    /// with Retry-After); `None`: unbounded.
+    pub request_budget: Option<std::time::Duration>,
 }
 
 /// The application: the store, the search registry and the alliance's settings. Every entry

@@ -146,6 +146,7 @@ pub async fn generate(api: &FhirApi, weeks: u32) -> Result<SlotReport, ApiError>
         address: None,
         query: None,
         quiet: true,
+        budgeted: false,
     };
     let (planned, schedules) = api
         .run(caller.clone(), read, api.job_ctx(), move |bound, _ctx| {

@@ -30,6 +30,9 @@ pub struct Work {
     /// Record an AuditEvent only when the work described what it did (`AuditTrail::description`):
     /// a background job that found nothing to do leaves no event.
     pub quiet: bool,
+    /// Held to the request time budget (`AppConfig::request_budget`): a request's work is,
+    /// the alliance's own (jobs, imports, the demo) is not.
+    pub budgeted: bool,
 }
 
 impl Work {
@@ -42,6 +45,7 @@ impl Work {
             address,
             query: None,
             quiet: false,
+            budgeted: true,
         }
     }
 
@@ -55,6 +59,7 @@ impl Work {
             address: None,
             query: None,
             quiet: true,
+            budgeted: false,
         }
     }
 
@@ -128,10 +133,14 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&mut CallerTx, &Ctx) -> Result<T, ApiError> + Send + 'static,
     {
+        let budget = self.config.request_budget.filter(|_| work.budgeted);
         let result: Result<(T, AuditTrail), Failure> = if work.writes {
             let alone = work.alone;
             let (caller, work) = (caller.clone(), work.clone());
             let unit = move |tx: &mut store::Tx| {
+                if let Some(budget) = budget {
+                    tx.set_budget(budget, alone)?;
+                }
                 let mut bound = CallerTx::bind(tx, &caller)?;
                 let done = f(&mut bound, &ctx).and_then(|value| {
                     super::subscriptions::notify_written(&mut bound, &ctx)?;
@@ -161,6 +170,9 @@ impl App {
             let caller = caller.clone();
             self.store
                 .read(move |tx| {
+                    if let Some(budget) = budget {
+                        tx.set_budget(budget, true)?;
+                    }
                     let mut bound = CallerTx::bind(tx, &caller)?;
                     match f(&mut bound, &ctx) {
                         Ok(value) => Ok((value, std::mem::take(&mut bound.trail))),

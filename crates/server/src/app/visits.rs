@@ -96,6 +96,7 @@ pub async fn join(api: &FhirApi, token: &str) -> Result<Join, ApiError> {
         address: None,
         query: None,
         quiet: true,
+        budgeted: true,
     };
     api.run(caller, work, api.job_ctx(), move |tx, _ctx| {
         let room = tx.on_behalf(store::OnBehalf::VideoRooms);

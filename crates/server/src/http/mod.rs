@@ -518,6 +518,7 @@ fn header_name(name: &'static str) -> &'static str {
         "Content-Location" => "content-location",
         "WWW-Authenticate" => "www-authenticate",
         "Allow" => "allow",
+        "Retry-After" => "retry-after",
         _ => "x-continuum",
     }
 }

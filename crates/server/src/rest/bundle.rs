@@ -46,7 +46,7 @@ pub(crate) fn execute(
     if transaction {
         run_transaction(tx, ctx, raw_entries)
     } else {
-        Ok(run_batch(tx, ctx, raw_entries))
+        run_batch(tx, ctx, raw_entries)
     }
 }
 
@@ -158,9 +158,12 @@ fn parse_entry(ctx: &Ctx, index: usize, raw: &Value) -> Result<Entry, ApiError> 
     })
 }
 
-fn run_batch(tx: &mut CallerTx, ctx: &Ctx, raw_entries: Vec<Value>) -> Value {
+/// A batch: each entry on its own (a failed one leaves the others), but the whole within the
+/// request's time budget — past it the batch stops and nothing of it is written.
+fn run_batch(tx: &mut CallerTx, ctx: &Ctx, raw_entries: Vec<Value>) -> Result<Value, ApiError> {
     let mut out = Vec::with_capacity(raw_entries.len());
     for (i, raw) in raw_entries.iter().enumerate() {
+        tx.check_budget()?;
         let result = parse_entry(ctx, i, raw)
             .and_then(|entry| tx.savepoint(|tx| execute::execute(tx, ctx, entry.interaction)));
         out.push(match result {
@@ -168,12 +171,15 @@ fn run_batch(tx: &mut CallerTx, ctx: &Ctx, raw_entries: Vec<Value>) -> Value {
             Err(e) => error_entry(&e),
         });
     }
-    json!({
+    // an entry stopped by the budget fails the batch (its savepoint could not say which
+    // entries the rest would have needed)
+    tx.check_budget()?;
+    Ok(json!({
         "resourceType": "Bundle",
         "id": uuid::Uuid::new_v4().to_string(),
         "type": "batch-response",
         "entry": out,
-    })
+    }))
 }
 
 fn run_transaction(
@@ -310,6 +316,7 @@ fn run_transaction(
     let mut slots: Vec<Option<Outcome>> = (0..entries.len()).map(|_| None).collect();
     let mut pending: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
     for k in order {
+        tx.check_budget()?;
         let entry = pending[k].take().expect("each entry runs once");
         let i = entry.index;
         let outcome = match existing.remove(&i) {

@@ -56,6 +56,7 @@ impl App {
             address: None,
             query: None,
             quiet: false,
+            budgeted: false,
         };
         // a dry run's answer is kept here while its transaction is rolled back by an error
         let checked = std::sync::Arc::new(std::sync::Mutex::new(None));

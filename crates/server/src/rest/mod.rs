@@ -230,6 +230,7 @@ impl App {
                 _ => None,
             },
             quiet: false,
+            budgeted: true,
         };
         let prefer = req.prefer;
         let result = self

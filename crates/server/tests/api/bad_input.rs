@@ -380,3 +380,65 @@ async fn huge_resources_are_refused_and_large_ones_are_quick(app: TestApp) {
 }
 
 both_engines!(huge_resources_are_refused_and_large_ones_are_quick);
+
+/// A request that runs out of its time budget answers 503 with Retry-After and writes nothing;
+/// the requests after it are served as usual.
+async fn budget(engine: Engine) {
+    let app = TestApp::spawn_with(
+        engine,
+        server::ServerConfig {
+            request_budget: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    let before = app.row_counts().await;
+    let entries: Vec<serde_json::Value> = (0..3_000)
+        .map(|i| {
+            json!({"request": {"method": "POST", "url": "Observation"},
+                   "resource": {"resourceType": "Observation", "status": "final", "code": {"text": format!("o{i}")}}})
+        })
+        .collect();
+    for kind in ["transaction", "batch"] {
+        let started = std::time::Instant::now();
+        let r = app
+            .post(
+                "",
+                &json!({"resourceType": "Bundle", "type": kind, "entry": entries}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            503,
+            "{kind}: {}",
+            &r.text[..r.text.len().min(300)]
+        );
+        assert_eq!(r.issue_code(), "timeout");
+        assert_eq!(r.header("retry-after").as_deref(), Some("5"));
+        assert!(r.text.contains("nothing was written"), "{}", r.text);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{kind} stopped near its budget: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(app.row_counts().await, before, "{kind}: nothing written");
+    }
+    let r = app
+        .post(
+            "Observation",
+            &json!({"resourceType": "Observation", "status": "final", "code": {"text": "after"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(app.get("Observation?code:text=after").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_its_budget_writes_nothing_sqlite() {
+    budget(Engine::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_its_budget_writes_nothing_postgres() {
+    budget(Engine::Postgres).await
+}

@@ -203,6 +203,11 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         self.tx.now()
     }
 
+    /// Fails once the unit's time budget has run out ([`Tx::check_budget`]).
+    pub fn check_budget(&self) -> Result<(), StoreError> {
+        self.tx.check_budget()
+    }
+
     pub fn new_id(&self) -> String {
         self.tx.new_id()
     }
