@@ -174,6 +174,8 @@ pub fn run(cli: Cli) -> Result<()> {
         flags.max_body_bytes = *max_body_bytes;
     }
     let config = Config::load(cli.config.as_deref(), &env, &flags)?;
+    // before the first resource is validated: this process's size limits
+    fhir::validate::set_resource_limits(config.resource_limits);
     init_logging(&config);
     for w in &config.warnings {
         tracing::warn!("{w}");

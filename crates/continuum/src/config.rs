@@ -61,6 +61,9 @@ pub struct FileConfig {
     pub max_search_terms: Option<usize>,
     pub max_search_values: Option<usize>,
     pub request_budget_seconds: Option<usize>,
+    pub max_array_items: Option<usize>,
+    pub max_index_entries: Option<usize>,
+    pub max_bundle_entries: Option<usize>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -102,6 +105,8 @@ pub struct Config {
     pub search_limits: fhir::search::SearchLimits,
     /// How long one request may hold the database before it is stopped (503, rolled back).
     pub request_budget_seconds: usize,
+    /// How large one resource or Bundle may be.
+    pub resource_limits: fhir::validate::ResourceLimits,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -177,6 +182,9 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_MAX_SEARCH_TERMS",
     "CONTINUUM_MAX_SEARCH_VALUES",
     "CONTINUUM_REQUEST_BUDGET_SECONDS",
+    "CONTINUUM_MAX_ARRAY_ITEMS",
+    "CONTINUUM_MAX_INDEX_ENTRIES",
+    "CONTINUUM_MAX_BUNDLE_ENTRIES",
 ];
 
 /// Variables the project's scripts and tests read, not the server: never warned about.
@@ -298,6 +306,33 @@ impl Config {
         )?;
         if request_budget_seconds == 0 {
             bail!("request_budget_seconds must be at least 1");
+        }
+        let sizes = fhir::validate::ResourceLimits::default();
+        let resource_limits = fhir::validate::ResourceLimits {
+            array_items: number(
+                None,
+                "CONTINUUM_MAX_ARRAY_ITEMS",
+                file.max_array_items,
+                sizes.array_items,
+            )?,
+            index_entries: number(
+                None,
+                "CONTINUUM_MAX_INDEX_ENTRIES",
+                file.max_index_entries,
+                sizes.index_entries,
+            )?,
+            bundle_entries: number(
+                None,
+                "CONTINUUM_MAX_BUNDLE_ENTRIES",
+                file.max_bundle_entries,
+                sizes.bundle_entries,
+            )?,
+        };
+        if resource_limits.array_items == 0
+            || resource_limits.index_entries == 0
+            || resource_limits.bundle_entries == 0
+        {
+            bail!("max_array_items, max_index_entries and max_bundle_entries must be at least 1");
         }
         let search_limits = fhir::search::SearchLimits {
             terms,
@@ -476,6 +511,7 @@ impl Config {
             log_json,
             search_limits,
             request_budget_seconds,
+            resource_limits,
             warnings,
         })
     }
@@ -639,6 +675,36 @@ mod tests {
         .unwrap();
         assert_eq!(c.database.expose(), DEFAULT_DATABASE);
         assert_eq!(c.warnings.len(), 1);
+        // the limits: defaults, overrides, and refusals of what the database cannot run
+        assert_eq!(c.search_limits, fhir::search::SearchLimits::default());
+        assert_eq!(c.resource_limits, fhir::validate::ResourceLimits::default());
+        assert_eq!(c.request_budget_seconds, 30);
+        let tuned = Config::load(
+            None,
+            &env(&[
+                ("CONTINUUM_MAX_SEARCH_TERMS", "50"),
+                ("CONTINUUM_MAX_ARRAY_ITEMS", "500"),
+                ("CONTINUUM_REQUEST_BUDGET_SECONDS", "5"),
+                ("CONTINUUM_BIN", "tools' own: not warned about"),
+            ]),
+            &FlagConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(tuned.search_limits.terms, 50);
+        assert_eq!(tuned.resource_limits.array_items, 500);
+        assert_eq!(tuned.request_budget_seconds, 5);
+        assert!(tuned.warnings.is_empty(), "{:?}", tuned.warnings);
+        for bad in [
+            ("CONTINUUM_MAX_SEARCH_TERMS", "400"),
+            ("CONTINUUM_MAX_SEARCH_VALUES", "0"),
+            ("CONTINUUM_MAX_INDEX_ENTRIES", "0"),
+            ("CONTINUUM_REQUEST_BUDGET_SECONDS", "0"),
+        ] {
+            assert!(
+                Config::load(None, &env(&[bad]), &FlagConfig::default()).is_err(),
+                "{bad:?}"
+            );
+        }
         assert!(
             Config::load(
                 None,

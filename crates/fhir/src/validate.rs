@@ -11,10 +11,41 @@ use crate::primitive::{check_primitive, describe};
 /// The most issues reported for one resource; the rest are summarised.
 const MAX_ISSUES: usize = 50;
 
-/// The most items one array of a resource may hold: beyond it the resource is refused
-/// (`too-costly`, answered 422) before anything is indexed or stored — one resource must not
-/// hold the single writer for long.
-pub const MAX_ARRAY_ITEMS: usize = 10_000;
+/// How large one resource (or Bundle) may be: beyond these it is refused (`too-costly`,
+/// answered 422) before anything is indexed or stored — one resource must not hold the single
+/// writer for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Items in one array of a resource.
+    pub array_items: usize,
+    /// Search index entries one resource may need.
+    pub index_entries: usize,
+    /// Entries of one batch or transaction Bundle.
+    pub bundle_entries: usize,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            array_items: 10_000,
+            index_entries: 50_000,
+            bundle_entries: 10_000,
+        }
+    }
+}
+
+static RESOURCE_LIMITS: std::sync::OnceLock<ResourceLimits> = std::sync::OnceLock::new();
+
+/// Sets the process's resource limits, once, before the first resource is validated (the
+/// server's configuration); false when they were already set or used.
+pub fn set_resource_limits(limits: ResourceLimits) -> bool {
+    RESOURCE_LIMITS.set(limits).is_ok()
+}
+
+/// The process's resource limits (the defaults unless the configuration set others).
+pub fn resource_limits() -> &'static ResourceLimits {
+    RESOURCE_LIMITS.get_or_init(ResourceLimits::default)
+}
 
 /// Validates a resource; on success returns its `resourceType`.
 pub fn validate_resource(resource: &Value) -> Result<&str, Vec<Issue>> {
@@ -198,12 +229,13 @@ impl Validator {
                     .at(path),
                 );
             }
-            if items.len() > MAX_ARRAY_ITEMS {
+            let max = resource_limits().array_items;
+            if items.len() > max {
                 self.push(
                     Issue::error(
                         IssueType::TooCostly,
                         format!(
-                            "'{}' has {} items; at most {MAX_ARRAY_ITEMS} are accepted in one array",
+                            "'{}' has {} items; at most {max} are accepted in one array",
                             child.element,
                             items.len()
                         ),

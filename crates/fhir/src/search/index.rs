@@ -91,14 +91,12 @@ pub enum CompositeValue {
 /// works, exact matching then only on the first characters).
 const MAX_INDEXED: usize = 512;
 
-/// The most search index entries one resource may need; a resource beyond it is refused
-/// (`too-costly`, answered 422) — its index rows would hold the single writer for long.
-pub const MAX_INDEX_ENTRIES: usize = 50_000;
-
-/// When `index` is beyond [`MAX_INDEX_ENTRIES`]: what to say, naming the search parameter with
-/// the most entries.
+/// When `index` is beyond the search index entries one resource may need
+/// ([`crate::validate::ResourceLimits::index_entries`]; its rows would hold the single writer
+/// for long): what to say, naming the search parameter with the most entries.
 pub fn over_index_limit(resource_type: &str, index: &[IndexEntry]) -> Option<Issue> {
-    if index.len() <= MAX_INDEX_ENTRIES {
+    let max = crate::validate::resource_limits().index_entries;
+    if index.len() <= max {
         return None;
     }
     let mut by_param: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -112,7 +110,7 @@ pub fn over_index_limit(resource_type: &str, index: &[IndexEntry]) -> Option<Iss
     Some(Issue::error(
         IssueType::TooCostly,
         format!(
-            "this {resource_type} would need {} search index entries ({most} for '{param}'); at most {MAX_INDEX_ENTRIES} are kept for one resource — split it, or leave out repeated values",
+            "this {resource_type} would need {} search index entries ({most} for '{param}'); at most {max} are kept for one resource — split it, or leave out repeated values",
             index.len()
         ),
     ))
@@ -724,9 +722,8 @@ mod tests {
                 value: i.to_string(),
             },
         };
-        let mut index: Vec<IndexEntry> = (0..MAX_INDEX_ENTRIES)
-            .map(|i| entry("identifier", i))
-            .collect();
+        let max = crate::validate::resource_limits().index_entries;
+        let mut index: Vec<IndexEntry> = (0..max).map(|i| entry("identifier", i)).collect();
         assert!(over_index_limit("Patient", &index).is_none());
         index.push(entry("name", 0));
         let issue = over_index_limit("Patient", &index).unwrap();

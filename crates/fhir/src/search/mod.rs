@@ -5,9 +5,7 @@ pub mod normalize;
 pub mod query;
 pub mod registry;
 
-pub use index::{
-    CompositeValue, IndexEntry, IndexValue, MAX_INDEX_ENTRIES, extract, over_index_limit,
-};
+pub use index::{CompositeValue, IndexEntry, IndexValue, extract, over_index_limit};
 pub use query::{
     Chain, Clause, Has, Include, Modifier, ParseOptions, Prefix, SearchLimits, SearchRequest,
     SearchValue, SortColumn, SortKey, Summary, SystemMatch, TotalMode, parse_search,

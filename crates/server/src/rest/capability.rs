@@ -136,9 +136,16 @@ pub fn capability_statement(
 
 /// The limits every search is held to, in words (also in the README).
 fn limits_text(limits: &fhir::search::SearchLimits) -> String {
+    let sizes = fhir::validate::resource_limits();
     format!(
-        "Limits (400 too-costly beyond them, whatever path the query arrives by: GET, POST _search, conditional headers and URLs, Bundle entries): {} parameters per query, {} values per parameter and {} in all, {} _include/_revinclude, chains of 3 links, _count 1000.",
-        limits.terms, limits.values, limits.total_values, limits.includes
+        "Limits (400 too-costly beyond them, whatever path the query arrives by: GET, POST _search, conditional headers and URLs, Bundle entries): {} parameters per query, {} values per parameter and {} in all, {} _include/_revinclude, chains of 3 links, _count 1000. Resources (422 too-costly beyond them): {} items in one array, {} search index entries per resource, {} entries per Bundle. A request holding the database past its time budget is rolled back and answered 503 with Retry-After.",
+        limits.terms,
+        limits.values,
+        limits.total_values,
+        limits.includes,
+        sizes.array_items,
+        sizes.index_entries,
+        sizes.bundle_entries
     )
 }
 

@@ -354,13 +354,13 @@ pub fn route(
                 .get("entry")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
-            if entries > fhir::validate::MAX_ARRAY_ITEMS {
+            let max = fhir::validate::resource_limits().bundle_entries;
+            if entries > max {
                 return Err(ApiError::new(
                     422,
                     IssueType::TooCostly,
                     format!(
-                        "the Bundle has {entries} entries; at most {} are accepted in one request — send several Bundles, or NDJSON to `continuum import`",
-                        fhir::validate::MAX_ARRAY_ITEMS
+                        "the Bundle has {entries} entries; at most {max} are accepted in one request — send several Bundles, or NDJSON to `continuum import`"
                     ),
                 )
                 .at("Bundle.entry"));
