@@ -51,11 +51,7 @@ fn check_string_primitive(p: Primitive, s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("empty strings are not allowed in FHIR; omit the element instead".into());
     }
-    // R4 (datatypes, string): no character below U+0020 but tab, line feed and carriage return
-    if let Some(c) = s
-        .chars()
-        .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
-    {
+    if let Some(c) = control_character(s) {
         return Err(format!(
             "the text holds the control character U+{:04X}, which FHIR strings may not contain (only tab, line feed and carriage return are allowed)",
             c as u32
@@ -101,6 +97,14 @@ fn check_string_primitive(p: Primitive, s: &str) -> Result<(), String> {
     } else {
         Err(format!("'{s}' is not a valid {}", p.name()))
     }
+}
+
+/// The first character FHIR text may not hold, if any: R4 (datatypes, string) allows none
+/// below U+0020 but tab, line feed and carriage return (and PostgreSQL's text cannot even hold
+/// U+0000).
+pub fn control_character(s: &str) -> Option<char> {
+    s.chars()
+        .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// `[A-Za-z0-9\-\.]{1,64}`

@@ -344,13 +344,10 @@ pub fn parse_search(
     if let Some(issue) = over_limits(params, &opts.limits) {
         return Err(vec![issue]);
     }
-    // as in FHIR strings: no character below U+0020 but tab, line feed and carriage return
-    // (PostgreSQL's text cannot even hold U+0000)
+    // as in FHIR strings
     for (name, value) in params {
-        if let Some(c) = name
-            .chars()
-            .chain(value.chars())
-            .find(|c| (*c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+        if let Some(c) =
+            crate::primitive::control_character(name).or(crate::primitive::control_character(value))
         {
             return Err(vec![bad(
                 name,
