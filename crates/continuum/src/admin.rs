@@ -344,20 +344,21 @@ pub fn clients(store: &Store, cmd: ClientsCommand) -> Result<()> {
                 );
             }
         }
-        ClientsCommand::Disable { client_id } => {
-            let id = client_id.clone();
-            if !store.write_blocking(move |tx| tx.set_client_disabled(&id, true))? {
-                bail!("no client '{client_id}' (`continuum clients list` shows them)");
-            }
-            println!("disabled {client_id}; its tokens no longer work");
-        }
-        ClientsCommand::Enable { client_id } => {
-            let id = client_id.clone();
-            if !store.write_blocking(move |tx| tx.set_client_disabled(&id, false))? {
-                bail!("no client '{client_id}' (`continuum clients list` shows them)");
-            }
-            println!("enabled {client_id}");
-        }
+        ClientsCommand::Disable { client_id } => set_client_disabled(store, &client_id, true)?,
+        ClientsCommand::Enable { client_id } => set_client_disabled(store, &client_id, false)?,
+    }
+    Ok(())
+}
+
+fn set_client_disabled(store: &Store, client_id: &str, disabled: bool) -> Result<()> {
+    let id = client_id.to_string();
+    if !store.write_blocking(move |tx| tx.set_client_disabled(&id, disabled))? {
+        bail!("no client '{client_id}' (`continuum clients list` shows them)");
+    }
+    if disabled {
+        println!("disabled {client_id}; its tokens no longer work");
+    } else {
+        println!("enabled {client_id}");
     }
     Ok(())
 }

@@ -260,6 +260,12 @@ fn entry_hash(value: &IndexValue) -> u64 {
     let float = |f: f64, h: &mut std::collections::hash_map::DefaultHasher| {
         (if f == 0.0 { 0 } else { f.to_bits() }).hash(h)
     };
+    let quantity = |value: f64,
+                    unit: (&Option<String>, &Option<String>),
+                    h: &mut std::collections::hash_map::DefaultHasher| {
+        float(value, h);
+        unit.hash(h)
+    };
     std::mem::discriminant(value).hash(&mut h);
     match value {
         IndexValue::String { norm, exact } => (norm, exact).hash(&mut h),
@@ -275,10 +281,7 @@ fn entry_hash(value: &IndexValue) -> u64 {
             value,
             system,
             code,
-        } => {
-            float(*value, &mut h);
-            (system, code).hash(&mut h)
-        }
+        } => quantity(*value, (system, code), &mut h),
         IndexValue::Uri { value } => value.hash(&mut h),
         IndexValue::Composite {
             a_system,
@@ -293,10 +296,7 @@ fn entry_hash(value: &IndexValue) -> u64 {
                     value,
                     system,
                     code,
-                } => {
-                    float(*value, &mut h);
-                    (system, code).hash(&mut h)
-                }
+                } => quantity(*value, (system, code), &mut h),
                 CompositeValue::Date { low, high } => (low, high).hash(&mut h),
                 CompositeValue::String { norm } => norm.hash(&mut h),
             }

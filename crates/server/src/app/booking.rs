@@ -161,16 +161,8 @@ fn held_slot(tx: &mut CallerTx, aid: &str) -> Result<String, ApiError> {
             ));
         }
     };
-    let slots: Vec<&str> = appointment
-        .get("slot")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.get("reference").and_then(Value::as_str))
-        .filter_map(|r| r.strip_prefix("Slot/"))
-        .collect();
-    match slots.as_slice() {
-        [one] => Ok(one.to_string()),
+    match super::appointments::slot_ids(&appointment).as_slice() {
+        [one] => Ok(one.clone()),
         [] => Err(bad(
             "appointment",
             format!("Appointment/{aid} holds no slot; name the 'slot' to book"),
