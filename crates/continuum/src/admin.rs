@@ -413,6 +413,12 @@ pub fn audit(store: &Store, cmd: AuditCommand) -> Result<()> {
             match v.first_broken {
                 None => {
                     println!("audit chain intact: {} records verified", v.checked);
+                    if v.pending > 0 {
+                        println!(
+                            "{} writes' records committed with their writes and not yet sealed into the chain (the running server seals them as it goes, or at its next start)",
+                            v.pending
+                        );
+                    }
                     Ok(())
                 }
                 Some((seq, why)) => {

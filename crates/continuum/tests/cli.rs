@@ -433,14 +433,24 @@ fn import_and_migrate_postgres() {
     import_and_migrate(&postgres_url());
 }
 
-/// Runs SQL directly against the database, as someone with file or superuser access might.
+/// Runs SQL directly against the audit store, as someone with file or superuser access might:
+/// `{e}` names the events table, `{r}` the index.
 fn tamper(database: &str, sql: &str) {
     if let Some(path) = database.strip_prefix("sqlite://") {
-        let c = rusqlite::Connection::open(path).unwrap();
-        c.execute_batch(sql).unwrap();
+        let audit = std::path::Path::new(path).with_file_name("c-audit.db");
+        let c = rusqlite::Connection::open(audit).unwrap();
+        c.execute_batch(
+            &sql.replace("{e}", "audit_event")
+                .replace("{r}", "audit_ref"),
+        )
+        .unwrap();
     } else {
         let mut c = postgres::Client::connect(database, postgres::NoTls).unwrap();
-        c.batch_execute(sql).unwrap();
+        c.batch_execute(
+            &sql.replace("{e}", "audit.audit_event")
+                .replace("{r}", "audit.audit_ref"),
+        )
+        .unwrap();
     }
 }
 
@@ -453,6 +463,15 @@ fn verify(database: &str) -> (bool, String) {
         v.status.success(),
         String::from_utf8_lossy(&v.stdout).to_string(),
     )
+}
+
+fn broken(database: &str, at: i64, why: &str) {
+    let (ok, out) = verify(database);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("BROKEN at record {at} ")) && out.contains(why),
+        "expected a break at {at} ({why}): {out}"
+    );
 }
 
 fn audit_tampering_is_detected(database: &str) {
@@ -480,29 +499,59 @@ fn audit_tampering_is_detected(database: &str) {
     // an altered record
     tamper(
         database,
-        "UPDATE resources SET body = REPLACE(body, 'stored 1 resources', 'stored 9 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
+        "UPDATE {e} SET body = REPLACE(body, 'stored 1 resources', 'stored 9 resources') WHERE seq = 3",
     );
-    let (ok, out) = verify(database);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("BROKEN at record 3") && out.contains("altered"),
-        "{out}"
-    );
+    broken(database, 3, "altered");
     tamper(
         database,
-        "UPDATE resources SET body = REPLACE(body, 'stored 9 resources', 'stored 1 resources') WHERE rid = (SELECT rid FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
+        "UPDATE {e} SET body = REPLACE(body, 'stored 9 resources', 'stored 1 resources') WHERE seq = 3",
     );
     assert!(verify(database).0);
-    // a removed record
+    // an altered index (a patient added to, or hidden from, the accounting)
     tamper(
         database,
-        "DELETE FROM audit_chain WHERE seq = (SELECT seq FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2)",
+        "INSERT INTO {r} (kind, value, seq) VALUES ('patient', 'someone', 2)",
     );
-    let (ok, out) = verify(database);
-    assert!(
-        !ok && out.contains("BROKEN at record 4") && out.contains("removed"),
-        "{out}"
+    broken(database, 2, "index");
+    tamper(database, "DELETE FROM {r} WHERE value = 'someone'");
+    assert!(verify(database).0);
+    // two records reordered
+    tamper(
+        database,
+        "UPDATE {e} SET seq = -4 WHERE seq = 4; UPDATE {e} SET seq = 4 WHERE seq = 5; UPDATE {e} SET seq = 5 WHERE seq = -4;
+         UPDATE {r} SET seq = -4 WHERE seq = 4; UPDATE {r} SET seq = 4 WHERE seq = 5; UPDATE {r} SET seq = 5 WHERE seq = -4;",
     );
+    broken(database, 4, "reordered");
+    tamper(
+        database,
+        "UPDATE {e} SET seq = -4 WHERE seq = 4; UPDATE {e} SET seq = 4 WHERE seq = 5; UPDATE {e} SET seq = 5 WHERE seq = -4;
+         UPDATE {r} SET seq = -4 WHERE seq = 4; UPDATE {r} SET seq = 4 WHERE seq = 5; UPDATE {r} SET seq = 5 WHERE seq = -4;",
+    );
+    assert!(verify(database).0);
+    // a record inserted after the last, chained to it
+    tamper(
+        database,
+        "INSERT INTO {e} (seq, id, recorded, body, prev_hash, hash) SELECT 7, 'forged', 0, '{}', hash, 'f0' FROM {e} WHERE seq = 6",
+    );
+    broken(database, 7, "altered");
+    tamper(database, "DELETE FROM {e} WHERE seq = 7");
+    // a record inserted in the middle (the ones after it renumbered)
+    tamper(
+        database,
+        "UPDATE {e} SET seq = seq + 100 WHERE seq >= 3; UPDATE {e} SET seq = seq - 99 WHERE seq >= 103;
+         UPDATE {r} SET seq = seq + 100 WHERE seq >= 3; UPDATE {r} SET seq = seq - 99 WHERE seq >= 103;
+         INSERT INTO {e} (seq, id, recorded, body, prev_hash, hash) SELECT 3, 'forged', 0, body, prev_hash, hash FROM {e} WHERE seq = 2;",
+    );
+    broken(database, 3, "removed, inserted or reordered");
+    tamper(
+        database,
+        "DELETE FROM {e} WHERE id = 'forged'; UPDATE {e} SET seq = seq + 100 WHERE seq >= 4; UPDATE {e} SET seq = seq - 101 WHERE seq >= 104;
+         UPDATE {r} SET seq = seq + 100 WHERE seq >= 4; UPDATE {r} SET seq = seq - 101 WHERE seq >= 104;",
+    );
+    assert!(verify(database).0, "{}", verify(database).1);
+    // a removed record
+    tamper(database, "DELETE FROM {e} WHERE seq = 3");
+    broken(database, 4, "removed");
 }
 
 #[test]

@@ -90,6 +90,7 @@ impl From<StoreError> for ApiError {
                 "another request changed the same data at the same time; retry the request",
             ),
             StoreError::Forbidden(why) => ApiError::new(403, IssueType::Forbidden, why.clone()),
+            StoreError::BadSearch(why) => ApiError::new(400, IssueType::NotSupported, why.clone()),
             StoreError::CallerDisabled(_) => ApiError::new(401, IssueType::Login, e.to_string()),
             StoreError::BadCursor(why) => ApiError::new(
                 400,

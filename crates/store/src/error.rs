@@ -20,6 +20,9 @@ pub enum StoreError {
     /// A paging cursor that this store did not issue or that belongs to another query.
     #[error("invalid paging cursor: {0}")]
     BadCursor(String),
+    /// A search this store cannot run as asked (→ 400 not-supported, with the reason).
+    #[error("{0}")]
+    BadSearch(String),
     /// The access policy refuses the request as a whole (→ 403, with the reason).
     #[error("{0}")]
     Forbidden(String),

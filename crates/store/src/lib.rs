@@ -15,6 +15,7 @@ pub mod migrations;
 mod outbox;
 mod pool;
 mod postgres;
+mod record;
 mod search;
 mod sqlite;
 mod tx;
@@ -24,7 +25,7 @@ pub use db::{Conn, Dialect, Row, SqlValue};
 pub use error::StoreError;
 pub use identity_links::IdentityPair;
 pub use outbox::{Message, NewMessage};
-pub use pool::{DatabaseUrl, Store, StoreOptions};
+pub use pool::{DatabaseUrl, Store, StoreOptions, audit_path};
 pub use tx::{
     DIRECTORY_SNAPSHOT_TYPES, HistoryEntry, HistoryPage, HistoryScope, INDEX_TABLES, Method,
     NewResource, SearchPage, Stored, Tx,

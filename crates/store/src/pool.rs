@@ -10,6 +10,7 @@ use care::Clock;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use tokio::sync::oneshot;
 
+use crate::audit::AuditLog;
 use crate::db::{Conn, Dialect};
 use crate::error::StoreError;
 use crate::migrations;
@@ -38,9 +39,6 @@ type AloneUnit = Box<dyn FnOnce(&mut dyn Conn) + Send>;
 
 /// A write run inside the writer's open transaction: whether it succeeded, and its delivery.
 type WriteUnit = Box<dyn FnOnce(&mut dyn Conn) -> (bool, Deferred) + Send>;
-
-/// An AuditEvent waiting to be appended, and who waits for it to be committed.
-type PendingAudit = (serde_json::Value, oneshot::Sender<Result<(), StoreError>>);
 
 /// The most writes the SQLite writer commits together.
 const GROUP_COMMIT: usize = 64;
@@ -116,16 +114,24 @@ struct Inner {
     readers: Sender<Job>,
     clock: Arc<dyn Clock>,
     description: String,
-    audit: AuditQueue,
+    /// The audit trail's appender.
+    audit: Arc<AuditLog>,
     /// Dropping it stops the background checkpoint thread (SQLite).
     _checkpointer: Option<Sender<()>>,
 }
 
-/// AuditEvents waiting to be appended, flushed many per transaction (group commit).
-#[derive(Default)]
-struct AuditQueue {
-    pending: std::sync::Mutex<Vec<PendingAudit>>,
-    flushing: std::sync::atomic::AtomicBool,
+/// The audit store of a SQLite database: `<stem>-audit.db` beside it (`continuum.db` →
+/// `continuum-audit.db`).
+pub fn audit_path(db: &std::path::Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "continuum".into());
+    let ext = db
+        .extension()
+        .map(|e| e.to_string_lossy().to_string())
+        .unwrap_or_else(|| "db".into());
+    db.with_file_name(format!("{stem}-audit.{ext}"))
 }
 
 impl Store {
@@ -146,6 +152,13 @@ impl Store {
                 // checkpoints copy the WAL back into the database file; done by the writer at
                 // commit time they cost it a fifth of its time, so a separate thread does them
                 writer.batch("PRAGMA wal_autocheckpoint = 0")?;
+                let audit_file = audit_path(path);
+                let audit = Arc::new(AuditLog::start(
+                    Box::new(SqliteConn::open_audit(&audit_file)?),
+                    &mut writer,
+                    None,
+                    clock.now_ms(),
+                )?);
                 let wal = Arc::new(WalState::default());
                 let checkpointer = spawn_checkpointer(SqliteConn::open(path, 1024)?, wal.clone());
                 let (wtx, wrx) = unbounded::<Job>();
@@ -154,11 +167,15 @@ impl Store {
                     Box::new(writer),
                     wrx,
                     None,
-                    Some(wal),
+                    Some(WriterDuties {
+                        wal,
+                        audit: audit.clone(),
+                    }),
                 );
                 let (rtx, rrx) = unbounded::<Job>();
                 for i in 0..connections {
-                    let conn = SqliteConn::open(path, 2048)?;
+                    let mut conn = SqliteConn::open(path, 2048)?;
+                    conn.attach_audit(&audit_file)?;
                     spawn_worker(
                         format!("sqlite-reader-{i}"),
                         Box::new(conn),
@@ -174,7 +191,7 @@ impl Store {
                         readers: rtx,
                         clock,
                         description: url.redacted(),
-                        audit: AuditQueue::default(),
+                        audit,
                         _checkpointer: Some(checkpointer),
                     }),
                 })
@@ -182,15 +199,22 @@ impl Store {
             DatabaseUrl::Postgres(u) => {
                 // the synchronous client runs its own small runtime, which must not start
                 // inside the caller's async runtime: connect from a plain thread
-                let conns = std::thread::scope(|s| {
-                    s.spawn(|| -> Result<Vec<PgConn>, StoreError> {
+                let now = clock.now_ms();
+                let (conns, audit) = std::thread::scope(|s| {
+                    s.spawn(|| -> Result<(Vec<PgConn>, AuditLog), StoreError> {
                         let mut first = PgConn::connect(u)?;
                         prepare_schema(&mut first, opts.migrate)?;
+                        let audit = AuditLog::start(
+                            Box::new(PgConn::connect(u)?),
+                            &mut first,
+                            Some(u.clone()),
+                            now,
+                        )?;
                         let mut conns = vec![first];
                         for _ in 1..connections {
                             conns.push(PgConn::connect(u)?);
                         }
-                        Ok(conns)
+                        Ok((conns, audit))
                     })
                     .join()
                     .unwrap_or_else(|_| {
@@ -216,7 +240,7 @@ impl Store {
                         readers: tx,
                         clock,
                         description: url.redacted(),
-                        audit: AuditQueue::default(),
+                        audit: Arc::new(audit),
                         _checkpointer: None,
                     }),
                 })
@@ -287,63 +311,22 @@ impl Store {
         (self.inner.writer.len(), self.inner.readers.len())
     }
 
-    /// Appends an AuditEvent in its own transaction, shared with whatever other events are
-    /// waiting (group commit); resolves once it is committed.
+    /// Appends a read's (or a refusal's) AuditEvent to the audit trail, committed with
+    /// whatever other events are waiting (group commit); resolves once it is durable.
     pub async fn append_audit(&self, event: serde_json::Value) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .audit
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((event, reply));
-        if !self
-            .inner
-            .audit
-            .flushing
-            .swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            let store = self.clone();
-            tokio::spawn(async move { store.flush_audit().await });
-        }
+        let prepared = crate::audit::Prepared::new(
+            event,
+            uuid::Uuid::now_v7().to_string(),
+            self.inner.clock.now_ms(),
+        );
+        self.inner.audit.seal(
+            vec![prepared],
+            Box::new(move |sealed| {
+                let _ = reply.send(sealed);
+            }),
+        );
         rx.await.unwrap_or_else(|_| Err(worker_gone()))
-    }
-
-    async fn flush_audit(&self) {
-        let inner = self.inner.clone();
-        let result = self
-            .write(move |tx| {
-                inner
-                    .audit
-                    .flushing
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
-                let batch = std::mem::take(
-                    &mut *inner
-                        .audit
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
-                let mut replies = Vec::with_capacity(batch.len());
-                for (mut event, reply) in batch {
-                    tx.append_audit(&mut event)?;
-                    replies.push(reply);
-                }
-                Ok::<_, StoreError>(replies)
-            })
-            .await;
-        match result {
-            Ok(replies) => {
-                for r in replies {
-                    let _ = r.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                // the batch was rolled back: everyone in it hears why (those drained by it are
-                // gone with the closure; they see `worker_gone`)
-                tracing::error!(error = %e, "appending a batch of audit events failed");
-            }
-        }
     }
 
     /// Refreshes the query planner's statistics (after a bulk load).
@@ -391,14 +374,30 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         let clock = self.inner.clock.clone();
         let job = if write {
+            let audit = self.inner.audit.clone();
             let unit: WriteUnit = Box::new(move |conn: &mut dyn Conn| {
-                let result = run_unit(conn, true, clock.as_ref(), f);
+                let (result, events) = run_unit(conn, true, clock.as_ref(), f);
                 let ok = result.is_ok();
                 let deferred: Deferred = Box::new(move |committed: Result<(), StoreError>| {
-                    let _ = reply.send(match committed {
-                        Ok(()) => result,
-                        Err(e) => result.and(Err(E::from(e))),
-                    });
+                    match committed {
+                        // the write's AuditEvents are committed with it (pending): sealed into
+                        // the chain in commit order, and the answer leaves once they are
+                        Ok(()) if ok && !events.is_empty() => audit.seal(
+                            events,
+                            Box::new(move |sealed| {
+                                if let Err(e) = sealed {
+                                    tracing::error!(error = %e, "a write's AuditEvent stays pending until the next start");
+                                }
+                                let _ = reply.send(result);
+                            }),
+                        ),
+                        Ok(()) => {
+                            let _ = reply.send(result);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(result.and(Err(E::from(e))));
+                        }
+                    }
                 });
                 (ok, deferred)
             });
@@ -453,20 +452,27 @@ fn prepare_schema(conn: &mut dyn Conn, migrate: bool) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Runs a unit of work inside a transaction someone else opened and will end.
-fn run_unit<R, E, F>(conn: &mut dyn Conn, write: bool, clock: &dyn Clock, f: F) -> Result<R, E>
+/// Runs a unit of work inside a transaction someone else opened and will end; returns its
+/// result and the AuditEvents to seal once the transaction has committed.
+fn run_unit<R, E, F>(
+    conn: &mut dyn Conn,
+    write: bool,
+    clock: &dyn Clock,
+    f: F,
+) -> (Result<R, E>, Vec<crate::audit::Prepared>)
 where
     E: From<StoreError>,
     F: FnOnce(&mut Tx) -> Result<R, E>,
 {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut tx = Tx::new(conn, clock, write);
-        f(&mut tx)
+        let result = f(&mut tx);
+        (result, tx.take_audit())
     }));
     // a unit's time budget ends with it: never the commit's, nor the next unit's
     let _ = conn.set_budget(None);
     match outcome {
-        Ok(result) => result,
+        Ok((result, events)) => (result, events),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -474,7 +480,10 @@ where
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(panic = %what, "a database unit of work panicked; rolled back");
-            Err(E::from(StoreError::Sql(format!("internal error: {what}"))))
+            (
+                Err(E::from(StoreError::Sql(format!("internal error: {what}")))),
+                Vec::new(),
+            )
         }
     }
 }
@@ -649,17 +658,28 @@ fn spawn_checkpointer(mut conn: SqliteConn, state: Arc<WalState>) -> Sender<()> 
     stop
 }
 
+/// What the SQLite writer does between batches besides writing: rewinding the write-ahead log,
+/// and removing the `audit_pending` rows already sealed into the chain.
+struct WriterDuties {
+    wal: Arc<WalState>,
+    audit: Arc<AuditLog>,
+}
+
+/// `audit_pending` rows sealed before the writer removes them (one statement for many).
+const PENDING_CLEANUP: i64 = 512;
+
 fn spawn_worker(
     name: String,
     mut conn: Box<dyn Conn + Send>,
     jobs: Receiver<Job>,
     pg_url: Option<String>,
-    wal: Option<Arc<WalState>>,
+    duties: Option<WriterDuties>,
 ) {
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
             let mut done: u64 = 0;
+            let mut pending_removed: i64 = 0;
             let group = if name == "sqlite-writer" {
                 GROUP_COMMIT
             } else {
@@ -695,7 +715,20 @@ fn spawn_worker(
                 }
                 // rewind a large write-ahead log once the checkpoint thread has copied it: a
                 // RESTART checkpoint then has little left to copy and only waits for readers
-                if let Some(w) = &wal {
+                if let Some(d) = &duties {
+                    let sealed = d.audit.sealed_pending();
+                    if sealed - pending_removed >= PENDING_CLEANUP
+                        && conn
+                            .execute(
+                                "DELETE FROM audit_pending WHERE pseq <= ?",
+                                &[sealed.into()],
+                            )
+                            .is_ok()
+                    {
+                        pending_removed = sealed;
+                    }
+                }
+                if let Some(w) = duties.as_ref().map(|d| &d.wal) {
                     let log = w.log.load(std::sync::atomic::Ordering::Relaxed);
                     let copied = w.copied.load(std::sync::atomic::Ordering::Relaxed);
                     if log > WAL_REWIND_FRAMES && log - copied < 2_048 {
@@ -783,5 +816,105 @@ mod tests {
             )
         });
         assert!(counted.is_ok(), "the next unit has no budget: {counted:?}");
+    }
+
+    fn open_at(path: &std::path::Path) -> Store {
+        Store::open(
+            &DatabaseUrl::Sqlite(path.to_path_buf()),
+            &StoreOptions {
+                connections: 1,
+                migrate: true,
+            },
+            Arc::new(care::SystemClock),
+        )
+        .unwrap()
+    }
+
+    /// A write's AuditEvent committed with it but not sealed (the process died in between) is
+    /// sealed at the next start, before anything else is appended; the chain verifies.
+    #[test]
+    fn a_pending_write_event_is_sealed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let store = open_at(&path);
+        store
+            .write_blocking(|tx| {
+                let event = crate::audit::Prepared::new(
+                    serde_json::json!({"resourceType": "AuditEvent", "recorded": "2026-01-01T00:00:00Z", "action": "C"}),
+                    "left-pending".into(),
+                    0,
+                );
+                // what Tx::append_audit stores, without the sealing that follows the commit
+                tx.conn().execute(
+                    "INSERT INTO audit_pending (id, body) VALUES (?, ?)",
+                    &[event.id.clone().into(), event.body.clone().into()],
+                )
+            })
+            .unwrap();
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let store = open_at(&path);
+        let v = store.read_blocking(crate::audit::verify).unwrap();
+        assert_eq!((v.checked, v.first_broken, v.pending), (1, None, 0));
+        let found = store
+            .read_blocking(|tx| {
+                crate::audit::search::event(tx, "left-pending", &care::access::AuditAccess::All)
+            })
+            .unwrap();
+        assert!(found.is_some_and(|r| r.stored.body.unwrap().contains("\"action\":\"C\"")));
+    }
+
+    /// A trail an older version kept as AuditEvent resources chained in `audit_chain` is moved
+    /// into the audit store in its order, and removed from the resource tables.
+    #[test]
+    fn an_old_trail_is_moved_to_the_audit_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        let store = open_at(&path);
+        store
+            .write_blocking(|tx| {
+                for (i, prev) in ["a", "b"].iter().zip([crate::audit::GENESIS, "x"]) {
+                    let mut event = serde_json::json!({"resourceType": "AuditEvent", "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"reference": "Patient/p1"}}]});
+                    let stored = tx.create("AuditEvent", &format!("old-{i}"), &mut event, &[])?;
+                    tx.conn().execute(
+                        "INSERT INTO audit_chain (rid, prev_hash, hash) VALUES (?, ?, 'h')",
+                        &[stored.rid.into(), prev.into()],
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let store = open_at(&path);
+        let v = store.read_blocking(crate::audit::verify).unwrap();
+        assert_eq!((v.checked, v.first_broken), (2, None));
+        let left = store
+            .read_blocking(|tx| {
+                tx.conn().query(
+                    "SELECT COUNT(*) FROM resources WHERE rtype = 'AuditEvent'",
+                    &[],
+                )
+            })
+            .unwrap();
+        assert_eq!(left[0][0].as_i64(), Some(0));
+        let page = store
+            .read_blocking(|tx| {
+                let req = fhir::search::parse_search(
+                    fhir::search::registry(),
+                    "AuditEvent",
+                    &[("patient".into(), "p1".into())],
+                    &fhir::search::ParseOptions {
+                        lenient: false,
+                        base_url: "",
+                        limits: Default::default(),
+                    },
+                )
+                .unwrap();
+                crate::audit::search::search(tx, &req, &care::access::AuditAccess::All)
+            })
+            .unwrap();
+        let ids: Vec<String> = page.records.iter().map(|r| r.stored.id.clone()).collect();
+        assert_eq!(ids, vec!["old-a", "old-b"]);
     }
 }

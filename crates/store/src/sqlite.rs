@@ -75,6 +75,38 @@ impl SqliteConn {
     }
 }
 
+impl SqliteConn {
+    /// Attaches the audit store (its own database file, in WAL mode) as `audit`, for reading
+    /// AuditEvents beside the resources. Its page cache is its own: a commit to the audit file
+    /// leaves this connection's cache of the resource database warm.
+    pub fn attach_audit(&mut self, audit: &Path) -> Result<(), StoreError> {
+        let name = audit.to_string_lossy().to_string();
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS audit", [name])
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", audit.display()))
+            })?;
+        self.conn.execute_batch(
+            "PRAGMA audit.journal_mode = WAL;
+             PRAGMA audit.synchronous = NORMAL;
+             PRAGMA audit.cache_size = -4096;",
+        )?;
+        Ok(())
+    }
+
+    /// The appender's connection: the audit store attached as `audit` to an empty main
+    /// database, so its SQL names the same tables as the readers' and PostgreSQL's.
+    pub fn open_audit(audit: &Path) -> Result<SqliteConn, StoreError> {
+        let mut conn = SqliteConn::open(Path::new(":memory:"), 1024)?;
+        conn.attach_audit(audit)?;
+        // the appender's inserts into the index land anywhere in it: a larger cache keeps more
+        // of it in memory (not larger still: SQLite walks the whole cache at every commit)
+        conn.conn
+            .execute_batch("PRAGMA audit.cache_size = -16384;")?;
+        Ok(conn)
+    }
+}
+
 impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {

@@ -2,14 +2,14 @@
 //! version (resource row, history row and search index rows together), delete, history and
 //! search.
 
-use fhir::primitive::format_instant;
 use fhir::search::{CompositeValue, IndexEntry, IndexValue};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::db::{Conn, Dialect, Row, SqlValue};
 use crate::directory;
 pub use crate::directory::{DIRECTORY_SNAPSHOT_TYPES, FreeSlotRow};
 use crate::error::StoreError;
+use crate::record::stamp;
 use care::Clock;
 
 /// A stored version of a resource.
@@ -98,6 +98,9 @@ pub struct Tx<'c> {
     written_marks: Vec<usize>,
     /// When this unit of work must be done by (a request's time budget).
     deadline: Option<std::time::Instant>,
+    /// The AuditEvents of this write, stored pending in it and sealed into the chain once it
+    /// has committed.
+    audit_out: Vec<crate::record::Prepared>,
 }
 
 impl<'c> Tx<'c> {
@@ -110,7 +113,22 @@ impl<'c> Tx<'c> {
             written: Vec::new(),
             written_marks: Vec::new(),
             deadline: None,
+            audit_out: Vec::new(),
         }
+    }
+
+    /// Whether this is a read-write transaction.
+    pub(crate) fn is_write(&self) -> bool {
+        self.write
+    }
+
+    pub(crate) fn push_audit(&mut self, event: crate::record::Prepared) {
+        self.audit_out.push(event);
+    }
+
+    /// The AuditEvents to seal once this transaction has committed.
+    pub(crate) fn take_audit(&mut self) -> Vec<crate::record::Prepared> {
+        std::mem::take(&mut self.audit_out)
     }
 
     /// Gives this unit of work a time budget of `length` from now: [`Tx::check_budget`] fails
@@ -941,7 +959,8 @@ impl<'c> Tx<'c> {
     }
 
     /// Row counts of every data table (diagnostics, and tests that prove nothing was written).
-    /// The audit trail is left out: a refused request is recorded there, and that is not data.
+    /// The audit trail (a store of its own, and `audit_pending`) is left out: a refused request
+    /// is recorded there, and that is not data.
     pub fn row_counts(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
         for table in ["resources", "history"].iter().chain(INDEX_TABLES).chain(
@@ -958,10 +977,12 @@ impl<'c> Tx<'c> {
             .iter(),
         ) {
             let sql = match *table {
-                "compartments" => "SELECT COUNT(*) FROM compartments WHERE rid NOT IN (SELECT rid FROM resources WHERE rtype = 'AuditEvent')".to_string(),
                 "care_relationships" | "slot_free" | "outbox" | "identity_review"
-                | "identity_key" | "video_visit" | "break_glass" => format!("SELECT COUNT(*) FROM {table}"),
-                _ => format!("SELECT COUNT(*) FROM {table} WHERE rtype <> 'AuditEvent'"),
+                | "identity_key" | "video_visit" | "break_glass" => {
+                    format!("SELECT COUNT(*) FROM {table}")
+                }
+                "compartments" => "SELECT COUNT(*) FROM compartments".to_string(),
+                _ => format!("SELECT COUNT(*) FROM {table}"),
             };
             let rows = self.conn.query(&sql, &[])?;
             out.push((
@@ -1016,31 +1037,6 @@ pub(crate) fn stored_from(resource_type: &str, id: &str, r: Row) -> Stored {
         deleted,
         body,
     }
-}
-
-/// Sets `id` and `meta.versionId`/`meta.lastUpdated` and returns the JSON text to store.
-fn stamp(resource: &mut Value, id: &str, version: i64, now: i64) -> String {
-    if let Value::Object(obj) = resource {
-        obj.insert("id".into(), Value::String(id.to_string()));
-        let meta = obj.entry("meta").or_insert_with(|| json!({}));
-        if !meta.is_object() {
-            *meta = json!({});
-        }
-        if let Value::Object(m) = meta {
-            m.insert("versionId".into(), Value::String(version.to_string()));
-            m.insert("lastUpdated".into(), Value::String(format_instant(now)));
-        }
-        // keep resourceType, id and meta first, as people expect to read them
-        let mut ordered = serde_json::Map::with_capacity(obj.len());
-        for key in ["resourceType", "id", "meta"] {
-            if let Some(v) = obj.remove(key) {
-                ordered.insert(key.to_string(), v);
-            }
-        }
-        ordered.append(obj);
-        *obj = ordered;
-    }
-    serde_json::to_string(resource).unwrap_or_default()
 }
 
 fn encode_history_cursor(hid: i64) -> String {

@@ -517,6 +517,19 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
 }
 
 /// Whether a view admits a resource. The store's SQL filter implements exactly this.
+/// Which AuditEvents a view opens: none when the scopes do not let the caller read AuditEvents,
+/// all for those who see everything and auditors, a patient's own accounting otherwise. The
+/// audit store filters by it; [`permits`] decides one event by it.
+pub fn audit_view(v: &AccessView) -> AuditAccess {
+    if !v.reads_type("AuditEvent") {
+        return AuditAccess::None;
+    }
+    if v.everything {
+        return AuditAccess::All;
+    }
+    v.audit.clone()
+}
+
 pub fn permits(v: &AccessView, r: &ResourceFacts) -> Decision {
     if !v.reads_type(&r.resource_type) {
         return Decision::Deny(format!(
@@ -528,7 +541,7 @@ pub fn permits(v: &AccessView, r: &ResourceFacts) -> Decision {
         return Decision::Permit;
     }
     if r.resource_type == "AuditEvent" {
-        return match &v.audit {
+        return match &audit_view(v) {
             AuditAccess::All => Decision::Permit,
             AuditAccess::Patients(ids) if r.patients.iter().any(|p| ids.contains(p)) => {
                 Decision::Permit

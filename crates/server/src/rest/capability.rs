@@ -27,8 +27,11 @@ pub fn capability_statement(
     let resources: Vec<Value> = registry
         .resource_types()
         .map(|rt| {
+            // the audit trail is a store of its own, searched by its compact index
+            let audit = rt == "AuditEvent";
             let params: Vec<Value> = registry
                 .params(rt)
+                .filter(|p| !audit || store::audit::search::PARAMETERS.contains(&p.code.as_str()))
                 .map(|p| {
                     json!({
                         "name": p.code,
@@ -38,16 +41,19 @@ pub fn capability_statement(
                     })
                 })
                 .collect();
-            let includes: Vec<String> = std::iter::once("*".to_string())
+            let includes: Vec<String> = (!audit)
+                .then(|| "*".to_string())
+                .into_iter()
                 .chain(
                     registry
                         .params(rt)
-                        .filter(|p| p.kind == fhir::search::ParamType::Reference)
+                        .filter(|p| !audit && p.kind == fhir::search::ParamType::Reference)
                         .map(|p| format!("{rt}:{}", p.code)),
                 )
                 .collect();
             let revincludes: Vec<String> = registry
                 .resource_types()
+                .filter(|src| *src != "AuditEvent" && !audit)
                 .flat_map(|src| {
                     registry
                         .params(src)
@@ -62,11 +68,7 @@ pub fn capability_statement(
             let interactions: Vec<Value> = TYPE_INTERACTIONS
                 .iter()
                 .filter(|i| {
-                    rt != "AuditEvent"
-                        || matches!(
-                            **i,
-                            "read" | "vread" | "history-instance" | "history-type" | "search-type"
-                        )
+                    !audit || matches!(**i, "read" | "vread" | "history-instance" | "search-type")
                 })
                 .map(|i| json!({"code": i}))
                 .collect();
@@ -85,6 +87,16 @@ pub fn capability_statement(
                 "searchRevInclude": revincludes,
                 "searchParam": params,
             });
+            if let Value::Object(o) = &mut entry {
+                // FHIR JSON has no empty arrays
+                o.retain(|_, v| v.as_array().is_none_or(|a| !a.is_empty()));
+            }
+            if audit {
+                entry["documentation"] = json!(format!(
+                    "The audit trail: written by the server only (IHE BALP events, hash-chained, kept in a store of its own); read by id, or searched by {} in the order recorded (_sort=date or -date), without _include, chains or _has.",
+                    store::audit::search::PARAMETERS.join(", ")
+                ));
+            }
             let extensions: Vec<&(&str, &str, &str)> =
                 EXTENSIONS.iter().filter(|(_, on, _)| on.split(',').any(|t| t == rt)).collect();
             if !extensions.is_empty() {

@@ -11,30 +11,9 @@ use serde_json::{Value, json};
 use crate::both_engines;
 use crate::helpers::{Resp, TestApp};
 
-/// AuditEvents stored (read with the system's rights, which leaves none).
+/// AuditEvents in the audit trail (counted directly, which leaves none).
 async fn audit_events(app: &TestApp) -> i64 {
-    app.store
-        .read(|tx| {
-            let req = fhir::search::parse_search(
-                fhir::search::registry(),
-                "AuditEvent",
-                &[
-                    ("_summary".into(), "count".into()),
-                    ("_total".into(), "accurate".into()),
-                ],
-                &fhir::search::ParseOptions {
-                    lenient: false,
-                    base_url: "",
-                    limits: Default::default(),
-                },
-            )
-            .expect("a count");
-            tx.search(&req)
-        })
-        .await
-        .unwrap()
-        .total
-        .unwrap()
+    app.store.read(store::audit::count).await.unwrap()
 }
 
 fn params(parts: Value) -> Value {
@@ -553,7 +532,53 @@ async fn the_jobs_users_run_are_the_ones_tests_run(app: TestApp) {
     assert!(app.jobs.run_now("no-such-job").await.is_err());
 }
 
+/// The audit trail is a store of its own: reads and searches add their AuditEvents there and
+/// leave the resource database as it was; a write's event is sealed into the chain before its
+/// answer leaves (none left pending), and the chain verifies.
+async fn reads_leave_the_resource_database_untouched(app: TestApp) {
+    seed(&app).await;
+    let rows = || async { app.store.read(|tx| tx.row_counts()).await.unwrap() };
+    let before_rows = rows().await;
+    let before = audit_events(&app).await;
+    for _ in 0..5 {
+        assert_eq!(app.get("Patient/kid").await.status, 200);
+        assert_eq!(app.get("Patient?family=Rivera").await.status, 200);
+    }
+    assert_eq!(
+        rows().await,
+        before_rows,
+        "reads wrote to the resource database"
+    );
+    assert_eq!(audit_events(&app).await, before + 10);
+    let created = app
+        .post("Patient", &json!({"resourceType": "Patient"}))
+        .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        audit_events(&app).await,
+        before + 11,
+        "sealed before the answer"
+    );
+    let v = app.store.read(store::audit::verify).await.unwrap();
+    assert_eq!(v.first_broken, None);
+    assert_eq!(v.pending, 0);
+    // AuditEvents are read on their own, not inside a Bundle of writes
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"request": {"method": "GET", "url": "AuditEvent?_count=1"}}]}),
+        )
+        .await;
+    assert!(matches!(r.status, 400 | 403), "{}", r.text);
+    // nor reached into from other searches
+    let r = app.get("Patient?_has:AuditEvent:entity:action=R").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("searched on its own"), "{}", r.text);
+}
+
 both_engines!(
+    reads_leave_the_resource_database_untouched,
     every_interaction_and_operation_is_audited_exactly_once,
     a_refused_write_leaves_no_side_effects,
     conditional_writes_in_a_transaction_behave_like_plain_ones,

@@ -112,3 +112,25 @@ pub(super) fn search_allowed(req: &SearchRequest, own: &[String]) -> Result<(), 
     }
     Ok(())
 }
+
+/// Whether a search of another type reaches into the audit trail (`_has:AuditEvent`, a chain
+/// through AuditEvent, `_include`/`_revinclude` of AuditEvents), which the audit store does
+/// not serve.
+pub(super) fn mentions_audit(req: &SearchRequest) -> bool {
+    use fhir::search::Clause;
+    fn reaches(clause: &Clause) -> bool {
+        clause
+            .has
+            .as_ref()
+            .is_some_and(|h| h.source_type == "AuditEvent" || reaches(&h.clause))
+            || clause.chain.as_ref().is_some_and(|c| {
+                c.targets
+                    .iter()
+                    .any(|(t, inner)| t == "AuditEvent" || reaches(inner))
+            })
+    }
+    req.clauses.iter().any(reaches)
+        || req.includes.iter().chain(&req.revincludes).any(|i| {
+            i.source_type == "AuditEvent" || i.target_type.as_deref() == Some("AuditEvent")
+        })
+}

@@ -220,8 +220,9 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         self.tx
     }
 
-    /// Appends the request's AuditEvent (hash-chained) in this transaction.
-    pub fn append_audit(&mut self, event: &mut Value) -> Result<Stored, StoreError> {
+    /// Appends the request's AuditEvent in this transaction (sealed into the chain once it
+    /// has committed); returns its id.
+    pub fn append_audit(&mut self, event: &mut Value) -> Result<String, StoreError> {
         self.tx.append_audit(event)
     }
 
@@ -383,6 +384,9 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         id: &str,
         lock: bool,
     ) -> Result<Option<Stored>, StoreError> {
+        if rtype == "AuditEvent" {
+            return self.audit_event(id);
+        }
         let Some(s) = self.tx.current(rtype, id, lock)? else {
             return Ok(None);
         };
@@ -399,6 +403,12 @@ impl<'a, 'c> CallerTx<'a, 'c> {
 
     /// The current version for an update or delete, telling hidden apart from absent.
     pub fn current_for_write(&mut self, rtype: &str, id: &str) -> Result<Current, StoreError> {
+        if rtype == "AuditEvent" {
+            self.trail.denied = true;
+            return Err(StoreError::Forbidden(
+                "AuditEvents are written by the server only".into(),
+            ));
+        }
         let Some(s) = self.tx.current(rtype, id, true)? else {
             return Ok(Current::Absent);
         };
@@ -418,6 +428,11 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         id: &str,
         version: i64,
     ) -> Result<Option<Stored>, StoreError> {
+        if rtype == "AuditEvent" {
+            // an AuditEvent has one version
+            let event = self.audit_event(id)?;
+            return Ok(event.filter(|_| version == 1));
+        }
         let Some(current) = self.tx.current(rtype, id, false)? else {
             return Ok(None);
         };
@@ -465,6 +480,14 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         {
             accounting::search_allowed(req, own).map_err(StoreError::Forbidden)?;
         }
+        if req.resource_type == "AuditEvent" {
+            return self.search_audit(req);
+        }
+        if accounting::mentions_audit(req) {
+            return Err(StoreError::BadSearch(
+                "the audit trail is searched on its own (AuditEvent?entity=…, agent=, patient=, date=), not through _has, chains or _include of other searches".into(),
+            ));
+        }
         let mut page = crate::search::run_filtered(self.tx, req, self.filter.as_ref())?;
         page.matches = std::mem::take(&mut page.matches)
             .into_iter()
@@ -495,6 +518,30 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         count: usize,
         cursor: Option<&str>,
     ) -> Result<HistoryPage, StoreError> {
+        match scope {
+            HistoryScope::Instance { resource_type, id } if resource_type == "AuditEvent" => {
+                let entries = self
+                    .audit_event(id)?
+                    .map(|version| crate::tx::HistoryEntry {
+                        method: crate::tx::Method::Create,
+                        version,
+                    })
+                    .into_iter()
+                    .collect::<Vec<_>>();
+                return Ok(HistoryPage {
+                    total: Some(entries.len() as i64),
+                    entries,
+                    next_cursor: None,
+                });
+            }
+            HistoryScope::Type(t) if t == "AuditEvent" => {
+                return Err(StoreError::BadSearch(
+                    "AuditEvents have no history but themselves: search AuditEvent?date=… instead"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         let mut page =
             self.tx
                 .history_filtered(scope, since, count, cursor, self.filter.as_ref())?;
@@ -517,6 +564,43 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             e.version = self.shown(version);
         }
         Ok(page)
+    }
+
+    /// An AuditEvent from the audit store, if the caller's view opens it.
+    fn audit_event(&mut self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let scope = care::access::audit_view(&self.view);
+        match crate::audit::search::event(self.tx, id, &scope)? {
+            Some(record) => {
+                self.note("AuditEvent", id, &record.patients);
+                Ok(Some(self.shown(record.stored)))
+            }
+            None => {
+                if scope != AuditAccess::All
+                    && crate::audit::search::event(self.tx, id, &AuditAccess::All)?.is_some()
+                {
+                    self.trail.denied = true;
+                    self.trail.add("AuditEvent", id, &[]);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// An `AuditEvent?…` search, served by the audit store under the caller's view.
+    fn search_audit(&mut self, req: &SearchRequest) -> Result<SearchPage, StoreError> {
+        let scope = care::access::audit_view(&self.view);
+        let page = crate::audit::search::search(self.tx, req, &scope)?;
+        let mut matches = Vec::with_capacity(page.records.len());
+        for record in page.records {
+            self.note("AuditEvent", &record.stored.id, &record.patients);
+            matches.push(self.shown(record.stored));
+        }
+        Ok(SearchPage {
+            matches,
+            included: Vec::new(),
+            next_cursor: page.next_cursor,
+            total: page.total,
+        })
     }
 
     /// A version as this caller is shown it: a video visit's join link (the `virtualService`

@@ -2,7 +2,7 @@
 //! revinclude, `_has`, chain and history page applies. Its shape mirrors
 //! `care::access::permits` clause by clause (the policy matrix plays both).
 
-use care::access::{AccessView, AuditAccess, DIRECTORY_TYPES};
+use care::access::{AccessView, DIRECTORY_TYPES};
 
 use crate::db::SqlValue;
 use crate::filter::AccessFilter;
@@ -45,17 +45,8 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
         ));
         params.extend(text_values(DIRECTORY_TYPES));
     }
-    match &view.audit {
-        AuditAccess::All => parts.push("{r}.rtype = 'AuditEvent'".into()),
-        AuditAccess::Patients(ids) if !ids.is_empty() => {
-            parts.push(format!(
-                "({{r}}.rtype = 'AuditEvent' AND {{r}}.rid IN (SELECT rid FROM compartments WHERE patient_id IN ({})))",
-                placeholders(ids.len())
-            ));
-            params.extend(text_values(ids));
-        }
-        _ => {}
-    }
+    // AuditEvents are not resource rows: the audit store filters them by
+    // `care::access::audit_view`
     let mut grants: Vec<String> = Vec::new();
     let mut grant_params: Vec<SqlValue> = Vec::new();
     if !view.care_organizations.is_empty() {
@@ -92,7 +83,7 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     }
     if !grants.is_empty() {
         let mut cond = format!(
-            "({{r}}.rtype NOT IN ({}) AND {{r}}.rtype <> 'AuditEvent' AND ({})",
+            "({{r}}.rtype NOT IN ({}) AND ({})",
             placeholders(DIRECTORY_TYPES.len()),
             grants.join(" OR ")
         );
