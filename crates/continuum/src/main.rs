@@ -10,6 +10,11 @@ mod link;
 
 use clap::Parser;
 
+/// mimalloc rather than the system allocator: a request allocates and frees many small values
+/// (JSON, SQL parameters), and glibc's malloc took a tenth of the request threads' time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {

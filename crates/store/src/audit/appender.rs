@@ -241,11 +241,7 @@ fn insert_rows(
     width: usize,
     rows: &[Vec<SqlValue>],
 ) -> Result<(), StoreError> {
-    let sizes: &[usize] = match conn.dialect() {
-        // no round trips: one cached single-row statement is as fast as any
-        Dialect::Sqlite => &[1],
-        Dialect::Postgres => &[64, 16, 4, 1],
-    };
+    let sizes: &[usize] = &[64, 16, 4, 1];
     let one = format!("({})", vec!["?"; width].join(", "));
     let mut rest = rows;
     while !rest.is_empty() {
