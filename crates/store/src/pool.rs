@@ -116,8 +116,9 @@ struct Inner {
     description: String,
     /// The audit trail's appender.
     audit: Arc<AuditLog>,
-    /// Dropping it stops the background checkpoint thread (SQLite).
-    _checkpointer: Option<Sender<()>>,
+    /// Dropping them stops the background checkpoint threads (SQLite: the database's and the
+    /// audit store's).
+    _checkpointers: Vec<Sender<()>>,
 }
 
 /// The audit store of a SQLite database: `<stem>-audit.db` beside it (`continuum.db` →
@@ -153,14 +154,28 @@ impl Store {
                 // commit time they cost it a fifth of its time, so a separate thread does them
                 writer.batch("PRAGMA wal_autocheckpoint = 0")?;
                 let audit_file = audit_path(path);
+                let audit_wal = Arc::new(WalState::default());
+                let audit_checkpointer = spawn_checkpointer(
+                    SqliteConn::open_audit(&audit_file)?,
+                    "PRAGMA audit.wal_checkpoint(PASSIVE)",
+                    audit_wal.clone(),
+                );
+                let mut appender = SqliteConn::open_audit(&audit_file)?;
+                // as the writer: the checkpoint thread copies the log, the appender rewinds it
+                appender.batch("PRAGMA wal_autocheckpoint = 0")?;
                 let audit = Arc::new(AuditLog::start(
-                    Box::new(SqliteConn::open_audit(&audit_file)?),
+                    Box::new(appender),
                     &mut writer,
                     None,
+                    Some(audit_wal),
                     clock.now_ms(),
                 )?);
                 let wal = Arc::new(WalState::default());
-                let checkpointer = spawn_checkpointer(SqliteConn::open(path, 1024)?, wal.clone());
+                let checkpointer = spawn_checkpointer(
+                    SqliteConn::open(path, 1024)?,
+                    "PRAGMA wal_checkpoint(PASSIVE)",
+                    wal.clone(),
+                );
                 let (wtx, wrx) = unbounded::<Job>();
                 spawn_worker(
                     "sqlite-writer".into(),
@@ -192,7 +207,7 @@ impl Store {
                         clock,
                         description: url.redacted(),
                         audit,
-                        _checkpointer: Some(checkpointer),
+                        _checkpointers: vec![checkpointer, audit_checkpointer],
                     }),
                 })
             }
@@ -208,6 +223,7 @@ impl Store {
                             Box::new(PgConn::connect(u)?),
                             &mut first,
                             Some(u.clone()),
+                            None,
                             now,
                         )?;
                         let mut conns = vec![first];
@@ -241,7 +257,7 @@ impl Store {
                         clock,
                         description: url.redacted(),
                         audit: Arc::new(audit),
-                        _checkpointer: None,
+                        _checkpointers: Vec::new(),
                     }),
                 })
             }
@@ -613,9 +629,23 @@ where
 /// The write-ahead log's state as the checkpoint thread last saw it: frames in the log, and
 /// frames already copied into the database file.
 #[derive(Default)]
-struct WalState {
+pub(crate) struct WalState {
     log: std::sync::atomic::AtomicI64,
     copied: std::sync::atomic::AtomicI64,
+}
+
+impl WalState {
+    /// Rewinds a large write-ahead log once the checkpoint thread has copied it (run by the
+    /// log's only writer, between its commits: a RESTART checkpoint then has little left to
+    /// copy and only waits for readers).
+    pub(crate) fn rewind_if_copied(&self, conn: &mut dyn Conn, sql: &str) {
+        let log = self.log.load(std::sync::atomic::Ordering::Relaxed);
+        let copied = self.copied.load(std::sync::atomic::Ordering::Relaxed);
+        if log > WAL_REWIND_FRAMES && log - copied < 2_048 {
+            let _ = conn.batch(sql);
+            self.log.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Frames (of 4 KiB) past which the writer rewinds the log once it has been copied.
@@ -625,7 +655,11 @@ const WAL_REWIND_FRAMES: i64 = 16_384;
 /// waits for readers or the writer). Only the writer can rewind the log (a checkpointer waiting
 /// for it would starve under constant writes), so it reads `WalState` after each batch and
 /// rewinds when the log is large and already copied. Stops when the store is dropped.
-fn spawn_checkpointer(mut conn: SqliteConn, state: Arc<WalState>) -> Sender<()> {
+fn spawn_checkpointer(
+    mut conn: SqliteConn,
+    checkpoint: &'static str,
+    state: Arc<WalState>,
+) -> Sender<()> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -636,7 +670,7 @@ fn spawn_checkpointer(mut conn: SqliteConn, state: Arc<WalState>) -> Sender<()> 
                     _ => return,
                 }
                 // (busy, log pages, checkpointed pages)
-                let Ok(rows) = conn.query("PRAGMA wal_checkpoint(PASSIVE)", &[]) else {
+                let Ok(rows) = conn.query(checkpoint, &[]) else {
                     continue;
                 };
                 let (log, copied) = rows
@@ -728,13 +762,9 @@ fn spawn_worker(
                         pending_removed = sealed;
                     }
                 }
-                if let Some(w) = duties.as_ref().map(|d| &d.wal) {
-                    let log = w.log.load(std::sync::atomic::Ordering::Relaxed);
-                    let copied = w.copied.load(std::sync::atomic::Ordering::Relaxed);
-                    if log > WAL_REWIND_FRAMES && log - copied < 2_048 {
-                        let _ = conn.batch("PRAGMA wal_checkpoint(RESTART)");
-                        w.log.store(0, std::sync::atomic::Ordering::Relaxed);
-                    }
+                if let Some(d) = &duties {
+                    d.wal
+                        .rewind_if_copied(conn.as_mut(), "PRAGMA wal_checkpoint(RESTART)");
                 }
                 // keep the planner's statistics fresh as the data grows (SQLite analyses only
                 // the tables that changed enough; PostgreSQL has autovacuum for this)

@@ -139,12 +139,14 @@ impl Conn for SqliteConn {
     }
 
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
+        let _timed = profile::Timed::start(sql);
         let mut stmt = self.conn.prepare_cached(sql)?;
         let n = stmt.execute(rusqlite::params_from_iter(params.iter()))?;
         Ok(n as u64)
     }
 
     fn query(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        let _timed = profile::Timed::start(sql);
         let mut stmt = self.conn.prepare_cached(sql)?;
         let cols = stmt.column_count();
         let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -160,6 +162,7 @@ impl Conn for SqliteConn {
     }
 
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        let _timed = profile::Timed::start(sql);
         self.conn.execute_batch(sql)?;
         Ok(())
     }
@@ -171,5 +174,69 @@ impl Conn for SqliteConn {
     fn set_budget(&mut self, budget: Option<crate::db::Budget>) -> Result<(), StoreError> {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = budget.map(|b| b.deadline);
         Ok(())
+    }
+}
+
+/// A statement profile for finding what a load spends its database time on: with
+/// `CONTINUUM_SQL_PROFILE=1`, every statement's time is summed by its text (per thread) and the
+/// top ones printed to stderr every ten seconds. Off (one relaxed load) otherwise.
+mod profile {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    fn enabled() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("CONTINUUM_SQL_PROFILE").is_some())
+    }
+
+    type Sums = (HashMap<String, (u64, Duration)>, Instant);
+
+    thread_local! {
+        static SUMS: RefCell<Option<Sums>> = const { RefCell::new(None) };
+    }
+
+    pub(super) struct Timed<'a> {
+        sql: &'a str,
+        started: Option<Instant>,
+    }
+
+    impl<'a> Timed<'a> {
+        pub(super) fn start(sql: &'a str) -> Timed<'a> {
+            Timed {
+                sql,
+                started: enabled().then(Instant::now),
+            }
+        }
+    }
+
+    impl Drop for Timed<'_> {
+        fn drop(&mut self) {
+            let Some(started) = self.started else { return };
+            let took = started.elapsed();
+            SUMS.with(|s| {
+                let mut s = s.borrow_mut();
+                let (sums, since) = s.get_or_insert_with(|| (HashMap::new(), Instant::now()));
+                let e = sums
+                    .entry(self.sql.chars().take(120).collect())
+                    .or_default();
+                e.0 += 1;
+                e.1 += took;
+                if since.elapsed() > Duration::from_secs(10) {
+                    let mut top: Vec<_> = sums.drain().collect();
+                    top.sort_by_key(|e| std::cmp::Reverse(e.1.1));
+                    let name = std::thread::current().name().unwrap_or("?").to_string();
+                    for (sql, (n, t)) in top.into_iter().take(12) {
+                        eprintln!(
+                            "sql-profile {name}: {:>8.1} ms {:>7} × {sql}",
+                            t.as_secs_f64() * 1000.0,
+                            n
+                        );
+                    }
+                    *since = Instant::now();
+                }
+            });
+        }
     }
 }

@@ -52,6 +52,7 @@ impl AuditLog {
         mut conn: Box<dyn Conn + Send>,
         main: &mut dyn Conn,
         pg_url: Option<String>,
+        wal: Option<Arc<crate::pool::WalState>>,
         now_ms: i64,
     ) -> Result<AuditLog, StoreError> {
         ensure_schema(conn.as_mut())?;
@@ -63,7 +64,7 @@ impl AuditLog {
         let shared = sealed_pending.clone();
         std::thread::Builder::new()
             .name("audit-appender".into())
-            .spawn(move || run(conn, requests, head, shared, pg_url))
+            .spawn(move || run(conn, requests, head, shared, pg_url, wal))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the audit appender: {e}"))
             })?;
@@ -94,6 +95,7 @@ fn run(
     mut head: Head,
     sealed_pending: Arc<AtomicI64>,
     pg_url: Option<String>,
+    wal: Option<Arc<crate::pool::WalState>>,
 ) {
     let frozen = AtomicBool::new(false);
     while let Ok(first) = requests.recv() {
@@ -155,6 +157,9 @@ fn run(
         drop(events);
         for r in batch {
             (r.done)(result.clone());
+        }
+        if let Some(w) = &wal {
+            w.rewind_if_copied(conn.as_mut(), "PRAGMA audit.wal_checkpoint(RESTART)");
         }
     }
 }
