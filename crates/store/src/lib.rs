@@ -19,6 +19,7 @@ mod record;
 mod search;
 mod sqlite;
 mod tx;
+mod wal;
 
 pub use access::{AuditTrail, Caller, CallerTx, OnBehalf, Refusal, WritePermit};
 pub use db::{Conn, Dialect, Row, SqlValue};

@@ -17,6 +17,7 @@ use crate::migrations;
 use crate::postgres::PgConn;
 use crate::sqlite::SqliteConn;
 use crate::tx::Tx;
+use crate::wal::WalState;
 
 /// A unit of work for a worker thread.
 enum Job {
@@ -625,31 +626,6 @@ where
         }
     }
 }
-
-/// The write-ahead log's state as the checkpoint thread last saw it: frames in the log, and
-/// frames already copied into the database file.
-#[derive(Default)]
-pub(crate) struct WalState {
-    log: std::sync::atomic::AtomicI64,
-    copied: std::sync::atomic::AtomicI64,
-}
-
-impl WalState {
-    /// Rewinds a large write-ahead log once the checkpoint thread has copied it (run by the
-    /// log's only writer, between its commits: a RESTART checkpoint then has little left to
-    /// copy and only waits for readers).
-    pub(crate) fn rewind_if_copied(&self, conn: &mut dyn Conn, sql: &str) {
-        let log = self.log.load(std::sync::atomic::Ordering::Relaxed);
-        let copied = self.copied.load(std::sync::atomic::Ordering::Relaxed);
-        if log > WAL_REWIND_FRAMES && log - copied < 2_048 {
-            let _ = conn.batch(sql);
-            self.log.store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
-/// Frames (of 4 KiB) past which the writer rewinds the log once it has been copied.
-const WAL_REWIND_FRAMES: i64 = 16_384;
 
 /// Copies the write-ahead log back into the database file in the background (PASSIVE: never
 /// waits for readers or the writer). Only the writer can rewind the log (a checkpointer waiting

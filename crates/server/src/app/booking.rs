@@ -176,6 +176,29 @@ fn held_slot(tx: &mut CallerTx, aid: &str) -> Result<String, ApiError> {
 
 /// Holds (`pending`, the slot `busy-tentative`) or books (`booked`, the slot `busy`) a slot, in
 /// the caller's transaction; the answer is a Bundle with the one Appointment.
+/// The refusal a hold or booking of a named slot would end in that reading alone can tell —
+/// the slot unknown, or taken or held by another — so a race's losers are answered by a reader
+/// without waiting for the writer. The booking decides again in its write transaction.
+pub fn refusal_before_writing(tx: &mut CallerTx, request: &BookingRequest) -> Result<(), ApiError> {
+    let (Some(slot_id), None) = (&request.slot_id, &request.held) else {
+        return Ok(());
+    };
+    let Some(slot) = tx.current("Slot", slot_id, false)?.filter(|s| !s.deleted) else {
+        return Err(unknown_slot(slot_id));
+    };
+    let state = slot_state(&body(&slot))?;
+    can_take(&state, None, tx.now()).map_err(|why| conflict(format!("Slot/{slot_id}: {why}")))
+}
+
+fn unknown_slot(slot_id: &str) -> ApiError {
+    ApiError::new(
+        404,
+        IssueType::NotFound,
+        format!("Slot/{slot_id} is not known (or no longer offered)"),
+    )
+    .at("slot")
+}
+
 pub fn hold_or_book(
     tx: &mut CallerTx,
     ctx: &Ctx,
@@ -201,14 +224,7 @@ pub fn hold_or_book(
     // the slot, read for write
     let prev_slot = match tx.current_for_write("Slot", &slot_id)? {
         Current::Visible(s) if !s.deleted => s,
-        _ => {
-            return Err(ApiError::new(
-                404,
-                IssueType::NotFound,
-                format!("Slot/{slot_id} is not known (or no longer offered)"),
-            )
-            .at("slot"));
-        }
+        _ => return Err(unknown_slot(&slot_id)),
     };
     let slot = body(&prev_slot);
     let state = slot_state(&slot)?;

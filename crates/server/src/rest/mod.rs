@@ -233,6 +233,30 @@ impl App {
             budgeted: true,
         };
         let prefer = req.prefer;
+        if let Interaction::Operation { op, input } = &interaction
+            && let Some(check) = op.precheck
+        {
+            // the refusals reading can tell, answered without the writer (audited when refused)
+            let pre = Work {
+                writes: false,
+                quiet: true,
+                ..work.clone()
+            };
+            let input = input.clone();
+            let checked = self
+                .run(
+                    who.caller.clone(),
+                    pre,
+                    self.ctx(req.base_url.clone(), req.prefer),
+                    move |tx, ctx| check(tx, ctx, &input),
+                )
+                .await;
+            if let Err(error) = checked {
+                let mut resp = FhirResponse::error(&error, name);
+                resp.resource_type = rt;
+                return resp;
+            }
+        }
         let result = self
             .run(who.caller.clone(), work, ctx, move |tx, ctx| {
                 execute::execute(tx, ctx, interaction)

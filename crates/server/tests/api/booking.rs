@@ -294,6 +294,39 @@ async fn concurrent_bookings_of_one_slot_have_one_winner(app: TestApp) {
     }
 }
 
+/// A booking of a slot already taken is refused by a read (the writer is not needed to tell),
+/// with the same answer as before and one AuditEvent recording the refusal; the taken slot's
+/// appointment is left alone.
+async fn a_taken_slot_is_refused_without_writing(app: TestApp) {
+    let ids = slots(&app, 1).await;
+    let (a, b) = (patient(&app).await, patient(&app).await);
+    let won = app
+        .post("Appointment/$book", &params(&ids[0], Some(&a), None))
+        .await;
+    assert_eq!(won.status, 200, "{}", won.text);
+    let count = || async { app.store.read(store::audit::count).await.unwrap() };
+    let before_rows = app.store.read(|tx| tx.row_counts()).await.unwrap();
+    let before = count().await;
+    for op in ["Appointment/$book", "Appointment/$hold"] {
+        let lost = app.post(op, &params(&ids[0], Some(&b), None)).await;
+        assert_eq!(lost.status, 409, "{}", lost.text);
+        assert!(
+            lost.text.contains(&format!("Slot/{}", ids[0])),
+            "{}",
+            lost.text
+        );
+    }
+    assert_eq!(count().await, before + 2, "one AuditEvent per refusal");
+    assert_eq!(
+        app.store.read(|tx| tx.row_counts()).await.unwrap(),
+        before_rows
+    );
+    let unknown = app
+        .post("Appointment/$book", &params("no-such-slot", Some(&b), None))
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text);
+}
+
 /// The plain REST interactions follow the same rules: a POSTed booked Appointment takes its
 /// slot, cancelling frees it, a reschedule moves atomically, forbidden moves are 409.
 async fn appointments_written_directly_keep_their_slots_in_step(app: TestApp) {
@@ -620,6 +653,7 @@ async fn lapsed_holds_are_released(app: TestApp) {
 }
 
 both_engines!(
+    a_taken_slot_is_refused_without_writing,
     book_and_hold,
     bad_booking_requests,
     concurrent_bookings_of_one_slot_have_one_winner,

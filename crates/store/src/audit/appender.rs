@@ -52,7 +52,7 @@ impl AuditLog {
         mut conn: Box<dyn Conn + Send>,
         main: &mut dyn Conn,
         pg_url: Option<String>,
-        wal: Option<Arc<crate::pool::WalState>>,
+        wal: Option<Arc<crate::wal::WalState>>,
         now_ms: i64,
     ) -> Result<AuditLog, StoreError> {
         ensure_schema(conn.as_mut())?;
@@ -95,7 +95,7 @@ fn run(
     mut head: Head,
     sealed_pending: Arc<AtomicI64>,
     pg_url: Option<String>,
-    wal: Option<Arc<crate::pool::WalState>>,
+    wal: Option<Arc<crate::wal::WalState>>,
 ) {
     let frozen = AtomicBool::new(false);
     while let Ok(first) = requests.recv() {

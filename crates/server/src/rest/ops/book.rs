@@ -6,7 +6,7 @@ use store::CallerTx;
 
 use super::{Input, Level, Operation};
 use crate::app::Ctx;
-use crate::app::booking::{BookingRequest, hold_or_book};
+use crate::app::booking::{BookingRequest, hold_or_book, refusal_before_writing};
 use crate::app::params::{bad, reference};
 use crate::error::ApiError;
 use crate::rest::execute::Outcome;
@@ -21,6 +21,7 @@ pub const HOLD: Operation = Operation {
     documentation: "POST Appointment/$hold with Parameters slot and patient (valueReference): a pending Appointment and the Slot busy-tentative for 10 minutes; 409 when the slot is taken or held.",
     usage: "$hold takes a Parameters resource with 'slot' and 'patient'",
     run: run_hold,
+    precheck: Some(precheck_hold),
 };
 
 pub const BOOK: Operation = Operation {
@@ -33,6 +34,7 @@ pub const BOOK: Operation = Operation {
     documentation: "POST Appointment/$book with Parameters slot and patient, or the held appointment (its slot is taken when none is named), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409.",
     usage: "$book takes a Parameters resource with 'slot' and 'patient', or the held 'appointment'",
     run: run_book,
+    precheck: Some(precheck_book),
 };
 
 fn run_hold(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {
@@ -43,6 +45,14 @@ fn run_hold(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiEr
 fn run_book(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {
     let request = parse(false, &input.params)?;
     Ok(Outcome::Json(200, hold_or_book(tx, ctx, request)?))
+}
+
+fn precheck_hold(tx: &mut CallerTx, _: &Ctx, input: &Input) -> Result<(), ApiError> {
+    refusal_before_writing(tx, &parse(true, &input.params)?)
+}
+
+fn precheck_book(tx: &mut CallerTx, _: &Ctx, input: &Input) -> Result<(), ApiError> {
+    refusal_before_writing(tx, &parse(false, &input.params)?)
 }
 
 fn parse(hold: bool, params: &serde_json::Value) -> Result<BookingRequest, ApiError> {

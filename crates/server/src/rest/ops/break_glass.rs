@@ -20,6 +20,7 @@ pub const BREAK_GLASS: Operation = Operation {
     documentation: "POST Patient/{id}/$break-glass with Parameters reason (valueString): emergency access to one patient for a limited time, flagged in the audit trail.",
     usage: "$break-glass takes a Parameters resource with a 'reason' (valueString)",
     run,
+    precheck: None,
 };
 
 fn run(tx: &mut CallerTx, _ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {

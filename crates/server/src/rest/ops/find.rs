@@ -22,6 +22,7 @@ pub const FIND: Operation = Operation {
     documentation: "POST Appointment/$find with Parameters start, end (required), specialty, appointmentType, practitioner, organization, location, patient, modality, _count: proposed Appointments for free, un-held slots (closest to the patient's home first, then earliest; video only where a clinician is licensed in the patient's state), with total.",
     usage: "$find takes a Parameters resource with 'start' and 'end'",
     run,
+    precheck: None,
 };
 
 fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {

@@ -22,6 +22,7 @@ pub const FIND_CARE: Operation = Operation {
     documentation: "POST HealthcareService/$find-care with Parameters: patient (valueReference) or birthDate + postalCode; service (valueCoding, valueCode or valueString); modality (in-person | video | any); urgency (routine | urgent | asap | stat); radius (miles, default 30); patientState; count. Returns ranked option parts (healthcareService, location, organization, modality, distance, driveTimeEstimate, firstAvailable, slot, score, transition, reason) and excluded parts with their reason.",
     usage: "$find-care takes a Parameters resource (see the README)",
     run,
+    precheck: None,
 };
 
 fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {

@@ -21,6 +21,7 @@ pub const MATCH: Operation = Operation {
     documentation: "POST Patient/$match with Parameters resource (a Patient with at least a name and a birth date), onlyCertainMatches, count: the Patients the caller may see that may be the same person, ordered by score, with search.score (match probability) and the match-grade extension (certain | probable | possible).",
     usage: "$match takes a Parameters resource with 'resource' (a Patient)",
     run,
+    precheck: None,
 };
 
 fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {

@@ -56,7 +56,15 @@ pub struct Operation {
     /// The 400 when the body is missing or not a Parameters resource.
     pub usage: &'static str,
     pub run: fn(&mut CallerTx, &Ctx, Input) -> Result<Outcome, ApiError>,
+    /// For a writing operation, the refusals reading alone can tell (a slot already taken):
+    /// run first as a read-only unit, so that a race's losers are answered without the writer.
+    /// Its refusal is the request's answer and its one AuditEvent; when it passes, it leaves no
+    /// event and `run` decides again in the write transaction.
+    pub precheck: Option<Precheck>,
 }
+
+/// An operation's [`Operation::precheck`].
+pub type Precheck = fn(&mut CallerTx, &Ctx, &Input) -> Result<(), ApiError>;
 
 impl std::fmt::Debug for Operation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
