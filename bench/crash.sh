@@ -72,7 +72,7 @@ PY
 }
 
 {
-  echo "# Booking crash test $(date -u +%FT%TZ) on $(nproc) cores (SIGKILL after ${KILL_AFTER} s)"
+  echo "# Crash test (bookings and reads) $(date -u +%FT%TZ) on $(nproc) cores (SIGKILL after ${KILL_AFTER} s)"
   echo
   echo "| engine | killed after | confirmed (200) | refused (409) | connections cut | confirmed and found | confirmed but lost | booked in the database | double-booked | reads answered | answered without an AuditEvent (bookings / reads) | audit verify after restart |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -317,8 +317,10 @@ fn ensure_schema(conn: &mut dyn Conn) -> Result<(), StoreError> {
                 PRIMARY KEY (kind, value, seq)) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS audit.audit_ref_seq ON audit_ref (seq);",
         ),
+        // (the appender's own session: no notices that the tables already exist)
         Dialect::Postgres => conn.batch(
-            "CREATE SCHEMA IF NOT EXISTS audit;
+            "SET client_min_messages = warning;
+             CREATE SCHEMA IF NOT EXISTS audit;
              CREATE TABLE IF NOT EXISTS audit.audit_event (
                 seq BIGINT PRIMARY KEY, id TEXT COLLATE \"C\" NOT NULL UNIQUE,
                 recorded BIGINT NOT NULL, action TEXT, outcome TEXT, type TEXT, subtype TEXT,
