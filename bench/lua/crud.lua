@@ -19,7 +19,7 @@ local function patient_body(id, n)
   end
   return '{"resourceType":"Patient",' .. idpart ..
     '"name":[{"family":"' .. family[math.random(1, #family)] .. '","given":["Load"]}],"gender":"female",' ..
-    string.format('"birthDate":"%04d-%02d-%02d",', math.random(2000, 2026), math.random(1, 12), math.random(1, 28)) ..
+    string.format('"birthDate":"%04d-%02d-%02d",', math.random(2000, 2025), math.random(1, 12), math.random(1, 28)) ..
     '"address":[{"city":"Hartford","state":"CT","postalCode":"06106"}],' ..
     '"identifier":[{"system":"urn:mrn:cc","value":"' .. ident .. '"}]}'
 end

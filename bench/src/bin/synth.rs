@@ -77,7 +77,8 @@ fn main() -> std::io::Result<()> {
     for n in 0..patients {
         let (town, zip, _, _) = *rng.pick(CT_TOWNS);
         let org = if rng.below(3) == 0 { "hhc" } else { "cc" };
-        let born = date(2000 + rng.below(27) as i64, rng.below(365));
+        // never in the future (a birth date after today is refused): born 2000–2025
+        let born = date(2000 + rng.below(26) as i64, rng.below(365));
         let family = rng.pick(FAMILY);
         let given = rng.pick(GIVEN);
         emit(

@@ -1,8 +1,9 @@
 //! The unit of work every entry point runs through: the caller comes in authenticated (by the
 //! HTTP layer, a listener or as the system for a job), its work runs in **one** transaction
 //! bound to it (`store::CallerTx`), subscriptions are told of what a write wrote before it
-//! commits, and the work is audited **exactly once** — a write in its own transaction, a read
-//! (or a refusal) right after, before the answer leaves. The FHIR router, the JSON API,
+//! commits, and the work is audited **exactly once** — a write's event in its own transaction
+//! (sealed into the audit store's chain after the commit), a read's (or a refusal's) handed to
+//! the audit appender right after; either way before the answer leaves. The FHIR router, the JSON API,
 //! background jobs and imports call [`App::run`]; nothing else opens a transaction for a caller.
 
 use std::sync::Arc;

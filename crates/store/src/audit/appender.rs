@@ -334,6 +334,32 @@ fn ensure_schema(conn: &mut dyn Conn) -> Result<(), StoreError> {
     }
 }
 
+/// Rows of (number, id, JSON) as events to append, and the last number read; `pending`: the
+/// numbers are `audit_pending` rows.
+fn stored_events(
+    rows: Vec<crate::db::Row>,
+    now_ms: i64,
+    pending: bool,
+) -> (Vec<Prepared>, Option<i64>) {
+    let mut events = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for row in rows {
+        let mut it = row.into_iter();
+        let (Some(n), Some(id), Some(body)) = (
+            it.next().and_then(|v| v.as_i64()),
+            it.next().and_then(SqlValue::into_string),
+            it.next().and_then(SqlValue::into_string),
+        ) else {
+            continue;
+        };
+        last = Some(n);
+        let mut p = Prepared::from_stored(id, body, now_ms);
+        p.pending = pending.then_some(n);
+        events.push(p);
+    }
+    (events, last)
+}
+
 /// Seals the events of writes that committed before the last stop without being sealed;
 /// returns the highest pending row seen.
 fn seal_pending(
@@ -351,21 +377,8 @@ fn seal_pending(
         if rows.is_empty() {
             break;
         }
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut it = row.into_iter();
-            let (Some(pseq), Some(id), Some(body)) = (
-                it.next().and_then(|v| v.as_i64()),
-                it.next().and_then(SqlValue::into_string),
-                it.next().and_then(SqlValue::into_string),
-            ) else {
-                continue;
-            };
-            after = pseq;
-            let mut p = Prepared::from_stored(id, body, now_ms);
-            p.pending = Some(pseq);
-            events.push(p);
-        }
+        let (events, last) = stored_events(rows, now_ms, true);
+        after = last.unwrap_or(after);
         let refs: Vec<&Prepared> = events.iter().collect();
         let left = not_sealed(audit, &refs)?;
         append(audit, head, &left)?;
@@ -402,19 +415,8 @@ fn move_old_trail(
         if rows.is_empty() {
             break;
         }
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut it = row.into_iter();
-            let (Some(seq), Some(id), Some(body)) = (
-                it.next().and_then(|v| v.as_i64()),
-                it.next().and_then(SqlValue::into_string),
-                it.next().and_then(SqlValue::into_string),
-            ) else {
-                continue;
-            };
-            after = seq;
-            events.push(Prepared::from_stored(id, body, now_ms));
-        }
+        let (events, last) = stored_events(rows, now_ms, false);
+        after = last.unwrap_or(after);
         let refs: Vec<&Prepared> = events.iter().collect();
         let left = not_sealed(audit, &refs)?;
         moved += left.len();
