@@ -549,6 +549,17 @@ fn audit_tampering_is_detected(database: &str) {
          UPDATE {r} SET seq = seq + 100 WHERE seq >= 4; UPDATE {r} SET seq = seq - 101 WHERE seq >= 104;",
     );
     assert!(verify(database).0, "{}", verify(database).1);
+    // a record's time column moved (out of a date-filtered accounting)
+    tamper(
+        database,
+        "UPDATE {e} SET recorded = recorded - 86400000 WHERE seq = 2",
+    );
+    broken(database, 2, "time columns");
+    tamper(
+        database,
+        "UPDATE {e} SET recorded = recorded + 86400000 WHERE seq = 2",
+    );
+    assert!(verify(database).0);
     // a removed record
     tamper(database, "DELETE FROM {e} WHERE seq = 3");
     broken(database, 4, "removed");

@@ -676,7 +676,7 @@ struct WriterDuties {
 }
 
 /// `audit_pending` rows sealed before the writer removes them (one statement for many).
-const PENDING_CLEANUP: i64 = 512;
+const PENDING_CLEANUP: usize = 512;
 
 fn spawn_worker(
     name: String,
@@ -689,7 +689,6 @@ fn spawn_worker(
         .name(name.clone())
         .spawn(move || {
             let mut done: u64 = 0;
-            let mut pending_removed: i64 = 0;
             let group = if name == "sqlite-writer" {
                 GROUP_COMMIT
             } else {
@@ -726,16 +725,9 @@ fn spawn_worker(
                 // rewind a large write-ahead log once the checkpoint thread has copied it: a
                 // RESTART checkpoint then has little left to copy and only waits for readers
                 if let Some(d) = &duties {
-                    let sealed = d.audit.sealed_pending();
-                    if sealed - pending_removed >= PENDING_CLEANUP
-                        && conn
-                            .execute(
-                                "DELETE FROM audit_pending WHERE pseq <= ?",
-                                &[sealed.into()],
-                            )
-                            .is_ok()
-                    {
-                        pending_removed = sealed;
+                    let sealed = d.audit.take_sealed_pending(PENDING_CLEANUP);
+                    if let Err(e) = crate::audit::appender::delete_pending(conn.as_mut(), &sealed) {
+                        tracing::warn!(error = %e, "removing sealed audit_pending rows failed; they are removed at the next start");
                     }
                 }
                 if let Some(d) = &duties {
@@ -879,19 +871,45 @@ mod tests {
         let store = open_at(&path);
         store
             .write_blocking(|tx| {
-                for (i, prev) in ["a", "b"].iter().zip([crate::audit::GENESIS, "x"]) {
+                let mut prev = crate::audit::GENESIS.to_string();
+                for i in ["a", "b"] {
                     let mut event = serde_json::json!({"resourceType": "AuditEvent", "recorded": "2026-01-01T00:00:00Z", "agent": [{"who": {"reference": "Patient/p1"}}]});
                     let stored = tx.create("AuditEvent", &format!("old-{i}"), &mut event, &[])?;
+                    let hash = crate::audit::link_hash(&prev, stored.body.as_deref().unwrap());
                     tx.conn().execute(
-                        "INSERT INTO audit_chain (rid, prev_hash, hash) VALUES (?, ?, 'h')",
-                        &[stored.rid.into(), prev.into()],
+                        "INSERT INTO audit_chain (rid, prev_hash, hash) VALUES (?, ?, ?)",
+                        &[stored.rid.into(), prev.clone().into(), hash.clone().into()],
                     )?;
+                    prev = hash;
                 }
                 Ok::<_, StoreError>(())
             })
             .unwrap();
         drop(store);
         std::thread::sleep(std::time::Duration::from_millis(100));
+        // an old trail altered before the upgrade is not laundered into a fresh chain
+        let broken = dir.path().join("broken.db");
+        std::fs::copy(&path, &broken).unwrap();
+        {
+            let c = rusqlite::Connection::open(&broken).unwrap();
+            c.execute_batch(
+                "UPDATE resources SET body = REPLACE(body, 'p1', 'p2') WHERE id = 'old-a'",
+            )
+            .unwrap();
+        }
+        let refused = Store::open(
+            &DatabaseUrl::Sqlite(broken),
+            &StoreOptions {
+                connections: 1,
+                migrate: true,
+            },
+            Arc::new(care::SystemClock),
+        );
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("broken at record 1")),
+            "{:?}",
+            refused.err()
+        );
         let store = open_at(&path);
         let v = store.read_blocking(crate::audit::verify).unwrap();
         assert_eq!((v.checked, v.first_broken), (2, None));

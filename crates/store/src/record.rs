@@ -65,9 +65,10 @@ impl Prepared {
     /// A prepared event from its stored JSON (start-up recovery, the move of an old trail).
     pub(crate) fn from_stored(id: String, body: String, now_ms: i64) -> Prepared {
         let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let recorded = event
-            .get("recorded")
-            .and_then(Value::as_str)
+        // the time it was stamped with (what `verify` checks the column against)
+        let recorded = ["/meta/lastUpdated", "/recorded"]
+            .iter()
+            .find_map(|p| event.pointer(p).and_then(Value::as_str))
             .and_then(fhir::primitive::instant_ms)
             .unwrap_or(now_ms);
         Prepared {
@@ -107,9 +108,22 @@ impl AuditIndex {
     }
 }
 
+/// The longest value the audit index holds, in bytes (longer ones are cut at a character
+/// boundary; searches match the cut value).
+pub const MAX_INDEX_VALUE: usize = 256;
+
 pub fn index_of(event: &Value) -> AuditIndex {
     let mut refs: Vec<(&'static str, String)> = Vec::new();
-    let mut push = |kind: &'static str, value: String| {
+    let mut push = |kind: &'static str, mut value: String| {
+        // an index value is bounded (an altId can carry what a caller typed as a user name;
+        // PostgreSQL refuses index keys past a few kilobytes)
+        if value.len() > MAX_INDEX_VALUE {
+            let mut end = MAX_INDEX_VALUE;
+            while !value.is_char_boundary(end) {
+                end -= 1;
+            }
+            value.truncate(end);
+        }
         if !refs.iter().any(|(k, v)| *k == kind && *v == value) {
             refs.push((kind, value));
         }

@@ -575,6 +575,32 @@ async fn reads_leave_the_resource_database_untouched(app: TestApp) {
     let r = app.get("Patient?_has:AuditEvent:entity:action=R").await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("searched on its own"), "{}", r.text);
+    // an untyped entity is exact: the id under any type, never a different case
+    let by_id = app.get("AuditEvent?entity=kid&_summary=count").await.json();
+    let typed = app
+        .get("AuditEvent?entity=Patient/kid&_summary=count")
+        .await
+        .json();
+    assert!(by_id["total"].as_i64().unwrap() >= 5, "{by_id}");
+    assert_eq!(by_id["total"], typed["total"]);
+    let other_case = app.get("AuditEvent?entity=KID&_summary=count").await.json();
+    assert_eq!(other_case["total"], 0, "{other_case}");
+    // a refusal whose event carries what a caller typed (a 5,000-character client id) is
+    // still on the record, and the chain still verifies
+    let before = audit_events(&app).await;
+    let t = app
+        .send(
+            reqwest::Client::new()
+                .post(app.url("/auth/token"))
+                .basic_auth("x".repeat(5000), Some("nothing"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials"),
+        )
+        .await;
+    assert_eq!(t.status, 401);
+    assert_eq!(audit_events(&app).await, before + 1);
+    let v = app.store.read(store::audit::verify).await.unwrap();
+    assert_eq!(v.first_broken, None);
 }
 
 both_engines!(

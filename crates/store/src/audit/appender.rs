@@ -8,8 +8,7 @@
 //! yet sealed (`audit_pending`), and an audit trail stored by an older version as AuditEvent
 //! resources (moved, in order, then removed from the resource tables).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 
@@ -32,10 +31,10 @@ const GROUP: usize = 1024;
 /// empty.
 pub struct AuditLog {
     queue: Sender<Request>,
-    /// The highest `audit_pending` row sealed so far, in order (SQLite: the writer deletes the
-    /// rows up to it). Frozen at the last good value once an append fails, so a write's
-    /// pending event is never removed before it is in the chain.
-    sealed_pending: Arc<AtomicI64>,
+    /// The `audit_pending` rows this appender has sealed and nobody has removed yet (SQLite:
+    /// the writer removes exactly these, many at a time — never a row another process, or a
+    /// failed append, left unsealed).
+    sealed_pending: Arc<Mutex<Vec<i64>>>,
 }
 
 /// The chain's last link.
@@ -58,9 +57,9 @@ impl AuditLog {
         ensure_schema(conn.as_mut())?;
         let mut head = read_head(conn.as_mut())?;
         move_old_trail(main, conn.as_mut(), &mut head, now_ms)?;
-        let sealed = seal_pending(main, conn.as_mut(), &mut head, now_ms)?;
+        seal_pending(main, conn.as_mut(), &mut head, now_ms)?;
         let (queue, requests) = unbounded::<Request>();
-        let sealed_pending = Arc::new(AtomicI64::new(sealed));
+        let sealed_pending: Arc<Mutex<Vec<i64>>> = Arc::default();
         let shared = sealed_pending.clone();
         std::thread::Builder::new()
             .name("audit-appender".into())
@@ -83,9 +82,17 @@ impl AuditLog {
         }
     }
 
-    /// The highest `audit_pending` row known to be sealed.
-    pub(crate) fn sealed_pending(&self) -> i64 {
-        self.sealed_pending.load(Ordering::Acquire)
+    /// The `audit_pending` rows sealed since the last call, once there are at least `at_least`
+    /// (for the writer to remove).
+    pub(crate) fn take_sealed_pending(&self, at_least: usize) -> Vec<i64> {
+        let mut sealed = self
+            .sealed_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if sealed.len() < at_least {
+            return Vec::new();
+        }
+        std::mem::take(&mut *sealed)
     }
 }
 
@@ -93,11 +100,10 @@ fn run(
     mut conn: Box<dyn Conn + Send>,
     requests: Receiver<Request>,
     mut head: Head,
-    sealed_pending: Arc<AtomicI64>,
+    sealed_pending: Arc<Mutex<Vec<i64>>>,
     pg_url: Option<String>,
     wal: Option<Arc<crate::wal::WalState>>,
 ) {
-    let frozen = AtomicBool::new(false);
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         let mut n = batch[0].events.len();
@@ -141,22 +147,39 @@ fn run(
             };
             result = append(conn.as_mut(), &mut head, &left);
         }
-        match &result {
-            Ok(()) => {
-                if !frozen.load(Ordering::Relaxed)
-                    && let Some(p) = events.iter().filter_map(|e| e.pending).max()
-                {
-                    sealed_pending.fetch_max(p, Ordering::AcqRel);
+        drop(events);
+        // still failing: one request at a time, so that one event the store refuses fails
+        // only its own request
+        let results: Vec<Result<(), StoreError>> = match result {
+            Ok(()) => vec![Ok(()); batch.len()],
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            Err(_) => batch
+                .iter()
+                .map(|r| {
+                    let events: Vec<&Prepared> = r.events.iter().collect();
+                    read_head(conn.as_mut()).map(|h| head = h)?;
+                    let left = not_sealed(conn.as_mut(), &events)?;
+                    append(conn.as_mut(), &mut head, &left)
+                })
+                .collect(),
+        };
+        let mut sealed = Vec::new();
+        for (r, result) in batch.iter().zip(&results) {
+            match result {
+                Ok(()) => sealed.extend(r.events.iter().filter_map(|e| e.pending)),
+                Err(e) => {
+                    tracing::error!(error = %e, events = r.events.len(), "appending to the audit trail failed; a write's event stays pending until the next start")
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "appending to the audit trail failed; the writes' events stay pending until the next start");
-                frozen.store(true, Ordering::Relaxed);
-            }
         }
-        drop(events);
-        for r in batch {
-            (r.done)(result.clone());
+        if !sealed.is_empty() && conn.dialect() == Dialect::Sqlite {
+            sealed_pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(sealed);
+        }
+        for (r, result) in batch.into_iter().zip(results) {
+            (r.done)(result);
         }
         if let Some(w) = &wal {
             w.rewind_if_copied(conn.as_mut(), "PRAGMA audit.wal_checkpoint(RESTART)");
@@ -209,20 +232,8 @@ fn append(conn: &mut dyn Conn, head: &mut Head, events: &[&Prepared]) -> Result<
         )?;
         if conn.dialect() == Dialect::Postgres {
             // the writes' pending rows are in the same database: gone in the same commit
-            let pending: Vec<SqlValue> = events
-                .iter()
-                .filter_map(|e| e.pending)
-                .map(SqlValue::from)
-                .collect();
-            for chunk in pending.chunks(500) {
-                conn.execute(
-                    &format!(
-                        "DELETE FROM audit_pending WHERE pseq IN ({})",
-                        vec!["?"; chunk.len()].join(", ")
-                    ),
-                    chunk,
-                )?;
-            }
+            let pending: Vec<i64> = events.iter().filter_map(|e| e.pending).collect();
+            delete_pending(conn, &pending)?;
         }
         conn.batch("COMMIT")
     })();
@@ -360,14 +371,28 @@ fn stored_events(
     (events, last)
 }
 
-/// Seals the events of writes that committed before the last stop without being sealed;
-/// returns the highest pending row seen.
+/// Removes these `audit_pending` rows (already in the chain).
+pub(crate) fn delete_pending(conn: &mut dyn Conn, pseqs: &[i64]) -> Result<(), StoreError> {
+    for chunk in pseqs.chunks(500) {
+        let params: Vec<SqlValue> = chunk.iter().map(|p| SqlValue::from(*p)).collect();
+        conn.execute(
+            &format!(
+                "DELETE FROM audit_pending WHERE pseq IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            ),
+            &params,
+        )?;
+    }
+    Ok(())
+}
+
+/// Seals the events of writes that committed before the last stop without being sealed.
 fn seal_pending(
     main: &mut dyn Conn,
     audit: &mut dyn Conn,
     head: &mut Head,
     now_ms: i64,
-) -> Result<i64, StoreError> {
+) -> Result<(), StoreError> {
     let mut after = 0i64;
     loop {
         let rows = main.query(
@@ -382,9 +407,51 @@ fn seal_pending(
         let refs: Vec<&Prepared> = events.iter().collect();
         let left = not_sealed(audit, &refs)?;
         append(audit, head, &left)?;
-        main.execute("DELETE FROM audit_pending WHERE pseq <= ?", &[after.into()])?;
+        // exactly the rows read (a lower one committed meanwhile by another process stays)
+        let sealed: Vec<i64> = events.iter().filter_map(|e| e.pending).collect();
+        delete_pending(main, &sealed)?;
     }
-    Ok(after)
+    Ok(())
+}
+
+/// Verifies the older trail's own chain before it is moved: a trail altered before the upgrade
+/// must not come out of the move as a fresh chain that verifies. Refuses to start, naming the
+/// first broken link, when it does not verify.
+fn check_old_trail(main: &mut dyn Conn) -> Result<(), StoreError> {
+    let mut expected = GENESIS.to_string();
+    let mut after = i64::MIN;
+    loop {
+        let rows = main.query(
+            "SELECT a.seq, a.prev_hash, a.hash, r.body FROM audit_chain a LEFT JOIN resources r ON r.rid = a.rid
+             WHERE a.seq > ? ORDER BY a.seq LIMIT 1000",
+            &[after.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in rows {
+            let mut it = row.into_iter();
+            let seq = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
+            let prev = it
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            let hash = it
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
+            let body = it.next().and_then(SqlValue::into_string);
+            after = seq;
+            let intact =
+                prev == expected && body.as_deref().is_some_and(|b| link_hash(&prev, b) == hash);
+            if !intact {
+                return Err(StoreError::Unavailable(format!(
+                    "the audit trail kept with the resources (by the version before this one) is broken at record {seq}, so it was not moved to the audit store; check it with that version's `continuum audit verify` before upgrading"
+                )));
+            }
+            expected = hash;
+        }
+    }
 }
 
 /// Moves an audit trail an older version kept as AuditEvent resources (chained in
@@ -404,6 +471,7 @@ fn move_old_trail(
     if old == 0 {
         return Ok(());
     }
+    check_old_trail(main)?;
     let mut after = i64::MIN;
     let mut moved = 0usize;
     loop {

@@ -93,7 +93,7 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
     let mut after: i64 = i64::MIN;
     loop {
         let rows = tx.conn().query(
-            "SELECT seq, id, prev_hash, hash, body, action, outcome, type, subtype FROM audit.audit_event WHERE seq > ? ORDER BY seq LIMIT 1000",
+            "SELECT seq, id, prev_hash, hash, body, recorded, action, outcome, type, subtype FROM audit.audit_event WHERE seq > ? ORDER BY seq LIMIT 1000",
             &[after.into()],
         )?;
         if rows.is_empty() {
@@ -118,7 +118,10 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
         for row in rows {
             let mut it = row.into_iter();
             let seq = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let _id = it.next().and_then(SqlValue::into_string);
+            let id = it
+                .next()
+                .and_then(SqlValue::into_string)
+                .unwrap_or_default();
             let prev = it
                 .next()
                 .and_then(SqlValue::into_string)
@@ -131,6 +134,7 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
                 .next()
                 .and_then(SqlValue::into_string)
                 .unwrap_or_default();
+            let recorded = it.next().and_then(|v| v.as_i64());
             let columns: Vec<Option<String>> = it.map(SqlValue::into_string).collect();
             after = seq;
             let broken = |why: &str| {
@@ -156,6 +160,16 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
                 );
             }
             let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            // the columns searches and reads use say what the record says
+            let stamped = event
+                .pointer("/meta/lastUpdated")
+                .and_then(Value::as_str)
+                .and_then(fhir::primitive::instant_ms);
+            if event.get("id").and_then(Value::as_str) != Some(id.as_str()) || recorded != stamped {
+                return broken(
+                    "its id or time columns differ from the AuditEvent (the record was altered)",
+                );
+            }
             let index = index_of(&event);
             let mut want: Vec<(String, String)> = index
                 .refs

@@ -84,9 +84,15 @@ pub fn search(
     };
     let mut conds = String::new();
     let mut params: Vec<SqlValue> = Vec::new();
+    // a patient's untyped reference (`entity=ID`) is to their own Patient, as their
+    // accounting allows it to be
+    let untyped = match scope {
+        AuditScope::Patients(_) => Untyped::Patient,
+        _ => Untyped::AnyType,
+    };
     for clause in &req.clauses {
         conds.push_str(" AND ");
-        condition(clause, &mut conds, &mut params)?;
+        condition(clause, untyped, &mut conds, &mut params)?;
     }
     let mut filter = String::new();
     let mut filter_params = Vec::new();
@@ -182,9 +188,17 @@ fn refuse(why: &str) -> StoreError {
     StoreError::BadSearch(why.to_string())
 }
 
+/// What a reference without a type (`entity=ID`) means.
+#[derive(Debug, Clone, Copy)]
+enum Untyped {
+    Patient,
+    AnyType,
+}
+
 /// One clause as SQL over the event `e`: its values ORed.
 fn condition(
     clause: &Clause,
+    untyped: Untyped,
     out: &mut String,
     params: &mut Vec<SqlValue>,
 ) -> Result<(), StoreError> {
@@ -239,8 +253,13 @@ fn condition(
                         params.push(format!("{t}/{id}").into());
                     }
                     None => {
-                        ors.push(ref_in(kind, "value LIKE ?"));
-                        params.push(format!("%/{id}").into());
+                        // the id under each type it may be (exact, on the index)
+                        let types: Vec<&str> = match untyped {
+                            Untyped::Patient => vec!["Patient"],
+                            Untyped::AnyType => fhir::SUPPORTED_RESOURCE_TYPES.to_vec(),
+                        };
+                        ors.push(ref_in(kind, &format!("value IN ({})", marks(types.len()))));
+                        params.extend(types.iter().map(|t| SqlValue::from(format!("{t}/{id}"))));
                     }
                 }
             }
