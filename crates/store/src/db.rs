@@ -76,6 +76,13 @@ impl From<Option<&str>> for SqlValue {
 pub type Row = Vec<SqlValue>;
 
 /// The first two columns of each row as text, skipping rows where either is not text.
+/// The next column of a row as text (empty when absent or not text).
+pub(crate) fn next_text(it: &mut impl Iterator<Item = SqlValue>) -> String {
+    it.next()
+        .and_then(SqlValue::into_string)
+        .unwrap_or_default()
+}
+
 pub(crate) fn text_pairs(rows: Vec<Row>) -> Vec<(String, String)> {
     rows.into_iter()
         .filter_map(|r| {

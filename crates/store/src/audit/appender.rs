@@ -432,14 +432,8 @@ fn check_old_trail(main: &mut dyn Conn) -> Result<(), StoreError> {
         for row in rows {
             let mut it = row.into_iter();
             let seq = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let prev = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
-            let hash = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
+            let prev = crate::db::next_text(&mut it);
+            let hash = crate::db::next_text(&mut it);
             let body = it.next().and_then(SqlValue::into_string);
             after = seq;
             let intact =

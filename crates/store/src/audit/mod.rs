@@ -118,22 +118,10 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
         for row in rows {
             let mut it = row.into_iter();
             let seq = it.next().and_then(|v| v.as_i64()).unwrap_or_default();
-            let id = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
-            let prev = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
-            let hash = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
-            let body = it
-                .next()
-                .and_then(SqlValue::into_string)
-                .unwrap_or_default();
+            let id = crate::db::next_text(&mut it);
+            let prev = crate::db::next_text(&mut it);
+            let hash = crate::db::next_text(&mut it);
+            let body = crate::db::next_text(&mut it);
             let recorded = it.next().and_then(|v| v.as_i64());
             let columns: Vec<Option<String>> = it.map(SqlValue::into_string).collect();
             after = seq;
