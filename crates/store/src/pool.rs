@@ -816,7 +816,7 @@ mod tests {
         assert!(counted.is_ok(), "the next unit has no budget: {counted:?}");
     }
 
-    fn open_at(path: &std::path::Path) -> Store {
+    fn try_open_at(path: &std::path::Path) -> Result<Store, StoreError> {
         Store::open(
             &DatabaseUrl::Sqlite(path.to_path_buf()),
             &StoreOptions {
@@ -825,7 +825,10 @@ mod tests {
             },
             Arc::new(care::SystemClock),
         )
-        .unwrap()
+    }
+
+    fn open_at(path: &std::path::Path) -> Store {
+        try_open_at(path).unwrap()
     }
 
     /// A write's AuditEvent committed with it but not sealed (the process died in between) is
@@ -889,7 +892,13 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(100));
         // an old trail altered before the upgrade is not laundered into a fresh chain
         let broken = dir.path().join("broken.db");
+        // the database with its write-ahead log (the old store's threads may not have
+        // checkpointed it yet)
         std::fs::copy(&path, &broken).unwrap();
+        let wal = |p: &std::path::Path| std::path::PathBuf::from(format!("{}-wal", p.display()));
+        if wal(&path).exists() {
+            std::fs::copy(wal(&path), wal(&broken)).unwrap();
+        }
         {
             let c = rusqlite::Connection::open(&broken).unwrap();
             c.execute_batch(
@@ -897,14 +906,7 @@ mod tests {
             )
             .unwrap();
         }
-        let refused = Store::open(
-            &DatabaseUrl::Sqlite(broken),
-            &StoreOptions {
-                connections: 1,
-                migrate: true,
-            },
-            Arc::new(care::SystemClock),
-        );
+        let refused = try_open_at(&broken);
         assert!(
             matches!(&refused, Err(StoreError::Unavailable(why)) if why.contains("broken at record 1")),
             "{:?}",

@@ -46,11 +46,7 @@ impl Prepared {
     /// Stamps `event` with `id` and its meta (version 1, last updated when it was recorded)
     /// and derives its index rows.
     pub fn new(mut event: Value, id: String, now_ms: i64) -> Prepared {
-        let recorded = event
-            .get("recorded")
-            .and_then(Value::as_str)
-            .and_then(fhir::primitive::instant_ms)
-            .unwrap_or(now_ms);
+        let recorded = instant_at(&event, &["/recorded"]).unwrap_or(now_ms);
         let index = index_of(&event);
         let body = stamp(&mut event, &id, 1, recorded);
         Prepared {
@@ -66,11 +62,7 @@ impl Prepared {
     pub(crate) fn from_stored(id: String, body: String, now_ms: i64) -> Prepared {
         let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         // the time it was stamped with (what `verify` checks the column against)
-        let recorded = ["/meta/lastUpdated", "/recorded"]
-            .iter()
-            .find_map(|p| event.pointer(p).and_then(Value::as_str))
-            .and_then(fhir::primitive::instant_ms)
-            .unwrap_or(now_ms);
+        let recorded = instant_at(&event, &["/meta/lastUpdated", "/recorded"]).unwrap_or(now_ms);
         Prepared {
             id,
             index: index_of(&event),
@@ -79,6 +71,23 @@ impl Prepared {
             pending: None,
         }
     }
+}
+
+/// The first of these JSON pointers that holds an instant, in epoch milliseconds.
+pub(crate) fn instant_at(event: &Value, pointers: &[&str]) -> Option<i64> {
+    pointers
+        .iter()
+        .find_map(|p| event.pointer(p).and_then(Value::as_str))
+        .and_then(fhir::primitive::instant_ms)
+}
+
+/// The elements of the array `key` of `event` (none when absent).
+fn members<'v>(event: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
+    event
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 /// The compact index of an event: what the accounting of disclosures and the audit searches
@@ -134,12 +143,7 @@ pub fn index_of(event: &Value) -> AuditIndex {
             .and_then(fhir::json::split_reference)
             .map(|(t, id)| format!("{t}/{id}"))
     };
-    for agent in event
-        .get("agent")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for agent in members(event, "agent") {
         if let Some(r) = agent.get("who").and_then(reference) {
             push("agent", r);
         }
@@ -147,22 +151,13 @@ pub fn index_of(event: &Value) -> AuditIndex {
             push("altid", alt.to_string());
         }
     }
-    for entity in event
-        .get("entity")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for entity in members(event, "entity") {
         if let Some(r) = entity.get("what").and_then(reference) {
             push("entity", r);
         }
     }
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
-    let subtypes: Vec<&str> = event
-        .get("subtype")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let subtypes: Vec<&str> = members(event, "subtype")
         .filter_map(|c| c.get("code").and_then(Value::as_str))
         .collect();
     AuditIndex {

@@ -149,10 +149,7 @@ pub fn verify(tx: &mut Tx) -> Result<Verification, StoreError> {
             }
             let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
             // the columns searches and reads use say what the record says
-            let stamped = event
-                .pointer("/meta/lastUpdated")
-                .and_then(Value::as_str)
-                .and_then(fhir::primitive::instant_ms);
+            let stamped = crate::record::instant_at(&event, &["/meta/lastUpdated"]);
             if event.get("id").and_then(Value::as_str) != Some(id.as_str()) || recorded != stamped {
                 return broken(
                     "its id or time columns differ from the AuditEvent (the record was altered)",
