@@ -11,6 +11,7 @@ pub mod labels;
 pub mod notify;
 pub mod plausible;
 pub mod profile;
+pub mod referral;
 pub mod relationships;
 pub mod slots;
 pub mod waitlist;

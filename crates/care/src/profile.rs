@@ -39,6 +39,21 @@ pub const SERVICE_SENSITIVITY: &str =
 /// birth date it names the child of a single birth, wherever the child is registered.
 pub const MOTHER_IDENTIFIER: &str =
     "http://continuum-alliance.org/fhir/StructureDefinition/mother-identifier";
+/// Task (a referral): a milestone it reached and when — sub-extensions `milestone`
+/// (`valueCode` accepted | booked | seen | reported | closed) and `at` (`valueInstant`); kept by
+/// the server.
+pub const REFERRAL_MILESTONE: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/referral-milestone";
+/// Task (a referral): when a milestone is due under the service level of its priority —
+/// sub-extensions `milestone` (`valueCode` accepted | booked | seen) and `by` (`valueInstant`);
+/// set by the server when the referral is written.
+pub const REFERRAL_DUE: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/referral-due";
+/// Task.businessStatus: HL7 BSeR's Task business status codes.
+pub const BSER_BUSINESS_STATUS: &str =
+    "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS";
+/// Provenance.activity: the referral step it records.
+pub const REFERRAL_STEP: &str = "http://continuum-alliance.org/fhir/CodeSystem/referral-step";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
 pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 
@@ -61,6 +76,16 @@ pub const AUDIT_SUBTYPE: &str = "http://continuum-alliance.org/fhir/CodeSystem/a
 /// The extensions the alliance defines, with where they go and what they hold (for the
 /// CapabilityStatement and the README).
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    (
+        REFERRAL_MILESTONE,
+        "Task",
+        "complex (milestone: valueCode accepted | booked | seen | reported | closed; at: valueInstant), repeating, kept by the server: when a referral reached each milestone",
+    ),
+    (
+        REFERRAL_DUE,
+        "Task",
+        "complex (milestone: valueCode accepted | booked | seen; by: valueInstant), repeating, set by the server: when each milestone is due under the referral's service level",
+    ),
     (
         AGE_RANGE,
         "HealthcareService",
