@@ -52,6 +52,9 @@ pub const REFERRAL_DUE: &str =
 /// Task.businessStatus: HL7 BSeR's Task business status codes.
 pub const BSER_BUSINESS_STATUS: &str =
     "http://hl7.org/fhir/us/bser/CodeSystem/TaskBusinessStatusCS";
+/// Task.code: which of the alliance's kinds of task a Task is; a Task coded with a kind other
+/// than `referral` is not a referral (a Task without one is).
+pub const TASK_KIND: &str = "http://continuum-alliance.org/fhir/CodeSystem/task-kind";
 /// Provenance.activity: the referral step it records.
 pub const REFERRAL_STEP: &str = "http://continuum-alliance.org/fhir/CodeSystem/referral-step";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).

@@ -285,6 +285,7 @@ fn rest_api(config: &Config, store: Store) -> server::FhirApi {
                 &config.placeholder_names,
             )),
             search_limits: config.search_limits,
+            referrals: std::sync::Arc::new(config.referrals.clone()),
             ..Default::default()
         },
     )
@@ -396,6 +397,7 @@ async fn serve(config: Config, store: Store) -> Result<()> {
             ..Default::default()
         },
         booking: booking_config(&config),
+        referrals: config.referrals.clone(),
         placeholder_names: config.placeholder_names.clone(),
         search_limits: config.search_limits,
         request_budget: std::time::Duration::from_secs(config.request_budget_seconds as u64),

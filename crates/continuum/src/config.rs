@@ -64,6 +64,11 @@ pub struct FileConfig {
     pub max_array_items: Option<usize>,
     pub max_index_entries: Option<usize>,
     pub max_bundle_entries: Option<usize>,
+    /// Business days to accept, book and see a referral, per priority:
+    /// `{ routine = [3, 14, 30], urgent = [1, 3, 7], asap = [1, 2, 3], stat = [0, 0, 0] }`.
+    pub referral_service_levels: Option<std::collections::BTreeMap<String, Vec<u32>>>,
+    /// Days that are not business days (`YYYY-MM-DD`), beyond weekends.
+    pub referral_holidays: Option<Vec<String>>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -107,6 +112,8 @@ pub struct Config {
     pub request_budget_seconds: usize,
     /// How large one resource or Bundle may be.
     pub resource_limits: fhir::validate::ResourceLimits,
+    /// Referral service levels and the business calendar.
+    pub referrals: server::app::referrals::ReferralConfig,
     /// Problems worth a warning once logging is up (unknown `CONTINUUM_` variables).
     pub warnings: Vec<String>,
 }
@@ -170,6 +177,7 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_VIDEO_URL_TEMPLATE",
     "CONTINUUM_VIDEO_JOIN_OPENS_MINUTES",
     "CONTINUUM_REMINDER_HOURS",
+    "CONTINUUM_REFERRAL_HOLIDAYS",
     "CONTINUUM_NOTIFY_TRANSPORT",
     "CONTINUUM_NOTIFY_WEBHOOK_URL",
     "CONTINUUM_NOTIFY_WEBHOOK_SECRET",
@@ -230,6 +238,11 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let referrals = referral_settings(
+            file.referral_service_levels.as_ref(),
+            file.referral_holidays.as_ref(),
+            env,
+        )?;
         let pick =
             |flag: &Option<String>, env_key: &str, file: &Option<String>| -> Option<String> {
                 flag.clone()
@@ -478,6 +491,7 @@ impl Config {
             placeholder_names,
             signing_key_seal,
             booking,
+            referrals,
             notify,
             notify_interval_seconds,
             secure_cookies,
@@ -550,6 +564,54 @@ fn default_seal_file(database: &str) -> PathBuf {
                 .join(format!("signing-key-{name}.secret"))
         }
     }
+}
+
+/// The referral service levels (`referral_service_levels`, per priority three business-day
+/// counts: accept, book, seen) and holidays (`referral_holidays` or
+/// `CONTINUUM_REFERRAL_HOLIDAYS`, comma-separated dates).
+fn referral_settings(
+    levels_file: Option<&std::collections::BTreeMap<String, Vec<u32>>>,
+    holidays_file: Option<&Vec<String>>,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<server::app::referrals::ReferralConfig> {
+    let mut levels = care::referral::ServiceLevels::default();
+    for (priority, days) in levels_file.into_iter().flatten() {
+        let [accept, book, seen] = days.as_slice() else {
+            bail!(
+                "referral_service_levels.{priority} needs three business-day counts: accept, book, seen (e.g. [3, 14, 30])"
+            );
+        };
+        if !(accept <= book && book <= seen) || *seen > 365 {
+            bail!(
+                "referral_service_levels.{priority}: the days to accept, book and see must not decrease, and stay within 365"
+            );
+        }
+        let l = care::referral::service_level::Levels {
+            accept: *accept,
+            book: *book,
+            seen: *seen,
+        };
+        match care::referral::Priority::parse(priority) {
+            Some(care::referral::Priority::Routine) => levels.routine = l,
+            Some(care::referral::Priority::Urgent) => levels.urgent = l,
+            Some(care::referral::Priority::Asap) => levels.asap = l,
+            Some(care::referral::Priority::Stat) => levels.stat = l,
+            None => bail!(
+                "referral_service_levels: '{priority}' is not a priority (routine, urgent, asap, stat)"
+            ),
+        }
+    }
+    let holidays: Vec<String> = match env.get("CONTINUUM_REFERRAL_HOLIDAYS") {
+        Some(v) => v
+            .split(',')
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
+        None => holidays_file.cloned().unwrap_or_default(),
+    };
+    let calendar = care::referral::Calendar::with_holidays(holidays.iter().map(String::as_str))
+        .map_err(anyhow::Error::msg)?;
+    Ok(server::app::referrals::ReferralConfig { levels, calendar })
 }
 
 #[cfg(test)]

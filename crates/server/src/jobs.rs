@@ -1,5 +1,6 @@
 //! Background jobs, owned by the library: one scheduler ([`Jobs`]) and one registration per
-//! job — slot generation (daily), the release of lapsed holds (every minute) and notification
+//! job — slot generation (daily), the release of lapsed holds (every minute), referral service
+//! levels (every 15 minutes) and notification
 //! delivery (every `notify_interval_seconds`, when a transport is configured). `server::app`
 //! starts it for `continuum serve` and for the test app alike; each job is work of the
 //! application (`App::system_job`: the system as caller, one transaction, audited when it did
@@ -94,6 +95,12 @@ impl Jobs {
                     let n = crate::app::slots::release_lapsed_holds(&app).await?;
                     Ok((n > 0).then(|| format!("{n} lapsed slot holds released")))
                 },
+            ),
+            // referrals at risk and overdue, marked; the receiver told once when one is overdue
+            Job::new(
+                "referrals:service-levels",
+                Duration::from_secs(15 * 60),
+                |app: App| async move { crate::app::referrals::mark_service_levels(&app).await },
             ),
             // the identity model, estimated again after enough Patient writes — never inside
             // a request

@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub auth: auth::AuthConfig,
     /// Holds, video visits, the waitlist and reminders.
     pub booking: app::booking::BookingConfig,
+    /// Referral service levels and the business calendar.
+    pub referrals: app::referrals::ReferralConfig,
     /// The background jobs.
     pub jobs: jobs::JobsConfig,
     /// Name words that are not names (`BABY`, `UNKNOWN`, …) beyond the built-in ones, for
@@ -55,6 +57,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             auth: auth::AuthConfig::default(),
             booking: Default::default(),
+            referrals: Default::default(),
             jobs: Default::default(),
             placeholder_names: Vec::new(),
             search_limits: Default::default(),
@@ -87,6 +90,7 @@ pub async fn app_with_jobs(
             )),
             search_limits: config.search_limits,
             request_budget: Some(config.request_budget),
+            referrals: Arc::new(config.referrals.clone()),
             ..Default::default()
         },
     );

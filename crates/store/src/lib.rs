@@ -16,6 +16,7 @@ mod outbox;
 mod pool;
 mod postgres;
 mod record;
+pub mod referrals;
 mod search;
 mod sqlite;
 mod tx;

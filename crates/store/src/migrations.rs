@@ -388,6 +388,45 @@ CREATE TABLE audit_pending (
 "#,
         data: None,
     },
+    Migration {
+        version: 13,
+        name: "the referral register",
+        // one row per referral Task (focus = a ServiceRequest), derived from its JSON with
+        // each version (store::referrals): worklists and measures read it, not Task bodies;
+        // `flag` is what the service-level job last marked (at-risk, overdue) and for which
+        // due time
+        sql: r#"
+CREATE TABLE referrals (
+    rid BIGINT PRIMARY KEY,
+    task_id {text_c} NOT NULL,
+    patient_id {text_c} NOT NULL,
+    requester_org {text_c} NOT NULL,
+    owner_org {text_c} NOT NULL,
+    service {text_c} NOT NULL,
+    priority {text_c} NOT NULL,
+    status {text_c} NOT NULL,
+    business_status {text_c},
+    authored_ms BIGINT NOT NULL,
+    accepted_ms BIGINT,
+    booked_ms BIGINT,
+    seen_ms BIGINT,
+    reported_ms BIGINT,
+    closed_ms BIGINT,
+    accept_due_ms BIGINT NOT NULL,
+    book_due_ms BIGINT NOT NULL,
+    seen_due_ms BIGINT NOT NULL,
+    next_due_ms BIGINT,
+    flag {text_c},
+    flagged_due_ms BIGINT
+);
+CREATE UNIQUE INDEX referrals_task ON referrals (task_id);
+CREATE INDEX referrals_owner ON referrals (owner_org, closed_ms, next_due_ms);
+CREATE INDEX referrals_requester ON referrals (requester_org, closed_ms, next_due_ms);
+CREATE INDEX referrals_authored ON referrals (authored_ms);
+CREATE INDEX referrals_due ON referrals (next_due_ms);
+"#,
+        data: Some(crate::referrals::backfill),
+    },
 ];
 
 fn name_the_database(conn: &mut dyn Conn) -> Result<(), StoreError> {

@@ -376,10 +376,14 @@ impl<'c> Tx<'c> {
         for rtype in types {
             directory::written(self.conn, rtype)?;
         }
+        let now = self.now();
         for (s, it) in stored.iter().zip(items.iter()) {
             self.insert_care_links(s.rid, it.resource)?;
             if s.resource_type == "Slot" {
                 directory::slot_written(self.conn, s.rid, &s.id, it.resource, true)?;
+            }
+            if s.resource_type == "Task" {
+                crate::referrals::written(self.conn, s.rid, &s.id, it.resource, now, true)?;
             }
             self.written.push((s.resource_type.clone(), s.id.clone()));
         }
@@ -486,7 +490,32 @@ impl<'c> Tx<'c> {
         if previous.resource_type == "Slot" {
             directory::slot_deleted(self.conn, previous.rid)?;
         }
+        if previous.resource_type == "Task" {
+            crate::referrals::deleted(self.conn, previous.rid)?;
+        }
         Ok(stored)
+    }
+
+    /// Open referrals due in `[from_ms, until_ms]` not yet marked `flag` for that due time:
+    /// (task id, receiving organisation, due time).
+    pub fn referrals_to_mark(
+        &mut self,
+        from_ms: i64,
+        until_ms: i64,
+        flag: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        crate::referrals::unflagged_due(self.conn, from_ms, until_ms, flag, limit)
+    }
+
+    /// Marks a referral `flag` for the due time `due_ms`.
+    pub fn mark_referral(
+        &mut self,
+        task_id: &str,
+        flag: &str,
+        due_ms: i64,
+    ) -> Result<(), StoreError> {
+        crate::referrals::mark(self.conn, task_id, flag, due_ms)
     }
 
     /// The directory version this transaction sees (see [`crate::directory`]).
@@ -598,6 +627,10 @@ impl<'c> Tx<'c> {
         directory::written(self.conn, rtype)?;
         if rtype == "Slot" {
             directory::slot_written(self.conn, rid, id, resource, fresh)?;
+        }
+        if rtype == "Task" {
+            let now = self.now();
+            crate::referrals::written(self.conn, rid, id, resource, now, fresh)?;
         }
         self.insert_care_links(rid, resource)
     }
@@ -973,17 +1006,11 @@ impl<'c> Tx<'c> {
                 "identity_key",
                 "video_visit",
                 "break_glass",
+                "referrals",
             ]
             .iter(),
         ) {
-            let sql = match *table {
-                "care_relationships" | "slot_free" | "outbox" | "identity_review"
-                | "identity_key" | "video_visit" | "break_glass" => {
-                    format!("SELECT COUNT(*) FROM {table}")
-                }
-                "compartments" => "SELECT COUNT(*) FROM compartments".to_string(),
-                _ => format!("SELECT COUNT(*) FROM {table}"),
-            };
+            let sql = format!("SELECT COUNT(*) FROM {table}");
             let rows = self.conn.query(&sql, &[])?;
             out.push((
                 table.to_string(),

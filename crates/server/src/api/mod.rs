@@ -3,3 +3,4 @@
 //! transaction bound to the caller, one AuditEvent).
 
 pub mod identity_reviews;
+pub mod referrals;

@@ -455,6 +455,7 @@ pub(crate) fn appointment_written(
         }
         super::visits::attach_join_link(tx, ctx, id, appointment)?;
         crate::app::notify::appointment_changed(tx, ctx, id, from, appointment, None)?;
+        crate::app::referrals::appointment_changed(tx, ctx, from, appointment)?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod linkage;
 pub mod matching;
 pub mod notify;
 pub mod params;
+pub mod referrals;
 pub mod resources;
 pub mod slots;
 pub mod subscriptions;
@@ -84,6 +85,8 @@ pub struct AppConfig {
     pub match_model: Arc<matching::MatchModel>,
     /// How large one search may be (every path a query arrives by).
     pub search_limits: fhir::search::SearchLimits,
+    /// Referral service levels and the business calendar.
+    pub referrals: Arc<referrals::ReferralConfig>,
     /// How long one request's unit of work may run before it is stopped and rolled back (503
     /// with Retry-After); `None`: unbounded.
     pub request_budget: Option<std::time::Duration>,
@@ -112,6 +115,7 @@ pub struct Ctx {
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
     pub match_model: Arc<matching::MatchModel>,
     pub search_limits: fhir::search::SearchLimits,
+    pub referrals: Arc<referrals::ReferralConfig>,
 }
 
 impl App {
@@ -149,6 +153,7 @@ impl App {
             subscriptions: self.config.subscriptions.clone(),
             match_model: self.config.match_model.clone(),
             search_limits: self.config.search_limits,
+            referrals: self.config.referrals.clone(),
         }
     }
 

@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/.well-known/jwks.json", get(auth_routes::jwks))
         .route("/visit/{token}", get(join_visit))
         .route("/api/identity/reviews", get(identity_reviews))
+        .route("/api/worklists/referrals", get(referral_worklist))
+        .route("/api/metrics/referrals", get(referral_metrics))
         .route(
             "/api/identity/reviews/{id}/{decision}",
             post(identity_decision),
@@ -405,6 +407,58 @@ fn client_address(parts: &axum::http::request::Parts) -> Option<String> {
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
+}
+
+fn query_pairs(parts: &axum::http::request::Parts) -> Vec<(String, String)> {
+    parts
+        .uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /api/worklists/referrals?…`.
+async fn referral_worklist(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    api_answer(
+        crate::api::referrals::worklist(
+            &state.api,
+            who.caller.clone(),
+            query_pairs(&parts),
+            client_address(&parts),
+        )
+        .await,
+    )
+}
+
+/// `GET /api/metrics/referrals?…` (JSON, or CSV with `format=csv`).
+async fn referral_metrics(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match crate::api::referrals::metrics(
+        &state.api,
+        who.caller.clone(),
+        query_pairs(&parts),
+        client_address(&parts),
+    )
+    .await
+    {
+        Ok((content_type, body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Err(e) => api_answer(Err(e)),
+    }
 }
 
 /// `GET /api/identity/reviews[?state=…]`.

@@ -71,6 +71,14 @@ pub const RULES: &[WriteRule] = &[
         deleting: None,
     },
     WriteRule {
+        resource_type: "Task",
+        what: "a referral: its status machine (who may make each move, what it needs), the parts it names, its due dates, milestones and business status; each step's Provenance and messages",
+        before: Some(task_before),
+        before_changes: true,
+        after: None,
+        deleting: None,
+    },
+    WriteRule {
         resource_type: "Encounter",
         what: "what references it gets the labels of minor-consented care it now carries",
         before: None,
@@ -211,6 +219,16 @@ fn patient_before(
     resource: &mut Value,
 ) -> Result<(), ApiError> {
     crate::app::linkage::on_write(tx, ctx, id, &*resource)
+}
+
+fn task_before(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    previous: Option<&Value>,
+    resource: &mut Value,
+) -> Result<(), ApiError> {
+    crate::app::referrals::task_written(tx, ctx, id, previous, resource)
 }
 
 fn encounter_after(

@@ -227,7 +227,19 @@ async fn clinicians_see_the_patients_they_care_for(app: TestApp) {
     assert_eq!(w.status, 403);
     assert_eq!(w.issue_code(), "forbidden");
     // a referral from cc to hhc opens the record to hhc
+    let request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/teen"},
+        "requester": {"reference": "Organization/cc"}});
+    let r = app
+        .send(
+            cc.post(app.url("ServiceRequest"))
+                .header("Content-Type", "application/fhir+json")
+                .body(request.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sr = r.json()["id"].as_str().unwrap().to_string();
     let task = json!({"resourceType": "Task", "status": "requested", "intent": "order", "for": {"reference": "Patient/teen"},
+        "focus": {"reference": format!("ServiceRequest/{sr}")},
         "requester": {"reference": "Organization/cc"}, "owner": {"reference": "Organization/hhc"}});
     let r = app
         .send(
@@ -253,7 +265,8 @@ async fn clinicians_see_the_patients_they_care_for(app: TestApp) {
     assert_eq!(w.status, 201);
     // closing the referral closes the relationship
     let mut done = r.json();
-    done["status"] = json!("completed");
+    done["status"] = json!("cancelled");
+    done["statusReason"] = json!({"text": "seen elsewhere"});
     let u = app
         .send(
             hhc.put(app.url(&format!("Task/{task_id}")))

@@ -14,6 +14,15 @@ fn entry(full_url: &str, method: &str, url: &str, resource: Option<Value>) -> Va
 }
 
 async fn transaction_resolves_urn_uuids(app: TestApp) {
+    for org in ["shore", "cc"] {
+        let r = app
+            .put(
+                &format!("Organization/{org}"),
+                &json!({"resourceType": "Organization", "id": org, "name": org}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
     let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         // the referrer comes first, the patient it points at second: order must not matter
         entry("urn:uuid:9b1c7f2e-0000-4000-8000-000000000002", "POST", "ServiceRequest", Some(json!({
@@ -24,7 +33,8 @@ async fn transaction_resolves_urn_uuids(app: TestApp) {
         entry("urn:uuid:9b1c7f2e-0000-4000-8000-000000000003", "POST", "Task", Some(json!({
             "resourceType": "Task", "status": "requested", "intent": "order",
             "focus": {"reference": "urn:uuid:9b1c7f2e-0000-4000-8000-000000000002"},
-            "for": {"reference": "urn:uuid:9b1c7f2e-0000-4000-8000-000000000001"}}))),
+            "for": {"reference": "urn:uuid:9b1c7f2e-0000-4000-8000-000000000001"},
+            "requester": {"reference": "Organization/shore"}, "owner": {"reference": "Organization/cc"}}))),
     ]});
     let r = app.post("", &bundle).await;
     assert_eq!(r.status, 200, "{}", r.text);

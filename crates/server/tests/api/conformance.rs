@@ -63,8 +63,17 @@ async fn seed(app: &TestApp) {
         "requester": {"reference": "Organization/shore"}, "performer": [{"reference": "Organization/hhc"}], "priority": "routine"})).await;
     put(app, json!({"resourceType": "Task", "id": "t1", "status": "requested", "intent": "order", "focus": {"reference": "ServiceRequest/sr1"}, "for": {"reference": "Patient/ana"},
         "owner": {"reference": "Organization/cc"}, "requester": {"reference": "Organization/shore"}, "authoredOn": "2021-06-01T10:00:00Z"})).await;
-    put(app, json!({"resourceType": "Task", "id": "t2", "status": "accepted", "intent": "order", "focus": {"reference": "ServiceRequest/sr2"}, "for": {"reference": "Patient/ben"},
-        "owner": {"reference": "Organization/hhc"}, "requester": {"reference": "Organization/shore"}, "authoredOn": "2021-06-02T10:00:00Z"})).await;
+    // a referral is created as requested, then moves
+    for status in ["requested", "accepted"] {
+        put(app, json!({"resourceType": "Task", "id": "t2", "status": status, "intent": "order", "focus": {"reference": "ServiceRequest/sr2"}, "for": {"reference": "Patient/ben"},
+            "owner": {"reference": "Organization/hhc"}, "requester": {"reference": "Organization/shore"}, "authoredOn": "2021-06-02T10:00:00Z"})).await;
+    }
+    // the server's own Provenance of each referral step is removed: the table's is prov1
+    let written = app.get("Provenance?_count=100").await.json();
+    for e in written["entry"].as_array().into_iter().flatten() {
+        let id = e["resource"]["id"].as_str().unwrap();
+        assert_eq!(app.delete(&format!("Provenance/{id}")).await.status, 204);
+    }
     put(app, json!({"resourceType": "Provenance", "id": "prov1", "target": [{"reference": "Task/t1"}], "recorded": "2021-06-01T10:00:00Z",
         "agent": [{"who": {"reference": "Organization/shore"}}]})).await;
     put(app, json!({"resourceType": "Location", "id": "loc-hartford", "name": "Hartford campus", "position": {"latitude": 41.7554, "longitude": -72.6795}, "managingOrganization": {"reference": "Organization/cc"}})).await;

@@ -194,6 +194,16 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
             {"name": "patient", "valueReference": {"reference": "Patient/kid"}}]))),
         ),
         case(
+            "refer",
+            "POST",
+            "ServiceRequest/$refer",
+            Some(params(json!([
+            {"name": "patient", "valueReference": {"reference": "Patient/kid"}},
+            {"name": "service", "valueReference": {"reference": "HealthcareService/cardio"}},
+            {"name": "reason", "valueString": "murmur"},
+            {"name": "requester", "valueReference": {"reference": "Organization/cc"}}]))),
+        ),
+        case(
             "match",
             "POST",
             "Patient/$match",
@@ -231,6 +241,18 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
         ),
         // the JSON API beside FHIR
         case("identity-reviews", "GET", "/api/identity/reviews", None),
+        case(
+            "referral-worklist",
+            "GET",
+            "/api/worklists/referrals?organization=cc",
+            None,
+        ),
+        case(
+            "referral-metrics",
+            "GET",
+            "/api/metrics/referrals?group_by=month",
+            None,
+        ),
         case(
             "identity-decision",
             "POST",

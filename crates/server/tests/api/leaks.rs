@@ -174,8 +174,14 @@ async fn self_granted_care_relationship(app: TestApp) {
     assert!(!btg.to_string().contains("\"BTG\""));
     // the act of the patient's own organisation opens the record to the receiver
     let cc = caller(&app, "user/*.cruds", &["coordinator@cc"], &[]).await;
+    let request = json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/teen"}, "requester": {"reference": "Organization/cc"}});
+    let r = post_as(&app, &cc, "ServiceRequest", &request).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sr = r.json()["id"].as_str().unwrap().to_string();
     let referral = json!({"resourceType": "Task", "status": "requested", "intent": "order",
         "for": {"reference": "Patient/teen"}, "requester": {"reference": "Organization/cc"},
+        "focus": {"reference": format!("ServiceRequest/{sr}")},
         "owner": {"reference": "Organization/hhc"}});
     assert_eq!(post_as(&app, &cc, "Task", &referral).await.status, 201);
     let hhc = caller(

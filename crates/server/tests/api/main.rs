@@ -17,5 +17,6 @@ mod identity;
 mod leaks;
 mod ops;
 mod policy_matrix;
+mod referrals;
 mod search;
 mod visits;

@@ -52,7 +52,9 @@ fn resource(rt: &str, id: &str, patient: &str, label: &str) -> Value {
     let r = match rt {
         "Task>hhc" => {
             json!({"resourceType": "Task", "id": id, "status": "requested", "intent": "order",
-                "for": {"reference": format!("Patient/{patient}")}, "owner": {"reference": "Organization/hhc"}})
+                "focus": {"reference": format!("ServiceRequest/sr-{patient}")},
+                "for": {"reference": format!("Patient/{patient}")}, "requester": {"reference": "Organization/cc"},
+                "owner": {"reference": "Organization/hhc"}})
         }
         "ServiceRequest>hhc" => {
             json!({"resourceType": "ServiceRequest", "id": id, "status": "active", "intent": "order",
@@ -248,6 +250,11 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
         return play_identity_review(app, i, row, &caller, &p, &q).await;
     }
     // the target resource
+    // a referral's ServiceRequest (no requester or performer: it makes no care relationship)
+    if row.rt == "Task>hhc" {
+        admin_put(app, json!({"resourceType": "ServiceRequest", "id": format!("sr-{p}"), "status": "active", "intent": "order",
+            "subject": {"reference": format!("Patient/{p}")}})).await;
+    }
     let (rt, id) = match row.rt {
         "Patient" => ("Patient".to_string(), p.clone()),
         "AuditEvent" => {

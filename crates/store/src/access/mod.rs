@@ -130,6 +130,9 @@ pub enum OnBehalf {
     VideoRooms,
     /// Recording a break-the-glass grant (and that the patient exists).
     BreakGlass,
+    /// Keeping a referral in step: the Provenance of each step, the business status an
+    /// appointment sets, the service-level marks.
+    Referrals,
 }
 
 impl OnBehalf {
@@ -144,6 +147,7 @@ impl OnBehalf {
             OnBehalf::Directory => "directory",
             OnBehalf::VideoRooms => "video-rooms",
             OnBehalf::BreakGlass => "break-glass",
+            OnBehalf::Referrals => "referrals",
         }
     }
 }
@@ -509,6 +513,41 @@ impl<'a, 'c> CallerTx<'a, 'c> {
             self.note(&m.resource_type, &m.id, &p);
         }
         Ok(page)
+    }
+
+    /// A page of an organisation's referral worklist, under the caller's view (a referral
+    /// whose Task the caller may not read is not on it); each referral is a Task read.
+    pub fn referral_worklist(
+        &mut self,
+        q: &crate::referrals::WorklistQuery,
+    ) -> Result<crate::referrals::WorklistPage, StoreError> {
+        let page = crate::referrals::worklist(self.tx.conn(), q, self.filter.as_ref())?;
+        for item in &page.items {
+            self.note(
+                "Task",
+                &item.task_id,
+                std::slice::from_ref(&item.patient_id),
+            );
+        }
+        Ok(page)
+    }
+
+    /// The referrals written in `[from_ms, to_ms)` the caller may read (optionally of one
+    /// organisation), for the measures: aggregated, so the trail records the query, not
+    /// each referral.
+    pub fn referral_records(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        organization: Option<&str>,
+    ) -> Result<Vec<care::referral::metrics::ReferralRecord>, StoreError> {
+        crate::referrals::records(
+            self.tx.conn(),
+            from_ms,
+            to_ms,
+            organization,
+            self.filter.as_ref(),
+        )
     }
 
     pub fn history(

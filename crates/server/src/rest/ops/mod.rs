@@ -10,6 +10,7 @@ mod break_glass;
 mod find;
 mod find_care;
 mod match_patient;
+mod refer;
 
 use serde_json::Value;
 use store::CallerTx;
@@ -75,6 +76,7 @@ impl std::fmt::Debug for Operation {
 /// Every operation the server offers.
 pub const OPERATIONS: &[&Operation] = &[
     &find_care::FIND_CARE,
+    &refer::REFER,
     &find::FIND,
     &book::HOLD,
     &book::BOOK,
