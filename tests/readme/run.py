@@ -6,6 +6,7 @@ variable, a JSON field a block reads that is not there), when any request was an
 block's caller is wrong) or 5xx, or when the server logged a panic.
 
     tests/readme/run.py [PATH/TO/continuum]    (default: target/release/continuum)
+    README_OUT=FILE keeps what the blocks printed in FILE.
 
 The only edit made to the blocks: the port, 127.0.0.1:8080 → a free one.
 """
@@ -79,6 +80,8 @@ def main():
         run = subprocess.run(["bash", path], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
         out = run.stdout
         open(os.path.join(work, "readme.out"), "w").write(out)
+        if os.environ.get("README_OUT"):  # keep what the blocks printed, to read it
+            open(os.environ["README_OUT"], "w").write(out)
         if run.returncode != 0:
             print(out[-6000:])
             last = [l for l in out.splitlines() if l.startswith(">>> README block")]

@@ -15,4 +15,14 @@ impl AccessFilter {
     pub fn on(&self, alias: &str) -> String {
         self.sql.replace("{r}", alias)
     }
+
+    /// The condition for a row of another table that names a resource of type `rtype` (an
+    /// internal constant, not input) by its `rid` column, aliased `alias`: the filter reads a
+    /// resource row's `rid` and `rtype` only.
+    pub fn on_rows_of(&self, alias: &str, rtype: &'static str) -> String {
+        debug_assert!(rtype.chars().all(|c| c.is_ascii_alphabetic()));
+        self.sql
+            .replace("{r}.rtype", &format!("'{rtype}'"))
+            .replace("{r}", alias)
+    }
 }

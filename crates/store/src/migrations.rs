@@ -393,6 +393,8 @@ CREATE TABLE audit_pending (
         name: "the referral register",
         // one row per referral Task (focus = a ServiceRequest), derived from its JSON with
         // each version (store::referrals): worklists and measures read it, not Task bodies;
+        // `next_due_ms` is set exactly while the referral is open (a far-future value when
+        // nothing more is due), so each worklist is one ordered range of an index;
         // `flag` is what the service-level job last marked (at-risk, overdue) and for which
         // due time
         sql: r#"
@@ -420,9 +422,11 @@ CREATE TABLE referrals (
     flagged_due_ms BIGINT
 );
 CREATE UNIQUE INDEX referrals_task ON referrals (task_id);
-CREATE INDEX referrals_owner ON referrals (owner_org, closed_ms, next_due_ms);
-CREATE INDEX referrals_requester ON referrals (requester_org, closed_ms, next_due_ms);
-CREATE INDEX referrals_authored ON referrals (authored_ms);
+CREATE INDEX referrals_owner_due ON referrals (owner_org, next_due_ms, task_id);
+CREATE INDEX referrals_owner_closed ON referrals (owner_org, closed_ms, task_id);
+CREATE INDEX referrals_requester_due ON referrals (requester_org, next_due_ms, task_id);
+CREATE INDEX referrals_requester_closed ON referrals (requester_org, closed_ms, task_id);
+CREATE INDEX referrals_measures ON referrals (authored_ms, rid, task_id, patient_id, requester_org, owner_org, service, priority, status, accepted_ms, booked_ms, seen_ms, reported_ms, closed_ms, accept_due_ms, book_due_ms, seen_due_ms);
 CREATE INDEX referrals_due ON referrals (next_due_ms);
 "#,
         data: Some(crate::referrals::backfill),

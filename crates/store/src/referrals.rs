@@ -2,7 +2,8 @@
 //! derived from the Task's JSON in the transaction of each version — who referred, who
 //! receives, the service, the priority, the status, the milestones reached and their due
 //! dates (`care::referral`) — so worklists and measures read a narrow table instead of every
-//! Task body. Reads go through the caller's access filter on the Task's resource row.
+//! Task body. Reads go through the caller's access filter, applied to the Task by its `rid`
+//! (a deleted Task has no row).
 
 use care::referral::metrics::ReferralRecord;
 use care::referral::service_level::{self, Calendar, Priority, ServiceLevels};
@@ -81,7 +82,11 @@ pub(crate) fn written(
         )
     });
     let progress = Progress::of(task);
-    let next_due = service_level::next_due(&progress, &due);
+    // set exactly while open: a worklist of open referrals is one range of an index
+    let next_due = match progress.closed_ms {
+        Some(_) => None,
+        None => Some(service_level::next_due(&progress, &due).unwrap_or(NOTHING_DUE)),
+    };
     let opt = |v: Option<i64>| v.map(SqlValue::Int).unwrap_or(SqlValue::Null);
     conn.execute(
         "INSERT INTO referrals (rid, task_id, patient_id, requester_org, owner_org, service, priority, status, business_status, authored_ms, \
@@ -219,8 +224,9 @@ pub struct WorklistPage {
 
 const ITEM_COLUMNS: &str = "f.task_id, f.patient_id, f.requester_org, f.owner_org, f.service, f.priority, f.status, f.business_status, f.authored_ms, f.next_due_ms, f.closed_ms";
 
-/// A sort key past every real time: open referrals with nothing more due sort last.
-const NOTHING_DUE: i64 = i64::MAX / 4;
+/// The next due time of an open referral with nothing more due (seen, awaiting the report):
+/// past every real time, so it sorts last.
+pub const NOTHING_DUE: i64 = i64::MAX / 4;
 
 pub(crate) fn worklist(
     conn: &mut dyn Conn,
@@ -233,47 +239,48 @@ pub(crate) fn worklist(
         "f.requester_org"
     };
     let mut params: Vec<SqlValue> = vec![q.organization.as_str().into()];
-    // open lists: most urgent first; the closed list: most recently ended first
-    let (state, key) = match q.state {
-        WorklistState::Open => (
-            "f.closed_ms IS NULL",
-            format!("COALESCE(f.next_due_ms, {NOTHING_DUE})"),
-        ),
+    // open lists: most urgent first (one ascending range of (org, next_due_ms, task_id));
+    // the closed list: most recently ended first (descending on (org, closed_ms, task_id))
+    let (state, key, descending) = match q.state {
+        WorklistState::Open => ("f.next_due_ms IS NOT NULL", "f.next_due_ms", false),
         WorklistState::Overdue => {
             params.push(q.now_ms.into());
-            (
-                "f.closed_ms IS NULL AND f.next_due_ms < ?",
-                "f.next_due_ms".to_string(),
-            )
+            ("f.next_due_ms < ?", "f.next_due_ms", false)
         }
         WorklistState::AtRisk => {
             params.push(q.now_ms.into());
             params.push(q.at_risk_until_ms.into());
             (
-                "f.closed_ms IS NULL AND f.next_due_ms >= ? AND f.next_due_ms <= ?",
-                "f.next_due_ms".to_string(),
+                "f.next_due_ms >= ? AND f.next_due_ms <= ?",
+                "f.next_due_ms",
+                false,
             )
         }
-        WorklistState::Closed => ("f.closed_ms IS NOT NULL", "(0 - f.closed_ms)".to_string()),
+        WorklistState::Closed => ("f.closed_ms IS NOT NULL", "f.closed_ms", true),
     };
     let mut sql = format!(
-        "SELECT {ITEM_COLUMNS}, {key} FROM referrals f JOIN resources r ON r.rid = f.rid \
-         WHERE {side} = ? AND {state} AND r.deleted = 0"
+        "SELECT {ITEM_COLUMNS}, {key} FROM referrals f \
+         WHERE {side} = ? AND {state}"
     );
-    if let Some(f) = filter {
-        sql.push_str(&format!(" AND ({})", f.on("r")));
-        params.extend(f.params.iter().cloned());
-    }
     if let Some(cursor) = &q.after {
         let (k, id) = decode_cursor(cursor)?;
+        let cmp = if descending { "<" } else { ">" };
         sql.push_str(&format!(
-            " AND ({key} > ? OR ({key} = ? AND f.task_id > ?))"
+            " AND ({key} {cmp} ? OR ({key} = ? AND f.task_id {cmp} ?))"
         ));
         params.push(k.into());
         params.push(k.into());
         params.push(id.into());
     }
-    sql.push_str(&format!(" ORDER BY {key}, f.task_id LIMIT {}", q.count + 1));
+    if let Some(f) = filter {
+        sql.push_str(&format!(" AND ({})", f.on_rows_of("f", "Task")));
+        params.extend(f.params.iter().cloned());
+    }
+    let direction = if descending { "DESC" } else { "ASC" };
+    sql.push_str(&format!(
+        " ORDER BY {key} {direction}, f.task_id {direction} LIMIT {}",
+        q.count + 1
+    ));
     let rows = conn.query(&sql, &params)?;
     let mut items = Vec::new();
     let mut keys = Vec::new();
@@ -288,7 +295,10 @@ pub(crate) fn worklist(
             (text(), text(), text(), text(), text(), text(), text());
         let business_status = it.next().and_then(SqlValue::into_string);
         let authored_ms = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
-        let next_due_ms = it.next().and_then(|v| v.as_i64());
+        let next_due_ms = it
+            .next()
+            .and_then(|v| v.as_i64())
+            .filter(|d| *d != NOTHING_DUE);
         let closed_ms = it.next().and_then(|v| v.as_i64());
         keys.push(it.next().and_then(|v| v.as_i64()).unwrap_or(0));
         items.push(WorklistItem {
@@ -327,27 +337,22 @@ fn decode_cursor(c: &str) -> Result<(i64, String), StoreError> {
 }
 
 /// The referrals written in `[from_ms, to_ms)` (optionally of one organisation, on either
-/// side) that the filter lets through, as the measures read them.
+/// side), as the measures read them (one range of a covering index).
 pub(crate) fn records(
     conn: &mut dyn Conn,
     from_ms: i64,
     to_ms: i64,
     organization: Option<&str>,
-    filter: Option<&AccessFilter>,
 ) -> Result<Vec<ReferralRecord>, StoreError> {
     let mut sql = "SELECT f.task_id, f.patient_id, f.requester_org, f.owner_org, f.service, f.priority, f.status, f.authored_ms, \
          f.accepted_ms, f.booked_ms, f.seen_ms, f.reported_ms, f.closed_ms, f.accept_due_ms, f.book_due_ms, f.seen_due_ms \
-         FROM referrals f JOIN resources r ON r.rid = f.rid WHERE f.authored_ms >= ? AND f.authored_ms < ? AND r.deleted = 0"
+         FROM referrals f WHERE f.authored_ms >= ? AND f.authored_ms < ?"
         .to_string();
     let mut params: Vec<SqlValue> = vec![from_ms.into(), to_ms.into()];
     if let Some(org) = organization {
         sql.push_str(" AND (f.owner_org = ? OR f.requester_org = ?)");
         params.push(org.into());
         params.push(org.into());
-    }
-    if let Some(f) = filter {
-        sql.push_str(&format!(" AND ({})", f.on("r")));
-        params.extend(f.params.iter().cloned());
     }
     let rows = conn.query(&sql, &params)?;
     let mut out = Vec::with_capacity(rows.len());

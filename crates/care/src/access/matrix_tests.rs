@@ -312,3 +312,32 @@ fn views_name_what_sql_must_filter() {
     let (s, ctx) = subject("admin", now_for("12y0d"));
     assert!(view(&s, &ctx, &config).everything);
 }
+
+/// Referral worklists and measures: the organisation's own people, administrators for the
+/// alliance; never without scopes that read Tasks.
+#[test]
+fn organization_reports_are_for_those_who_work_there() {
+    use super::policy::decide_organization_reports;
+    let with = |role: Role, org: Option<&str>, scopes: &str| Subject {
+        id: "x".into(),
+        grants: vec![Grant {
+            role,
+            organization: org.map(str::to_string),
+        }],
+        fhir_users: vec![],
+        scopes: Scopes::parse(scopes).unwrap(),
+    };
+    let coordinator = with(Role::Coordinator, Some("cc"), "user/*.rs");
+    assert!(decide_organization_reports(&coordinator, false, Some("cc")).is_permit());
+    assert!(!decide_organization_reports(&coordinator, false, Some("hhc")).is_permit());
+    assert!(!decide_organization_reports(&coordinator, false, None).is_permit());
+    let clinician = with(Role::ReferringClinician, Some("shore"), "user/*.rs");
+    assert!(decide_organization_reports(&clinician, false, Some("shore")).is_permit());
+    let proxy = with(Role::Proxy, None, "user/*.rs");
+    assert!(!decide_organization_reports(&proxy, false, Some("cc")).is_permit());
+    let no_tasks = with(Role::Coordinator, Some("cc"), "user/Patient.rs");
+    assert!(!decide_organization_reports(&no_tasks, false, Some("cc")).is_permit());
+    let admin = with(Role::AllianceAdmin, None, "user/*.cruds");
+    assert!(decide_organization_reports(&admin, true, None).is_permit());
+    assert!(decide_organization_reports(&admin, true, Some("hhc")).is_permit());
+}

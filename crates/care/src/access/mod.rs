@@ -10,7 +10,7 @@ pub use policy::{
     AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision, Grant,
     Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, audit_view,
     break_glass_reason_ok, decide, decide_break_glass, decide_identity_review,
-    decide_identity_review_with, decide_with, permits, view,
+    decide_identity_review_with, decide_organization_reports, decide_with, permits, view,
 };
 pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
 

@@ -752,6 +752,42 @@ pub fn decide_break_glass(subject: &Subject) -> Decision {
     Decision::Permit
 }
 
+/// An organisation's referral worklists and measures (`organization`; `None`: the alliance's
+/// measures across every organisation): for those who hold a role at that organisation (its
+/// worklists still show only the referrals they may read), with scopes that read Tasks; the
+/// alliance-wide measures and any organisation's for those who see everything.
+pub fn decide_organization_reports(
+    subject: &Subject,
+    sees_everything: bool,
+    organization: Option<&str>,
+) -> Decision {
+    if !subject.scopes.allows("Task", Action::Read) {
+        return Decision::Deny(format!(
+            "the granted scopes ({}) do not allow reading Tasks",
+            subject.scopes.to_scope_string()
+        ));
+    }
+    if sees_everything {
+        return Decision::Permit;
+    }
+    match organization {
+        None => Decision::Deny(
+            "the alliance-wide measures are for administrators; name your organization".into(),
+        ),
+        Some(org)
+            if subject
+                .grants
+                .iter()
+                .any(|g| g.role.cares() && g.organization.as_deref() == Some(org)) =>
+        {
+            Decision::Permit
+        }
+        Some(org) => Decision::Deny(format!(
+            "the referral worklists and measures of Organization/{org} are for those who work there"
+        )),
+    }
+}
+
 /// The fewest characters a break-the-glass reason may have.
 pub const BREAK_GLASS_REASON_MIN: usize = 10;
 

@@ -142,7 +142,18 @@ impl Calendar {
         if b <= a {
             return 0;
         }
-        (a + 1..=b).filter(|d| self.is_business_day(*d)).count() as i64
+        // weekdays in (a, b], less the holidays among them
+        let weekdays_through = |d: i64| {
+            // weekdays from Monday 29 December 1969 (day -3) through day d
+            let (weeks, rest) = ((d + 3).div_euclid(7), (d + 3).rem_euclid(7));
+            weeks * 5 + (rest + 1).min(5)
+        };
+        let holidays = self
+            .holidays
+            .range(a + 1..=b)
+            .filter(|d| (*d + 3).rem_euclid(7) < 5)
+            .count() as i64;
+        weekdays_through(b) - weekdays_through(a) - holidays
     }
 
     /// The last instant (epoch ms) of local day `day`.

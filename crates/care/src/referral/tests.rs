@@ -441,3 +441,21 @@ fn measures_count_what_happened() {
     // the old one has expired (open past its time to be seen)
     assert_eq!(by_month[0].expired, 1);
 }
+
+#[test]
+fn business_days_are_counted_exactly() {
+    let cal = Calendar::with_holidays(["2026-12-25", "2027-01-01", "2026-12-26"]).unwrap();
+    let start = crate::slots::local_to_utc(day(2026, 11, 20), 600);
+    for a in 0..40 {
+        for b in 0..70 {
+            let (from, to) = (start + a * 86_400_000, start + b * 86_400_000);
+            let (da, db) = (crate::slots::local_day(from), crate::slots::local_day(to));
+            let counted = if db <= da {
+                0
+            } else {
+                (da + 1..=db).filter(|d| cal.is_business_day(*d)).count() as i64
+            };
+            assert_eq!(cal.business_days_between(from, to), counted, "{a} {b}");
+        }
+    }
+}

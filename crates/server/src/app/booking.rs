@@ -148,6 +148,40 @@ pub struct BookingRequest {
     pub slot_id: Option<String>,
     pub patient_id: Option<String>,
     pub held: Option<String>,
+    /// The ServiceRequest (a referral's) the appointment is based on.
+    pub based_on: Option<String>,
+}
+
+/// Names the ServiceRequest an appointment carries out (`basedOn`): one the caller can read,
+/// for the appointment's patient.
+fn add_based_on(
+    tx: &mut CallerTx,
+    appointment: &mut Value,
+    sr: &str,
+    patient_id: &str,
+) -> Result<(), ApiError> {
+    let request = tx
+        .current("ServiceRequest", sr, false)?
+        .filter(|s| !s.deleted)
+        .map(|s| body(&s))
+        .ok_or_else(|| bad("basedOn", format!("ServiceRequest/{sr} is not known")))?;
+    if request
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        != Some(&format!("Patient/{patient_id}"))
+    {
+        return Err(bad(
+            "basedOn",
+            format!("ServiceRequest/{sr} is not for Patient/{patient_id}"),
+        ));
+    }
+    let reference = json!({"reference": format!("ServiceRequest/{sr}")});
+    match appointment.get_mut("basedOn").and_then(Value::as_array_mut) {
+        Some(list) if list.contains(&reference) => {}
+        Some(list) => list.push(reference),
+        None => appointment["basedOn"] = json!([reference]),
+    }
+    Ok(())
 }
 
 /// The one Slot a held appointment is for.
@@ -209,6 +243,7 @@ pub fn hold_or_book(
         slot_id,
         patient_id,
         held,
+        based_on,
     } = request;
     let now = tx.now();
     let slot_id = match (slot_id, &held) {
@@ -264,9 +299,17 @@ pub fn hold_or_book(
         let from = status_of(&appointment).unwrap_or(AppointmentStatus::Proposed);
         transition(from, target).map_err(|f| conflict(f.to_string()))?;
         appointment["status"] = json!(target.code());
+        if let Some(sr) = &based_on {
+            let pid = crate::app::appointments::participant_refs(&appointment)
+                .find_map(|r| r.strip_prefix("Patient/"))
+                .unwrap_or("")
+                .to_string();
+            add_based_on(tx, &mut appointment, sr, &pid)?;
+        }
         super::labels::apply_automatic_labels(tx, &mut appointment)?;
         super::visits::attach_join_link(tx, ctx, aid, &mut appointment)?;
         crate::app::notify::appointment_changed(tx, ctx, aid, Some(from), &appointment, None)?;
+        crate::app::referrals::appointment_changed(tx, ctx, Some(from), &appointment)?;
         let index = extract(ctx.registry, &appointment);
         let stored = tx
             .update(&prev, &mut appointment, &index)?
@@ -311,10 +354,14 @@ pub fn hold_or_book(
         if let Some(m) = modality {
             set_modality(&mut appointment, json!(m));
         }
+        if let Some(sr) = &based_on {
+            add_based_on(tx, &mut appointment, sr, &pid)?;
+        }
         let id = tx.new_id();
         super::labels::apply_automatic_labels(tx, &mut appointment)?;
         super::visits::attach_join_link(tx, ctx, &id, &mut appointment)?;
         crate::app::notify::appointment_changed(tx, ctx, &id, None, &appointment, None)?;
+        crate::app::referrals::appointment_changed(tx, ctx, None, &appointment)?;
         let index = extract(ctx.registry, &appointment);
         tx.create("Appointment", &id, &mut appointment, &index)?
             .map_err(|r| ApiError::refused(r, "Appointment", &id))?

@@ -774,16 +774,17 @@ pub(crate) fn appointment_changed(
     Ok(())
 }
 
-/// Whether the caller may read an organisation's worklists and measures: those who see
-/// everything, and those who hold a role for it.
-fn may_see_organization(tx: &CallerTx, organization: &str) -> bool {
-    tx.view().everything
-        || tx
-            .caller()
-            .subject
-            .grants
-            .iter()
-            .any(|g| g.organization.as_deref() == Some(organization))
+/// Whether the caller may read an organisation's (or, `None`, the alliance's) worklists and
+/// measures: `care::access::decide_organization_reports`.
+fn may_see_reports(tx: &CallerTx, organization: Option<&str>) -> Result<(), ApiError> {
+    match care::access::decide_organization_reports(
+        &tx.caller().subject,
+        tx.view().everything,
+        organization,
+    ) {
+        care::access::Decision::Permit => Ok(()),
+        care::access::Decision::Deny(why) => Err(ApiError::new(403, IssueType::Forbidden, why)),
+    }
 }
 
 /// A worklist as asked by `GET /api/worklists/referrals`.
@@ -799,16 +800,7 @@ pub struct WorklistRequest {
 /// An organisation's referral worklist page, as JSON (each item a referral the caller may
 /// read; the next page's cursor).
 pub fn worklist(tx: &mut CallerTx, ctx: &Ctx, r: WorklistRequest) -> Result<Value, ApiError> {
-    if !may_see_organization(tx, &r.organization) {
-        return Err(ApiError::new(
-            403,
-            IssueType::Forbidden,
-            format!(
-                "the worklists of Organization/{} are for those who work there",
-                r.organization
-            ),
-        ));
-    }
+    may_see_reports(tx, Some(&r.organization))?;
     let now = tx.now();
     let at_risk_until = service_level::at_risk_until(now, &ctx.referrals.calendar);
     let page = tx.referral_worklist(&WorklistQuery {
@@ -881,23 +873,7 @@ pub fn metrics(
     ctx: &Ctx,
     r: &MetricsRequest,
 ) -> Result<Vec<care::referral::metrics::Measures>, ApiError> {
-    match &r.organization {
-        Some(org) if !may_see_organization(tx, org) => {
-            return Err(ApiError::new(
-                403,
-                IssueType::Forbidden,
-                format!("the measures of Organization/{org} are for those who work there"),
-            ));
-        }
-        None if !tx.view().everything => {
-            return Err(ApiError::new(
-                403,
-                IssueType::Forbidden,
-                "the alliance-wide measures are for administrators; name your organization",
-            ));
-        }
-        _ => {}
-    }
+    may_see_reports(tx, r.organization.as_deref())?;
     let records = tx.referral_records(r.from_ms, r.to_ms, r.organization.as_deref())?;
     tx.trail.description = Some(format!(
         "referral measures over {} referrals",

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 mod clinical;
 mod data;
+mod referrals;
 use data::*;
 
 pub use care::profile::DATA_ORIGIN as TAG_SYSTEM;
@@ -434,6 +435,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         out.push(twin);
     }
     clinical::named_people(&mut out, &clinicians, now_ms);
+    referrals::add(&mut out, &mut rng, now_ms);
     // the README's `$match` example: Ana María Núñez, registered at Connecticut Children's and,
     // after her family moved across New London, at Hartford HealthCare as "Ana Nunez"
     out.push(json!({"resourceType": "Patient", "id": "demo-ana", "meta": tag(),
@@ -555,6 +557,29 @@ mod tests {
             at("hhc")
         );
         assert!(count("Condition") > 250, "{}", count("Condition"));
+        // referrals in every state, with their ServiceRequests and consult notes
+        assert!(count("Task") >= 300, "{}", count("Task"));
+        assert_eq!(count("ServiceRequest"), count("Task"));
+        for status in [
+            "requested",
+            "accepted",
+            "in-progress",
+            "completed",
+            "rejected",
+            "cancelled",
+        ] {
+            let n = a
+                .iter()
+                .filter(|r| r["resourceType"] == "Task" && r["status"] == status)
+                .count();
+            assert!(n >= 5, "{n} referrals {status}");
+        }
+        let overdue = a
+            .iter()
+            .filter(|r| r["resourceType"] == "Task" && r["status"] == "requested")
+            .filter(|t| care::referral::Due::of(t).is_some_and(|d| d.accept_ms < now))
+            .count();
+        assert!(overdue >= 5, "{overdue} overdue");
         assert!(
             a.iter()
                 .filter(|r| r["resourceType"] == "Condition")

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::both_engines;
 use crate::helpers::{Engine, TestApp};
 
 const DAY: i64 = 86_400_000;
@@ -50,6 +51,9 @@ async fn world(engine: Engine) -> World {
         .await;
     app.upsert(json!({"resourceType": "HealthcareService", "id": "cardio", "name": "Pediatric Cardiology",
         "providedBy": {"reference": "Organization/cc"}, "telecom": [{"system": "email", "value": "cardiology@cc.example"}]}))
+        .await;
+    app.upsert(json!({"resourceType": "HealthcareService", "id": "neuro", "name": "Pediatric Neurology",
+        "providedBy": {"reference": "Organization/cc"}, "telecom": [{"system": "email", "value": "neurology@cc.example"}]}))
         .await;
     app.upsert(json!({"resourceType": "Location", "id": "site", "name": "Hartford campus", "managingOrganization": {"reference": "Organization/cc"}}))
         .await;
@@ -920,6 +924,174 @@ async fn measures_match_a_synthetic_history(engine: Engine) {
         "{}",
         csv.text
     );
+}
+
+/// A coordinator of the receiving organisation reassigns an open referral, saying why; nobody
+/// else may, and the new receiver is told.
+async fn reassignment_needs_a_coordinator_of_the_receiver_and_a_reason(engine: Engine) {
+    let w = world(engine).await;
+    let app = &w.app;
+    let id = referral_at(app, "received").await;
+    let clinician = app.client_with(&app.token_for("user/*.cruds", &["clinician@cc"], &[]).await);
+    let to_neuro = |mut t: Value, note: Option<&str>| {
+        t.as_object_mut().unwrap().remove("meta");
+        t["owner"] = json!({"reference": "HealthcareService/neuro"});
+        if let Some(n) = note {
+            t["note"] = json!([{"text": n}]);
+        }
+        t
+    };
+    let current = app.get(&format!("Task/{id}")).await.json();
+    for (who, client, note, want) in [
+        ("the referrer", &w.shore, Some("wrong clinic"), 403),
+        (
+            "a clinician of the receiver",
+            &clinician,
+            Some("wrong clinic"),
+            403,
+        ),
+        ("a coordinator without a reason", &w.cc, None, 422),
+    ] {
+        let r = send_json(
+            app,
+            client.put(app.url(&format!("Task/{id}"))),
+            &to_neuro(current.clone(), note),
+        )
+        .await;
+        assert_eq!(r.status, want, "{who}: {}", r.text);
+    }
+    let r = send_json(
+        app,
+        w.cc.put(app.url(&format!("Task/{id}"))),
+        &to_neuro(
+            current,
+            Some("seizure history: neurology should see him first"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["owner"]["reference"], "HealthcareService/neuro");
+    let messages = outbox(app).await;
+    assert_eq!(
+        kinds_to(&messages, "HealthcareService/neuro"),
+        vec!["referral-reassigned"]
+    );
+    let trail = app.get("Provenance?patient=kid&_count=100").await.json();
+    let reassigned: Vec<&Value> = trail["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|p| p["activity"]["coding"][0]["code"] == "reassigned")
+        .collect();
+    assert_eq!(reassigned.len(), 1);
+    assert_eq!(
+        reassigned[0]["reason"][0]["text"],
+        "seizure history: neurology should see him first"
+    );
+    // an ended referral is not reassigned
+    let done = referral_at(app, "rejected").await;
+    let t = app.get(&format!("Task/{done}")).await.json();
+    let r = send_json(
+        app,
+        w.cc.put(app.url(&format!("Task/{done}"))),
+        &to_neuro(t, Some("x")),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+}
+
+/// On the demo: `$refer` with no receiver asks the care finder (the Task says why), and the
+/// demo's worklists and measures have real content.
+async fn the_demo_refers_and_measures(app: TestApp) {
+    let api = server::rest::FhirApi::new(app.store.clone(), server::rest::RestConfig::default());
+    server::demo::load(&api, 2).await.expect("demo loads");
+    let shore = app.client_with(
+        &app.token_for("user/*.cruds", &["referring-clinician@shoreline-peds"], &[])
+            .await,
+    );
+    let refer = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": "Patient/demo-mateo"}},
+        {"name": "service", "valueString": "pediatric cardiology"},
+        {"name": "reason", "valueString": "murmur"}]});
+    let r = send_json(&app, shore.post(app.url("ServiceRequest/$refer")), &refer).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let task = &r.json()["entry"][1]["resource"];
+    assert_eq!(
+        task["owner"]["reference"], "HealthcareService/cc-peds-cardiology",
+        "{task}"
+    );
+    assert!(
+        task["note"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Receiver proposed by the care finder"),
+        "{task}"
+    );
+    assert_eq!(
+        task["requester"]["reference"],
+        "Organization/shoreline-peds"
+    );
+    // a practice refers only the patients it cares for
+    let r = send_json(
+        &app,
+        shore.post(app.url("ServiceRequest/$refer")),
+        &json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": "Patient/demo-ana"}},
+        {"name": "service", "valueString": "pediatric cardiology"},
+        {"name": "reason", "valueString": "murmur"}]}),
+    )
+    .await;
+    assert!(matches!(r.status, 400 | 403 | 404), "{}", r.text);
+    let cc = app.client_with(
+        &app.token_for("user/*.cruds", &["coordinator@cc"], &[])
+            .await,
+    );
+    for state in ["open", "overdue", "closed"] {
+        let page = app
+            .get_as(
+                &cc,
+                &format!("/api/worklists/referrals?organization=cc&state={state}&_count=5"),
+            )
+            .await
+            .json();
+        assert_eq!(page["count"], 5, "{state}: {page}");
+    }
+    let all = app
+        .get("/api/metrics/referrals?group_by=month")
+        .await
+        .json();
+    let volume: i64 = all["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["volume"].as_i64().unwrap())
+        .sum();
+    assert!(volume >= 320, "{all}");
+    let completed: i64 = all["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["completed"].as_i64().unwrap())
+        .sum();
+    assert!(completed > 100 && completed < volume, "{all}");
+}
+
+both_engines!(the_demo_refers_and_measures);
+
+mod reassignment {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::reassignment_needs_a_coordinator_of_the_receiver_and_a_reason(super::Engine::Sqlite)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::reassignment_needs_a_coordinator_of_the_receiver_and_a_reason(
+            super::Engine::Postgres,
+        )
+        .await
+    }
 }
 
 mod every_move {

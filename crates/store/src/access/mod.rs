@@ -532,22 +532,22 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         Ok(page)
     }
 
-    /// The referrals written in `[from_ms, to_ms)` the caller may read (optionally of one
-    /// organisation), for the measures: aggregated, so the trail records the query, not
-    /// each referral.
+    /// The referrals written in `[from_ms, to_ms)` that `organization` sent or received (all
+    /// of them for `None`), for the measures — aggregates over the organisation's own
+    /// referrals, which `care::access::decide_organization_reports` opens to those who work
+    /// there (the caller of this has asked it); the trail records the query, not each referral.
     pub fn referral_records(
         &mut self,
         from_ms: i64,
         to_ms: i64,
         organization: Option<&str>,
     ) -> Result<Vec<care::referral::metrics::ReferralRecord>, StoreError> {
-        crate::referrals::records(
-            self.tx.conn(),
-            from_ms,
-            to_ms,
-            organization,
-            self.filter.as_ref(),
-        )
+        if organization.is_none() && !self.view.everything {
+            return Err(StoreError::Forbidden(
+                "the alliance-wide measures are for administrators".into(),
+            ));
+        }
+        crate::referrals::records(self.tx.conn(), from_ms, to_ms, organization)
     }
 
     pub fn history(

@@ -51,7 +51,9 @@ pub fn filter_for(view: &AccessView) -> Option<AccessFilter> {
     let mut grant_params: Vec<SqlValue> = Vec::new();
     if !view.care_organizations.is_empty() {
         grants.push(format!(
-            "{{r}}.rid IN (SELECT acc_c.rid FROM compartments acc_c JOIN care_relationships acc_cr ON acc_cr.patient_id = acc_c.patient_id WHERE acc_cr.organization_id IN ({}))",
+            // correlated: two index probes per row the query reaches, not the whole set of
+            // the organisation's patients' resources built for every query
+            "EXISTS (SELECT 1 FROM compartments acc_c JOIN care_relationships acc_cr ON acc_cr.patient_id = acc_c.patient_id WHERE acc_c.rid = {{r}}.rid AND acc_cr.organization_id IN ({}))",
             placeholders(view.care_organizations.len())
         ));
         grant_params.extend(text_values(&view.care_organizations));

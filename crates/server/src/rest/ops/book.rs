@@ -31,7 +31,7 @@ pub const BOOK: Operation = Operation {
     level: Level::Type,
     writes: true,
     definition: "https://profiles.ihe.net/ITI/Scheduling/OperationDefinition/appointment-book",
-    documentation: "POST Appointment/$book with Parameters slot and patient, or the held appointment (its slot is taken when none is named), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409.",
+    documentation: "POST Appointment/$book with Parameters slot and patient, or the held appointment (its slot is taken when none is named), and optionally basedOn (the referral's ServiceRequest: its referral is then scheduled), valueReferences: a booked Appointment (in a Bundle) and the Slot busy; of concurrent holds or books of one slot exactly one succeeds, the rest get 409.",
     usage: "$book takes a Parameters resource with 'slot' and 'patient', or the held 'appointment'",
     run: run_book,
     precheck: Some(precheck_book),
@@ -57,7 +57,13 @@ fn precheck_book(tx: &mut CallerTx, _: &Ctx, input: &Input) -> Result<(), ApiErr
 
 fn parse(hold: bool, params: &serde_json::Value) -> Result<BookingRequest, ApiError> {
     let op = if hold { "$hold" } else { "$book" };
-    crate::app::params::parameter_list(params, op, &["slot", "patient", "appointment"], &[])?;
+    crate::app::params::parameter_list(
+        params,
+        op,
+        &["slot", "patient", "appointment", "basedOn"],
+        &[],
+    )?;
+    let based_on = reference(params, "basedOn", "ServiceRequest")?;
     let slot_id = reference(params, "slot", "Slot")?;
     let patient_id = reference(params, "patient", "Patient")?;
     let held = reference(params, "appointment", "Appointment")?;
@@ -91,5 +97,6 @@ fn parse(hold: bool, params: &serde_json::Value) -> Result<BookingRequest, ApiEr
         slot_id,
         patient_id,
         held,
+        based_on,
     })
 }
