@@ -5,7 +5,8 @@
 # binary: the worklist (`GET /api/worklists/referrals`, 50 a page, as a coordinator of the
 # receiving member — every request audited) with wrk at concurrency 1 and 16, p50/p99, medians
 # of 3 runs of 10 s; the measures for a year (`GET /api/metrics/referrals`, as the member's
-# coordinator and alliance-wide as the backend client), the median and slowest of 10 requests.
+# coordinator and alliance-wide as the backend client), the median and slowest of 10 requests;
+# then the same on the demo (`serve --demo`, its 320 referrals).
 # Usage: bench/referrals.sh [--quick] [N]   (--quick: 1 run of 5 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,24 @@ measure() { # NAME TOKEN QUERY
 measure metrics-cc-month "$COORD" "organization=cc&group_by=month"
 measure metrics-all-org "$ADMIN" "group_by=organization"
 measure metrics-all-service-csv "$ADMIN" "group_by=service&format=csv"
+# the demo
+kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true
+DPORT=$(free_port)
+start_demo_server sqlite "sqlite://$WORK/demo.db" "$DPORT"
+(cd "$WORK" && "$BIN/continuum" clients add --database "sqlite://$WORK/demo.db" --name intake --scope 'user/*.cruds' --role coordinator@cc --credentials-file intake-client >/dev/null)
+DCOORD=$(curl -s -u "$(cat "$WORK/intake-client")" -d grant_type=client_credentials "http://127.0.0.1:$DPORT/auth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+DADMIN=$(demo_token "$DPORT")
+DAPI="http://127.0.0.1:$DPORT/api"
+sleep 30   # the start-up jobs (slot generation, the identity model, the first deliveries) finish first
+wrk -t1 -c4 -d5s -H "Authorization: Bearer $DCOORD" "$DAPI/worklists/referrals?organization=cc&state=open&_count=50" >/dev/null 2>&1  # warm-up
+for c in 1 16; do
+  raw=$(wrk -t$(( c > 1 ? 2 : 1 )) -c$c -d"${DURATION}s" --latency -H "Authorization: Bearer $DCOORD" "$DAPI/worklists/referrals?organization=cc&state=open&_count=50" 2>&1)
+  echo "$raw" >>"$OUT/demo-worklist-c$c.raw"
+  wrk_line "$raw" >>"$OUT/demo-worklist-c$c.txt"
+done
+API=$DAPI
+measure demo-metrics-cc-month "$DCOORD" "organization=cc&group_by=month"
+measure demo-metrics-all-org "$DADMIN" "group_by=organization"
 {
   echo "# Referral worklists and measures, $(date -u +%FT%TZ), $(nproc) cores"
   echo
@@ -74,10 +93,14 @@ measure metrics-all-service-csv "$ADMIN" "group_by=service&format=csv"
     f="$OUT/worklist-$state-c$c.txt"
     echo "| $state | $c | $(median $(cut -d' ' -f1 "$f")) | $(median $(cut -d' ' -f2 "$f")) ms | $(median $(cut -d' ' -f3 "$f")) ms | $(python3 -c 'import sys; print(sum(int(l.split()[3]) for l in open(sys.argv[1])))' "$f") | $RUNS |"
   done; done
+  for c in 1 16; do
+    f="$OUT/demo-worklist-c$c.txt"
+    echo "| demo, open | $c | $(cut -d' ' -f1 "$f") | $(cut -d' ' -f2 "$f") ms | $(cut -d' ' -f3 "$f") ms | $(cut -d' ' -f4 "$f") | 1 |"
+  done
   echo
   echo "| measures for a year | median | slowest (of 10) |"
   echo "|---|---|---|"
-  for m in metrics-cc-month metrics-all-org metrics-all-service-csv; do
+  for m in metrics-cc-month metrics-all-org metrics-all-service-csv demo-metrics-cc-month demo-metrics-all-org; do
     echo "| $m | $(python3 -c 'import sys,statistics; v=[float(l)*1000 for l in open(sys.argv[1])]; print(f"{statistics.median(v):.0f} ms | {max(v):.0f} ms")' "$OUT/$m.txt") |"
   done
 } >"$OUT/summary.md"

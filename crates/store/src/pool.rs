@@ -5,6 +5,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use care::Clock;
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -120,6 +121,11 @@ struct Inner {
     /// Dropping them stops the background checkpoint threads (SQLite: the database's and the
     /// audit store's).
     _checkpointers: Vec<Sender<()>>,
+    /// Bumped whenever the writer refreshes the planner's statistics (SQLite): each reader
+    /// then reloads them before its next unit — another connection's ANALYZE is not a schema
+    /// change, so without this the readers would plan with the statistics they opened with
+    /// (an empty table's, after a first load) until the server restarts.
+    planner_stats: Arc<AtomicU64>,
 }
 
 /// The audit store of a SQLite database: `<stem>-audit.db` beside it (`continuum.db` →
@@ -178,6 +184,7 @@ impl Store {
                     wal.clone(),
                 );
                 let (wtx, wrx) = unbounded::<Job>();
+                let planner_stats = Arc::new(AtomicU64::new(0));
                 spawn_worker(
                     "sqlite-writer".into(),
                     Box::new(writer),
@@ -186,18 +193,18 @@ impl Store {
                     Some(WriterDuties {
                         wal,
                         audit: audit.clone(),
+                        planner_stats: planner_stats.clone(),
                     }),
                 );
                 let (rtx, rrx) = unbounded::<Job>();
                 for i in 0..connections {
                     let mut conn = SqliteConn::open(path, 2048)?;
                     conn.attach_audit(&audit_file)?;
-                    spawn_worker(
+                    spawn_reader(
                         format!("sqlite-reader-{i}"),
                         Box::new(conn),
                         rrx.clone(),
-                        None,
-                        None,
+                        planner_stats.clone(),
                     );
                 }
                 Ok(Store {
@@ -209,6 +216,7 @@ impl Store {
                         description: url.redacted(),
                         audit,
                         _checkpointers: vec![checkpointer, audit_checkpointer],
+                        planner_stats,
                     }),
                 })
             }
@@ -259,6 +267,7 @@ impl Store {
                         description: url.redacted(),
                         audit: Arc::new(audit),
                         _checkpointers: Vec::new(),
+                        planner_stats: Arc::new(AtomicU64::new(0)),
                     }),
                 })
             }
@@ -353,7 +362,9 @@ impl Store {
             let _ = reply.send(conn.batch("ANALYZE"));
         }));
         let _ = self.inner.writer.send(job);
-        rx.await.unwrap_or_else(|_| Err(worker_gone()))
+        let done = rx.await.unwrap_or_else(|_| Err(worker_gone()));
+        self.inner.planner_stats.fetch_add(1, Ordering::Release);
+        done
     }
 
     /// Whether the database answers.
@@ -673,10 +684,42 @@ fn spawn_checkpointer(
 struct WriterDuties {
     wal: Arc<WalState>,
     audit: Arc<AuditLog>,
+    /// Bumped after each `PRAGMA optimize` (the readers reload the statistics).
+    planner_stats: Arc<AtomicU64>,
 }
 
 /// `audit_pending` rows sealed before the writer removes them (one statement for many).
 const PENDING_CLEANUP: usize = 512;
+
+/// A SQLite reader: before each unit it reloads the planner's statistics when the writer has
+/// refreshed them since (`ANALYZE sqlite_schema` reads `sqlite_stat1` again; one atomic load
+/// otherwise).
+fn spawn_reader(
+    name: String,
+    mut conn: Box<dyn Conn + Send>,
+    jobs: Receiver<Job>,
+    planner_stats: Arc<AtomicU64>,
+) {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let mut seen = planner_stats.load(Ordering::Acquire);
+            while let Ok(job) = jobs.recv() {
+                let now = planner_stats.load(Ordering::Acquire);
+                if now != seen {
+                    seen = now;
+                    if let Err(e) = conn.batch("ANALYZE sqlite_schema") {
+                        tracing::warn!(error = %e, "reloading the planner statistics failed");
+                    }
+                }
+                match job {
+                    Job::Alone(f) => f(conn.as_mut()),
+                    Job::WriteAlone(w) | Job::Write(w) => run_writes(conn.as_mut(), vec![w]),
+                }
+            }
+        })
+        .expect("spawn a database reader thread");
+}
 
 fn spawn_worker(
     name: String,
@@ -739,6 +782,9 @@ fn spawn_worker(
                 if done >= 5000 && name == "sqlite-writer" {
                     done = 0;
                     let _ = conn.batch("PRAGMA optimize");
+                    if let Some(d) = &duties {
+                        d.planner_stats.fetch_add(1, Ordering::Release);
+                    }
                 }
                 if let Some(url) = &pg_url
                     && conn.is_broken()

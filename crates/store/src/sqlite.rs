@@ -178,7 +178,7 @@ impl Conn for SqliteConn {
 }
 
 /// A statement profile for finding what a load spends its database time on: with
-/// `CONTINUUM_SQL_PROFILE=1`, every statement's time is summed by its text (per thread) and the
+/// `CONTINUUM_SQL_PROFILE=1` (or `=full`, to print whole statements), every statement's time is summed by its text (per thread) and the
 /// top ones printed to stderr every ten seconds. Off (one relaxed load) otherwise.
 mod profile {
     use std::cell::RefCell;
@@ -189,6 +189,19 @@ mod profile {
     fn enabled() -> bool {
         static ON: OnceLock<bool> = OnceLock::new();
         *ON.get_or_init(|| std::env::var_os("CONTINUUM_SQL_PROFILE").is_some())
+    }
+
+    /// How much of a statement's text names it: 120 characters, or all of it with
+    /// `CONTINUUM_SQL_PROFILE=full`.
+    fn shown() -> usize {
+        static LEN: OnceLock<usize> = OnceLock::new();
+        *LEN.get_or_init(|| {
+            if std::env::var("CONTINUUM_SQL_PROFILE").as_deref() == Ok("full") {
+                usize::MAX
+            } else {
+                120
+            }
+        })
     }
 
     type Sums = (HashMap<String, (u64, Duration)>, Instant);
@@ -219,7 +232,7 @@ mod profile {
                 let mut s = s.borrow_mut();
                 let (sums, since) = s.get_or_insert_with(|| (HashMap::new(), Instant::now()));
                 let e = sums
-                    .entry(self.sql.chars().take(120).collect())
+                    .entry(self.sql.chars().take(shown()).collect())
                     .or_default();
                 e.0 += 1;
                 e.1 += took;
