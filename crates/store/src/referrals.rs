@@ -26,7 +26,13 @@ pub(crate) fn written(
     if !fresh {
         conn.execute("DELETE FROM referrals WHERE rid = ?", &[rid.into()])?;
     }
-    if !care::referral::is_referral(task) {
+    // the write rule's test (every Task that is not coded as another kind) and a focus on a
+    // ServiceRequest
+    let focus_is_request = task
+        .pointer("/focus/reference")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r.starts_with("ServiceRequest/"));
+    if !care::referral::is_referral(task) || !focus_is_request {
         return Ok(());
     }
     let reference = |key: &str| {
@@ -83,9 +89,10 @@ pub(crate) fn written(
     });
     let progress = Progress::of(task);
     // set exactly while open: a worklist of open referrals is one range of an index
-    let next_due = match progress.closed_ms {
-        Some(_) => None,
-        None => Some(service_level::next_due(&progress, &due).unwrap_or(NOTHING_DUE)),
+    // not on a worklist until sent (a draft) or once ended
+    let next_due = match (progress.closed_ms, care::referral::status_of(task)) {
+        (Some(_), _) | (None, Some(TaskStatus::Draft)) => None,
+        (None, _) => Some(service_level::next_due(&progress, &due).unwrap_or(NOTHING_DUE)),
     };
     let opt = |v: Option<i64>| v.map(SqlValue::Int).unwrap_or(SqlValue::Null);
     conn.execute(
@@ -315,7 +322,7 @@ pub(crate) fn worklist(
             closed_ms,
         });
     }
-    let next = if items.len() > q.count {
+    let next = if q.count > 0 && items.len() > q.count {
         items.truncate(q.count);
         let last = &items[q.count - 1];
         Some(format!("r{}:{}", keys[q.count - 1], last.task_id))
@@ -346,7 +353,7 @@ pub(crate) fn records(
 ) -> Result<Vec<ReferralRecord>, StoreError> {
     let mut sql = "SELECT f.task_id, f.patient_id, f.requester_org, f.owner_org, f.service, f.priority, f.status, f.authored_ms, \
          f.accepted_ms, f.booked_ms, f.seen_ms, f.reported_ms, f.closed_ms, f.accept_due_ms, f.book_due_ms, f.seen_due_ms \
-         FROM referrals f WHERE f.authored_ms >= ? AND f.authored_ms < ?"
+         FROM referrals f WHERE f.authored_ms >= ? AND f.authored_ms < ? AND f.status NOT IN ('draft', 'entered-in-error')"
         .to_string();
     let mut params: Vec<SqlValue> = vec![from_ms.into(), to_ms.into()];
     if let Some(org) = organization {

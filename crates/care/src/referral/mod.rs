@@ -311,6 +311,13 @@ pub fn missing_parts(task: &Value) -> Vec<(&'static str, String)> {
             "a referral needs its requester: the referring Organization, PractitionerRole or Practitioner".to_string(),
         ));
     }
+    match reference("requester").and_then(fhir::json::split_reference) {
+        None | Some(("Organization" | "PractitionerRole" | "Practitioner", _)) => {}
+        Some((rt, _)) => out.push((
+            "Task.requester",
+            format!("a referral's requester is the referring Organization, PractitionerRole or Practitioner, not a {rt}"),
+        )),
+    }
     let status = task
         .get("status")
         .and_then(Value::as_str)
@@ -383,11 +390,37 @@ pub fn status_of(task: &Value) -> Option<TaskStatus> {
         .and_then(TaskStatus::parse)
 }
 
-/// Whether a Task is a referral: its focus is a ServiceRequest.
+/// Codings that name a referral.
+pub const REFERRAL_CODES: &[(&str, &str)] = &[
+    (crate::profile::TASK_KIND, "referral"),
+    ("http://snomed.info/sct", "3457005"),
+    ("http://snomed.info/sct", "306206005"),
+    ("http://loinc.org", "57133-1"),
+];
+
+/// Whether a Task is a referral — the one test the write rule and the referral register
+/// share: every Task is, unless its `code` has codings and none of them names a referral (a
+/// financial task, another kind of the alliance's tasks).
 pub fn is_referral(task: &Value) -> bool {
-    task.pointer("/focus/reference")
-        .and_then(Value::as_str)
-        .is_some_and(|r| r.starts_with("ServiceRequest/"))
+    let codings: Vec<&Value> = task
+        .pointer("/code/coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("system").is_some() && c.get("code").is_some())
+        .collect();
+    codings.is_empty()
+        || codings.iter().any(|c| {
+            REFERRAL_CODES.iter().any(|(system, code)| {
+                c.get("system").and_then(Value::as_str) == Some(*system)
+                    && c.get("code").and_then(Value::as_str) == Some(*code)
+            })
+        })
+}
+
+/// The coding that marks a Task as a referral (`Task.code`).
+pub fn referral_code() -> Value {
+    json!({"coding": [{"system": crate::profile::TASK_KIND, "code": "referral", "display": "Referral"}], "text": "Referral"})
 }
 
 /// The business status, after HL7 BSeR's `TaskBusinessStatusCS`.

@@ -128,7 +128,10 @@ impl Calendar {
 
     /// The `n`-th business day after `day` (n = 0: the first business day on or after it).
     pub fn add_business_days(&self, day: i64, n: u32) -> i64 {
-        let mut d = self.on_or_after(day);
+        if n == 0 {
+            return self.on_or_after(day);
+        }
+        let mut d = day;
         for _ in 0..n {
             d = self.on_or_after(d + 1);
         }

@@ -218,6 +218,13 @@ fn service_levels_count_business_days() {
     // stat on a Saturday: the same business day = Monday
     let d = service_level::due(at10(2026, 12, 26), Priority::Stat, &levels, &cal);
     assert_eq!(crate::slots::local_day(d.seen_ms), day(2026, 12, 28));
+    // urgent on a Saturday: the first business day after it = Monday, not Tuesday
+    let d = service_level::due(at10(2026, 12, 26), Priority::Urgent, &levels, &cal);
+    assert_eq!(crate::slots::local_day(d.accept_ms), day(2026, 12, 28));
+    assert_eq!(
+        cal.business_days_between(at10(2026, 12, 26), d.accept_ms),
+        1
+    );
     assert_eq!(
         cal.business_days_between(at10(2026, 12, 24), at10(2026, 12, 28)),
         1

@@ -247,7 +247,7 @@ fn as_csv(groups: &[Measures]) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for m in groups {
-        let group = if m.group.contains([',', '"', '\n']) {
+        let group = if m.group.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", m.group.replace('"', "\"\""))
         } else {
             m.group.clone()

@@ -37,31 +37,10 @@ pub struct ReferralConfig {
     pub calendar: Calendar,
 }
 
-/// Codings that name a referral.
-const REFERRAL_CODES: &[(&str, &str)] = &[
-    (care::profile::TASK_KIND, "referral"),
-    ("http://snomed.info/sct", "3457005"),
-    ("http://snomed.info/sct", "306206005"),
-    ("http://loinc.org", "57133-1"),
-];
-
-/// Whether the write rule treats a Task as a referral: unless it is coded, and none of its
-/// codings names a referral.
+/// Whether the write rule treats a Task as a referral (`care::referral::is_referral`, the
+/// test the referral register shares).
 pub fn applies(task: &Value) -> bool {
-    let codings: Vec<&Value> = task
-        .pointer("/code/coding")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|c| c.get("system").is_some() && c.get("code").is_some())
-        .collect();
-    codings.is_empty()
-        || codings.iter().any(|c| {
-            REFERRAL_CODES.iter().any(|(system, code)| {
-                c.get("system").and_then(Value::as_str) == Some(*system)
-                    && c.get("code").and_then(Value::as_str) == Some(*code)
-            })
-        })
+    care::referral::is_referral(task)
 }
 
 /// What a write did to a referral, for its Provenance and its messages.
@@ -186,6 +165,26 @@ pub(crate) fn task_written(
         check_reassignment(tx, prev, task, parties, from)?;
         steps.push(Step::Reassigned);
     }
+    if let Some(prev) = previous {
+        let priority = |t: &Value| t.get("priority").cloned();
+        if priority(prev) != priority(task)
+            && (!parties.requester || from.is_some_and(TaskStatus::is_final))
+        {
+            return Err(forbidden(
+                "Task.priority",
+                "only the referring organisation changes a referral's priority, while it is open",
+            ));
+        }
+        if consult_note(prev).is_some()
+            && consult_note(task) != consult_note(prev)
+            && !parties.owner
+        {
+            return Err(forbidden(
+                "Task.output",
+                "only the receiving organisation changes the consult note",
+            ));
+        }
+    }
     let note = consult_note(task);
     if note.is_some() && note != previous.and_then(consult_note) {
         if !parties.owner {
@@ -197,10 +196,7 @@ pub(crate) fn task_written(
         steps.push(Step::Reported);
     }
     let client_business = business_status_of(task);
-    if client_business != previous.and_then(business_status_of)
-        && client_business.is_some()
-        && !parties.owner
-    {
+    if client_business != previous.and_then(business_status_of) && !parties.owner {
         return Err(forbidden(
             "Task.businessStatus",
             "only the receiving organisation sets a referral's business status",
@@ -230,8 +226,20 @@ pub(crate) fn task_written(
     record_steps(tx, ctx, id, version, previous, task, &steps, parties)
 }
 
+/// A referral is not deleted — it is cancelled, or marked entered-in-error, so its trail and
+/// its measures stay — except by those who see everything (an administrator correcting data).
+pub(crate) fn task_deleted(tx: &mut CallerTx, previous: &Value) -> Result<(), ApiError> {
+    if applies(previous) && !tx.view().everything {
+        return Err(conflict(
+            "Task",
+            "a referral is not deleted: cancel it (with a reason), or mark it entered-in-error",
+        ));
+    }
+    Ok(())
+}
+
 /// The referral's references name what exists: the ServiceRequest (of the same patient), the
-/// receiver, and a consult note.
+/// requester, the receiver, and a consult note.
 fn check_references(
     tx: &mut CallerTx,
     previous: Option<&Value>,
@@ -255,6 +263,19 @@ fn check_references(
                 ),
             ));
         }
+    }
+    if previous.is_none()
+        && let Some(requester) = reference(task, "requester")
+        && let Some((rt, rid)) = fhir::json::split_reference(requester)
+        && tx
+            .on_behalf(OnBehalf::Directory)
+            .current(rt, rid, false)?
+            .is_none_or(|s| s.deleted)
+    {
+        return Err(unprocessable(
+            "Task.requester",
+            format!("the requester {requester} does not exist"),
+        ));
     }
     if let Some(owner) = reference(task, "owner")
         && previous.and_then(|p| reference(p, "owner")) != Some(owner)
@@ -308,10 +329,10 @@ fn check_reassignment(
     parties: Parties,
     from: Option<TaskStatus>,
 ) -> Result<(), ApiError> {
-    if from.is_some_and(TaskStatus::is_final) {
+    if !matches!(from, Some(TaskStatus::Requested | TaskStatus::Received)) {
         return Err(conflict(
             "Task.owner",
-            "a referral that has ended is not reassigned",
+            "a referral is reassigned before it is accepted (while requested or received); once accepted, cancel it and refer again",
         ));
     }
     let everything = tx.view().everything;
@@ -405,7 +426,11 @@ fn parties_of(tx: &mut CallerTx, referral: &Value) -> Result<Parties, ApiError> 
 /// What the server keeps in a referral: when it was written, when each milestone is due and
 /// when it was reached (what a client sends for these is replaced).
 fn keep_derived(ctx: &Ctx, previous: Option<&Value>, task: &mut Value, now: i64) {
+    // a draft is not yet sent: its service level runs from when it is requested
+    let sent_now = previous.and_then(status_of) == Some(TaskStatus::Draft)
+        && status_of(task) == Some(TaskStatus::Requested);
     let authored = match previous {
+        _ if sent_now => now,
         Some(p) => p
             .get("authoredOn")
             .and_then(Value::as_str)
@@ -426,7 +451,7 @@ fn keep_derived(ctx: &Ctx, previous: Option<&Value>, task: &mut Value, now: i64)
             .map(str::to_string)
     };
     let due = match previous {
-        Some(p) if priority(p) == priority(task) => Due::of(p),
+        Some(p) if priority(p) == priority(task) && !sent_now => Due::of(p),
         _ => None,
     }
     .unwrap_or_else(|| {
@@ -559,6 +584,14 @@ fn record_steps(
                     );
                 }
             }
+            Step::Moved(_, TaskStatus::Failed) => tell(
+                &requester,
+                "referral-failed",
+                format!("referral-failed:{id}"),
+                format!(
+                    "The receiving service could not complete your referral for {service}; the reason is in Task/{id}."
+                ),
+            ),
             Step::Moved(_, TaskStatus::Completed) => tell(
                 &requester,
                 "referral-closed",
@@ -661,12 +694,14 @@ fn subject_line(kind: &str) -> &'static str {
         "referral-scheduled" => "Referral appointment booked",
         "referral-no-show" => "Referral appointment missed",
         "referral-overdue" => "Referral overdue",
+        "referral-failed" => "Referral could not be completed",
         _ => "Referral update",
     }
 }
 
-/// The name of what a referral asks for: the receiving service's name, the Task's code, or
-/// "a referral".
+/// The name of what a referral asks for, for its messages: the receiving HealthcareService's
+/// name from the directory, else "a service" (never the referral's own words, which may be
+/// clinical).
 fn service_name(tx: &mut CallerTx, task: &Value) -> Result<String, ApiError> {
     if let Some(sid) = reference(task, "owner").and_then(|r| r.strip_prefix("HealthcareService/"))
         && let Some(s) =
@@ -676,12 +711,8 @@ fn service_name(tx: &mut CallerTx, task: &Value) -> Result<String, ApiError> {
     {
         return Ok(name.to_string());
     }
-    Ok(task
-        .pointer("/code/text")
-        .or_else(|| task.pointer("/code/coding/0/display"))
-        .and_then(Value::as_str)
-        .unwrap_or("a service")
-        .to_string())
+    // nothing from the referral itself: its code or text may say what the child has
+    Ok("a service".to_string())
 }
 
 /// A directory resource's e-mail address (`telecom` with system email).
@@ -712,13 +743,6 @@ pub(crate) fn appointment_changed(
     from: Option<AppointmentStatus>,
     appointment: &Value,
 ) -> Result<(), ApiError> {
-    let to = crate::app::appointments::status_of(appointment);
-    let Some(to) = to.filter(|t| Some(*t) != from) else {
-        return Ok(());
-    };
-    let Some(business) = BusinessStatus::for_appointment(to) else {
-        return Ok(());
-    };
     let requests: Vec<String> = appointment
         .get("basedOn")
         .and_then(Value::as_array)
@@ -728,6 +752,45 @@ pub(crate) fn appointment_changed(
         .filter(|r| r.starts_with("ServiceRequest/"))
         .map(str::to_string)
         .collect();
+    if requests.is_empty() {
+        return Ok(());
+    }
+    // the requests it carries out that move referrals: ones the writer may read, for the
+    // appointment's patient (another reference is kept as written and moves nothing — FHIR
+    // does not make a reference name a resource that exists, and a hidden one answers like an
+    // absent one)
+    let patient = crate::app::appointments::participant_refs(appointment)
+        .find(|r| r.starts_with("Patient/"))
+        .map(str::to_string);
+    let mut requests_of_patient = Vec::new();
+    for request in requests {
+        let sid = request.trim_start_matches("ServiceRequest/");
+        let subject = tx
+            .current("ServiceRequest", sid, false)?
+            .filter(|s| !s.deleted)
+            .and_then(|s| {
+                body(&s)
+                    .pointer("/subject/reference")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+        if subject.is_some() && subject == patient {
+            requests_of_patient.push(request);
+        }
+    }
+    let requests = requests_of_patient;
+    let to = crate::app::appointments::status_of(appointment);
+    let Some(to) = to.filter(|t| Some(*t) != from) else {
+        return Ok(());
+    };
+    let Some(business) = BusinessStatus::for_appointment(to) else {
+        return Ok(());
+    };
+    // a visit attended, missed or cancelled is one that was booked before: an appointment
+    // written straight into those states does not move a referral
+    if from.is_none() && business != BusinessStatus::Scheduled {
+        return Ok(());
+    }
     for request in requests {
         let req = crate::app::resources::search_request(
             ctx.registry,
@@ -737,7 +800,10 @@ pub(crate) fn appointment_changed(
         let tasks: Vec<Stored> = tx.on_behalf(OnBehalf::Referrals).search(&req)?.matches;
         for stored in tasks {
             let previous = body(&stored);
-            if !applies(&previous) || status_of(&previous).is_none_or(TaskStatus::is_final) {
+            if !applies(&previous)
+                || status_of(&previous).is_none_or(TaskStatus::is_final)
+                || reference(&previous, "for") != patient.as_deref()
+            {
                 continue;
             }
             let mut task = previous.clone();
@@ -816,11 +882,12 @@ pub fn worklist(tx: &mut CallerTx, ctx: &Ctx, r: WorklistRequest) -> Result<Valu
         .items
         .iter()
         .map(|i| {
-            let state = service_level::sla_state(
-                i.next_due_ms.filter(|_| i.closed_ms.is_none()),
-                now,
-                &ctx.referrals.calendar,
-            );
+            // open with nothing more due (seen, the report awaited): on track
+            let next = match i.closed_ms {
+                Some(_) => None,
+                None => Some(i.next_due_ms.unwrap_or(store::referrals::NOTHING_DUE)),
+            };
+            let state = service_level::sla_state(next, now, &ctx.referrals.calendar);
             let business = i.business_status.as_deref().and_then(BusinessStatus::parse);
             json!({
                 "task": format!("Task/{}", i.task_id),

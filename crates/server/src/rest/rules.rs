@@ -76,7 +76,7 @@ pub const RULES: &[WriteRule] = &[
         before: Some(task_before),
         before_changes: true,
         after: None,
-        deleting: None,
+        deleting: Some(task_deleting),
     },
     WriteRule {
         resource_type: "Encounter",
@@ -229,6 +229,15 @@ fn task_before(
     resource: &mut Value,
 ) -> Result<(), ApiError> {
     crate::app::referrals::task_written(tx, ctx, id, previous, resource)
+}
+
+fn task_deleting(
+    tx: &mut CallerTx,
+    _ctx: &Ctx,
+    _id: &str,
+    previous: &Value,
+) -> Result<(), ApiError> {
+    crate::app::referrals::task_deleted(tx, previous)
 }
 
 fn encounter_after(

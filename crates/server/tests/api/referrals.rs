@@ -1148,3 +1148,166 @@ mod measures {
         super::measures_match_a_synthetic_history(super::Engine::Postgres).await
     }
 }
+
+/// What a review found open, closed: a Task coded as another kind stays off the register; an
+/// Appointment moves only the referrals of a request its writer may read, for its own patient,
+/// and only once it was booked; a referral is not deleted (but by an administrator); the
+/// receiver does not change the priority; reassignment is before acceptance; a draft's service
+/// level starts when it is sent; a failed referral tells the referrer.
+async fn what_the_review_found_stays_closed(engine: Engine) {
+    let w = world(engine).await;
+    let app = &w.app;
+    let open = |client: &reqwest::Client| {
+        let client = client.clone();
+        async move {
+            app.get_as(
+                &client,
+                "/api/worklists/referrals?organization=cc&state=open&_count=200",
+            )
+            .await
+            .json()["count"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    // coded as another kind: stored as sent, not a referral
+    let sr = service_request(app).await;
+    let mut fulfil = referral(&sr, "completed");
+    fulfil["code"] = json!({"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]});
+    let r = send_json(app, w.shore.post(app.url("Task")), &fulfil).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(open(&w.cc).await, 0, "not on the worklist");
+    // $refer with the need as a Coding: the Task is still a referral
+    let refer = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": "Patient/kid"}},
+        {"name": "service", "valueCoding": {"system": "http://snomed.info/sct", "code": "394579002", "display": "Cardiology"}},
+        {"name": "receiver", "valueReference": {"reference": "HealthcareService/cardio"}},
+        {"name": "reason", "valueString": "murmur"},
+        {"name": "requester", "valueReference": {"reference": "PractitionerRole/sp1-role"}}]});
+    let r = send_json(app, w.shore.post(app.url("ServiceRequest/$refer")), &refer).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let made = r.json();
+    assert_eq!(
+        made["entry"][0]["resource"]["code"]["coding"][0]["code"],
+        "394579002"
+    );
+    let task_id = made["entry"][1]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sr_id = made["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(open(&w.cc).await, 1);
+    // an Appointment for another patient's request, or one straight into fulfilled, moves nothing
+    app.upsert(json!({"resourceType": "Patient", "id": "other", "name": [{"family": "Other"}], "managingOrganization": {"reference": "Organization/cc"}}))
+        .await;
+    let appointment = |patient: &str, status: &str| {
+        json!({"resourceType": "Appointment", "status": status,
+            "basedOn": [{"reference": format!("ServiceRequest/{sr_id}")}],
+            "start": "2027-01-05T15:00:00Z", "end": "2027-01-05T15:30:00Z",
+            "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+                            {"actor": {"reference": "HealthcareService/cardio"}, "status": "accepted"}]})
+    };
+    let r = send_json(
+        app,
+        w.cc.post(app.url("Appointment")),
+        &appointment("other", "booked"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = send_json(
+        app,
+        w.cc.post(app.url("Appointment")),
+        &appointment("kid", "fulfilled"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let task = app.get(&format!("Task/{task_id}")).await.json();
+    assert_eq!(
+        task["businessStatus"]["coding"][0]["code"], "2.0",
+        "still created: {task}"
+    );
+    // not deleted, but by an administrator
+    let r = app
+        .send(w.cc.delete(app.url(&format!("Task/{task_id}"))))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    // the receiver does not change the priority
+    let mut urgent = task.clone();
+    urgent.as_object_mut().unwrap().remove("meta");
+    urgent["priority"] = json!("urgent");
+    let r = send_json(app, w.cc.put(app.url(&format!("Task/{task_id}"))), &urgent).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = send_json(
+        app,
+        w.shore.put(app.url(&format!("Task/{task_id}"))),
+        &urgent,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // reassignment is before acceptance
+    let accepted = referral_at(app, "accepted").await;
+    let mut t = app.get(&format!("Task/{accepted}")).await.json();
+    t.as_object_mut().unwrap().remove("meta");
+    t["owner"] = json!({"reference": "HealthcareService/neuro"});
+    t["note"] = json!([{"text": "neurology first"}]);
+    let r = send_json(app, w.cc.put(app.url(&format!("Task/{accepted}"))), &t).await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    // a draft is not on the worklist, and its service level starts when it is sent
+    let sr = service_request(app).await;
+    let r = send_json(app, w.shore.post(app.url("Task")), &referral(&sr, "draft")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let draft = r.json();
+    let before = open(&w.cc).await;
+    w.clock.advance(7 * DAY);
+    let sent = moved(draft.clone(), "requested");
+    let r = send_json(
+        app,
+        w.shore
+            .put(app.url(&format!("Task/{}", draft["id"].as_str().unwrap()))),
+        &sent,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sent = r.json();
+    assert_ne!(
+        sent["authoredOn"], draft["authoredOn"],
+        "restarted when sent"
+    );
+    assert_eq!(open(&w.cc).await, before + 1);
+    // a failed referral tells the referrer
+    let failing = referral_at(app, "in-progress").await;
+    let t = app.get(&format!("Task/{failing}")).await.json();
+    let r = send_json(
+        app,
+        w.cc.put(app.url(&format!("Task/{failing}"))),
+        &moved(t, "failed"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        outbox(app)
+            .await
+            .iter()
+            .any(|m| m.kind == "referral-failed" && m.recipient == "PractitionerRole/sp1-role")
+    );
+    // and a requester that is a patient's relative is refused
+    let sr = service_request(app).await;
+    let mut odd = referral(&sr, "requested");
+    odd["requester"] = json!({"reference": "RelatedPerson/someone"});
+    let r = app.post("Task", &odd).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+}
+
+mod review {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::what_the_review_found_stays_closed(super::Engine::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::what_the_review_found_stays_closed(super::Engine::Postgres).await
+    }
+}

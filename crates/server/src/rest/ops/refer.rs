@@ -337,9 +337,9 @@ fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> 
         "for": {"reference": patient},
         "requester": {"reference": requester},
     });
-    if let Some(c) = &code {
-        task["code"] = c.clone();
-    }
+    // coded a referral, so the referral rules hold whatever the need is coded as (that is on
+    // the ServiceRequest)
+    task["code"] = care::referral::referral_code();
     if let Some(r) = &reason {
         task["reasonCode"] = r.clone();
     }
