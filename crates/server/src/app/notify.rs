@@ -246,7 +246,8 @@ fn recipients(
     Ok(out)
 }
 
-fn email_of(resource: &Value) -> Option<String> {
+/// A resource's e-mail address (its `telecom` with system email).
+pub(crate) fn email_of(resource: &Value) -> Option<String> {
     resource
         .get("telecom")
         .and_then(Value::as_array)

@@ -202,11 +202,14 @@ pub(crate) fn task_written(
             "only the receiving organisation sets a referral's business status",
         ));
     }
-    let business = match (&steps[..], BusinessStatus::for_status(to)) {
-        (_, Some(b)) if from != Some(to) => Some(b),
-        _ if steps.contains(&Step::Reported) => Some(BusinessStatus::FulfillmentCompleted),
-        _ => None,
-    };
+    // the move's business status, else "report sent" when the consult note came
+    let business = BusinessStatus::for_status(to)
+        .filter(|_| from != Some(to))
+        .or_else(|| {
+            steps
+                .contains(&Step::Reported)
+                .then_some(BusinessStatus::FulfillmentCompleted)
+        });
     if let Some(b) = business {
         task["businessStatus"] = b.concept();
     } else if let Some(b) = client_business
@@ -223,7 +226,7 @@ pub(crate) fn task_written(
         .and_then(Value::as_str)
         .and_then(|v| v.parse::<i64>().ok())
         .map_or(1, |v| v + 1);
-    record_steps(tx, ctx, id, version, previous, task, &steps, parties)
+    record_steps(tx, ctx, id, version, task, &steps, parties)
 }
 
 /// A referral is not deleted — it is cancelled, or marked entered-in-error, so its trail and
@@ -474,7 +477,6 @@ fn record_steps(
     ctx: &Ctx,
     id: &str,
     version: i64,
-    previous: Option<&Value>,
     task: &Value,
     steps: &[Step],
     parties: Parties,
@@ -628,39 +630,69 @@ fn record_steps(
             _ => {}
         }
     }
-    let _ = previous;
     for (recipient, kind, event, words) in messages {
-        let communication_id = tx.new_id();
-        let email = email_of(tx, &recipient)?;
-        let message = NewMessage {
-            id: tx.new_id(),
-            event_key: event,
-            recipient: recipient.clone(),
-            kind: kind.clone(),
-            channel: "message".into(),
-            target: None,
-            communication_id: Some(communication_id.clone()),
-            payload:
-                json!({"email": email, "subject": subject_line(&kind), "text": words, "task": id})
-                    .to_string(),
-            due_ms: now,
-        };
-        if !tx.on_behalf(OnBehalf::Notifications).outbox_add(&message)? {
-            continue;
-        }
-        let mut communication = json!({
-            "resourceType": "Communication",
-            "status": "preparation",
-            "category": [{"coding": [{"system": care::profile::NOTIFICATION, "code": kind}]}],
-            "subject": {"reference": format!("Patient/{patient}")},
-            "about": [{"reference": format!("Task/{id}")}],
-            "recipient": [{"reference": recipient}],
-            "payload": [{"contentString": words}],
-        });
-        if let Some(s) = &security {
-            communication["meta"] = json!({"security": s});
-        }
-        resources.push((communication_id, "Communication", communication));
+        resources.extend(message(tx, id, task, &recipient, &kind, event, words, now)?);
+    }
+    store_written(tx, ctx, resources, &patient)
+}
+
+/// One message about referral `task_id` to `recipient` (nothing clinical: `words` name the
+/// service and the referral): its outbox row, once per event and recipient, and — when the row
+/// is new — the Communication recording it, to be stored by [`store_written`].
+#[allow(clippy::too_many_arguments)]
+fn message(
+    tx: &mut CallerTx,
+    task_id: &str,
+    task: &Value,
+    recipient: &str,
+    kind: &str,
+    event_key: String,
+    words: String,
+    now: i64,
+) -> Result<Option<(String, &'static str, Value)>, ApiError> {
+    let communication_id = tx.new_id();
+    let email = email_of(tx, recipient)?;
+    let row = NewMessage {
+        id: tx.new_id(),
+        event_key,
+        recipient: recipient.to_string(),
+        kind: kind.to_string(),
+        channel: "message".into(),
+        target: None,
+        communication_id: Some(communication_id.clone()),
+        payload:
+            json!({"email": email, "subject": subject_line(kind), "text": words, "task": task_id})
+                .to_string(),
+        due_ms: now,
+    };
+    if !tx.on_behalf(OnBehalf::Notifications).outbox_add(&row)? {
+        return Ok(None); // this recipient already has this event's message
+    }
+    let mut communication = json!({
+        "resourceType": "Communication",
+        "status": "preparation",
+        "category": [{"coding": [{"system": care::profile::NOTIFICATION, "code": kind}]}],
+        "subject": task.get("for").cloned().unwrap_or(Value::Null),
+        "about": [{"reference": format!("Task/{task_id}")}],
+        "recipient": [{"reference": recipient}],
+        "payload": [{"contentString": words}],
+    });
+    if let Some(s) = task.pointer("/meta/security") {
+        communication["meta"] = json!({"security": s});
+    }
+    Ok(Some((communication_id, "Communication", communication)))
+}
+
+/// Stores what a referral step wrote on the alliance's behalf (Provenance, Communications),
+/// together, and records each in the request's trail.
+fn store_written(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    mut resources: Vec<(String, &'static str, Value)>,
+    patient: &str,
+) -> Result<(), ApiError> {
+    if resources.is_empty() {
+        return Ok(());
     }
     let indexes: Vec<Vec<fhir::search::IndexEntry>> = resources
         .iter()
@@ -677,8 +709,9 @@ fn record_steps(
         })
         .collect();
     tx.on_behalf(OnBehalf::Referrals).create_many(&mut items)?;
+    let patients = [patient.to_string()];
     for (rid, rt, _) in &resources {
-        tx.trail.add(rt, rid, std::slice::from_ref(&patient));
+        tx.trail.add(rt, rid, &patients);
     }
     Ok(())
 }
@@ -723,14 +756,7 @@ fn email_of(tx: &mut CallerTx, reference: &str) -> Result<Option<String>, ApiErr
     let found = tx
         .on_behalf(OnBehalf::Notifications)
         .current(rt, id, false)?;
-    Ok(found.map(|s| body(&s)).and_then(|r| {
-        r.get("telecom")?
-            .as_array()?
-            .iter()
-            .find(|t| t.get("system").and_then(Value::as_str) == Some("email"))
-            .and_then(|t| t.get("value").and_then(Value::as_str))
-            .map(str::to_string)
-    }))
+    Ok(found.and_then(|s| crate::app::notify::email_of(&body(&s))))
 }
 
 /// An Appointment `basedOn` a referral's ServiceRequest changed status: the open referrals of
@@ -821,7 +847,6 @@ pub(crate) fn appointment_changed(
                 ctx,
                 &stored.id,
                 stored.version + 1,
-                Some(&previous),
                 &task,
                 &steps,
                 Parties::BOTH,
@@ -969,10 +994,12 @@ pub async fn mark_service_levels(app: &App) -> Result<Option<String>, ApiError> 
             tx.on_behalf(OnBehalf::Referrals)
                 .mark_referral(task_id, "at-risk", *due)?;
         }
-        let overdue = tx
-            .on_behalf(OnBehalf::Referrals)
-            .referrals_to_mark(i64::MIN / 4, now - 1, "overdue", 1000)?;
-        let mut resources: Vec<(String, Value)> = Vec::new();
+        let overdue = tx.on_behalf(OnBehalf::Referrals).referrals_to_mark(
+            i64::MIN / 4,
+            now - 1,
+            "overdue",
+            1000,
+        )?;
         for (task_id, _, due) in &overdue {
             tx.on_behalf(OnBehalf::Referrals)
                 .mark_referral(task_id, "overdue", *due)?;
@@ -991,52 +1018,22 @@ pub async fn mark_service_levels(app: &App) -> Result<Option<String>, ApiError> 
                 "A referral for {service} is overdue (its next step was due {}): Task/{task_id}.",
                 fhir::primitive::format_instant(*due)
             );
-            let communication_id = tx.new_id();
-            let email = email_of(tx, &owner)?;
-            let message = NewMessage {
-                id: tx.new_id(),
-                event_key: format!("referral-overdue:{task_id}:{due}"),
-                recipient: owner.clone(),
-                kind: "referral-overdue".into(),
-                channel: "message".into(),
-                target: None,
-                communication_id: Some(communication_id.clone()),
-                payload: json!({"email": email, "subject": subject_line("referral-overdue"), "text": words, "task": task_id}).to_string(),
-                due_ms: now,
-            };
-            if tx.on_behalf(OnBehalf::Notifications).outbox_add(&message)? {
-                let mut c = json!({
-                    "resourceType": "Communication",
-                    "status": "preparation",
-                    "category": [{"coding": [{"system": care::profile::NOTIFICATION, "code": "referral-overdue"}]}],
-                    "subject": task.get("for").cloned().unwrap_or(Value::Null),
-                    "about": [{"reference": format!("Task/{task_id}")}],
-                    "recipient": [{"reference": owner}],
-                    "payload": [{"contentString": words}],
-                });
-                if let Some(s) = task.pointer("/meta/security") {
-                    c["meta"] = json!({"security": s});
-                }
-                resources.push((communication_id, c));
-            }
-        }
-        if !resources.is_empty() {
-            let indexes: Vec<Vec<fhir::search::IndexEntry>> = resources
-                .iter()
-                .map(|(_, r)| extract(ctx.registry, r))
-                .collect();
-            let mut items: Vec<store::NewResource> = resources
-                .iter_mut()
-                .zip(&indexes)
-                .map(|((rid, r), index)| store::NewResource {
-                    resource_type: "Communication",
-                    id: rid.clone(),
-                    resource: r,
-                    index,
-                })
-                .collect();
-            tx.on_behalf(OnBehalf::Notifications)
-                .create_many(&mut items)?;
+            let patient = reference(&task, "for")
+                .and_then(|r| r.strip_prefix("Patient/"))
+                .unwrap_or("")
+                .to_string();
+            let event = format!("referral-overdue:{task_id}:{due}");
+            let written = message(
+                tx,
+                task_id,
+                &task,
+                &owner,
+                "referral-overdue",
+                event,
+                words,
+                now,
+            )?;
+            store_written(tx, ctx, written.into_iter().collect(), &patient)?;
         }
         let described = (!at_risk.is_empty() || !overdue.is_empty()).then(|| {
             format!(

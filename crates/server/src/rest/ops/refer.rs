@@ -155,33 +155,30 @@ fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> 
             }
         },
     };
-    let priority = match one("priority")? {
-        None => "routine".to_string(),
-        Some(p) => {
-            let v = p
-                .get("valueCode")
+    // a code parameter, as valueCode or valueString
+    let code_of = |name: &str| -> Result<Option<&str>, ApiError> {
+        Ok(one(name)?.map(|p| {
+            p.get("valueCode")
                 .or_else(|| p.get("valueString"))
                 .and_then(Value::as_str)
-                .unwrap_or("");
-            care::referral::Priority::parse(v)
-                .ok_or_else(|| {
-                    bad(
-                        "priority",
-                        format!("'{v}' is not a priority (routine, urgent, asap, stat)"),
-                    )
-                })?
-                .code()
-                .to_string()
-        }
+                .unwrap_or("")
+        }))
     };
-    let status = match one("status")? {
+    let priority = match code_of("priority")? {
+        None => "routine".to_string(),
+        Some(v) => care::referral::Priority::parse(v)
+            .ok_or_else(|| {
+                bad(
+                    "priority",
+                    format!("'{v}' is not a priority (routine, urgent, asap, stat)"),
+                )
+            })?
+            .code()
+            .to_string(),
+    };
+    let status = match code_of("status")? {
         None => "requested".to_string(),
-        Some(p) => {
-            let v = p
-                .get("valueCode")
-                .or_else(|| p.get("valueString"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+        Some(v) => {
             if !matches!(v, "draft" | "requested") {
                 return Err(bad(
                     "status",
