@@ -197,6 +197,39 @@ pub fn transition(from: AppointmentStatus, to: AppointmentStatus) -> Result<(), 
     }
 }
 
+/// What a family member (a patient, a proxy) may do to an appointment by writing it (the
+/// access policy has already said they act for its patient): ask for an earlier slot (create a
+/// `waitlist` request) and cancel one that is proposed, pending, booked or waiting
+/// (`content_changed`: whether anything but the status and the reason changes — nothing may).
+/// Booking a slot and accepting an offer go through `$hold`/`$book`; a deletion, a visit's
+/// outcome and every other change are the care team's.
+pub fn family_change(
+    from: Option<AppointmentStatus>,
+    to: Option<AppointmentStatus>,
+    content_changed: bool,
+) -> Result<(), String> {
+    use AppointmentStatus::*;
+    match (from, to) {
+        (None, Some(Waitlist)) => Ok(()),
+        (None, _) => Err(
+            "a patient or family member asks for an appointment with a waitlist request, or books a free slot with $book"
+                .into(),
+        ),
+        (Some(_), None) => Err("an appointment is cancelled, not deleted".into()),
+        (Some(f), Some(_)) if content_changed => Err(format!(
+            "a patient or family member may only cancel this {} appointment, not change it",
+            f.code()
+        )),
+        (Some(f), Some(t)) if f == t => Ok(()),
+        (Some(Proposed | Pending | Booked | Waitlist), Some(Cancelled)) => Ok(()),
+        (Some(f), Some(t)) => Err(format!(
+            "a patient or family member may cancel an appointment, not set a {} one to {} (that is the care team's)",
+            f.code(),
+            t.code()
+        )),
+    }
+}
+
 /// Checks a Slot status change (staying is not a change); the error names the allowed ones.
 pub fn slot_transition(from: SlotStatus, to: SlotStatus) -> Result<(), String> {
     if from == to || from.next().contains(&to) {
@@ -334,6 +367,34 @@ pub fn may_see_join_link(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn families_ask_and_cancel_and_nothing_else() {
+        use AppointmentStatus::*;
+        assert!(family_change(None, Some(Waitlist), false).is_ok());
+        for to in AppointmentStatus::ALL
+            .into_iter()
+            .filter(|s| *s != Waitlist)
+        {
+            assert!(
+                family_change(None, Some(to), false).is_err(),
+                "create {to:?}"
+            );
+        }
+        for from in AppointmentStatus::ALL {
+            for to in AppointmentStatus::ALL {
+                let allowed = from == to
+                    || to == Cancelled && matches!(from, Proposed | Pending | Booked | Waitlist);
+                assert_eq!(
+                    family_change(Some(from), Some(to), false).is_ok(),
+                    allowed,
+                    "{from:?} -> {to:?}"
+                );
+                assert!(family_change(Some(from), Some(to), true).is_err());
+            }
+            assert!(family_change(Some(from), None, false).is_err());
+        }
+    }
+
     use super::AppointmentStatus::*;
     use super::*;
 

@@ -7,10 +7,11 @@ pub mod scopes;
 
 pub use age::{BirthDate, age_on};
 pub use policy::{
-    AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision, Grant,
-    Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role, Subject, audit_view,
-    break_glass_reason_ok, decide, decide_break_glass, decide_identity_review,
-    decide_identity_review_with, decide_organization_reports, decide_with, permits, view,
+    AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision,
+    FAMILY_WRITE_TYPES, Grant, Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role,
+    Subject, audit_view, break_glass_reason_ok, decide, decide_break_glass, decide_identity_review,
+    decide_identity_review_with, decide_organization_reports, decide_with, is_family, permits,
+    view,
 };
 pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
 

@@ -322,6 +322,11 @@ pub struct AccessView {
     /// Labels hidden for one patient (Consent deny with labels).
     pub withheld: Vec<(String, Vec<String>)>,
     pub audit: AuditAccess,
+    /// The patients a family member acts for on scheduling (book, cancel, the waitlist): a
+    /// proxy's children while the proxy right lasts (to 18, or by guardianship), a patient's
+    /// own record from [`PolicyConfig::patient_self_from`]. A Consent that lets a parent
+    /// *see* an adult's record does not let them act for the adult.
+    pub acts_for: Vec<String>,
 }
 
 impl AccessView {
@@ -335,6 +340,7 @@ impl AccessView {
             denied_patients: Vec::new(),
             withheld: Vec::new(),
             audit: AuditAccess::None,
+            acts_for: Vec::new(),
         }
     }
 
@@ -465,6 +471,7 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
         let old_enough = birth.is_none_or(|b| age_on(b, ctx.now_ms) >= config.patient_self_from);
         if old_enough {
             v.grant(pid, Level::Full, false);
+            v.acts_for.push(pid.clone());
             v.audit = match std::mem::replace(&mut v.audit, AuditAccess::None) {
                 AuditAccess::All => AuditAccess::All,
                 AuditAccess::Patients(mut ids) => {
@@ -487,6 +494,7 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
             };
             if let Some(level) = level {
                 v.grant(&link.patient_id, level, false);
+                v.acts_for.push(link.patient_id.clone());
             }
         }
     }
@@ -513,6 +521,8 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
     }
     v.denied_patients.sort();
     v.denied_patients.dedup();
+    v.acts_for.sort();
+    v.acts_for.dedup();
     v
 }
 
@@ -645,7 +655,7 @@ pub fn decide_with(
     }
     let writer = subject.grants.iter().any(|g| g.role.cares());
     if !writer {
-        return Decision::Deny("this role may read but not change records".into());
+        return decide_family_write(v, subject, action, facts);
     }
     if DIRECTORY_TYPES.contains(&facts.resource_type.as_str()) {
         return if subject.has(Role::Coordinator) {
@@ -663,6 +673,61 @@ pub fn decide_with(
             return Decision::Deny(format!(
                 "this resource also concerns Patient/{p}, whose record the caller may not change ({why})"
             ));
+        }
+    }
+    Decision::Permit
+}
+
+/// The resource types a family member (a patient, a proxy) writes: appointments — booking,
+/// cancelling, asking for an earlier slot, accepting a waitlist offer. Which changes of an
+/// Appointment a family member may make is the booking rule's
+/// (`care::booking::family_change`).
+pub const FAMILY_WRITE_TYPES: &[&str] = &["Appointment"];
+
+/// Whether the caller writes as a family member (a patient or a proxy, caring for no one).
+pub fn is_family(subject: &Subject) -> bool {
+    !subject.grants.iter().any(|g| g.role.cares())
+        && !subject.unrestricted()
+        && (subject.has(Role::Patient) || subject.has(Role::Proxy))
+}
+
+/// A write by a caller who cares for no one: a family member may create and update the
+/// appointments of each patient they act for ([`AccessView::acts_for`]) and may see (a
+/// 12–17-year-old's sensitive appointment stays theirs alone); nothing else, and never a
+/// deletion.
+fn decide_family_write(
+    v: &AccessView,
+    subject: &Subject,
+    action: Action,
+    facts: &ResourceFacts,
+) -> Decision {
+    let family = is_family(subject);
+    if !family || !FAMILY_WRITE_TYPES.contains(&facts.resource_type.as_str()) {
+        return Decision::Deny(if family {
+            format!(
+                "a patient or family member may book, cancel and ask for appointments, not change a {}",
+                facts.resource_type
+            )
+        } else {
+            "this role may read but not change records".into()
+        });
+    }
+    if action == Action::Delete {
+        return Decision::Deny(
+            "an appointment is cancelled, not deleted (set its status to cancelled)".into(),
+        );
+    }
+    if facts.patients.is_empty() {
+        return Decision::Deny("this appointment names no patient".into());
+    }
+    for p in &facts.patients {
+        if !v.acts_for.contains(p) {
+            return Decision::Deny(format!(
+                "the caller does not act for Patient/{p} (a parent acts for a child until 18, a young person for themselves from 12)"
+            ));
+        }
+        if let Decision::Deny(why) = permits(v, &facts.for_patient(p)) {
+            return Decision::Deny(why);
         }
     }
     Decision::Permit

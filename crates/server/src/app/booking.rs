@@ -133,8 +133,9 @@ fn write_slot(
     }
     slot["status"] = json!(status.code());
     let index = extract(fhir::search::registry(), &slot);
-    tx.update(prev, &mut slot, &index)?
-        .map_err(|r| ApiError::refused(r, "Slot", &prev.id))?;
+    // the slot follows the appointment, whose write was decided for the caller
+    tx.on_behalf(store::OnBehalf::Slots)
+        .update(prev, &mut slot, &index)?;
     Ok(())
 }
 
@@ -442,6 +443,14 @@ pub(crate) fn appointment_written(
     if let (Some(from), Some(to)) = (from, to) {
         transition(from, to).map_err(|f| conflict(f.to_string()).at("Appointment.status"))?;
     }
+    if care::access::is_family(&tx.caller().subject) {
+        let changed = match (previous, new.as_deref()) {
+            (Some(p), Some(n)) => family_fields(p) != family_fields(n),
+            _ => false,
+        };
+        care::booking::family_change(from, to, changed)
+            .map_err(|why| ApiError::new(403, IssueType::Forbidden, why))?;
+    }
     if to == Some(AppointmentStatus::Waitlist)
         && from != Some(AppointmentStatus::Waitlist)
         && let Some(a) = new.as_deref_mut()
@@ -505,6 +514,26 @@ pub(crate) fn appointment_written(
         crate::app::referrals::appointment_changed(tx, ctx, from, appointment)?;
     }
     Ok(())
+}
+
+/// An appointment without what a family's cancellation may change (status, reason, and what
+/// the server keeps: meta, the join link and offer extensions, `created`).
+fn family_fields(appointment: &Value) -> Value {
+    let mut a = appointment.clone();
+    if let Value::Object(o) = &mut a {
+        for k in [
+            "status",
+            "cancelationReason",
+            "meta",
+            "extension",
+            "created",
+            "id",
+            "text",
+        ] {
+            o.remove(k);
+        }
+    }
+    a
 }
 
 /// The modality (`valueCode`) of the schedule a stored slot belongs to.

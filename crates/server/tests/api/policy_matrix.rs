@@ -84,6 +84,21 @@ fn resource(rt: &str, id: &str, patient: &str, label: &str) -> Value {
         "ServiceRequest" => {
             json!({"resourceType": "ServiceRequest", "id": id, "status": "active", "intent": "order", "subject": {"reference": format!("Patient/{patient}")}, "requester": {"reference": "Organization/cc"}})
         }
+        "Appointment" => {
+            // a family's request for an earlier slot
+            json!({"resourceType": "Appointment", "id": id, "status": "waitlist",
+                "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
+                                {"actor": {"reference": "HealthcareService/matrix-service"}, "status": "needs-action"}]})
+        }
+        "Encounter" => {
+            json!({"resourceType": "Encounter", "id": id, "status": "in-progress",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "subject": {"reference": format!("Patient/{patient}")}, "serviceProvider": {"reference": "Organization/cc"}})
+        }
+        "Slot" => {
+            json!({"resourceType": "Slot", "id": id, "status": "free", "schedule": {"reference": "Schedule/matrix"},
+                "start": "2030-01-07T14:00:00Z", "end": "2030-01-07T14:30:00Z"})
+        }
         "Organization" => {
             json!({"resourceType": "Organization", "id": id, "name": "Matrix clinic"})
         }
@@ -321,6 +336,10 @@ async fn play(app: &TestApp, i: usize, row: &Row<'_>) -> bool {
             body = with_labels(body, row.label);
             if base_type == "Condition" {
                 body["note"] = json!([{"text": "updated"}]);
+            }
+            if base_type == "Appointment" {
+                // what a family does to an appointment: cancel it
+                body["status"] = json!("cancelled");
             }
             let r = app
                 .send(

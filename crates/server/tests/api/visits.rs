@@ -414,6 +414,184 @@ async fn the_waitlist_offers_freed_slots_in_order(app: TestApp) {
     );
 }
 
+/// Families act on appointments (product C8): a parent books a child's slot, asks for an
+/// earlier one, accepts the offer and cancels — for a child they act for, and nothing else; a
+/// young person from 12 does the same for themselves.
+async fn families_book_cancel_and_accept_offers(app: TestApp) {
+    world(&app).await;
+    let now = now_ms();
+    let first = slot(&app, "f-first", "vsch-site", now + 2 * 24 * HOUR).await;
+    let later = slot(&app, "f-later", "vsch-site", now + 9 * 24 * HOUR).await;
+    let other = slot(&app, "f-other", "vsch-site", now + 3 * 24 * HOUR).await;
+    let (child, parent) = family(&app, "2017-06-01").await;
+    let (stranger, _) = family(&app, "2016-06-01").await;
+    let mom = app.client_with(
+        &app.token_for(
+            "user/*.cruds",
+            &["proxy"],
+            &[&format!("RelatedPerson/{parent}")],
+        )
+        .await,
+    );
+    // the parent books the later slot for the child
+    let r = app
+        .send(
+            mom.post(app.url("Appointment/$book"))
+                .header("Content-Type", "application/fhir+json")
+                .body(book_params(&later, Some(&child), None).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let booked = r.json()["entry"][0]["resource"].clone();
+    let booked_id = booked["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.get(&format!("Slot/{later}")).await.json()["status"],
+        "busy"
+    );
+    // not for another family's child
+    let r = app
+        .send(
+            mom.post(app.url("Appointment/$book"))
+                .header("Content-Type", "application/fhir+json")
+                .body(book_params(&other, Some(&stranger), None).to_string()),
+        )
+        .await;
+    assert!(matches!(r.status, 403 | 400), "{}", r.text);
+    assert_eq!(
+        app.get(&format!("Slot/{other}")).await.json()["status"],
+        "free"
+    );
+    // a booked appointment is not written straight in, nor is a visit's outcome set
+    let put = |body: Value, path: String| {
+        mom.put(app.url(&path))
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+    };
+    let r = app
+        .send(mom.post(app.url("Appointment")).header("Content-Type", "application/fhir+json")
+            .body(json!({"resourceType": "Appointment", "status": "booked",
+                "slot": [{"reference": format!("Slot/{other}")}],
+                "participant": [{"actor": {"reference": format!("Patient/{child}")}, "status": "accepted"}]}).to_string()))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let mut fulfilled = booked.clone();
+    fulfilled["status"] = json!("arrived");
+    let r = app
+        .send(put(fulfilled, format!("Appointment/{booked_id}")))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let mut moved = booked.clone();
+    moved["start"] = json!(at(now));
+    moved["status"] = json!("cancelled");
+    let r = app
+        .send(put(moved, format!("Appointment/{booked_id}")))
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "a cancellation changes nothing else: {}",
+        r.text
+    );
+    assert!(r.text.contains("only cancel"), "{}", r.text);
+    let r = app
+        .send(mom.delete(app.url(&format!("Appointment/{booked_id}"))))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    // the parent asks for an earlier slot; another family gives up the first one; the offer
+    // is the child's, and the parent accepts it: the later appointment is cancelled
+    let r = app
+        .send(
+            mom.post(app.url("Appointment"))
+                .header("Content-Type", "application/fhir+json")
+                .body(
+                    json!({"resourceType": "Appointment", "status": "waitlist",
+                "participant": [
+                    {"actor": {"reference": format!("Patient/{child}")}, "status": "accepted"},
+                    {"actor": {"reference": "HealthcareService/vsvc"}, "status": "needs-action"}],
+                "requestedPeriod": [{"end": at(now + 5 * 24 * HOUR)}],
+                "supportingInformation": [{"reference": format!("Appointment/{booked_id}")}]})
+                    .to_string(),
+                ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let wait = r.json()["id"].as_str().unwrap().to_string();
+    let theirs = book(&app, &first, &stranger).await;
+    let mut cancel = theirs.clone();
+    cancel["status"] = json!("cancelled");
+    let r = app
+        .put(
+            &format!("Appointment/{}", theirs["id"].as_str().unwrap()),
+            &cancel,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let offer = app
+        .get_as(&mom, &format!("Appointment/{wait}"))
+        .await
+        .json();
+    assert_eq!(offer["status"], "pending", "{offer}");
+    let r = app
+        .send(
+            mom.post(app.url("Appointment/$book"))
+                .header("Content-Type", "application/fhir+json")
+                .body(book_params(&first, None, Some(&wait)).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["entry"][0]["resource"]["status"], "booked");
+    assert_eq!(
+        app.get(&format!("Appointment/{booked_id}")).await.json()["status"],
+        "cancelled",
+        "the appointment the offer replaces"
+    );
+    assert_eq!(
+        app.get(&format!("Slot/{later}")).await.json()["status"],
+        "free"
+    );
+    // and cancels the new one: its slot is free again
+    let mut cancel = app
+        .get_as(&mom, &format!("Appointment/{wait}"))
+        .await
+        .json();
+    cancel["status"] = json!("cancelled");
+    cancel["cancelationReason"] = json!({"text": "we are away that week"});
+    let r = app.send(put(cancel, format!("Appointment/{wait}"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        app.get(&format!("Slot/{first}")).await.json()["status"],
+        "free"
+    );
+    // the AuditEvents name the parent
+    let audit = app.get("AuditEvent?_count=200&action=U").await.text;
+    assert!(
+        audit.contains(&format!("RelatedPerson/{parent}")),
+        "{audit}"
+    );
+    // a young person of 12 or more books for themselves; a younger one cannot
+    for (birth, may) in [("2010-01-01", true), ("2020-01-01", false)] {
+        let (kid, _) = family(&app, birth).await;
+        let me = app.client_with(
+            &app.token_for("user/*.cruds", &["patient"], &[&format!("Patient/{kid}")])
+                .await,
+        );
+        let free = slot(
+            &app,
+            &format!("f-self-{}", &birth[..4]),
+            "vsch-site",
+            now + 4 * 24 * HOUR,
+        )
+        .await;
+        let r = app
+            .send(
+                me.post(app.url("Appointment/$book"))
+                    .header("Content-Type", "application/fhir+json")
+                    .body(book_params(&free, Some(&kid), None).to_string()),
+            )
+            .await;
+        assert_eq!(r.status == 200, may, "{birth}: {} {}", r.status, r.text);
+    }
+}
+
 /// A lapsed hold reads as free to `$find` before the sweeper has run.
 async fn lapsed_holds_read_as_free(app: TestApp) {
     world(&app).await;
@@ -894,6 +1072,7 @@ async fn subscriptions_notify_rest_hooks_with_ids_only(app: TestApp) {
 both_engines!(
     video_visits_have_join_links_for_the_family_only,
     the_waitlist_offers_freed_slots_in_order,
+    families_book_cancel_and_accept_offers,
     lapsed_holds_read_as_free,
     messages_to_proxies_obey_the_access_policy,
     smtp_transport_mails_the_recipient,

@@ -133,6 +133,9 @@ pub enum OnBehalf {
     /// Keeping a referral in step: the Provenance of each step, the business status an
     /// appointment sets, the service-level marks.
     Referrals,
+    /// Keeping a Slot in step with the Appointment that takes or gives it up (the Appointment's
+    /// write is what is decided: a family books a child's visit without keeping the directory).
+    Slots,
 }
 
 impl OnBehalf {
@@ -148,6 +151,7 @@ impl OnBehalf {
             OnBehalf::VideoRooms => "video-rooms",
             OnBehalf::BreakGlass => "break-glass",
             OnBehalf::Referrals => "referrals",
+            OnBehalf::Slots => "slots",
         }
     }
 }
