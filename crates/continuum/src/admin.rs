@@ -480,3 +480,95 @@ pub fn ensure_admin(store: &Store, admin_password: Option<&str>) -> Result<()> {
     eprintln!("  or restart with CONTINUUM_ADMIN_PASSWORD set.");
     Ok(())
 }
+
+/// The demo's console users, one per kind of person the console serves: (user name, roles,
+/// FHIR user, who they are).
+pub const DEMO_USERS: &[(&str, &[&str], Option<&str>, &str)] = &[
+    (
+        "coordinator",
+        &["coordinator@cc"],
+        None,
+        "referral coordinator, Connecticut Children's",
+    ),
+    (
+        "hhc-coordinator",
+        &["coordinator@hhc"],
+        None,
+        "referral coordinator, Hartford HealthCare",
+    ),
+    (
+        "pediatrician",
+        &["referring-clinician@shoreline-peds"],
+        None,
+        "community pediatrician, Shoreline Pediatrics",
+    ),
+    (
+        "parent",
+        &["proxy"],
+        Some("RelatedPerson/demo-nora-mother"),
+        "Elena Reyes, mother of Nora (15)",
+    ),
+    (
+        "nora",
+        &["patient"],
+        Some("Patient/demo-nora"),
+        "Nora Reyes, 15, her own record",
+    ),
+    (
+        "demo-admin",
+        &["alliance-admin"],
+        None,
+        "alliance administrator",
+    ),
+];
+
+/// Creates the demo's console users once, each with a generated password; returns the lines
+/// of the file that keeps them (`name password  who`), read again at every start.
+pub fn ensure_demo_users(store: &Store, path: &std::path::Path) -> Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing);
+    }
+    let mut lines = String::new();
+    for (name, roles, fhir_user, who) in DEMO_USERS {
+        let grants = roles
+            .iter()
+            .map(|r| parse_grant(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let password = random_token(12);
+        let record = UserRecord {
+            id: uuid_like(),
+            username: name.to_string(),
+            password_hash: hash_secret(&password),
+            display_name: Some(who.to_string()),
+            grants,
+            fhir_users: fhir_user.iter().map(|f| f.to_string()).collect(),
+            disabled: false,
+            failed_logins: 0,
+            locked_until: None,
+        };
+        let username = name.to_string();
+        let p = password.clone();
+        let saved = store.write_blocking(move |tx| {
+            match tx.user_by_name(&username)? {
+                // an account of that name from before: its password is set to the new one
+                Some(_) => tx
+                    .set_user_password(&username, &hash_secret(&p))
+                    .map(|_| ()),
+                None => tx.insert_user(&record),
+            }
+        });
+        saved.with_context(|| format!("cannot create the demo user {name}"))?;
+        lines.push_str(&format!("{name:<16} {password}  {who}\n"));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::write(path, &lines).with_context(|| format!("cannot write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).ok();
+    }
+    Ok(lines)
+}

@@ -188,11 +188,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve { demo, .. } => {
             let store = open_store(&config, true)?;
             crate::admin::ensure_admin(&store, config.admin_password.as_ref().map(|s| s.expose()))?;
+            let mut users = None;
             if demo {
                 runtime.block_on(load_demo(&config, &store))?;
                 ensure_demo_client(&config, &store)?;
+                users = Some(ensure_demo_users(&config, &store)?);
             }
-            runtime.block_on(serve(config, store))
+            runtime.block_on(serve(config, store, users))
         }
         Command::Demo {
             command: DemoCommand::Load,
@@ -359,19 +361,31 @@ fn ensure_demo_client(config: &Config, store: &Store) -> Result<()> {
     Ok(())
 }
 
+/// Creates the demo's console users once (their passwords generated and kept, readable by the
+/// owner only, beside the demo client's file); returns the file's lines to print at start.
+fn ensure_demo_users(config: &Config, store: &Store) -> Result<(PathBuf, String)> {
+    let path = demo_file(config, "demo-users");
+    let lines = crate::admin::ensure_demo_users(store, &path)?;
+    Ok((path, lines))
+}
+
 /// Where the demo client's `id:secret` is kept: beside the SQLite file, or in the working
 /// directory for PostgreSQL.
 fn demo_credentials_path(config: &Config) -> PathBuf {
+    demo_file(config, "demo-client")
+}
+
+fn demo_file(config: &Config, name: &str) -> PathBuf {
     match DatabaseUrl::parse(config.database.expose()) {
         Ok(DatabaseUrl::Sqlite(p)) => p
             .parent()
-            .map(|d| d.join("demo-client"))
-            .unwrap_or_else(|| PathBuf::from("demo-client")),
-        _ => PathBuf::from("continuum-demo-client"),
+            .map(|d| d.join(name))
+            .unwrap_or_else(|| PathBuf::from(name)),
+        _ => PathBuf::from(format!("continuum-{name}")),
     }
 }
 
-async fn serve(config: Config, store: Store) -> Result<()> {
+async fn serve(config: Config, store: Store, demo_users: Option<(PathBuf, String)>) -> Result<()> {
     let server_config = server::ServerConfig {
         listen: config.listen,
         public_base_url: config.public_base_url.clone(),
@@ -420,6 +434,18 @@ async fn serve(config: Config, store: Store) -> Result<()> {
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()
     );
+    eprintln!("The console: open http://{addr}/ in a browser and sign in.");
+    if let Some((path, users)) = &demo_users {
+        eprintln!(
+            "Demo users (user name, password, who; kept in {}):\n{}",
+            path.display(),
+            users
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     server::serve(listener, app, shutdown_signal())
         .await
         .context("server failed")?;

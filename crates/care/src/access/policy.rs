@@ -853,6 +853,16 @@ pub fn decide_organization_reports(
     }
 }
 
+/// The console's accounts (users and API clients): listed and enabled or disabled by alliance
+/// administrators only.
+pub fn decide_accounts(subject: &Subject) -> Decision {
+    if subject.has(Role::AllianceAdmin) {
+        Decision::Permit
+    } else {
+        Decision::Deny("accounts and API clients are managed by alliance administrators".into())
+    }
+}
+
 /// The fewest characters a break-the-glass reason may have.
 pub const BREAK_GLASS_REASON_MIN: usize = 10;
 

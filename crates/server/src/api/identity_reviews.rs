@@ -143,7 +143,7 @@ fn entry(tx: &mut CallerTx, pair: &store::IdentityPair) -> Result<Value, ApiErro
 }
 
 /// `GET /api/identity/reviews?state=pending|linked|rejected|unlinked` (oldest first, 200).
-fn reviews(tx: &mut CallerTx, state: &str) -> Result<Value, ApiError> {
+pub(crate) fn reviews(tx: &mut CallerTx, state: &str) -> Result<Value, ApiError> {
     may_review(tx, false)?;
     // a coordinator sees the pairs of patients both of whom their organisation cares for
     let orgs = (!tx.view().everything).then(|| tx.caller().subject.care_organizations());
@@ -161,7 +161,7 @@ fn reviews(tx: &mut CallerTx, state: &str) -> Result<Value, ApiError> {
 
 /// `POST /api/identity/reviews/{id}/accept|reject|unlink|reopen` (see the module's words).
 /// Audited with both records.
-fn decide(
+pub(crate) fn decide(
     tx: &mut CallerTx,
     ctx: &Ctx,
     review: &str,

@@ -398,7 +398,7 @@ fn organizations_named(tx: &mut CallerTx, r: Option<&str>) -> Result<Vec<String>
 /// Which sides of a referral the caller acts for: those who see everything act for both; a
 /// caller holding a role for the requester's (owner's) organisation, or who is the requesting
 /// (owning) Practitioner or PractitionerRole, for that side.
-fn parties_of(tx: &mut CallerTx, referral: &Value) -> Result<Parties, ApiError> {
+pub(crate) fn parties_of(tx: &mut CallerTx, referral: &Value) -> Result<Parties, ApiError> {
     if tx.view().everything {
         return Ok(Parties::BOTH);
     }

@@ -205,7 +205,7 @@ fn member(reference: &str) -> Value {
 
 /// A visit a minor consented to alone, flagged, with a note of it recorded in it; both carry
 /// the labels the flag calls for (as the server's labelling rule would give them).
-fn sensitive_visit(
+pub(super) fn sensitive_visit(
     out: &mut Vec<Value>,
     id: &str,
     patient: &str,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 mod clinical;
 mod data;
+mod family;
 mod referrals;
 use data::*;
 
@@ -435,6 +436,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
         out.push(twin);
     }
     clinical::named_people(&mut out, &clinicians, now_ms);
+    family::people(&mut out, now_ms);
     referrals::add(&mut out, &mut rng, now_ms);
     // the README's `$match` example: Ana María Núñez, registered at Connecticut Children's and,
     // after her family moved across New London, at Hartford HealthCare as "Ana Nunez"
@@ -503,6 +505,7 @@ pub async fn load(api: &FhirApi, weeks: u32) -> Result<Option<Loaded>> {
     if present {
         return Ok(None);
     }
+    family::appointments(api).await?;
     let identity = crate::app::linkage::link_all_patients(api)
         .await
         .map_err(|e| anyhow::anyhow!("linking the demo's patients failed: {e}"))?;

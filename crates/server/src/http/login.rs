@@ -2,7 +2,6 @@
 //! sign-out, and first-run administrator setup.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
 use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
@@ -10,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use minijinja::{Environment, context};
+use minijinja::context;
 use serde_json::json;
 use store::StoreError;
 use store::accounts::UserRecord;
@@ -21,57 +20,7 @@ use crate::auth::secrets::{
 };
 use crate::auth::{Auth, CSRF_COOKIE, LOCK_MS, MAX_FAILED_LOGINS, SESSION_COOKIE};
 
-fn templates() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.add_template(
-            "layout.html",
-            include_str!("../../../../web/templates/layout.html"),
-        )
-        .expect("layout template");
-        env.add_template(
-            "login.html",
-            include_str!("../../../../web/templates/login.html"),
-        )
-        .expect("login template");
-        env.add_template(
-            "setup.html",
-            include_str!("../../../../web/templates/setup.html"),
-        )
-        .expect("setup template");
-        env
-    })
-}
-
-fn page(status: StatusCode, name: &str, ctx: minijinja::Value, cookies: &[String]) -> Response {
-    let html = templates()
-        .get_template(name)
-        .and_then(|t| t.render(ctx))
-        .unwrap_or_else(|e| format!("template error: {e}"));
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response();
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(c) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut()
-        .insert("x-frame-options", HeaderValue::from_static("DENY"));
-    resp.headers_mut().insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    resp
-}
+use super::pages::page;
 
 fn cookie(auth: &Auth, name: &str, value: &str, max_age_s: i64) -> String {
     let secure = if auth.config.secure_cookies {
@@ -308,9 +257,29 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /login`: the sign-in form (or who is signed in).
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = cookie_value(&headers, SESSION_COOKIE);
+/// Where to go after signing in: a path of this server only (never another site's address).
+fn next_path(next: &str) -> Option<String> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control());
+    ok.then(|| next.to_string())
+}
+
+/// `GET /login`: the sign-in form (or who is signed in, with the way to the console).
+pub async fn login_page(State(state): State<AppState>, req: Request) -> Response {
+    let next = req
+        .uri()
+        .query()
+        .and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "next")
+                .map(|(_, v)| v.into_owned())
+        })
+        .and_then(|n| next_path(&n))
+        .unwrap_or_default();
+    let headers = req.headers();
+    let session = cookie_value(headers, SESSION_COOKIE);
     if let Ok(Some(a)) = state.auth.authenticate(None, session.as_deref()).await
         && let crate::auth::Via::Session { csrf } = &a.via
     {
@@ -325,7 +294,7 @@ pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Re
     page(
         StatusCode::OK,
         "login.html",
-        context! { title => "Sign in", csrf => csrf, username => "" },
+        context! { title => "Sign in", csrf => csrf, username => "", next => next },
         &[cookie(&state.auth, CSRF_COOKIE, &csrf, 3600)],
     )
 }
@@ -340,12 +309,13 @@ pub async fn login(
     let (headers, f) = form(req).await;
     let username = field(&f, "username").trim().to_string();
     let password = field(&f, "password").to_string();
+    let next = next_path(field(&f, "next")).unwrap_or_else(|| "/".to_string());
     let retry = |status: StatusCode, error: &str| {
         let csrf = random_token(24);
         page(
             status,
             "login.html",
-            context! { title => "Sign in", csrf => csrf, username => username.clone(), error => error },
+            context! { title => "Sign in", csrf => csrf, username => username.clone(), error => error, next => next.clone() },
             &[cookie(&auth, CSRF_COOKIE, &csrf, 3600)],
         )
     };
@@ -455,7 +425,7 @@ pub async fn login(
         "signed in",
     )
     .await;
-    let mut resp = Redirect::to("/login").into_response();
+    let mut resp = Redirect::to(&next).into_response();
     *resp.status_mut() = StatusCode::SEE_OTHER;
     for c in [
         cookie(
@@ -646,6 +616,7 @@ pub async fn setup(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::pages::templates;
 
     #[test]
     fn pages_render_and_escape() {

@@ -15,7 +15,9 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Auth;
+mod console;
 mod login;
+pub mod pages;
 
 use crate::metrics::Metrics;
 use crate::rest::{
@@ -47,7 +49,8 @@ struct RouteInfo {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/", get(home))
+        .route("/", get(console::home))
+        .route("/static/{name}", get(pages::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
+        .merge(console::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
@@ -107,7 +111,8 @@ fn outcome_response(status: u16, code: IssueType, msg: &str) -> Response {
         .into_response()
 }
 
-async fn home() -> Response {
+/// The index of the API, as JSON (what `/` answers a client that does not ask for HTML).
+pub(crate) fn api_index() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         json!({
@@ -115,6 +120,7 @@ async fn home() -> Response {
             "fhir": "/fhir",
             "token": "/auth/token",
             "signIn": "/login",
+            "console": "/ (in a browser)",
             "smartConfiguration": "/.well-known/smart-configuration",
             "capabilities": "/fhir/metadata",
             "health": "/healthz",

@@ -136,6 +136,9 @@ pub enum OnBehalf {
     /// Keeping a Slot in step with the Appointment that takes or gives it up (the Appointment's
     /// write is what is decided: a family books a child's visit without keeping the directory).
     Slots,
+    /// An alliance administrator's change to a console account or an API client (decided by
+    /// `care::access::decide_accounts`).
+    Accounts,
 }
 
 impl OnBehalf {
@@ -152,6 +155,7 @@ impl OnBehalf {
             OnBehalf::BreakGlass => "break-glass",
             OnBehalf::Referrals => "referrals",
             OnBehalf::Slots => "slots",
+            OnBehalf::Accounts => "accounts",
         }
     }
 }

@@ -30,7 +30,7 @@ fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> 
     Ok(Outcome::Json(200, find_care(tx, ctx, request)?))
 }
 
-fn parse_input(params: &Value) -> Result<CareRequest, ApiError> {
+pub(crate) fn parse_input(params: &Value) -> Result<CareRequest, ApiError> {
     if params.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
         return Err(ApiError::bad_request(
             IssueType::Invalid,

@@ -8,7 +8,7 @@
 mod book;
 mod break_glass;
 mod find;
-mod find_care;
+pub(crate) mod find_care;
 mod match_patient;
 mod refer;
 

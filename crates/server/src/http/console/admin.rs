@@ -1,0 +1,380 @@
+//! The directory and the accounts: `GET /admin` lists the organisations, their sites, services
+//! and clinicians, and the schedules' weekly templates (for coordinators and administrators),
+//! and the console users and API clients (administrators); `POST /admin/sites` adds a clinic
+//! site (a Location placed at its ZIP code's centroid, written as the user, so the directory
+//! rules of the access policy decide); `POST /admin/users/{name}/disable|enable` (and
+//! `/admin/users/client:{id}/…` for an API client) — administrators only
+//! (`care::access::decide_accounts`), each audited.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::response::Response;
+use fhir::IssueType;
+use minijinja::context;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::view::Names;
+use super::{
+    AppState, done_words, error_page, query_of, read, read_form, render_flash, see_other, session,
+    tpl, write,
+};
+use crate::app::resources::body;
+use crate::error::ApiError;
+
+#[derive(Serialize)]
+struct Site {
+    id: String,
+    name: String,
+    organization: String,
+    organization_id: String,
+    address: String,
+    services: usize,
+}
+
+#[derive(Serialize)]
+struct Org {
+    id: String,
+    name: String,
+    sites: usize,
+    services: usize,
+    clinicians: usize,
+}
+
+#[derive(Serialize)]
+struct Account {
+    name: String,
+    kind: &'static str,
+    roles: String,
+    disabled: bool,
+}
+
+#[derive(Serialize)]
+struct ScheduleRow {
+    name: String,
+    modality: String,
+    hours: String,
+}
+
+fn accounts_denied(tx: &store::CallerTx) -> Option<String> {
+    match care::access::decide_accounts(&tx.caller().subject) {
+        care::access::Decision::Permit => None,
+        care::access::Decision::Deny(why) => Some(why),
+    }
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let q = query_of(req.uri());
+    let s = match session(&state, req.headers(), addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let flash = done_words(q.get("done"));
+    let result = read(&state, &s, "console-directory", move |tx, ctx| {
+        let mut names = Names::default();
+        let orgs_found = crate::app::resources::search(tx, ctx, "Organization", &[])?;
+        let locations = crate::app::resources::search(tx, ctx, "Location", &[])?;
+        let services = crate::app::resources::search(tx, ctx, "HealthcareService", &[])?;
+        let roles = crate::app::resources::search(tx, ctx, "PractitionerRole", &[])?;
+        let schedules = crate::app::resources::search(tx, ctx, "Schedule", &[])?;
+        let of_org = |r: &Value, key: &str| {
+            r.pointer(&format!("/{key}/reference"))
+                .and_then(Value::as_str)
+                .map(|x| x.trim_start_matches("Organization/").to_string())
+                .unwrap_or_default()
+        };
+        let mut orgs: Vec<Org> = Vec::new();
+        for o in &orgs_found {
+            let b = body(o);
+            orgs.push(Org {
+                id: o.id.clone(),
+                name: b["name"].as_str().unwrap_or(&o.id).to_string(),
+                sites: locations
+                    .iter()
+                    .filter(|l| of_org(&body(l), "managingOrganization") == o.id)
+                    .count(),
+                services: services
+                    .iter()
+                    .filter(|h| of_org(&body(h), "providedBy") == o.id)
+                    .count(),
+                clinicians: roles
+                    .iter()
+                    .filter(|r| of_org(&body(r), "organization") == o.id)
+                    .count(),
+            });
+        }
+        orgs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut sites = Vec::new();
+        for l in &locations {
+            let b = body(l);
+            let org = of_org(&b, "managingOrganization");
+            let a = &b["address"];
+            let address = format!(
+                "{} {} {}",
+                a["line"][0].as_str().unwrap_or(""),
+                a["city"].as_str().unwrap_or(""),
+                a["postalCode"].as_str().unwrap_or("")
+            )
+            .trim()
+            .to_string();
+            let reference = format!("Location/{}", l.id);
+            sites.push(Site {
+                id: l.id.clone(),
+                name: b["name"].as_str().unwrap_or(&l.id).to_string(),
+                organization: if org.is_empty() {
+                    String::new()
+                } else {
+                    names.of(tx, &format!("Organization/{org}"))?
+                },
+                organization_id: org,
+                address,
+                services: services
+                    .iter()
+                    .filter(|h| {
+                        body(h)["location"].as_array().is_some_and(|ls| {
+                            ls.iter().any(|x| x["reference"] == reference.as_str())
+                        })
+                    })
+                    .count(),
+            });
+        }
+        sites.sort_by(|a, b| (&a.organization, &a.name).cmp(&(&b.organization, &b.name)));
+        let mut templates = Vec::new();
+        for sc in schedules.iter().take(60) {
+            let b = body(sc);
+            let actors: Vec<String> = b["actor"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["reference"].as_str().map(str::to_string))
+                .collect();
+            let mut label = Vec::new();
+            for a in &actors {
+                label.push(names.of(tx, a)?);
+            }
+            let modality = fhir::json::extension_value(&b, care::profile::MODALITY, "valueCode")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| "in-person".into());
+            // the weekly template: the service's hours (`availableTime`)
+            let service = actors
+                .iter()
+                .find_map(|a| a.strip_prefix("HealthcareService/"))
+                .and_then(|id| services.iter().find(|h| h.id == id))
+                .map(body);
+            let hours: Vec<String> = service
+                .as_ref()
+                .and_then(|h| h["availableTime"].as_array())
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let days: Vec<&str> = t["daysOfWeek"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    let hm = |k: &str| t[k].as_str().map(|x| x.get(..5).unwrap_or(x)).unwrap_or("");
+                    format!(
+                        "{} {}–{}",
+                        days.join(" "),
+                        hm("availableStartTime"),
+                        hm("availableEndTime")
+                    )
+                })
+                .collect();
+            templates.push(ScheduleRow {
+                name: label.join(" · "),
+                modality,
+                hours: hours.join(", "),
+            });
+        }
+        // the accounts, for administrators
+        let accounts = if accounts_denied(tx).is_none() {
+            let users = tx.on_behalf(store::OnBehalf::Accounts).list_users()?;
+            let clients = tx.on_behalf(store::OnBehalf::Accounts).list_clients()?;
+            let mut out: Vec<Account> = users
+                .iter()
+                .map(|u| Account {
+                    name: u.username.clone(),
+                    kind: "user",
+                    roles: u
+                        .grants
+                        .iter()
+                        .map(|g| match &g.organization {
+                            Some(o) => format!("{}@{o}", g.role.as_str()),
+                            None => g.role.as_str().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    disabled: u.disabled,
+                })
+                .collect();
+            out.extend(clients.iter().map(|c| Account {
+                name: format!("client:{}", c.client_id),
+                kind: "API client",
+                roles: format!("{} ({})", c.name, c.scopes),
+                disabled: c.disabled,
+            }));
+            Some(out)
+        } else {
+            None
+        };
+        Ok((orgs, sites, templates, accounts))
+    })
+    .await;
+    let may_edit = s.is_admin() || s.has(care::access::Role::Coordinator);
+    match result {
+        Ok((orgs, sites, templates, accounts)) => render_flash(
+            &s,
+            "/admin",
+            "console/admin.html",
+            "Directory",
+            context! {
+                orgs => tpl(&orgs), sites => tpl(&sites), schedules => tpl(&templates),
+                accounts => accounts.map(|a| tpl(&a)), may_edit => may_edit,
+                me_name => s.user.clone(),
+            },
+            flash,
+        ),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// `POST /admin/sites`: a new clinic site of an organisation.
+pub async fn add_site(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (headers, form) = read_form(req).await;
+    let s = match session(&state, &headers, addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let required = |k: &str, what: &str| {
+        form.opt(k).ok_or_else(|| {
+            ApiError::new(422, IssueType::Required, format!("enter the site's {what}"))
+        })
+    };
+    let fields = (|| {
+        let name = required("name", "name")?;
+        let org = required("organization", "organisation")?;
+        if !fhir::primitive::is_id(&org) {
+            return Err(ApiError::new(
+                400,
+                IssueType::Value,
+                "choose the organisation",
+            ));
+        }
+        let line = required("line", "street address")?;
+        let zip = required("postalCode", "ZIP code")?;
+        let Some((point, state_code)) = care::geo::zip_centroid(&zip) else {
+            return Err(ApiError::new(
+                422,
+                IssueType::Value,
+                format!("'{zip}' is not a ZIP code the directory knows (five digits, e.g. 06106)"),
+            ));
+        };
+        let city = form
+            .opt("city")
+            .or_else(|| care::geo::zip_city(&zip))
+            .unwrap_or_default();
+        let mut site = json!({"resourceType": "Location", "status": "active", "name": name,
+            "mode": "instance",
+            "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "OUTPHARM", "display": "outpatient facility"}], "text": "Clinic"}],
+            "address": {"use": "work", "line": [line], "city": city, "state": state_code, "postalCode": zip, "country": "US"},
+            "position": {"latitude": point.lat, "longitude": point.lng},
+            "managingOrganization": {"reference": format!("Organization/{org}")}});
+        if let Some(phone) = form.opt("phone") {
+            site["telecom"] = json!([{"system": "phone", "value": phone, "use": "work"}]);
+        }
+        Ok(site)
+    })();
+    let site = match fields {
+        Ok(site) => site,
+        Err(e) => return error_page(Some(&s), &e),
+    };
+    let done = write(&state, &s, &form, "console-add-site", move |tx, ctx| {
+        crate::rest::execute::create(tx, ctx, "Location", site, None).map(|_| ())
+    })
+    .await;
+    match done {
+        Ok(()) => see_other("/admin", "site-added"),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// `POST /admin/users/{name}/disable|enable` (an API client as `client:{id}`).
+pub async fn user_action(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path((name, action)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (headers, form) = read_form(req).await;
+    let s = match session(&state, &headers, addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let disable = match action.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => {
+            return error_page(
+                Some(&s),
+                &ApiError::not_found("there is no such account action"),
+            );
+        }
+    };
+    if disable && name == s.user {
+        return error_page(
+            Some(&s),
+            &ApiError::new(
+                409,
+                IssueType::BusinessRule,
+                "you cannot disable your own account",
+            ),
+        );
+    }
+    let who = name.clone();
+    let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
+        if let Some(why) = accounts_denied(tx) {
+            tx.trail.denied = true;
+            return Err(ApiError::new(403, IssueType::Forbidden, why));
+        }
+        let found = match who.strip_prefix("client:") {
+            Some(id) => tx
+                .on_behalf(store::OnBehalf::Accounts)
+                .set_client_disabled(id, disable)?,
+            None => tx
+                .on_behalf(store::OnBehalf::Accounts)
+                .set_user_disabled(&who, disable)?,
+        };
+        if !found {
+            return Err(ApiError::not_found(format!("there is no account '{who}'")));
+        }
+        tx.trail.description = Some(format!(
+            "account {who} {}",
+            if disable { "disabled" } else { "enabled" }
+        ));
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => see_other(
+            "/admin",
+            if disable {
+                "user-disabled"
+            } else {
+                "user-enabled"
+            },
+        ),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}

@@ -1,0 +1,244 @@
+// The console's flows in a real browser: Debian's chromium driven by playwright-core, against
+// a demo server started by scripts/test. Every page visited is checked with axe-core (no
+// serious or critical violation), must log no browser error (a blocked script or style is
+// one), and is screenshot at 1280 and 390 px widths into $SCREENSHOTS (git ignores target/).
+//
+//   CONTINUUM_URL=http://127.0.0.1:PORT CONTINUUM_DEMO_USERS=…/demo-users \
+//   SCREENSHOTS=target/screenshots/sqlite FLOWS=all node tests/browser/console.js
+//
+// FLOWS: "all", or a comma-separated list of flow names (refer, family, identity, site).
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const assert = require('assert/strict');
+const { chromium } = require('playwright-core');
+
+const BASE = process.env.CONTINUUM_URL || 'http://127.0.0.1:8080';
+const SHOTS = process.env.SCREENSHOTS || path.join(__dirname, '../../target/screenshots');
+const FLOWS = (process.env.FLOWS || 'all').split(',');
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const USERS = Object.fromEntries(
+  fs.readFileSync(process.env.CONTINUUM_DEMO_USERS, 'utf8').trim().split('\n')
+    .map((l) => l.trim().split(/\s+/)).map(([name, password]) => [name, password]));
+
+fs.mkdirSync(SHOTS, { recursive: true });
+const results = [];
+
+async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  page.on('pageerror', (e) => page.errors.push(String(e)));
+  return page;
+}
+
+async function signIn(page, user) {
+  await page.goto(`${BASE}/login`);
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(USERS[user]);
+  await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Sign in' }).click()]);
+  assert.ok(!page.url().includes('/login'), `${user} is signed in (at ${page.url()})`);
+}
+
+// axe-core on the page, the browser's errors, and the two screenshots
+async function check(page, name) {
+  await page.evaluate(AXE);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+      nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  });
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad, [], `${name}: axe-core finds serious or critical violations`);
+  assert.deepEqual(page.errors, [], `${name}: the browser logged errors`);
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
+    await page.waitForTimeout(150);
+    await page.screenshot({ path: path.join(SHOTS, `${name}-${width}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+  results.push(name);
+}
+
+async function submit(page, locator) {
+  await Promise.all([page.waitForNavigation(), locator.click()]);
+}
+
+// the line saying what was just done (or, failing the flow, the error the page shows)
+async function flash(page) {
+  const error = page.locator('.error[role=alert]');
+  if (await error.count()) {
+    throw new Error(`${page.url()} says: ${await error.first().textContent()}`);
+  }
+  return (await page.locator('.flash[role=status]').textContent({ timeout: 5000 })) || '';
+}
+
+const flows = {
+  // a community pediatrician refers a child; the specialty coordinator accepts it, finds care
+  // on the map and books a video slot; the referral shows "scheduled"
+  async refer(browser) {
+    const doc = await newPage(browser);
+    await doc.goto(`${BASE}/login`);
+    await check(doc, 'login');
+    await signIn(doc, 'pediatrician');
+    await doc.goto(`${BASE}/patients?q=Rivera`);
+    await check(doc, 'patients');
+    await submit(doc, doc.getByRole('link', { name: 'Mateo Rivera' }));
+    await check(doc, 'patient');
+    await doc.getByText('Refer Mateo Rivera').click();
+    const service = doc.getByLabel('Service');
+    const options = await service.locator('option').allTextContents();
+    const cardiology = options.find((o) => /pediatric cardiology/i.test(o) && /Connecticut Children/.test(o));
+    assert.ok(cardiology, `a cardiology service of Connecticut Children's is offered: ${options.join(' | ')}`);
+    await service.selectOption({ label: cardiology });
+    await doc.getByLabel('Priority').selectOption('urgent');
+    await doc.getByLabel('Reason for referral').fill('New murmur at the 9-year check; please evaluate');
+    await submit(doc, doc.getByRole('button', { name: 'Send the referral' }));
+    assert.match(await flash(doc), /referral was sent/);
+    assert.equal((await doc.locator('#referral-status').textContent()).trim(), 'Requested');
+    const referral = doc.url().split('?')[0];
+    await check(doc, 'referral-sent');
+
+    const coord = await newPage(browser);
+    await signIn(coord, 'coordinator');
+    assert.ok(coord.url().endsWith('/worklist'), `a coordinator starts at the worklist: ${coord.url()}`);
+    await coord.goto(`${BASE}/worklist?state=open`);
+    await check(coord, 'worklist');
+    const id = referral.split('/').pop();
+    const row = coord.locator(`a[href="/referrals/${id}"]`);
+    assert.equal(await row.count(), 1, 'the new referral is on the receiving worklist');
+    await submit(coord, row);
+    await submit(coord, coord.getByRole('button', { name: 'Accept', exact: true }));
+    assert.match(await flash(coord), /accepted/);
+    assert.equal((await coord.locator('#referral-status').textContent()).trim(), 'Accepted');
+    await submit(coord, coord.getByRole('link', { name: 'Find care and book' }));
+    assert.equal(await coord.getByLabel('Service needed').inputValue() !== '', true, 'the need comes from the referral');
+    await coord.getByLabel('Visit').selectOption('video');
+    await submit(coord, coord.getByRole('button', { name: 'Find care' }));
+    await coord.locator('#map .leaflet-container, #map.leaflet-container').first().waitFor();
+    await coord.locator('#map path.leaflet-interactive').first().waitFor();
+    await check(coord, 'find-care');
+    const book = coord.locator('article.option').first().getByRole('button', { name: /^Book / });
+    await submit(coord, book);
+    assert.match(await flash(coord), /appointment was booked/);
+    assert.equal((await coord.locator('#referral-status').textContent()).trim(), 'In progress');
+    assert.equal((await coord.locator('#referral-business').textContent()).trim(), 'scheduled');
+    await check(coord, 'referral-scheduled');
+    // the slot picker of an option
+    await coord.goto(`${BASE}/find-care?patient=demo-mateo&service=pediatric+cardiology&modality=in-person`);
+    await submit(coord, coord.getByRole('link', { name: 'Other times' }).first());
+    assert.ok(await coord.locator('form[action="/book"] button').count() > 0, 'the picker offers times');
+    await check(coord, 'slots');
+    // an error, in words
+    await coord.goto(`${BASE}/referrals/no-such-referral`);
+    assert.match(await coord.locator('.error').textContent(), /no referral/);
+    // (the page's own 404 is the one resource error expected here)
+    coord.errors = coord.errors.filter((e) => !/status of 404/.test(e));
+    await check(coord, 'error');
+  },
+
+  // a parent sees the appointment and its join button, not the 15-year-old's confidential
+  // visit, accepts a waitlist offer and cancels an appointment
+  async family(browser) {
+    const mom = await newPage(browser);
+    await signIn(mom, 'parent');
+    assert.ok(mom.url().endsWith('/family'), `a parent starts at the family page: ${mom.url()}`);
+    const text = await mom.locator('main').textContent();
+    assert.match(text, /Nora Reyes/);
+    assert.match(text, /heart murmur evaluation/, 'her normal visits are shown');
+    assert.doesNotMatch(text, /Confidential adolescent health visit/, 'a 15-year-old\'s confidential care is hers');
+    const join = mom.getByRole('link', { name: 'Join the video visit' });
+    assert.equal(await join.count(), 1, 'the video visit can be joined now');
+    assert.match(await join.getAttribute('href'), /\/visit\/[0-9a-f]{32}$/);
+    await check(mom, 'family');
+    // the confidential visit is not reachable by its address either
+    const hidden = await mom.request.get(`${BASE}/fhir/Encounter/demo-nora-confidential`);
+    assert.equal(hidden.status(), 404);
+    // the offer
+    assert.match(text, /An earlier time is offered/);
+    await submit(mom, mom.getByRole('button', { name: /^Accept / }));
+    assert.match(await flash(mom), /earlier time is yours/);
+    assert.doesNotMatch(await mom.locator('main').textContent(), /An earlier time is offered/);
+    await check(mom, 'family-offer-accepted');
+    // cancel the (newly booked) visit
+    const visits = mom.locator('ul.appointments > li');
+    const before = await visits.count();
+    const last = visits.nth(before - 1);
+    await last.getByText('Cancel this appointment').click();
+    await last.getByLabel('Reason (optional)').fill('We are away that week');
+    await submit(mom, last.getByRole('button', { name: 'Cancel the appointment' }));
+    assert.match(await flash(mom), /appointment was cancelled/);
+    assert.equal(await mom.locator('ul.appointments > li').count(), before - 1);
+    // a young person of 15 sees her own record, the confidential visit included
+    const nora = await newPage(browser);
+    await signIn(nora, 'nora');
+    assert.match(await nora.locator('main').textContent(), /Confidential adolescent health visit/);
+    await check(nora, 'family-young-person');
+  },
+
+  // a coordinator resolves an identity pair
+  async identity(browser) {
+    const coord = await newPage(browser);
+    await signIn(coord, 'coordinator');
+    await coord.goto(`${BASE}/identity`);
+    const pairs = coord.locator('section.card[aria-labelledby^="pair-"]');
+    const n = await pairs.count();
+    assert.ok(n > 0, 'pairs wait for review');
+    await check(coord, 'identity');
+    await submit(coord, pairs.first().getByRole('button', { name: 'Same person: link' }));
+    assert.match(await flash(coord), /linked as one person/);
+    assert.equal(await coord.locator('section.card[aria-labelledby^="pair-"]').count(), n - 1);
+    await coord.goto(`${BASE}/identity?state=linked`);
+    assert.ok(await coord.locator('section.card[aria-labelledby^="pair-"]').count() >= 1);
+  },
+
+  // an administrator adds a clinic site
+  async site(browser) {
+    const admin = await newPage(browser);
+    await signIn(admin, 'demo-admin');
+    await admin.goto(`${BASE}/admin`);
+    await check(admin, 'admin');
+    const name = `Mystic Pediatric Clinic ${Date.now() % 100000}`;
+    await admin.getByLabel('Site name').fill(name);
+    await admin.getByLabel('Organisation', { exact: true }).selectOption('cc');
+    await admin.getByLabel('Street address').fill('5 Holmes Street');
+    await admin.getByLabel('ZIP code').fill('06355');
+    await submit(admin, admin.getByRole('button', { name: 'Add the site' }));
+    assert.match(await flash(admin), /site was added/);
+    const row = admin.locator('table tr', { hasText: name });
+    assert.equal(await row.count(), 1);
+    assert.match(await row.textContent(), /06355/);
+    // a ZIP code the directory does not know is refused in words
+    await admin.getByLabel('Site name').fill('Nowhere clinic');
+    await admin.getByLabel('Street address').fill('1 Nowhere Road');
+    await admin.getByLabel('ZIP code').fill('00000');
+    await submit(admin, admin.getByRole('button', { name: 'Add the site' }));
+    assert.match(await admin.locator('.error').textContent(), /not a ZIP code/);
+  },
+};
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking'],
+  });
+  let failed = 0;
+  try {
+    for (const [name, flow] of Object.entries(flows)) {
+      if (!FLOWS.includes('all') && !FLOWS.includes(name)) { continue; }
+      const t0 = Date.now();
+      try {
+        await flow(browser);
+        console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+      } catch (e) {
+        failed += 1;
+        console.log(`FAIL ${name}: ${e.stack || e}`);
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(`${results.length} pages checked with axe-core and screenshot at 1280 and 390 px into ${SHOTS}`);
+  process.exit(failed ? 1 : 0);
+})();
