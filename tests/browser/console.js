@@ -177,7 +177,7 @@ const flows = {
     await check(nora, 'family-young-person');
   },
 
-  // a coordinator resolves an identity pair
+  // a coordinator resolves an identity pair (twins: two people)
   async identity(browser) {
     const coord = await newPage(browser);
     await signIn(coord, 'coordinator');
@@ -186,11 +186,14 @@ const flows = {
     const n = await pairs.count();
     assert.ok(n > 0, 'pairs wait for review');
     await check(coord, 'identity');
-    await submit(coord, pairs.first().getByRole('button', { name: 'Same person: link' }));
-    assert.match(await flash(coord), /linked as one person/);
+    // the demo's pairs are twins: same birth date and home, different first names
+    const first = pairs.first();
+    assert.match(await first.locator('tr.differ').first().textContent(), /Name/);
+    await submit(coord, first.getByRole('button', { name: 'Different people' }));
+    assert.match(await flash(coord), /two different people/);
     assert.equal(await coord.locator('section.card[aria-labelledby^="pair-"]').count(), n - 1);
-    await coord.goto(`${BASE}/identity?state=linked`);
-    assert.ok(await coord.locator('section.card[aria-labelledby^="pair-"]').count() >= 1);
+    await coord.goto(`${BASE}/identity?state=rejected`);
+    assert.equal(await coord.locator('section.card[aria-labelledby^="pair-"]').count(), 1);
   },
 
   // an administrator adds a clinic site

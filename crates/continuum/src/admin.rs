@@ -525,8 +525,32 @@ pub const DEMO_USERS: &[(&str, &[&str], Option<&str>, &str)] = &[
 /// Creates the demo's console users once, each with a generated password; returns the lines
 /// of the file that keeps them (`name password  who`), read again at every start.
 pub fn ensure_demo_users(store: &Store, path: &std::path::Path) -> Result<String> {
+    // the file is kept while its users are this database's (another database beside it, or a
+    // fresh one, gets users of its own)
     if let Ok(existing) = std::fs::read_to_string(path) {
-        return Ok(existing);
+        let kept: Vec<(String, String)> = existing
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some((w.next()?.to_string(), w.next()?.to_string()))
+            })
+            .collect();
+        let valid = DEMO_USERS.iter().all(|(name, ..)| {
+            let Some((_, password)) = kept.iter().find(|(n, _)| n == name) else {
+                return false;
+            };
+            let n = name.to_string();
+            store
+                .read_blocking(move |tx| tx.user_by_name(&n))
+                .ok()
+                .flatten()
+                .is_some_and(|u| {
+                    !u.disabled && server::auth::secrets::verify_secret(password, &u.password_hash)
+                })
+        });
+        if valid {
+            return Ok(existing);
+        }
     }
     let mut lines = String::new();
     for (name, roles, fhir_user, who) in DEMO_USERS {

@@ -434,9 +434,16 @@ async fn serve(config: Config, store: Store, demo_users: Option<(PathBuf, String
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()
     );
-    eprintln!("The console: open http://{addr}/ in a browser and sign in.");
+    // (stderr may already be closed by whoever started the server: these lines are not worth a
+    // failure)
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "The console: open http://{addr}/ in a browser and sign in."
+    );
     if let Some((path, users)) = &demo_users {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "Demo users (user name, password, who; kept in {}):\n{}",
             path.display(),
             users

@@ -58,13 +58,13 @@ pub(super) fn people(out: &mut Vec<Value>, now_ms: i64) {
     );
 }
 
-/// The first free slot of a schedule starting at or after `from_ms`.
-fn free_slot(
+/// The free slots of a schedule starting at or after `from_ms`, earliest first.
+fn free_slots(
     tx: &mut store::CallerTx,
     ctx: &crate::app::Ctx,
     schedule: &str,
     from_ms: i64,
-) -> Result<Option<(String, i64)>, crate::error::ApiError> {
+) -> Result<Vec<(String, i64)>, crate::error::ApiError> {
     let slots = search(
         tx,
         ctx,
@@ -78,13 +78,15 @@ fn free_slot(
             ),
         ],
     )?;
-    Ok(slots
+    let mut free: Vec<(String, i64)> = slots
         .iter()
         .filter_map(|s| {
             let start = body(s)["start"].as_str().and_then(fhir::json::instant_ms)?;
             Some((s.id.clone(), start))
         })
-        .min_by_key(|(_, start)| *start))
+        .collect();
+    free.sort_by_key(|(_, start)| *start);
+    Ok(free)
 }
 
 /// Nora's appointments, made through the booking and waitlist rules (once, at the load).
@@ -110,10 +112,19 @@ pub(super) async fn appointments(api: &FhirApi) -> Result<()> {
             let Some(schedule) = in_person.first().cloned() else {
                 return Ok(false);
             };
-            let (Some((early, _)), Some((late, late_start))) = (
-                free_slot(tx, ctx, &schedule, now + 6 * DAY)?,
-                free_slot(tx, ctx, &schedule, now + 21 * DAY)?,
-            ) else {
+            // next week's slot, and one three weeks ahead (or the last there is, when fewer
+            // weeks of slots were made)
+            let free = free_slots(tx, ctx, &schedule, now + 6 * DAY)?;
+            let Some((early, early_start)) = free.first().cloned() else {
+                return Ok(false);
+            };
+            let Some((late, late_start)) = free
+                .iter()
+                .find(|(_, start)| *start >= now + 21 * DAY)
+                .or_else(|| free.last())
+                .filter(|(_, start)| *start > early_start + DAY)
+                .cloned()
+            else {
                 return Ok(false);
             };
             // a video visit about to start: its join button is live

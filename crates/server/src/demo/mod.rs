@@ -543,8 +543,8 @@ mod tests {
             })
             .count();
         assert!(children > 1000, "{children}");
-        // a parent per child, and Maya's mother and Leo's guardian
-        assert_eq!(count("RelatedPerson"), children + 2);
+        // a parent per child, and Maya's mother, Leo's guardian and Nora's mother
+        assert_eq!(count("RelatedPerson"), children + 3);
         // clinical life: encounters at both organisations, conditions with onset ages,
         // allergies, care teams, consents, minor-consented care with its labels
         let at = |org: &str| {

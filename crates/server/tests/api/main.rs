@@ -8,6 +8,7 @@ mod bad_input;
 mod booking;
 mod bundles;
 mod conformance;
+mod console;
 mod crud;
 mod examples;
 mod findcare;

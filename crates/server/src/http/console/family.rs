@@ -224,11 +224,16 @@ pub async fn act(
                     .find(|r| r.starts_with("Patient/"))
                     .cloned()
                     .unwrap_or_default();
+                // strictly earlier than the visit it would replace
+                let before = a["start"]
+                    .as_str()
+                    .and_then(fhir::json::instant_ms)
+                    .map(|t| fhir::primitive::format_instant(t - 60_000));
                 let mut entry = json!({"resourceType": "Appointment", "status": "waitlist",
                     "participant": [
                         {"actor": {"reference": patient}, "status": "accepted"},
                         {"actor": {"reference": service}, "status": "needs-action"}],
-                    "requestedPeriod": [{"start": fhir::primitive::format_instant(tx.now()), "end": a["start"].clone()}],
+                    "requestedPeriod": [{"start": fhir::primitive::format_instant(tx.now()), "end": before}],
                     "supportingInformation": [{"reference": format!("Appointment/{aid}")}]});
                 if crate::app::appointments::is_video(&a) {
                     entry["extension"] = json!([{"url": care::profile::MODALITY, "valueCode": "video"}]);
