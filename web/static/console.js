@@ -19,6 +19,8 @@
       onEachFeature: function (f, layer) { layer.bindTooltip(f.properties.name + ' County', { sticky: true }); }
     }).addTo(m).bringToBack();
   }).catch(function () { /* the points still show */ });
+  // a popup's words as text, never as markup (a site's name is written by people)
+  function text(words) { var el = document.createElement('span'); el.textContent = words; return el; }
   var points = [];
   if (map.home) {
     var home = [map.home.lat, map.home.lng];
@@ -33,7 +35,7 @@
     points.push(at);
     L.circleMarker(at, { radius: 9, color: '#ffffff', weight: 2, fillColor: colour, fillOpacity: 1 })
       .bindTooltip(String(s.rank), { permanent: true, direction: 'center', className: 'rank-label' })
-      .bindPopup(s.rank + '. ' + s.name + (s.distance ? ' · ' + s.distance : ''))
+      .bindPopup(text(s.rank + '. ' + s.name + (s.distance ? ' · ' + s.distance : '')))
       .addTo(m);
   });
   if (points.length > 1) { m.fitBounds(L.latLngBounds(points).pad(0.3)); }

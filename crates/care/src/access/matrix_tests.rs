@@ -341,3 +341,27 @@ fn organization_reports_are_for_those_who_work_there() {
     assert!(decide_organization_reports(&admin, true, None).is_permit());
     assert!(decide_organization_reports(&admin, true, Some("hhc")).is_permit());
 }
+
+/// A parent acts (books, cancels) for a child under 18 they may see; for someone whose birth
+/// date is not recorded a parent still sees what a teenager's parent sees, but only a guardian
+/// acts; a Consent to see an adult's record is no right to act.
+#[test]
+fn who_a_family_member_acts_for() {
+    let config = PolicyConfig::default();
+    let (s, mut ctx) = subject("parent", now_for("12y0d"));
+    assert_eq!(view(&s, &ctx, &config).acts_for, vec!["p".to_string()]);
+    for link in ctx.proxy_for.iter_mut() {
+        link.birth_date = None;
+    }
+    let v = view(&s, &ctx, &config);
+    assert_eq!(v.patients.len(), 1, "seen as a teenager's parent sees");
+    assert!(v.acts_for.is_empty(), "but not acted for");
+    for link in ctx.proxy_for.iter_mut() {
+        link.guardianship = true;
+    }
+    assert_eq!(view(&s, &ctx, &config).acts_for, vec!["p".to_string()]);
+    let (s, ctx) = subject("self", now_for("11y364d"));
+    assert!(view(&s, &ctx, &config).acts_for.is_empty());
+    let (s, ctx) = subject("self", now_for("12y0d"));
+    assert_eq!(view(&s, &ctx, &config).acts_for, vec!["p".to_string()]);
+}

@@ -494,6 +494,14 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
             };
             if let Some(level) = level {
                 v.grant(&link.patient_id, level, false);
+            }
+            // a parent acts for a child under 18 (a guardian beyond); for someone whose age
+            // is not known, only a guardian does
+            let acts = match link.birth_date.map(|b| age_on(b, ctx.now_ms)) {
+                Some(age) => age < config.proxy_ends_at || link.guardianship,
+                None => link.guardianship,
+            };
+            if acts {
                 v.acts_for.push(link.patient_id.clone());
             }
         }

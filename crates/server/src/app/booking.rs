@@ -516,21 +516,33 @@ pub(crate) fn appointment_written(
     Ok(())
 }
 
-/// An appointment without what a family's cancellation may change (status, reason, and what
-/// the server keeps: meta, the join link and offer extensions, `created`).
+/// An appointment without what a family's cancellation may change: the status, the reason,
+/// and what the server keeps (the version stamps, the join link and the offer's expiry). The
+/// rest — `created`, which orders the waiting list, the labels, the narrative, the modality —
+/// must stay as it was.
 fn family_fields(appointment: &Value) -> Value {
     let mut a = appointment.clone();
     if let Value::Object(o) = &mut a {
-        for k in [
-            "status",
-            "cancelationReason",
-            "meta",
-            "extension",
-            "created",
-            "id",
-            "text",
-        ] {
+        for k in ["status", "cancelationReason", "id"] {
             o.remove(k);
+        }
+        if let Some(Value::Object(meta)) = o.get_mut("meta") {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            meta.retain(|_, v| !matches!(v, Value::Array(a) if a.is_empty()));
+            if meta.is_empty() {
+                o.remove("meta");
+            }
+        }
+        if let Some(Value::Array(exts)) = o.get_mut("extension") {
+            exts.retain(|e| {
+                let url = e.get("url").and_then(Value::as_str);
+                url != Some(care::booking::VIRTUAL_SERVICE)
+                    && url != Some(care::profile::WAITLIST_OFFER)
+            });
+            if exts.is_empty() {
+                o.remove("extension");
+            }
         }
     }
     a

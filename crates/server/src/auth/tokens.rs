@@ -147,6 +147,20 @@ impl KeyRing {
         &self.audience
     }
 
+    /// A new signing key, in the caller's transaction: the others retire (a retired key still
+    /// verifies for a day, far longer than any token lives; older ones are removed). Call
+    /// [`KeyRing::reload`] after the commit. Returns the new key's id.
+    pub fn rotate_in(&self, tx: &mut store::Tx) -> Result<String, StoreError> {
+        let now = tx.now();
+        let mut key = generate_key(now);
+        seal_key(&mut key, &self.seal);
+        let kid = key.kid.clone();
+        tx.insert_key(&key)?;
+        tx.retire_keys_except(&kid)?;
+        tx.purge_keys_retired_before(now - 24 * 3_600_000)?;
+        Ok(kid)
+    }
+
     pub async fn reload(&self) -> Result<(), StoreError> {
         let keys = self.store.read(|tx| tx.keys()).await?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;

@@ -72,6 +72,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "console/admin.html",
         include_str!("../../../../web/templates/console/admin.html"),
     ),
+    (
+        "console/created.html",
+        include_str!("../../../../web/templates/console/created.html"),
+    ),
 ];
 
 /// The console's static files: (name, content type, bytes).
@@ -173,5 +177,37 @@ pub async fn asset(Path(name): Path<String>) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+
+    fn render(name: &str, page: minijinja::Value) -> String {
+        let me = context! { user => "<b>u</b>", roles => "", nav => Vec::<minijinja::Value>::new(), csrf => "t" };
+        templates()
+            .get_template(name)
+            .unwrap()
+            .render(context! { title => "T", me => me, page => page, flash => "<i>done</i>" })
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
+
+    /// The pages render and escape what they are given (the others are rendered with real
+    /// data by the console's tests).
+    #[test]
+    fn pages_render_and_escape() {
+        let html = render(
+            "console/created.html",
+            context! { what => "user", name => "dora", secret_label => "Password", secret => "s<3" },
+        );
+        assert!(html.contains("id=\"created-secret\">s&lt;3<"), "{html}");
+        assert!(!html.contains("<i>done</i>") && !html.contains("<b>u</b>"));
+        let html = render(
+            "console/error.html",
+            context! { heading => "Not found", words => "<script>x</script>", status => 404 },
+        );
+        assert!(html.contains("&lt;script&gt;"));
     }
 }

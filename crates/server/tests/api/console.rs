@@ -414,6 +414,113 @@ async fn console_forms_are_decided_like_the_api(app: TestApp) {
         303,
         "a disabled account is signed out"
     );
+    // accounts made in the console: the password is shown once and signs in; a role's
+    // identity is checked; the signing key rotates and tokens keep working
+    let r = admin
+        .post(
+            &app,
+            "/admin/users",
+            &[
+                ("username", "dora"),
+                ("role", "clinician"),
+                ("organization", "cc"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let key = "id=\"created-secret\">";
+    let i = r
+        .text
+        .find(key)
+        .unwrap_or_else(|| panic!("the password is shown: {}", r.text))
+        + key.len();
+    let password = r.text[i..].split('<').next().unwrap().to_string();
+    let dora = app
+        .store
+        .read(|tx| tx.user_by_name("dora"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(server::auth::secrets::verify_secret(
+        &password,
+        &dora.password_hash
+    ));
+    assert_eq!(dora.grants[0].organization.as_deref(), Some("cc"));
+    let r = admin
+        .post(
+            &app,
+            "/admin/users",
+            &[
+                ("username", "dora"),
+                ("role", "clinician"),
+                ("organization", "cc"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    let r = admin
+        .post(
+            &app,
+            "/admin/users",
+            &[("username", "pat"), ("role", "proxy")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 422, "a proxy names the RelatedPerson: {}", r.text);
+    let r = admin
+        .post(
+            &app,
+            "/admin/users",
+            &[
+                ("username", "pat"),
+                ("role", "proxy"),
+                ("fhir_user", "RelatedPerson/nobody"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = admin
+        .post(
+            &app,
+            "/admin/clients",
+            &[("name", "warehouse"), ("scope", "system/Patient.rs")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = coord
+        .post(
+            &app,
+            "/admin/users",
+            &[("username", "eve"), ("role", "alliance-admin")],
+            true,
+        )
+        .await;
+    assert_eq!(
+        r.status, 403,
+        "only administrators make accounts: {}",
+        r.text
+    );
+    let kids_before = app.store.read(|tx| tx.keys()).await.unwrap().len();
+    let r = admin.post(&app, "/admin/keys/rotate", &[], true).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let keys = app.store.read(|tx| tx.keys()).await.unwrap();
+    assert_eq!(keys.len(), kids_before + 1);
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+    assert_eq!(
+        app.get("Patient/kid").await.status,
+        200,
+        "a token signed before still works"
+    );
+    let fresh = app.client_with(&app.token_for("system/*.rs", &[], &[]).await);
+    assert_eq!(
+        app.get_as(&fresh, "Patient/kid").await.status,
+        200,
+        "and one signed after"
+    );
     // a site is added through the directory rules, at its ZIP code
     let r = admin
         .post(

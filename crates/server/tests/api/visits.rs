@@ -515,6 +515,14 @@ async fn families_book_cancel_and_accept_offers(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let wait = r.json()["id"].as_str().unwrap().to_string();
+    // the waiting list's order is not the family's to change
+    let mut jump = app
+        .get_as(&mom, &format!("Appointment/{wait}"))
+        .await
+        .json();
+    jump["created"] = json!("2000-01-01T00:00:00Z");
+    let r = app.send(put(jump, format!("Appointment/{wait}"))).await;
+    assert_eq!(r.status, 403, "{}", r.text);
     let theirs = book(&app, &first, &stranger).await;
     let mut cancel = theirs.clone();
     cancel["status"] = json!("cancelled");

@@ -3,7 +3,9 @@
 //! and the console users and API clients (administrators); `POST /admin/sites` adds a clinic
 //! site (a Location placed at its ZIP code's centroid, written as the user, so the directory
 //! rules of the access policy decide); `POST /admin/users/{name}/disable|enable` (and
-//! `/admin/users/client:{id}/…` for an API client) — administrators only
+//! `/admin/users/client:{id}/…` for an API client), `POST /admin/users` and `/admin/clients`
+//! (a new console user or API client; its password or secret shown once) and
+//! `POST /admin/keys/rotate` (a new token signing key) — administrators only
 //! (`care::access::decide_accounts`), each audited.
 
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ struct Org {
 #[derive(Serialize)]
 struct Account {
     name: String,
+    /// The name as a path segment.
+    path: String,
     kind: &'static str,
     roles: String,
     disabled: bool,
@@ -55,6 +59,19 @@ struct ScheduleRow {
     name: String,
     modality: String,
     hours: String,
+}
+
+/// A name as one path segment (percent-encoded but for letters, digits and `-_.@:`).
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.@:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn accounts_denied(tx: &store::CallerTx) -> Option<String> {
@@ -202,6 +219,7 @@ pub async fn page(
                 .iter()
                 .map(|u| Account {
                     name: u.username.clone(),
+                    path: segment(&u.username),
                     kind: "user",
                     roles: u
                         .grants
@@ -217,6 +235,7 @@ pub async fn page(
                 .collect();
             out.extend(clients.iter().map(|c| Account {
                 name: format!("client:{}", c.client_id),
+                path: segment(&format!("client:{}", c.client_id)),
                 kind: "API client",
                 roles: format!("{} ({})", c.name, c.scopes),
                 disabled: c.disabled,
@@ -375,6 +394,257 @@ pub async fn user_action(
                 "user-enabled"
             },
         ),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// The result of creating an account: what is shown once.
+fn created_page(
+    s: &super::Session,
+    what: &str,
+    name: &str,
+    secret_label: &str,
+    secret: &str,
+) -> Response {
+    super::render(
+        s,
+        "/admin",
+        "console/created.html",
+        "Account created",
+        context! { what => what, name => name, secret_label => secret_label, secret => secret },
+    )
+}
+
+/// The grants and FHIR identity of a new account, checked as `continuum users add` checks them.
+fn grants_of(form: &super::Form) -> Result<(Vec<care::access::Grant>, Vec<String>), ApiError> {
+    let role = form.get("role");
+    let grant = match form.opt("organization") {
+        Some(org) if care::access::Role::parse(role).is_some_and(|r| r.needs_organization()) => {
+            crate::auth::parse_grant(&format!("{role}@{org}"))
+        }
+        _ => crate::auth::parse_grant(role),
+    }
+    .map_err(|why| ApiError::new(422, IssueType::Value, why))?;
+    let (types, needed) = grant.role.identity();
+    let fhir_users: Vec<String> = form.opt("fhir_user").into_iter().collect();
+    for f in &fhir_users {
+        let ok = fhir::json::split_reference(f)
+            .is_some_and(|(rt, id)| types.contains(&rt) && fhir::primitive::is_id(id));
+        if !ok {
+            return Err(ApiError::new(
+                422,
+                IssueType::Value,
+                format!("'{f}' is not a {} reference (Type/id)", types.join(" or ")),
+            ));
+        }
+    }
+    if needed && fhir_users.is_empty() {
+        return Err(ApiError::new(
+            422,
+            IssueType::Required,
+            format!(
+                "a {} account names the {} it is",
+                grant.role.as_str(),
+                types.join(" or ")
+            ),
+        ));
+    }
+    Ok((vec![grant], fhir_users))
+}
+
+/// The records an account names must exist (read as the administrator, who sees everything).
+fn check_records(tx: &mut store::CallerTx, fhir_users: &[String]) -> Result<(), ApiError> {
+    for f in fhir_users {
+        if let Some((rt, id)) = fhir::json::split_reference(f)
+            && tx.current(rt, id, false)?.filter(|r| !r.deleted).is_none()
+        {
+            return Err(ApiError::new(
+                422,
+                IssueType::Value,
+                format!("there is no {f}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /admin/users`: a console user with a generated password, shown once.
+pub async fn add_user(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (headers, form) = read_form(req).await;
+    let s = match session(&state, &headers, addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let username = form.get("username").trim().to_string();
+    let valid_name = (2..=64).contains(&username.len())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if !valid_name {
+        return error_page(
+            Some(&s),
+            &ApiError::new(
+                422,
+                IssueType::Value,
+                "a user name is 2 to 64 letters, digits or - _ . @",
+            ),
+        );
+    }
+    let (grants, fhir_users) = match grants_of(&form) {
+        Ok(g) => g,
+        Err(e) => return error_page(Some(&s), &e),
+    };
+    let password = crate::auth::secrets::random_token(18);
+    let record = store::accounts::UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.clone(),
+        password_hash: crate::auth::secrets::hash_secret(&password),
+        display_name: form.opt("display_name"),
+        grants,
+        fhir_users: fhir_users.clone(),
+        disabled: false,
+        failed_logins: 0,
+        locked_until: None,
+    };
+    let name = username.clone();
+    let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
+        if let Some(why) = accounts_denied(tx) {
+            tx.trail.denied = true;
+            return Err(ApiError::new(403, IssueType::Forbidden, why));
+        }
+        check_records(tx, &fhir_users)?;
+        let accounts = tx.on_behalf(store::OnBehalf::Accounts);
+        if accounts.user_by_name(&name)?.is_some() {
+            return Err(ApiError::new(
+                409,
+                IssueType::Duplicate,
+                format!("a user named '{name}' already exists"),
+            ));
+        }
+        accounts.insert_user(&record)?;
+        tx.trail.description = Some(format!("account {name} created"));
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => created_page(&s, "user", &username, "Password", &password),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// `POST /admin/clients`: an API client with a generated secret, shown once.
+pub async fn add_client(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (headers, form) = read_form(req).await;
+    let s = match session(&state, &headers, addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(name) = form.opt("name") else {
+        return error_page(
+            Some(&s),
+            &ApiError::new(422, IssueType::Required, "name the API client"),
+        );
+    };
+    let scopes = match care::access::Scopes::parse(form.get("scope")) {
+        Ok(sc) if !sc.scopes.is_empty() => sc.to_scope_string(),
+        Ok(_) => {
+            return error_page(
+                Some(&s),
+                &ApiError::new(
+                    422,
+                    IssueType::Required,
+                    "give at least one resource scope, like system/Patient.rs",
+                ),
+            );
+        }
+        Err(e) => {
+            return error_page(
+                Some(&s),
+                &ApiError::new(422, IssueType::Value, e.to_string()),
+            );
+        }
+    };
+    let (grants, fhir_users) = if form.get("role").is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        match grants_of(&form) {
+            Ok(g) => g,
+            Err(e) => return error_page(Some(&s), &e),
+        }
+    };
+    let client_id = format!(
+        "c-{}",
+        crate::auth::secrets::random_token(12).replace(['-', '_'], "x")
+    );
+    let secret = crate::auth::secrets::random_token(32);
+    let record = store::accounts::ClientRecord {
+        client_id: client_id.clone(),
+        name: name.clone(),
+        secret_hash: crate::auth::secrets::hash_secret(&secret),
+        scopes,
+        grants,
+        fhir_users: fhir_users.clone(),
+        disabled: false,
+    };
+    let id = client_id.clone();
+    let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
+        if let Some(why) = accounts_denied(tx) {
+            tx.trail.denied = true;
+            return Err(ApiError::new(403, IssueType::Forbidden, why));
+        }
+        check_records(tx, &fhir_users)?;
+        tx.on_behalf(store::OnBehalf::Accounts)
+            .insert_client(&record)?;
+        tx.trail.description = Some(format!("API client {id} ({name}) created"));
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => created_page(&s, "API client", &client_id, "Client secret", &secret),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// `POST /admin/keys/rotate`: a new token signing key; tokens signed by the old one stay valid
+/// until they expire.
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (headers, form) = read_form(req).await;
+    let s = match session(&state, &headers, addr, "/admin").await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let auth = state.auth.clone();
+    let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
+        if let Some(why) = accounts_denied(tx) {
+            tx.trail.denied = true;
+            return Err(ApiError::new(403, IssueType::Forbidden, why));
+        }
+        let kid = auth
+            .keys
+            .rotate_in(tx.on_behalf(store::OnBehalf::Accounts))?;
+        tx.trail.description = Some(format!("token signing key rotated: {kid}"));
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => {
+            if let Err(e) = state.auth.keys.reload().await {
+                tracing::error!(error = %e, "the signing keys could not be reloaded");
+            }
+            see_other("/admin", "keys-rotated")
+        }
         Err(e) => error_page(Some(&s), &e),
     }
 }

@@ -180,6 +180,19 @@ pub async fn act(
                 Ok("appointment-cancelled")
             }
             "accept" => {
+                let open = a["status"] == "pending"
+                    && fhir::json::extensions(&a, care::profile::WAITLIST_OFFER)
+                        .next()
+                        .and_then(|e| e.get("valueInstant").and_then(Value::as_str))
+                        .and_then(fhir::json::instant_ms)
+                        .is_some_and(|until| until > tx.now());
+                if !open {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Conflict,
+                        "this earlier time is no longer on offer (it was taken, declined or has lapsed)",
+                    ));
+                }
                 if !crate::app::waitlist::is_offer(&a) {
                     return Err(ApiError::new(
                         409,
@@ -224,11 +237,42 @@ pub async fn act(
                     .find(|r| r.starts_with("Patient/"))
                     .cloned()
                     .unwrap_or_default();
-                // strictly earlier than the visit it would replace
-                let before = a["start"]
-                    .as_str()
-                    .and_then(fhir::json::instant_ms)
-                    .map(|t| fhir::primitive::format_instant(t - 60_000));
+                // strictly earlier than the visit it would replace, which must be ahead
+                let Some(start) = a["start"].as_str().and_then(fhir::json::instant_ms) else {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Conflict,
+                        "this appointment has no time to ask an earlier one than",
+                    ));
+                };
+                if start <= tx.now() + 60 * 60_000 {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Conflict,
+                        "this appointment is about to begin: there is no earlier time to wait for",
+                    ));
+                }
+                let before = fhir::primitive::format_instant(start - 60_000);
+                // one request per appointment
+                let pid = patient.trim_start_matches("Patient/").to_string();
+                let waiting = crate::app::resources::search(
+                    tx,
+                    ctx,
+                    "Appointment",
+                    &[("patient", format!("Patient/{pid}")), ("status", "waitlist".into())],
+                )?;
+                let replaces = format!("Appointment/{aid}");
+                if waiting.iter().any(|w| {
+                    body(w)["supportingInformation"]
+                        .as_array()
+                        .is_some_and(|s| s.iter().any(|r| r["reference"] == replaces.as_str()))
+                }) {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Duplicate,
+                        "you already asked for an earlier time for this appointment",
+                    ));
+                }
                 let mut entry = json!({"resourceType": "Appointment", "status": "waitlist",
                     "participant": [
                         {"actor": {"reference": patient}, "status": "accepted"},

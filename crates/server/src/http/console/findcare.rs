@@ -259,7 +259,7 @@ pub async fn page(
                     "organization": o.organization_id, "lat": o.lat, "lng": o.lng, "distance": o.distance}))
                 .collect();
             let map = json!({"home": home.map(|(lat, lng)| json!({"lat": lat, "lng": lng})),
-                "radius_miles": asked.radius.parse::<f64>().unwrap_or(30.0), "sites": sites});
+                "radius_miles": asked.radius.parse::<f64>().unwrap_or(30.0).clamp(1.0, 200.0), "sites": sites});
             render(
                 &s,
                 "/find-care",

@@ -172,9 +172,13 @@ pub async fn decide(
         return error_page(Some(&s), &ApiError::not_found("there is no such review"));
     }
     let rid = id.clone();
-    let done = write(&state, &s, &form, "update", move |tx, ctx| {
-        crate::api::identity_reviews::decide(tx, ctx, &rid, d)
-    })
+    let done = write(
+        &state,
+        &s,
+        &form,
+        "console-identity-decision",
+        move |tx, ctx| crate::api::identity_reviews::decide(tx, ctx, &rid, d),
+    )
     .await;
     let code = match d {
         Decision::Accept => "linked",

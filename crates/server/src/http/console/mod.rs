@@ -60,6 +60,9 @@ pub fn routes() -> Router<AppState> {
         .route("/identity/{id}/{decision}", post(identity::decide))
         .route("/admin", get(admin::page))
         .route("/admin/sites", post(admin::add_site))
+        .route("/admin/users", post(admin::add_user))
+        .route("/admin/clients", post(admin::add_client))
+        .route("/admin/keys/rotate", post(admin::rotate_keys))
         .route("/admin/users/{name}/{action}", post(admin::user_action))
 }
 
@@ -283,6 +286,15 @@ pub fn error_page(s: Option<&Session>, e: &ApiError) -> Response {
     )
 }
 
+/// The FHIR base URL put in what is written (a video visit's join link): the configured public
+/// one when there is one, as the API does, else as this browser reached the server.
+fn base_url(state: &AppState, s: &Session) -> String {
+    match &state.api.config().public_base_url {
+        Some(base) => base.trim_end_matches('/').to_string(),
+        None => s.fhir_base(),
+    }
+}
+
 /// Runs `f` as one read-only unit of work of the signed-in user (one AuditEvent, named
 /// `name`, the access policy of every read).
 pub async fn read<T, F>(
@@ -295,7 +307,7 @@ where
     T: Send + 'static,
     F: FnOnce(&mut CallerTx, &Ctx) -> Result<T, ApiError> + Send + 'static,
 {
-    let ctx = state.api.ctx(s.fhir_base(), Prefer::default());
+    let ctx = state.api.ctx(base_url(state, s), Prefer::default());
     state
         .api
         .run(
@@ -326,7 +338,7 @@ where
             "this form has expired (its security token does not match the session); reload the page and try again",
         ));
     }
-    let ctx = state.api.ctx(s.fhir_base(), Prefer::default());
+    let ctx = state.api.ctx(base_url(state, s), Prefer::default());
     state
         .api
         .run(
@@ -418,6 +430,9 @@ pub fn done_words(code: Option<&String>) -> Option<String> {
         "site-added" => "The site was added to the directory.",
         "user-disabled" => "The account was disabled.",
         "user-enabled" => "The account was enabled.",
+        "keys-rotated" => {
+            "A new signing key signs tokens from now on; tokens signed by the old one stay valid until they expire."
+        }
         _ => return None,
     };
     Some(words.to_string())

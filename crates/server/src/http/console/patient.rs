@@ -254,12 +254,13 @@ pub async fn page(
                 &[
                     ("entity", format!("Patient/{pid}")),
                     ("date", format!("ge{}", fhir::primitive::format_instant(now - 30 * 86_400_000))),
-                    ("_count", "200".into()),
+                    ("_sort", "-date".into()),
+                    ("_count", "25".into()),
                 ],
             )?;
             req.total = fhir::search::TotalMode::None;
             let page = tx.search(&req)?;
-            for e in page.matches.iter().rev().take(25) {
+            for e in page.matches.iter() {
                 let b = body(e);
                 let who = b["agent"]
                     .as_array()
@@ -362,13 +363,13 @@ pub async fn refer(
         "" | "routine" => "routine",
         "urgent" => "urgent",
         "asap" => "asap",
-        p => {
+        _ => {
             return error_page(
                 Some(&s),
                 &ApiError::new(
                     400,
                     IssueType::Value,
-                    format!("'{p}' is not a priority (routine, urgent, asap)"),
+                    "the priority is routine, urgent or as soon as possible",
                 ),
             );
         }

@@ -208,6 +208,33 @@ pub async fn page(
             }
             None => None,
         };
+        // the documents sent with the request
+        let mut documents = Vec::new();
+        for r in sr["supportingInfo"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["reference"].as_str())
+        {
+            let Some((rt, did)) = fhir::json::split_reference(r) else {
+                continue;
+            };
+            // one the user may not read is not listed
+            let Some(d) = tx.current(rt, did, false)?.filter(|d| !d.deleted) else {
+                continue;
+            };
+            let d = body(&d);
+            let title = d
+                .pointer("/content/0/attachment/title")
+                .or_else(|| d.get("description"))
+                .or_else(|| d.pointer("/type/text"))
+                .or_else(|| d.pointer("/code/text"))
+                .and_then(Value::as_str)
+                .unwrap_or(rt)
+                .to_string();
+            documents.push(context! { reference => r, title => title,
+                date => when(d.get("date").and_then(Value::as_str)) });
+        }
         let due = care::referral::Due::of(&task);
         let progress = care::referral::Progress::of(&task);
         let milestones: Vec<_> = care::referral::Milestone::ALL
@@ -241,6 +268,7 @@ pub async fn page(
             milestones => milestones,
             steps => tpl(&steps),
             note => note,
+            documents => documents,
             actions => tpl(&actions),
             may_schedule => may_schedule,
             side => if parties.owner && parties.requester { "both" } else if parties.owner { "receiver" } else if parties.requester { "referrer" } else { "none" },
@@ -275,7 +303,7 @@ pub async fn act(
     let Some(to) = TaskStatus::parse(&action).filter(|t| action_for(*t).is_some()) else {
         return error_page(
             Some(&s),
-            &ApiError::not_found(format!("'{action}' is not a step of a referral")),
+            &ApiError::not_found("that is not a step of a referral"),
         );
     };
     if !fhir::primitive::is_id(&id) {

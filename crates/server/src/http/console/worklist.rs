@@ -74,6 +74,15 @@ pub async fn page(
     let (o, flash) = (org.clone(), done_words(q.get("done")));
     let result = read(&state, &s, "console-worklist", move |tx, ctx| {
         let now = tx.now();
+        let Some(org) = tx
+            .current("Organization", &o, false)?
+            .filter(|x| !x.deleted)
+        else {
+            return Err(crate::error::ApiError::not_found(
+                "there is no such organisation",
+            ));
+        };
+        let org_name = body(&org)["name"].as_str().unwrap_or("").to_string();
         let mut tabs = Vec::new();
         let mut rows = Vec::new();
         let mut names = Names::default();
@@ -160,7 +169,7 @@ pub async fn page(
         } else {
             None
         };
-        let org_name = names.of(tx, &format!("Organization/{o}"))?;
+
         Ok((tabs, rows, pairs, org_name))
     })
     .await;
