@@ -55,6 +55,25 @@ struct Account {
 }
 
 #[derive(Serialize)]
+struct ServiceRow {
+    name: String,
+    organization: String,
+    organization_id: String,
+    specialty: String,
+    sites: usize,
+    accepting: bool,
+}
+
+#[derive(Serialize)]
+struct ClinicianRow {
+    name: String,
+    organization: String,
+    organization_id: String,
+    service: String,
+    licensed: String,
+}
+
+#[derive(Serialize)]
 struct ScheduleRow {
     name: String,
     modality: String,
@@ -244,18 +263,86 @@ pub async fn page(
         } else {
             None
         };
-        Ok((orgs, sites, templates, accounts))
+        let org_name = |id: &str| {
+            orgs.iter()
+                .find(|o| o.id == id)
+                .map(|o| o.name.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let mut service_rows: Vec<ServiceRow> = services
+            .iter()
+            .map(|h| {
+                let b = body(h);
+                ServiceRow {
+                    name: b["name"].as_str().unwrap_or(&h.id).to_string(),
+                    organization: org_name(&of_org(&b, "providedBy")),
+                    organization_id: of_org(&b, "providedBy"),
+                    specialty: b
+                        .pointer("/specialty/0/text")
+                        .or_else(|| b.pointer("/specialty/0/coding/0/display"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    sites: b["location"].as_array().map_or(0, Vec::len),
+                    accepting: fhir::json::extension_value(
+                        &b,
+                        care::profile::ACCEPTING,
+                        "valueBoolean",
+                    )
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+                }
+            })
+            .collect();
+        service_rows
+            .sort_by(|a, b| (&a.organization_id, &a.name).cmp(&(&b.organization_id, &b.name)));
+        let mut clinicians = Vec::new();
+        for r in &roles {
+            let b = body(r);
+            let name = match b.pointer("/practitioner/display").and_then(Value::as_str) {
+                Some(d) => d.to_string(),
+                None => match b.pointer("/practitioner/reference").and_then(Value::as_str) {
+                    Some(p) => names.of(tx, p)?,
+                    None => r.id.clone(),
+                },
+            };
+            let service = match b
+                .pointer("/healthcareService/0/reference")
+                .and_then(Value::as_str)
+            {
+                Some(h) => names.of(tx, h)?,
+                None => String::new(),
+            };
+            let licensed: Vec<&str> = fhir::json::extensions(&b, care::profile::LICENSED_STATE)
+                .filter_map(|e| {
+                    e.get("valueCode")
+                        .or_else(|| e.get("valueString"))
+                        .and_then(Value::as_str)
+                })
+                .collect();
+            clinicians.push(ClinicianRow {
+                name,
+                organization: org_name(&of_org(&b, "organization")),
+                organization_id: of_org(&b, "organization"),
+                service,
+                licensed: licensed.join(" "),
+            });
+        }
+        clinicians
+            .sort_by(|a, b| (&a.organization_id, &a.name).cmp(&(&b.organization_id, &b.name)));
+        Ok((orgs, sites, templates, accounts, service_rows, clinicians))
     })
     .await;
     let may_edit = s.is_admin() || s.has(care::access::Role::Coordinator);
     match result {
-        Ok((orgs, sites, templates, accounts)) => render_flash(
+        Ok((orgs, sites, templates, accounts, service_rows, clinicians)) => render_flash(
             &s,
             "/admin",
             "console/admin.html",
             "Directory",
             context! {
                 orgs => tpl(&orgs), sites => tpl(&sites), schedules => tpl(&templates),
+                services => tpl(&service_rows), clinicians => tpl(&clinicians),
                 accounts => accounts.map(|a| tpl(&a)), may_edit => may_edit,
                 me_name => s.user.clone(),
             },

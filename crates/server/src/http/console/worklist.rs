@@ -72,6 +72,7 @@ pub async fn page(
         .unwrap_or(0);
     let reviewer = s.has(care::access::Role::Coordinator) || admin;
     let (o, flash) = (org.clone(), done_words(q.get("done")));
+    let mine_inner = mine.clone();
     let result = read(&state, &s, "console-worklist", move |tx, ctx| {
         let now = tx.now();
         let Some(org) = tx
@@ -170,14 +171,29 @@ pub async fn page(
             None
         };
 
-        Ok((tabs, rows, pairs, org_name))
+        // the organisations whose worklists this user may open: their own, or (those who see
+        // everything) every one
+        let mut choices: Vec<(String, String)> = Vec::new();
+        if tx.view().everything {
+            for o in crate::app::resources::search(tx, ctx, "Organization", &[])? {
+                let name = body(&o)["name"].as_str().unwrap_or(&o.id).to_string();
+                choices.push((o.id.clone(), name));
+            }
+            choices.sort_by(|a, b| a.1.cmp(&b.1));
+        } else {
+            for m in &mine_inner {
+                let name = names.of(tx, &format!("Organization/{m}"))?;
+                choices.push((m.clone(), name));
+            }
+        }
+        Ok((tabs, rows, pairs, org_name, choices))
     })
     .await;
     match result {
-        Ok((tabs, rows, pairs, org_name)) => {
-            let orgs: Vec<_> = mine
+        Ok((tabs, rows, pairs, org_name, choices)) => {
+            let orgs: Vec<_> = choices
                 .iter()
-                .map(|o| context! { id => o, name => super::org_short(o), current => *o == org })
+                .map(|(id, name)| context! { id => id, name => name, current => *id == org })
                 .collect();
             render_flash(
                 &s,
