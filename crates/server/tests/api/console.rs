@@ -294,6 +294,17 @@ async fn console_pages_are_units_of_work(app: TestApp) {
         "{}",
         r.text
     );
+    // a record the user may not see is said so on the form
+    let hhc = sign_in(&app, "hal", &["coordinator@hhc"], &[]).await;
+    let r = hhc
+        .get(&app, "/find-care?patient=other&service=cardiology")
+        .await;
+    assert!(
+        r.text.contains("no patient with that record id"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("Ada Stone"));
     // the empty search form reads nothing and records nothing
     let before = audit_events(&app).await;
     assert_eq!(coord.get(&app, "/patients").await.status, 200);

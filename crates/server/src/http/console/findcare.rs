@@ -156,6 +156,10 @@ pub async fn page(
             .and_then(crate::app::findcare::home_address)
             .and_then(crate::app::findcare::home_of)
             .map(|(pt, _)| (pt.lat, pt.lng));
+        if patient.is_none() && !asked.patient.is_empty() {
+            let problem = json!({"problem": "There is no patient with that record id that you may see (a record is shown to those whose organisation cares for the patient)."});
+            return Ok((asked, card, home, Some(problem), Vec::new(), Vec::new()));
+        }
         if patient.is_none() || asked.service.trim().is_empty() {
             return Ok((asked, card, home, None, Vec::new(), Vec::new()));
         }
