@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::view::Names;
 use super::{
-    AppState, done_words, error_page, query_of, read, read_form, render_flash, see_other, session,
+    AppState, done_words, error_page, posted, query_of, read, render_flash, see_other, session,
     tpl, write,
 };
 use crate::app::resources::body;
@@ -93,10 +93,19 @@ fn segment(name: &str) -> String {
         .collect()
 }
 
-fn accounts_denied(tx: &store::CallerTx) -> Option<String> {
+/// Whether the caller manages accounts (`care::access::decide_accounts`).
+fn manages_accounts(tx: &store::CallerTx) -> bool {
+    care::access::decide_accounts(&tx.caller().subject).is_permit()
+}
+
+/// The refusal of an account change by one who does not manage accounts (recorded as denied).
+fn may_manage_accounts(tx: &mut store::CallerTx) -> Result<(), ApiError> {
     match care::access::decide_accounts(&tx.caller().subject) {
-        care::access::Decision::Permit => None,
-        care::access::Decision::Deny(why) => Some(why),
+        care::access::Decision::Permit => Ok(()),
+        care::access::Decision::Deny(why) => {
+            tx.trail.denied = true;
+            Err(ApiError::new(403, IssueType::Forbidden, why))
+        }
     }
 }
 
@@ -231,7 +240,7 @@ pub async fn page(
             });
         }
         // the accounts, for administrators
-        let accounts = if accounts_denied(tx).is_none() {
+        let accounts = if manages_accounts(tx) {
             let users = tx.on_behalf(store::OnBehalf::Accounts).list_users()?;
             let clients = tx.on_behalf(store::OnBehalf::Accounts).list_clients()?;
             let mut out: Vec<Account> = users
@@ -358,9 +367,8 @@ pub async fn add_site(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/admin").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let required = |k: &str, what: &str| {
@@ -423,9 +431,8 @@ pub async fn user_action(
     Path((name, action)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/admin").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let disable = match action.as_str() {
@@ -450,10 +457,7 @@ pub async fn user_action(
     }
     let who = name.clone();
     let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
-        if let Some(why) = accounts_denied(tx) {
-            tx.trail.denied = true;
-            return Err(ApiError::new(403, IssueType::Forbidden, why));
-        }
+        may_manage_accounts(tx)?;
         let found = match who.strip_prefix("client:") {
             Some(id) => tx
                 .on_behalf(store::OnBehalf::Accounts)
@@ -561,9 +565,8 @@ pub async fn add_user(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/admin").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let username = form.get("username").trim().to_string();
@@ -599,10 +602,7 @@ pub async fn add_user(
     };
     let name = username.clone();
     let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
-        if let Some(why) = accounts_denied(tx) {
-            tx.trail.denied = true;
-            return Err(ApiError::new(403, IssueType::Forbidden, why));
-        }
+        may_manage_accounts(tx)?;
         check_records(tx, &fhir_users)?;
         let accounts = tx.on_behalf(store::OnBehalf::Accounts);
         if accounts.user_by_name(&name)?.is_some() {
@@ -629,9 +629,8 @@ pub async fn add_client(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/admin").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(name) = form.opt("name") else {
@@ -683,10 +682,7 @@ pub async fn add_client(
     };
     let id = client_id.clone();
     let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
-        if let Some(why) = accounts_denied(tx) {
-            tx.trail.denied = true;
-            return Err(ApiError::new(403, IssueType::Forbidden, why));
-        }
+        may_manage_accounts(tx)?;
         check_records(tx, &fhir_users)?;
         tx.on_behalf(store::OnBehalf::Accounts)
             .insert_client(&record)?;
@@ -707,17 +703,13 @@ pub async fn rotate_keys(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/admin").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let auth = state.auth.clone();
     let done = write(&state, &s, &form, "console-account", move |tx, _ctx| {
-        if let Some(why) = accounts_denied(tx) {
-            tx.trail.denied = true;
-            return Err(ApiError::new(403, IssueType::Forbidden, why));
-        }
+        may_manage_accounts(tx)?;
         let kid = auth
             .keys
             .rotate_in(tx.on_behalf(store::OnBehalf::Accounts))?;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::view::{AppointmentCard, Names, PatientCard, appointments_of, patient_card, when};
 use super::{
-    AppState, done_words, error_page, query_of, read, read_form, render_flash, see_other, session,
+    AppState, done_words, error_page, posted, query_of, read, render_flash, see_other, session,
     tpl, write,
 };
 use crate::app::booking::BookingRequest;
@@ -151,9 +151,8 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/family").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/family").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     if !fhir::primitive::is_id(&id) || !["cancel", "accept", "earlier"].contains(&action.as_str()) {

@@ -15,9 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::view::{Names, patient_card, when};
-use super::{
-    AppState, error_page, query_of, read, read_form, render, see_other, session, tpl, write,
-};
+use super::{AppState, error_page, posted, query_of, read, render, see_other, session, tpl, write};
 use crate::app::booking::{BookingRequest, FindRequest};
 use crate::app::resources::body;
 use crate::error::ApiError;
@@ -398,9 +396,8 @@ pub async fn book(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/find-care").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/find-care").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let id = |k: &str| form.opt(k).filter(|v| fhir::primitive::is_id(v));

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{
-    AppState, done_words, error_page, query_of, read, read_form, render_flash, see_other, session,
+    AppState, done_words, error_page, posted, query_of, read, render_flash, see_other, session,
     tpl, write,
 };
 use crate::api::identity_reviews::{Decision, STATES};
@@ -160,9 +160,8 @@ pub async fn decide(
     Path((id, decision)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, "/identity").await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, "/identity").await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(d) = Decision::parse(&decision).filter(|d| !matches!(d, Decision::Reopen)) else {

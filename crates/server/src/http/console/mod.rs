@@ -385,6 +385,18 @@ pub async fn read_form(req: Request) -> (HeaderMap, Form) {
     )
 }
 
+/// A posted form and the signed-in user who posted it (or the sign-in page to go to).
+pub async fn posted(
+    state: &AppState,
+    req: Request,
+    addr: SocketAddr,
+    back: &str,
+) -> Result<(Session, Form), Response> {
+    let (headers, form) = read_form(req).await;
+    let s = session(state, &headers, addr, back).await?;
+    Ok((s, form))
+}
+
 /// A query string's pairs.
 pub fn query_of(req_uri: &axum::http::Uri) -> HashMap<String, String> {
     req_uri

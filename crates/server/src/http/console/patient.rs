@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::view::{Names, PatientCard, appointments_of, patient_card, referral_status_words, when};
 use super::{
-    AppState, done_words, error_page, query_of, read, read_form, render, render_flash, see_other,
+    AppState, done_words, error_page, posted, query_of, read, render, render_flash, see_other,
     session, tpl, write,
 };
 use crate::app::resources::{body, search_request};
@@ -334,9 +334,8 @@ pub async fn refer(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, &format!("/patients/{id}")).await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, &format!("/patients/{id}")).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(service) = form.opt("service").filter(|v| fhir::primitive::is_id(v)) else {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::view::{Names, patient_card, referral_status_words, when};
 use super::{
-    AppState, done_words, error_page, query_of, read, read_form, render_flash, see_other, session,
+    AppState, done_words, error_page, posted, query_of, read, render_flash, see_other, session,
     tpl, write,
 };
 use crate::app::resources::body;
@@ -295,9 +295,8 @@ pub async fn act(
     req: Request,
 ) -> Response {
     let back = format!("/referrals/{id}");
-    let (headers, form) = read_form(req).await;
-    let s = match session(&state, &headers, addr, &back).await {
-        Ok(s) => s,
+    let (s, form) = match posted(&state, req, addr, &back).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let Some(to) = TaskStatus::parse(&action).filter(|t| action_for(*t).is_some()) else {
