@@ -14,6 +14,7 @@ pub mod profile;
 pub mod referral;
 pub mod relationships;
 pub mod slots;
+pub mod transition;
 pub mod waitlist;
 
 pub use clock::{Clock, FixedClock, SystemClock};

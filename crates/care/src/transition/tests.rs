@@ -1,0 +1,233 @@
+//! The due-date rules as tables over ages and histories, with birthday edges and a 29 February
+//! birth date.
+
+use super::*;
+
+const MIN: i64 = 60_000;
+
+fn birth(s: &str) -> BirthDate {
+    BirthDate::parse(s).unwrap()
+}
+
+fn state(b: &str, history: &History, now: i64, e: Element) -> ElementState {
+    status(birth(b), history, now, &TransitionConfig::default())
+        .into_iter()
+        .find(|(x, _)| *x == e)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn birthdays_are_the_days_age_counts_them() {
+    let b = birth("2010-06-15");
+    assert_eq!(birthday_ms(b, 12), day_ms(2022, 6, 15));
+    assert_eq!(age_on(b, birthday_ms(b, 12) - 1), 11);
+    assert_eq!(age_on(b, birthday_ms(b, 12)), 12);
+    // 29 February: the birthday of a common year is 1 March, as age_on counts it
+    let leap = birth("2008-02-29");
+    assert_eq!(birthday_ms(leap, 18), day_ms(2026, 3, 1));
+    assert_eq!(birthday_ms(leap, 16), day_ms(2024, 2, 29));
+    for years in 12..=27 {
+        let d = birthday_ms(leap, years);
+        assert_eq!(age_on(leap, d), years, "{years}");
+        assert_eq!(age_on(leap, d - 1), years - 1, "{years}");
+    }
+    // partial dates count from their earliest day
+    assert_eq!(birthday_ms(birth("2010-06"), 12), day_ms(2022, 6, 1));
+    assert_eq!(birthday_ms(birth("2010"), 12), day_ms(2022, 1, 1));
+}
+
+#[test]
+fn the_registry_runs_from_12_to_26() {
+    let c = TransitionConfig::default();
+    let b = birth("2000-03-10");
+    assert!(!in_registry(b, birthday_ms(b, 12) - 1, &c));
+    assert!(in_registry(b, birthday_ms(b, 12), &c));
+    assert!(in_registry(b, birthday_ms(b, 27) - 1, &c));
+    assert!(!in_registry(b, birthday_ms(b, 27), &c));
+}
+
+/// (element, age in days past a birthday as "YYyDDDd" relative to the birth date, expected)
+#[test]
+fn elements_fall_due_by_age_with_nothing_recorded() {
+    let b = "2008-02-29";
+    let bd = birth(b);
+    let at = |years: i32, days: i64| birthday_ms(bd, years) + days * DAY;
+    let none = History::default();
+    use Element::*;
+    let cases: &[(Element, i64, &str)] = &[
+        (Policy, at(12, 0) - 1, "not-yet"),
+        (Policy, at(12, 0), "due"),
+        (Policy, at(14, 0) - 1, "due"),
+        (Policy, at(14, 0), "overdue"),
+        (Readiness, at(14, 0) - 1, "not-yet"),
+        (Readiness, at(14, 0), "due"),
+        (Readiness, at(14, 90) - 1, "due"),
+        (Readiness, at(14, 90), "overdue"),
+        (Education, at(14, 0), "due"),
+        (Education, at(16, 0), "overdue"),
+        (PlanOfCare, at(16, 0) - 1, "not-yet"),
+        (PlanOfCare, at(16, 0), "due"),
+        (PlanOfCare, at(17, 0), "overdue"),
+        (MedicalSummary, at(16, 0), "due"),
+        (ConsentTalk, at(17, 0) - 1, "not-yet"),
+        (ConsentTalk, at(17, 0), "due"),
+        (ConsentTalk, at(18, 0) - 1, "due"),
+        (ConsentTalk, at(18, 0), "overdue"),
+        (DecisionMaking, at(17, 0), "due"),
+        (TransferPackage, at(18, 0) - 1, "not-yet"),
+        (TransferPackage, at(18, 0), "due"),
+        (TransferPackage, at(22, 0) - 1, "due"),
+        (TransferPackage, at(22, 0), "overdue"),
+        (FirstAdultVisit, at(20, 0), "not-yet"),
+        (Completion, at(20, 0), "not-yet"),
+        (Feedback, at(25, 0), "not-yet"),
+    ];
+    for (e, now, want) in cases {
+        let got = state(b, &none, *now, *e);
+        assert_eq!(got.code(), *want, "{e:?} at {} ({got:?})", fhir_like(*now));
+    }
+    // the 18th birthday of a 29 February child is 1 March in a common year
+    assert_eq!(at(18, 0), day_ms(2026, 3, 1));
+    assert_eq!(
+        state(b, &none, day_ms(2026, 2, 28) + 23 * 60 * MIN, ConsentTalk).code(),
+        "due"
+    );
+    assert_eq!(
+        state(b, &none, day_ms(2026, 3, 1), ConsentTalk).code(),
+        "overdue"
+    );
+}
+
+fn fhir_like(ms: i64) -> String {
+    let (y, m, d) = crate::slots::civil_from_days(ms.div_euclid(DAY));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[test]
+fn the_readiness_assessment_is_yearly_until_the_transfer() {
+    let b = "2010-06-15";
+    let bd = birth(b);
+    let at = |years: i32, days: i64| birthday_ms(bd, years) + days * DAY;
+    let mut h = History::default();
+    h.done.push((Element::Readiness, at(14, 10)));
+    assert_eq!(state(b, &h, at(14, 11), Element::Readiness).code(), "done");
+    assert_eq!(
+        state(b, &h, at(14, 10) + 365 * DAY - 1, Element::Readiness).code(),
+        "done"
+    );
+    let next = state(b, &h, at(14, 10) + 365 * DAY, Element::Readiness);
+    assert_eq!(next.code(), "due");
+    assert_eq!(next.due_ms(), Some(at(14, 10) + 365 * DAY));
+    assert_eq!(
+        state(b, &h, at(14, 10) + 455 * DAY, Element::Readiness).code(),
+        "overdue"
+    );
+    // a second one restarts the year
+    h.done.push((Element::Readiness, at(15, 40)));
+    assert_eq!(state(b, &h, at(15, 41), Element::Readiness).code(), "done");
+    // after the package is sent, no more are due
+    h.done.push((Element::TransferPackage, at(19, 0)));
+    assert_eq!(state(b, &h, at(21, 0), Element::Readiness).code(), "done");
+    let fresh = History {
+        done: vec![(Element::TransferPackage, at(19, 0))],
+    };
+    assert_eq!(
+        state(b, &fresh, at(21, 0), Element::Readiness).code(),
+        "not-needed"
+    );
+}
+
+#[test]
+fn the_transfer_runs_from_the_package_to_the_feedback() {
+    let b = "2004-09-01";
+    let bd = birth(b);
+    let at = |years: i32, days: i64| birthday_ms(bd, years) + days * DAY;
+    let sent = at(19, 20);
+    let mut h = History {
+        done: vec![(Element::TransferPackage, sent)],
+    };
+    // the first adult visit is due from the package, overdue six months later
+    assert_eq!(state(b, &h, sent, Element::FirstAdultVisit).code(), "due");
+    assert_eq!(
+        state(b, &h, sent + 183 * DAY, Element::FirstAdultVisit).code(),
+        "overdue"
+    );
+    assert_eq!(
+        state(b, &h, sent + 200 * DAY, Element::Completion).code(),
+        "not-yet"
+    );
+    let visit = sent + 60 * DAY;
+    h.done.push((Element::FirstAdultVisit, visit));
+    // completion and feedback: 3 to 6 months after the first adult visit
+    for e in [Element::Completion, Element::Feedback] {
+        assert_eq!(state(b, &h, visit + 90 * DAY, e).code(), "not-yet");
+        assert_eq!(state(b, &h, visit + 91 * DAY, e).code(), "due");
+        assert_eq!(state(b, &h, visit + 183 * DAY, e).code(), "overdue");
+    }
+    // once complete, only the feedback can still be due
+    h.done.push((Element::Completion, visit + 100 * DAY));
+    let all = status(bd, &h, visit + 120 * DAY, &TransitionConfig::default());
+    for (e, s) in &all {
+        match e {
+            Element::Feedback => assert_eq!(s.code(), "due"),
+            Element::TransferPackage | Element::FirstAdultVisit | Element::Completion => {
+                assert_eq!(s.code(), "done", "{e:?}")
+            }
+            _ => assert_eq!(s.code(), "not-needed", "{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn done_is_done_and_overdue_comes_first() {
+    let b = "2009-01-20";
+    let bd = birth(b);
+    let at = |years: i32, days: i64| birthday_ms(bd, years) + days * DAY;
+    let h = History {
+        done: vec![(Element::Policy, at(12, 30))],
+    };
+    // done before it was late, and long after
+    assert_eq!(state(b, &h, at(25, 0), Element::Policy).code(), "done");
+    // at 16 and a half: the education is overdue (late at 16), the plan is due
+    let now = at(16, 180);
+    let all = status(bd, &h, now, &TransitionConfig::default());
+    let (e, s) = next_due(&all).unwrap();
+    assert_eq!((e, s.code()), (Element::Readiness, "overdue"));
+    let h2 = History {
+        done: vec![
+            (Element::Policy, at(12, 30)),
+            (Element::Readiness, at(16, 100)),
+            (Element::Education, at(15, 0)),
+        ],
+    };
+    let all = status(bd, &h2, now, &TransitionConfig::default());
+    assert_eq!(
+        next_due(&all).map(|(e, s)| (e, s.code())),
+        Some((Element::PlanOfCare, "due"))
+    );
+}
+
+#[test]
+fn a_transfer_needs_the_assessment_the_plan_and_the_summary() {
+    let mut h = History::default();
+    assert_eq!(
+        missing_for_transfer(&h),
+        vec![
+            Element::Readiness,
+            Element::PlanOfCare,
+            Element::MedicalSummary
+        ]
+    );
+    h.done.push((Element::PlanOfCare, 1));
+    assert_eq!(
+        missing_for_transfer(&h),
+        vec![Element::Readiness, Element::MedicalSummary]
+    );
+    h.done.push((Element::Readiness, 2));
+    h.done.push((Element::MedicalSummary, 3));
+    assert!(missing_for_transfer(&h).is_empty());
+    for e in Element::ALL {
+        assert_eq!(Element::parse(e.code()), Some(e));
+    }
+}
