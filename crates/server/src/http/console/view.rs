@@ -170,6 +170,8 @@ pub struct AppointmentCard {
     pub join: String,
     pub join_opens: String,
     pub patient_id: String,
+    /// Starts within the hour (or has begun): no earlier time to ask for.
+    pub soon: bool,
     pub offer_until: Option<String>,
     pub cancel_reason: Option<String>,
 }
@@ -257,6 +259,7 @@ pub fn appointment_card(
             .find_map(|r| r.strip_prefix("Patient/"))
             .unwrap_or("")
             .to_string(),
+        soon: start.is_some_and(|s| s <= tx.now() + 3_600_000),
         offer_until,
         cancel_reason: a
             .pointer("/cancelationReason/text")
