@@ -57,6 +57,11 @@ pub const BSER_BUSINESS_STATUS: &str =
 pub const TASK_KIND: &str = "http://continuum-alliance.org/fhir/CodeSystem/task-kind";
 /// Provenance.activity: the referral step it records.
 pub const REFERRAL_STEP: &str = "http://continuum-alliance.org/fhir/CodeSystem/referral-step";
+/// The transition elements (`care::transition::Element::code`): a Task with this code, for the
+/// young person, `completed`, records that the element was done (on its `executionPeriod.end`,
+/// else `lastModified`, else `authoredOn`).
+pub const TRANSITION_ELEMENT: &str =
+    "http://continuum-alliance.org/fhir/CodeSystem/transition-element";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
 pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 

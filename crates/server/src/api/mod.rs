@@ -4,3 +4,4 @@
 
 pub mod identity_reviews;
 pub mod referrals;
+pub mod transition;

@@ -19,6 +19,7 @@ pub mod referrals;
 pub mod resources;
 pub mod slots;
 pub mod subscriptions;
+pub mod transition;
 pub mod unit;
 pub mod visits;
 pub mod waitlist;

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/identity/reviews", get(identity_reviews))
         .route("/api/worklists/referrals", get(referral_worklist))
         .route("/api/metrics/referrals", get(referral_metrics))
+        .route("/api/transition/registry", get(transition_registry))
         .route(
             "/api/identity/reviews/{id}/{decision}",
             post(identity_decision),
@@ -436,6 +437,24 @@ async fn referral_worklist(State(state): State<AppState>, req: Request) -> Respo
     };
     api_answer(
         crate::api::referrals::worklist(
+            &state.api,
+            who.caller.clone(),
+            query_pairs(&parts),
+            client_address(&parts),
+        )
+        .await,
+    )
+}
+
+/// `GET /api/transition/registry?…`.
+async fn transition_registry(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    api_answer(
+        crate::api::transition::registry(
             &state.api,
             who.caller.clone(),
             query_pairs(&parts),

@@ -254,6 +254,12 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
             None,
         ),
         case(
+            "transition-registry",
+            "GET",
+            "/api/transition/registry?state=due",
+            None,
+        ),
+        case(
             "identity-decision",
             "POST",
             "/api/identity/reviews/house-pair/accept",

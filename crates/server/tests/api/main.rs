@@ -20,4 +20,5 @@ mod ops;
 mod policy_matrix;
 mod referrals;
 mod search;
+mod transition;
 mod visits;

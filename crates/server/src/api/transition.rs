@@ -1,0 +1,101 @@
+//! The transition registry (`GET /api/transition/registry`): the young people aged 12–26 the
+//! caller may see and where each of the Six Core Elements stands — most overdue first — one
+//! read-only unit of work (`app::transition`).
+//!
+//! - `GET /api/transition/registry?state=due|overdue|all&element=CODE&as_of=YYYY-MM-DD&_count=N`
+//!   (`state` default `all`: everyone in the registry; `due`: something due or overdue;
+//!   `overdue`: something overdue; `element`: that element due or overdue; `_count` default 200,
+//!   at most 1,000).
+//!
+//! An element is recorded by writing a Task for the young person, `status: completed`, `code`
+//! in `http://continuum-alliance.org/fhir/CodeSystem/transition-element` (`policy`, `readiness`,
+//! `education`, `plan-of-care`, `medical-summary`, `consent-talk`, `decision-making`,
+//! `transfer-package`, `first-adult-visit`, `completion`, `feedback`), done on its
+//! `executionPeriod.end`.
+
+use std::sync::Arc;
+
+use care::transition::Element;
+use fhir::IssueType;
+use serde_json::Value;
+use store::Caller;
+
+use crate::app::transition::RegistryRequest;
+use crate::app::{App, Prefer, Work};
+use crate::error::ApiError;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(IssueType::Value, msg)
+}
+
+/// `GET /api/transition/registry?…`.
+pub async fn registry(
+    app: &App,
+    caller: Arc<Caller>,
+    query: Vec<(String, String)>,
+    address: Option<String>,
+) -> Result<Value, ApiError> {
+    let known = ["state", "element", "as_of", "_count"];
+    if let Some((k, _)) = query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "'{k}' is not a parameter here ({})",
+            known.join(", ")
+        )));
+    }
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let overdue = match get("state").unwrap_or("all") {
+        "all" => None,
+        "due" => Some(false),
+        "overdue" => Some(true),
+        s => return Err(bad(format!("state '{s}' is not all, due or overdue"))),
+    };
+    let element = match get("element") {
+        None => None,
+        Some(e) => Some(Element::parse(e).ok_or_else(|| {
+            bad(format!(
+                "'{e}' is not a transition element ({})",
+                Element::ALL
+                    .iter()
+                    .map(|e| e.code())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?),
+    };
+    let now = app.store().clock().now_ms();
+    let as_of_ms = match get("as_of") {
+        None => now,
+        Some(d) => fhir::primitive::parse_date_time(d, fhir::primitive::Precision::Day, false)
+            .ok()
+            .filter(|_| d.len() == 10)
+            .map(|v| v.range().low + 12 * 3_600_000)
+            .ok_or_else(|| bad(format!("as_of '{d}' is not a date (YYYY-MM-DD)")))?,
+    };
+    let count = match get("_count") {
+        None => 200,
+        Some(c) => c
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad(format!("_count '{c}' is not a number from 1 to 1000")))?,
+    };
+    let request = RegistryRequest {
+        as_of_ms,
+        overdue,
+        element,
+        count,
+    };
+    let ctx = app.ctx(String::new(), Prefer::default());
+    app.run(
+        caller,
+        Work::request("transition-registry", false, address),
+        ctx,
+        move |tx, ctx| crate::app::transition::registry(tx, ctx, request),
+    )
+    .await
+}
