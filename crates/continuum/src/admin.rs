@@ -268,11 +268,15 @@ pub fn create_client(
 
 /// Writes `id:secret` to a file only its owner may read.
 pub fn write_credentials(path: &std::path::Path, id: &str, secret: &str) -> Result<()> {
+    write_private(path, &format!("{id}:{secret}\n"))
+}
+
+/// Writes a file only its owner may read (creating its directory).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).ok();
     }
-    std::fs::write(path, format!("{id}:{secret}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -585,14 +589,6 @@ pub fn ensure_demo_users(store: &Store, path: &std::path::Path) -> Result<String
         saved.with_context(|| format!("cannot create the demo user {name}"))?;
         lines.push_str(&format!("{name:<16} {password}  {who}\n"));
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).ok();
-    }
-    std::fs::write(path, &lines).with_context(|| format!("cannot write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).ok();
-    }
+    write_private(path, &lines)?;
     Ok(lines)
 }

@@ -51,10 +51,24 @@ pub fn all_of(
     rt: &str,
     reader: Reader,
 ) -> Result<Vec<Stored>, ApiError> {
+    all_matching(tx, registry, rt, &[], reader)
+}
+
+/// Every resource of a type that matches the server's own search `params`, page by page, read
+/// as `reader`.
+pub fn all_matching(
+    tx: &mut CallerTx,
+    registry: &'static fhir::search::Registry,
+    rt: &str,
+    params: &[(&str, String)],
+    reader: Reader,
+) -> Result<Vec<Stored>, ApiError> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
+    let mut pairs: Vec<(&str, String)> = params.to_vec();
+    pairs.push(("_count", "1000".into()));
     loop {
-        let mut req = search_request(registry, rt, &[("_count", "1000".into())])?;
+        let mut req = search_request(registry, rt, &pairs)?;
         req.cursor = cursor.take();
         req.total = fhir::search::TotalMode::None;
         let page = match reader {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use store::CallerTx;
 
 use super::Ctx;
-use super::resources::{body, search_request};
+use super::resources::{Reader, all_matching, body};
 use crate::error::ApiError;
 
 /// What the registry is asked.
@@ -20,30 +20,6 @@ pub struct RegistryRequest {
     /// Only those for whom this element is due or overdue.
     pub element: Option<Element>,
     pub count: usize,
-}
-
-/// Every resource of a search, page by page, as the caller.
-fn all(
-    tx: &mut CallerTx,
-    ctx: &Ctx,
-    rt: &str,
-    params: &[(&str, String)],
-) -> Result<Vec<store::Stored>, ApiError> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut pairs: Vec<(&str, String)> = params.to_vec();
-        pairs.push(("_count", "1000".into()));
-        let mut req = search_request(ctx.registry, rt, &pairs)?;
-        req.cursor = cursor.take();
-        req.total = fhir::search::TotalMode::None;
-        let page = tx.search(&req)?;
-        out.extend(page.matches);
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return Ok(out),
-        }
-    }
 }
 
 /// When a recorded element was done.
@@ -76,9 +52,9 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
     // born after the day 27 years ago and on or before the day 12 years ago (a day's margin:
     // the exact ages are counted below)
     let years = |n: i64| n * 36525 / 100 * 86_400_000;
-    let patients = all(
+    let patients = all_matching(
         tx,
-        ctx,
+        ctx.registry,
         "Patient",
         &[
             (
@@ -96,16 +72,18 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
                 ),
             ),
         ],
+        Reader::Caller,
     )?;
     // the elements recorded, for everyone at once
-    let tasks = all(
+    let tasks = all_matching(
         tx,
-        ctx,
+        ctx.registry,
         "Task",
         &[
             ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
             ("status", "completed".into()),
         ],
+        Reader::Caller,
     )?;
     let mut histories: std::collections::HashMap<String, History> = Default::default();
     for t in &tasks {

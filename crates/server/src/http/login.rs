@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -44,17 +43,8 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 async fn form(req: Request) -> (HeaderMap, Vec<(String, String)>) {
-    let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
-    // a field holding U+0000 can be no one's name or secret (and PostgreSQL's text cannot hold
-    // it): such fields are left out, so the request fails as with a wrong name
-    (
-        parts.headers,
-        form_urlencoded::parse(&bytes)
-            .into_owned()
-            .filter(|(k, v)| !k.contains('\0') && !v.contains('\0'))
-            .collect(),
-    )
+    let (headers, form) = super::console::read_form(req).await;
+    (headers, form.0)
 }
 
 fn field<'a>(f: &'a [(String, String)], name: &str) -> &'a str {

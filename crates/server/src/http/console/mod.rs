@@ -370,7 +370,9 @@ impl Form {
     }
 }
 
-/// Reads a posted form (at most 64 KiB; fields holding U+0000 are dropped).
+/// Reads a posted form (at most 64 KiB), for the console and the sign-in pages alike. A field
+/// holding U+0000 can be no one's name or secret (and PostgreSQL's text cannot hold it): such
+/// fields are left out, so a request fails as with a wrong value.
 pub async fn read_form(req: Request) -> (HeaderMap, Form) {
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
