@@ -62,6 +62,9 @@ pub const REFERRAL_STEP: &str = "http://continuum-alliance.org/fhir/CodeSystem/r
 /// else `lastModified`, else `authoredOn`).
 pub const TRANSITION_ELEMENT: &str =
     "http://continuum-alliance.org/fhir/CodeSystem/transition-element";
+/// Task.businessStatus of an element Task the transition scheduler keeps: `due`, `overdue`
+/// (`care::transition::Mark`).
+pub const TRANSITION_STATE: &str = "http://continuum-alliance.org/fhir/CodeSystem/transition-state";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
 pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 

@@ -67,6 +67,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SlotsCommand,
     },
+    /// Transition to adult care: the scheduler of the Six Core Elements.
+    Transition {
+        #[command(flatten)]
+        db: DatabaseArg,
+        #[command(subcommand)]
+        command: TransitionCommand,
+    },
     /// Load FHIR data: NDJSON (.ndjson), Bundles (transaction, batch, collection) or resources.
     /// A transaction Bundle is all or nothing; refusals are reported in file order.
     Import {
@@ -124,6 +131,7 @@ impl Command {
             Command::Serve { db, .. }
             | Command::Demo { db, .. }
             | Command::Slots { db, .. }
+            | Command::Transition { db, .. }
             | Command::Import { db, .. }
             | Command::Migrate { db }
             | Command::Users { db, .. }
@@ -150,6 +158,17 @@ pub enum SlotsCommand {
         /// How many weeks ahead.
         #[arg(long, default_value_t = 8)]
         weeks: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TransitionCommand {
+    /// Bring every young person's element Tasks up to date (what the daily job does): one open
+    /// Task per element due or overdue, the others closed; running it twice changes nothing.
+    Run {
+        /// The day to compute for (YYYY-MM-DD; default today).
+        #[arg(long, value_name = "DATE")]
+        as_of: Option<String>,
     },
 }
 
@@ -217,6 +236,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 "{} schedules: {} slots created, {} already there ({weeks} weeks)",
                 report.schedules, report.created, report.existing
             );
+            Ok(())
+        }
+        Command::Transition {
+            command: TransitionCommand::Run { as_of },
+            ..
+        } => {
+            let store = open_store(&config, true)?;
+            let as_of_ms = match as_of {
+                None => store.clock().now_ms(),
+                Some(d) => server::app::transition::day_noon_ms(&d)
+                    .ok_or_else(|| anyhow::anyhow!("--as-of '{d}' is not a date (YYYY-MM-DD)"))?,
+            };
+            let api = rest_api(&config, store);
+            let report = runtime
+                .block_on(server::app::transition::schedule(&api, as_of_ms))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", report.words());
             Ok(())
         }
         Command::Import { files, dry_run, .. } => runtime.block_on(import(config, files, dry_run)),

@@ -102,6 +102,16 @@ impl Jobs {
                 Duration::from_secs(15 * 60),
                 |app: App| async move { crate::app::referrals::mark_service_levels(&app).await },
             ),
+            // transition to adult care: each young person's element Tasks, due and overdue
+            Job::new(
+                "transition:schedule",
+                Duration::from_secs(24 * 3600),
+                |app: App| async move {
+                    let now = app.store().clock().now_ms();
+                    let r = crate::app::transition::schedule(&app, now).await?;
+                    Ok(r.wrote().then(|| r.words()))
+                },
+            ),
             // the identity model, estimated again after enough Patient writes — never inside
             // a request
             Job::new(

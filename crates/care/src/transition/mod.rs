@@ -402,3 +402,141 @@ pub fn next_due(states: &[(Element, ElementState)]) -> Option<(Element, ElementS
 
 #[cfg(test)]
 mod tests;
+
+/// How an element Task the scheduler keeps is marked (its business status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Due,
+    Overdue,
+}
+
+impl Mark {
+    pub fn code(self) -> &'static str {
+        match self {
+            Mark::Due => "due",
+            Mark::Overdue => "overdue",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Mark> {
+        match code {
+            "due" => Some(Mark::Due),
+            "overdue" => Some(Mark::Overdue),
+            _ => None,
+        }
+    }
+}
+
+/// An open element Task (one the scheduler wrote, not yet completed or cancelled), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTask {
+    pub id: String,
+    pub element: Element,
+    pub mark: Option<Mark>,
+    pub due_ms: Option<i64>,
+    pub late_ms: Option<i64>,
+}
+
+/// Why an open element Task is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The element was recorded on another Task.
+    Recorded,
+    /// It no longer matters (the transfer is complete, or the assessment after the package).
+    NotNeeded,
+    /// It is not due (a corrected birth date).
+    NotDue,
+    /// Another open Task of the same element was kept.
+    Duplicate,
+}
+
+impl Close {
+    pub fn words(self) -> &'static str {
+        match self {
+            Close::Recorded => "recorded on another task",
+            Close::NotNeeded => "no longer needed",
+            Close::NotDue => "not due (the birth date or the history changed)",
+            Close::Duplicate => "another open task of this element is kept",
+        }
+    }
+}
+
+/// What the scheduler does to one young person's element Tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskChange {
+    Create {
+        element: Element,
+        mark: Mark,
+        due_ms: i64,
+        late_ms: i64,
+    },
+    /// The open Task is marked anew (due → overdue, or new dates).
+    Mark {
+        id: String,
+        element: Element,
+        mark: Mark,
+        due_ms: i64,
+        late_ms: i64,
+    },
+    Close {
+        id: String,
+        element: Element,
+        why: Close,
+    },
+}
+
+/// The changes that bring a young person's open element Tasks in line with where each element
+/// stands: one open Task per element due or overdue, marked so, with its dates; every other
+/// open Task closed. Nothing when they already are (the scheduler's idempotence).
+pub fn reconcile(states: &[(Element, ElementState)], open: &[OpenTask]) -> Vec<TaskChange> {
+    let mut out = Vec::new();
+    for (e, s) in states {
+        let mut mine = open.iter().filter(|t| t.element == *e);
+        let first = mine.next();
+        for other in mine {
+            out.push(TaskChange::Close {
+                id: other.id.clone(),
+                element: *e,
+                why: Close::Duplicate,
+            });
+        }
+        let (mark, due_ms, late_ms) = match s {
+            ElementState::Due { due_ms, late_ms } => (Mark::Due, *due_ms, *late_ms),
+            ElementState::Overdue { due_ms, late_ms } => (Mark::Overdue, *due_ms, *late_ms),
+            other => {
+                if let Some(t) = first {
+                    out.push(TaskChange::Close {
+                        id: t.id.clone(),
+                        element: *e,
+                        why: match other {
+                            ElementState::Done { .. } => Close::Recorded,
+                            ElementState::NotNeeded => Close::NotNeeded,
+                            _ => Close::NotDue,
+                        },
+                    });
+                }
+                continue;
+            }
+        };
+        match first {
+            None => out.push(TaskChange::Create {
+                element: *e,
+                mark,
+                due_ms,
+                late_ms,
+            }),
+            Some(t) => {
+                if t.mark != Some(mark) || t.due_ms != Some(due_ms) || t.late_ms != Some(late_ms) {
+                    out.push(TaskChange::Mark {
+                        id: t.id.clone(),
+                        element: *e,
+                        mark,
+                        due_ms,
+                        late_ms,
+                    });
+                }
+            }
+        }
+    }
+    out
+}

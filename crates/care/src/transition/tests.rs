@@ -231,3 +231,117 @@ fn a_transfer_needs_the_assessment_the_plan_and_the_summary() {
         assert_eq!(Element::parse(e.code()), Some(e));
     }
 }
+
+fn open(id: &str, e: Element, s: &ElementState) -> OpenTask {
+    let (mark, due, late) = match s {
+        ElementState::Due { due_ms, late_ms } => (Some(Mark::Due), Some(*due_ms), Some(*late_ms)),
+        ElementState::Overdue { due_ms, late_ms } => {
+            (Some(Mark::Overdue), Some(*due_ms), Some(*late_ms))
+        }
+        _ => (None, None, None),
+    };
+    OpenTask {
+        id: id.into(),
+        element: e,
+        mark,
+        due_ms: due,
+        late_ms: late,
+    }
+}
+
+#[test]
+fn the_scheduler_keeps_one_open_task_per_element_due_and_changes_nothing_twice() {
+    let c = TransitionConfig::default();
+    let b = birth("2011-01-10"); // 15 on 1 June 2026
+    let now = day_ms(2026, 6, 1);
+    let states = status(b, &History::default(), now, &c);
+    let first = reconcile(&states, &[]);
+    // nothing recorded at 15: the policy and the first assessment overdue, education due
+    let created: Vec<(Element, Mark)> = first
+        .iter()
+        .map(|ch| match ch {
+            TaskChange::Create { element, mark, .. } => (*element, *mark),
+            other => panic!("only creations on a first run: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        created,
+        vec![
+            (Element::Policy, Mark::Overdue),
+            (Element::Readiness, Mark::Overdue),
+            (Element::Education, Mark::Due),
+        ]
+    );
+    // the Tasks as the first run wrote them: a second run changes nothing
+    let tasks: Vec<OpenTask> = states
+        .iter()
+        .filter(|(_, s)| matches!(s, ElementState::Due { .. } | ElementState::Overdue { .. }))
+        .enumerate()
+        .map(|(i, (e, s))| open(&format!("t{i}"), *e, s))
+        .collect();
+    assert_eq!(reconcile(&states, &tasks), vec![]);
+    // at 16 education is overdue: the open task is marked anew, not a second one created
+    let later = status(b, &History::default(), day_ms(2027, 1, 10), &c);
+    let changes = reconcile(&later, &tasks);
+    assert!(changes.contains(&TaskChange::Mark {
+        id: "t2".into(),
+        element: Element::Education,
+        mark: Mark::Overdue,
+        due_ms: birthday_ms(b, 14),
+        late_ms: birthday_ms(b, 16),
+    }));
+    assert!(changes.iter().all(
+        |ch| !matches!(ch, TaskChange::Create { element, .. } if *element == Element::Education)
+    ));
+    // the policy recorded on another task: its open task is closed as recorded
+    let history = History {
+        done: vec![(Element::Policy, now)],
+    };
+    let states = status(b, &history, now, &c);
+    assert_eq!(
+        reconcile(&states, &tasks),
+        vec![TaskChange::Close {
+            id: "t0".into(),
+            element: Element::Policy,
+            why: Close::Recorded,
+        }]
+    );
+    // two open tasks of one element: one is kept
+    let mut twice = tasks.clone();
+    twice.push(OpenTask {
+        id: "t9".into(),
+        ..tasks[1].clone()
+    });
+    let states = status(b, &History::default(), now, &c);
+    assert_eq!(
+        reconcile(&states, &twice),
+        vec![TaskChange::Close {
+            id: "t9".into(),
+            element: Element::Readiness,
+            why: Close::Duplicate,
+        }]
+    );
+    // after the transfer completes, what was open is no longer needed (the feedback stays due)
+    let done = History {
+        done: vec![
+            (Element::TransferPackage, day_ms(2025, 1, 1)),
+            (Element::FirstAdultVisit, day_ms(2025, 3, 1)),
+            (Element::Completion, day_ms(2025, 7, 1)),
+        ],
+    };
+    let states = status(b, &done, now, &c);
+    let changes = reconcile(&states, &tasks);
+    assert!(changes.contains(&TaskChange::Close {
+        id: "t0".into(),
+        element: Element::Policy,
+        why: Close::NotNeeded,
+    }));
+    assert!(changes.iter().any(|ch| matches!(
+        ch,
+        TaskChange::Create {
+            element: Element::Feedback,
+            mark: Mark::Overdue,
+            ..
+        }
+    )));
+}

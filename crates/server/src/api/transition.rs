@@ -70,10 +70,7 @@ pub async fn registry(
     let now = app.store().clock().now_ms();
     let as_of_ms = match get("as_of") {
         None => now,
-        Some(d) => fhir::primitive::parse_date_time(d, fhir::primitive::Precision::Day, false)
-            .ok()
-            .filter(|_| d.len() == 10)
-            .map(|v| v.range().low + 12 * 3_600_000)
+        Some(d) => crate::app::transition::day_noon_ms(d)
             .ok_or_else(|| bad(format!("as_of '{d}' is not a date (YYYY-MM-DD)")))?,
     };
     let count = match get("_count") {

@@ -3,7 +3,7 @@
 //! and the elements recorded — a Task coded with the element (`care::profile::TRANSITION_ELEMENT`)
 //! for the young person, `completed` — and what is due or overdue. Read-only, as of a day.
 
-use care::transition::{Element, ElementState, History, TransitionConfig};
+use care::transition::{Element, ElementState, History, Mark, TaskChange, TransitionConfig};
 use serde_json::{Value, json};
 use store::CallerTx;
 
@@ -174,4 +174,518 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         "count": done,
         "items": items,
     }))
+}
+
+/// What a scheduler run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleReport {
+    /// Young people looked at (born in the registry's window).
+    pub young_people: usize,
+    pub created: usize,
+    /// Open Tasks marked anew (due → overdue, new dates).
+    pub marked: usize,
+    pub closed: usize,
+    /// Organisations told (one message a day at most).
+    pub told: usize,
+}
+
+impl ScheduleReport {
+    pub fn wrote(&self) -> bool {
+        self.created + self.marked + self.closed + self.told > 0
+    }
+
+    pub fn words(&self) -> String {
+        format!(
+            "transition: {} young people, {} element tasks created, {} marked, {} closed, {} organisations told",
+            self.young_people, self.created, self.marked, self.closed, self.told
+        )
+    }
+}
+
+/// The write rule of a Task coded with a transition element (on every write path): the code
+/// is one of the elements, the Task is for a Patient, and a completed one is dated — its
+/// `executionPeriod.end`, set to now when the writer gave none.
+pub(crate) fn element_task_written(tx: &mut CallerTx, task: &mut Value) -> Result<(), ApiError> {
+    let codes: Vec<&str> = task
+        .pointer("/code/coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["system"] == care::profile::TRANSITION_ELEMENT)
+        .filter_map(|c| c["code"].as_str())
+        .collect();
+    if codes.is_empty() {
+        return Ok(());
+    }
+    let unprocessable = |at: &str, why: String| {
+        ApiError::with_issues(
+            422,
+            vec![fhir::Issue::error(fhir::IssueType::Value, why).at(at)],
+        )
+    };
+    if let Some(bad) = codes.iter().find(|c| Element::parse(c).is_none()) {
+        return Err(unprocessable(
+            "Task.code",
+            format!(
+                "'{bad}' is not a transition element ({})",
+                Element::ALL
+                    .iter()
+                    .map(|e| e.code())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if patient_of(task).is_none() {
+        return Err(unprocessable(
+            "Task.for",
+            "a transition element is recorded for the young person: Task.for names a Patient"
+                .into(),
+        ));
+    }
+    if task["status"] == "completed" && task.pointer("/executionPeriod/end").is_none() {
+        let now = fhir::primitive::format_instant(tx.now());
+        if !task["executionPeriod"].is_object() {
+            task["executionPeriod"] = json!({});
+        }
+        task["executionPeriod"]["end"] = json!(now);
+    }
+    Ok(())
+}
+
+/// Noon UTC of a day given as `YYYY-MM-DD` (the as-of time of the registry and the scheduler).
+pub fn day_noon_ms(d: &str) -> Option<i64> {
+    fhir::primitive::parse_date_time(d, fhir::primitive::Precision::Day, false)
+        .ok()
+        .filter(|_| d.len() == 10)
+        .map(|v| v.range().low + 12 * 3_600_000)
+}
+
+/// Young people per unit of work.
+const BATCH: usize = 500;
+
+/// The statuses of a Task still to be done.
+fn is_open(task: &Value) -> bool {
+    matches!(
+        task["status"].as_str(),
+        Some("draft" | "requested" | "received" | "accepted" | "ready" | "in-progress" | "on-hold")
+    )
+}
+
+/// The element a Task is coded with.
+pub(crate) fn element_of(task: &Value) -> Option<Element> {
+    task.pointer("/code/coding")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c["system"] == care::profile::TRANSITION_ELEMENT)
+        .find_map(|c| c["code"].as_str().and_then(Element::parse))
+}
+
+fn patient_of(task: &Value) -> Option<&str> {
+    task.pointer("/for/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+}
+
+fn open_task(id: &str, task: &Value) -> Option<care::transition::OpenTask> {
+    let at = |p: &str| {
+        task.pointer(p)
+            .and_then(Value::as_str)
+            .and_then(fhir::json::instant_ms)
+    };
+    Some(care::transition::OpenTask {
+        id: id.to_string(),
+        element: element_of(task)?,
+        mark: task
+            .pointer("/businessStatus/coding")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|c| c["system"] == care::profile::TRANSITION_STATE)
+            .find_map(|c| c["code"].as_str().and_then(Mark::parse)),
+        due_ms: at("/restriction/period/start"),
+        late_ms: at("/restriction/period/end"),
+    })
+}
+
+fn business_status(mark: Mark) -> Value {
+    json!({"coding": [{"system": care::profile::TRANSITION_STATE, "code": mark.code()}], "text": mark.code()})
+}
+
+/// An element Task as the scheduler writes it: for the young person, owned by their managing
+/// organisation, due in `restriction.period` (from `start`, overdue from `end`).
+fn element_task(
+    patient: &str,
+    owner: Option<&str>,
+    e: Element,
+    mark: Mark,
+    due_ms: i64,
+    late_ms: i64,
+    now: i64,
+) -> Value {
+    let at = fhir::primitive::format_instant;
+    let mut task = json!({
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "plan",
+        "code": {"coding": [{"system": care::profile::TRANSITION_ELEMENT, "code": e.code(), "display": e.words()}], "text": e.words()},
+        "description": format!("Transition to adult care: {}", e.words()),
+        "for": {"reference": format!("Patient/{patient}")},
+        "authoredOn": at(now),
+        "restriction": {"period": {"start": at(due_ms), "end": at(late_ms)}},
+        "businessStatus": business_status(mark),
+    });
+    if let Some(o) = owner {
+        task["owner"] = json!({"reference": o});
+    }
+    task
+}
+
+/// One young person's planned change, with whom to tell.
+#[derive(Debug, Clone)]
+struct Planned {
+    patient: String,
+    owner: Option<String>,
+    change: TaskChange,
+}
+
+/// Runs the transition scheduler as of a time: for every young person in the registry, one
+/// open Task per element due or overdue (created, or marked anew), and every other open element
+/// Task closed — `BATCH` young people per unit of work, reading first and writing only what
+/// changes, so a second run writes nothing. Each managing organisation with something newly due
+/// or overdue is told once a day through the outbox (counts only, no names).
+pub async fn schedule(app: &super::App, as_of_ms: i64) -> Result<ScheduleReport, ApiError> {
+    let config = TransitionConfig::default();
+    let mut report = ScheduleReport::default();
+    let mut cursor: Option<String> = None;
+    // organisation → (newly due, newly overdue)
+    let mut newly: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    loop {
+        let after = cursor.take();
+        let cfg = config.clone();
+        let (planned, seen, next) = app
+            .system_read("transition:schedule", move |tx, ctx| {
+                let out = plan_batch(tx, ctx, after, as_of_ms, &cfg)?;
+                Ok((out, None))
+            })
+            .await?;
+        report.young_people += seen;
+        for p in &planned {
+            let Some(o) = &p.owner else { continue };
+            match &p.change {
+                TaskChange::Create {
+                    mark: Mark::Due, ..
+                } => newly.entry(o.clone()).or_default().0 += 1,
+                TaskChange::Create {
+                    mark: Mark::Overdue,
+                    ..
+                }
+                | TaskChange::Mark {
+                    mark: Mark::Overdue,
+                    ..
+                } => newly.entry(o.clone()).or_default().1 += 1,
+                _ => {}
+            }
+        }
+        if !planned.is_empty() {
+            let (created, marked, closed) = app
+                .system_job("transition:schedule", move |tx, ctx| {
+                    let done = apply(tx, ctx, planned)?;
+                    let words = format!(
+                        "transition scheduler: {} element tasks created, {} marked, {} closed",
+                        done.0, done.1, done.2
+                    );
+                    Ok((done, Some(words)))
+                })
+                .await?;
+            report.created += created;
+            report.marked += marked;
+            report.closed += closed;
+        }
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    if !newly.is_empty() {
+        let day = fhir::primitive::format_instant(as_of_ms)[..10].to_string();
+        report.told = app
+            .system_job("transition:schedule", move |tx, ctx| {
+                let mut told = 0;
+                for (org, (due, overdue)) in &newly {
+                    if tell(tx, ctx, org, *due, *overdue, &day)? {
+                        told += 1;
+                    }
+                }
+                let words =
+                    (told > 0).then(|| format!("transition scheduler: {told} organisations told"));
+                Ok((told, words))
+            })
+            .await?;
+    }
+    Ok(report)
+}
+
+/// Reads one batch of young people and their element Tasks, and plans the changes.
+fn plan_batch(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    after: Option<String>,
+    as_of_ms: i64,
+    config: &TransitionConfig,
+) -> Result<(Vec<Planned>, usize, Option<String>), ApiError> {
+    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
+    let years = |n: i64| n * 36525 / 100 * 86_400_000;
+    let mut req = super::resources::search_request(
+        ctx.registry,
+        "Patient",
+        &[
+            (
+                "birthdate",
+                format!(
+                    "gt{}",
+                    day(as_of_ms - years(config.leaves_at as i64) - 86_400_000)
+                ),
+            ),
+            (
+                "birthdate",
+                format!(
+                    "le{}",
+                    day(as_of_ms - years(config.enters_at as i64) + 86_400_000)
+                ),
+            ),
+            ("_count", BATCH.to_string()),
+        ],
+    )?;
+    req.cursor = after;
+    req.total = fhir::search::TotalMode::None;
+    let page = tx.search(&req)?;
+    let mut young: Vec<(String, care::access::BirthDate, Option<String>)> = Vec::new();
+    for p in &page.matches {
+        let b = body(p);
+        let Some(birth) = b["birthDate"]
+            .as_str()
+            .and_then(care::access::BirthDate::parse)
+        else {
+            continue;
+        };
+        if care::transition::in_registry(birth, as_of_ms, config) {
+            let owner = b
+                .pointer("/managingOrganization/reference")
+                .and_then(Value::as_str)
+                .filter(|r| r.starts_with("Organization/"))
+                .map(str::to_string);
+            young.push((p.id.clone(), birth, owner));
+        }
+    }
+    let mut histories: std::collections::HashMap<
+        String,
+        (History, Vec<care::transition::OpenTask>),
+    > = Default::default();
+    if !young.is_empty() {
+        let ids: Vec<String> = young
+            .iter()
+            .map(|(id, _, _)| format!("Patient/{id}"))
+            .collect();
+        // a hundred patients a query: a search of many values is many SQL conditions
+        let mut tasks = Vec::new();
+        for chunk in ids.chunks(100) {
+            tasks.extend(all_matching(
+                tx,
+                ctx.registry,
+                "Task",
+                &[
+                    ("patient", chunk.join(",")),
+                    ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
+                ],
+                Reader::Caller,
+            )?);
+        }
+        for t in &tasks {
+            let b = body(t);
+            let Some(pid) = patient_of(&b) else { continue };
+            let entry = histories.entry(pid.to_string()).or_default();
+            if b["status"] == "completed" {
+                if let (Some(e), Some(on)) = (element_of(&b), done_on(&b)) {
+                    entry.0.done.push((e, on));
+                }
+            } else if is_open(&b)
+                && let Some(o) = open_task(&t.id, &b)
+            {
+                entry.1.push(o);
+            }
+        }
+    }
+    let mut planned = Vec::new();
+    for (pid, birth, owner) in &young {
+        let (history, open) = histories.remove(pid).unwrap_or_default();
+        let states = care::transition::status(*birth, &history, as_of_ms, config);
+        for change in care::transition::reconcile(&states, &open) {
+            planned.push(Planned {
+                patient: pid.clone(),
+                owner: owner.clone(),
+                change,
+            });
+        }
+    }
+    Ok((planned, young.len(), page.next_cursor))
+}
+
+/// Writes one batch's changes: new element Tasks together, the open ones marked or closed —
+/// each only if it is still open (a person may have completed it since it was read).
+fn apply(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    planned: Vec<Planned>,
+) -> Result<(usize, usize, usize), ApiError> {
+    let now = tx.now();
+    let mut new: Vec<(String, Value)> = Vec::new();
+    let (mut marked, mut closed) = (0, 0);
+    for p in planned {
+        match &p.change {
+            &TaskChange::Create {
+                element,
+                mark,
+                due_ms,
+                late_ms,
+            } => new.push((
+                tx.new_id(),
+                element_task(
+                    &p.patient,
+                    p.owner.as_deref(),
+                    element,
+                    mark,
+                    due_ms,
+                    late_ms,
+                    now,
+                ),
+            )),
+            TaskChange::Mark { id, element, .. } | TaskChange::Close { id, element, .. } => {
+                let element = *element;
+                let Some(prev) = tx.current("Task", id, true)? else {
+                    continue;
+                };
+                let mut task = body(&prev);
+                if !is_open(&task) || element_of(&task) != Some(element) {
+                    continue;
+                }
+                match &p.change {
+                    TaskChange::Mark {
+                        mark,
+                        due_ms,
+                        late_ms,
+                        ..
+                    } => {
+                        let at = fhir::primitive::format_instant;
+                        task["businessStatus"] = business_status(*mark);
+                        task["restriction"] =
+                            json!({"period": {"start": at(*due_ms), "end": at(*late_ms)}});
+                        marked += 1;
+                    }
+                    TaskChange::Close { why, .. } => {
+                        task["status"] = json!("cancelled");
+                        task["statusReason"] = json!({"text": why.words()});
+                        task["lastModified"] = json!(fhir::primitive::format_instant(now));
+                        closed += 1;
+                    }
+                    TaskChange::Create { .. } => unreachable!(),
+                }
+                let index = fhir::search::extract(ctx.registry, &task);
+                if let Err(r) = tx.update(&prev, &mut task, &index)? {
+                    return Err(refused(r));
+                }
+            }
+        }
+    }
+    let created = new.len();
+    if !new.is_empty() {
+        let indexes: Vec<Vec<fhir::search::IndexEntry>> = new
+            .iter()
+            .map(|(_, t)| fhir::search::extract(ctx.registry, t))
+            .collect();
+        let mut items: Vec<store::NewResource> = new
+            .iter_mut()
+            .zip(&indexes)
+            .map(|((id, t), index)| store::NewResource {
+                resource_type: "Task",
+                id: id.clone(),
+                resource: t,
+                index,
+            })
+            .collect();
+        if let Err((_, r)) = tx.create_many(&mut items)? {
+            return Err(refused(r));
+        }
+    }
+    Ok((created, marked, closed))
+}
+
+fn refused(r: store::Refusal) -> ApiError {
+    ApiError::new(
+        500,
+        fhir::IssueType::Exception,
+        format!("the transition scheduler was refused a write: {r:?}"),
+    )
+}
+
+/// Tells an organisation's transition coordinator what is newly due and overdue (counts only),
+/// once a day: a message in the outbox and the Communication recording it.
+fn tell(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    org: &str,
+    due: usize,
+    overdue: usize,
+    day: &str,
+) -> Result<bool, ApiError> {
+    let Some((_, org_id)) = fhir::json::split_reference(org) else {
+        return Ok(false);
+    };
+    let found =
+        tx.on_behalf(store::OnBehalf::Notifications)
+            .current("Organization", org_id, false)?;
+    let Some(found) = found else {
+        return Ok(false);
+    };
+    let organisation = body(&found);
+    let name = organisation["name"].as_str().unwrap_or("your organisation");
+    let words = format!(
+        "Transition to adult care, {day}: {due} element(s) newly due and {overdue} newly overdue for young people of {name}. The transition registry lists them (/api/transition/registry?state=due)."
+    );
+    let communication_id = tx.new_id();
+    let row = store::NewMessage {
+        id: tx.new_id(),
+        event_key: format!("transition-due:{org_id}:{day}"),
+        recipient: org.to_string(),
+        kind: "transition-due".into(),
+        channel: "message".into(),
+        target: None,
+        communication_id: Some(communication_id.clone()),
+        payload: json!({"email": crate::app::notify::email_of(&organisation), "subject": "Transition to adult care: elements due", "text": words}).to_string(),
+        due_ms: tx.now(),
+    };
+    if !tx
+        .on_behalf(store::OnBehalf::Notifications)
+        .outbox_add(&row)?
+    {
+        return Ok(false);
+    }
+    let mut communication = json!({
+        "resourceType": "Communication",
+        "status": "preparation",
+        "category": [{"coding": [{"system": care::profile::NOTIFICATION, "code": "transition-due"}]}],
+        "recipient": [{"reference": org}],
+        "payload": [{"contentString": words}],
+    });
+    let index = fhir::search::extract(ctx.registry, &communication);
+    let mut items = [store::NewResource {
+        resource_type: "Communication",
+        id: communication_id,
+        resource: &mut communication,
+        index: &index,
+    }];
+    tx.on_behalf(store::OnBehalf::Notifications)
+        .create_many(&mut items)?;
+    Ok(true)
 }

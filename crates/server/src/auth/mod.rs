@@ -34,6 +34,8 @@ pub struct AuthConfig {
     /// The `aud` (and `iss`) of tokens: the public FHIR base URL, or "continuum".
     pub audience: String,
     pub session_hours: i64,
+    /// How long an access token lasts (default 15 minutes), by the store's clock.
+    pub token_seconds: i64,
     /// Mark cookies `Secure` (on by default; browsers treat http://localhost as secure).
     pub secure_cookies: bool,
     pub policy: PolicyConfig,
@@ -48,6 +50,7 @@ impl Default for AuthConfig {
         AuthConfig {
             audience: "continuum".into(),
             session_hours: 8,
+            token_seconds: TOKEN_SECONDS,
             secure_cookies: true,
             policy: PolicyConfig::default(),
             oidc: None,
@@ -305,7 +308,7 @@ impl Auth {
             iss: self.config.audience.clone(),
             sub: client.client_id.clone(),
             aud: self.config.audience.clone(),
-            exp: now + TOKEN_SECONDS,
+            exp: now + self.config.token_seconds,
             iat: now,
             jti: secrets::random_token(12),
             scope: scopes.to_scope_string(),
@@ -322,7 +325,7 @@ impl Auth {
         Ok(json!({
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": TOKEN_SECONDS,
+            "expires_in": self.config.token_seconds,
             "scope": claims.scope,
         }))
     }

@@ -72,7 +72,7 @@ pub const RULES: &[WriteRule] = &[
     },
     WriteRule {
         resource_type: "Task",
-        what: "a referral: its status machine (who may make each move, what it needs), the parts it names, its due dates, milestones and business status; each step's Provenance and messages",
+        what: "a referral: its status machine (who may make each move, what it needs), the parts it names, its due dates, milestones and business status; each step's Provenance and messages; a transition element Task names a known element for a Patient, and is dated when completed",
         before: Some(task_before),
         before_changes: true,
         after: None,
@@ -228,7 +228,8 @@ fn task_before(
     previous: Option<&Value>,
     resource: &mut Value,
 ) -> Result<(), ApiError> {
-    crate::app::referrals::task_written(tx, ctx, id, previous, resource)
+    crate::app::referrals::task_written(tx, ctx, id, previous, resource)?;
+    crate::app::transition::element_task_written(tx, resource)
 }
 
 fn task_deleting(

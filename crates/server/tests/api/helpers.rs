@@ -93,11 +93,21 @@ impl TestApp {
     }
 
     pub async fn spawn_with(engine: Engine, config: server::ServerConfig) -> TestApp {
-        Self::spawn_with_clock(engine, config, Arc::new(care::SystemClock)).await
+        Self::spawn_on(engine, config, Arc::new(care::SystemClock)).await
     }
 
-    /// A server whose store (and token checks) read time from `clock`.
+    /// A server whose store (and token checks) read time from `clock`, which the test moves:
+    /// its access tokens last a year, so that moving the clock by days keeps them valid.
     pub async fn spawn_with_clock(
+        engine: Engine,
+        mut config: server::ServerConfig,
+        clock: Arc<dyn care::Clock>,
+    ) -> TestApp {
+        config.auth.token_seconds = 366 * 86_400;
+        Self::spawn_on(engine, config, clock).await
+    }
+
+    async fn spawn_on(
         engine: Engine,
         mut config: server::ServerConfig,
         clock: Arc<dyn care::Clock>,

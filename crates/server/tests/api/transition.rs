@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::both_engines;
-use crate::helpers::TestApp;
+use crate::helpers::{Engine, TestApp};
 
 const SYSTEM: &str = "http://continuum-alliance.org/fhir/CodeSystem/transition-element";
 
@@ -140,3 +140,233 @@ async fn the_registry_tracks_young_people(app: TestApp) {
 }
 
 both_engines!(the_registry_tracks_young_people);
+
+const DAY: i64 = 86_400_000;
+
+/// Noon UTC of a day.
+fn noon(d: &str) -> i64 {
+    server::app::transition::day_noon_ms(d).unwrap()
+}
+
+async fn open_tasks(app: &TestApp, patient: &str) -> Vec<Value> {
+    let b = app
+        .get(&format!(
+            "Task?patient=Patient/{patient}&code={SYSTEM}|&status=requested&_count=100"
+        ))
+        .await
+        .json();
+    b["entry"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .collect()
+}
+
+fn element(task: &Value) -> &str {
+    task["code"]["coding"][0]["code"].as_str().unwrap()
+}
+
+fn marked(tasks: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = tasks
+        .iter()
+        .map(|t| {
+            (
+                element(t).to_string(),
+                t["businessStatus"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: Engine) {
+    let clock = std::sync::Arc::new(care::FixedClock::at(noon("2026-06-01")));
+    let app = TestApp::spawn_with_clock(engine, Default::default(), clock.clone()).await;
+    app.upsert(
+        json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's",
+        "telecom": [{"system": "email", "value": "transition@cc.example.org"}]}),
+    )
+    .await;
+    for (id, birth) in [
+        ("t11", "2014-06-02"),
+        ("t12", "2014-06-01"),
+        ("t15", "2011-01-10"),
+        ("t27", "1999-06-01"),
+    ] {
+        app.upsert(
+            json!({"resourceType": "Patient", "id": id, "birthDate": birth,
+            "name": [{"family": "Quill", "given": ["Rowan"]}],
+            "managingOrganization": {"reference": "Organization/cc"}}),
+        )
+        .await;
+    }
+    // more young people than one unit of work takes (500), each with the policy due
+    let many: Vec<Value> = (0..520)
+        .map(|i| json!({"request": {"method": "PUT", "url": format!("Patient/m{i}")},
+            "resource": {"resourceType": "Patient", "id": format!("m{i}"), "birthDate": "2013-09-01"}}))
+        .collect();
+    let r = app
+        .post(
+            "",
+            &json!({"resourceType": "Bundle", "type": "batch", "entry": many}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let record = |patient: &str, element: &str, on: &str| {
+        json!({"resourceType": "Task", "status": "completed", "intent": "plan",
+            "code": {"coding": [{"system": SYSTEM, "code": element}]},
+            "for": {"reference": format!("Patient/{patient}")},
+            "executionPeriod": {"end": on}})
+    };
+    let r = app
+        .post("Task", &record("t15", "policy", "2023-02-01T10:00:00Z"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // the first run: one open Task per element due or overdue, owned by the organisation
+    let ran = app.jobs.run_now("transition:schedule").await.unwrap();
+    assert!(
+        ran.as_deref()
+            .unwrap_or("")
+            .contains("522 young people, 523 element tasks created"),
+        "{ran:?}"
+    );
+    assert_eq!(open_tasks(&app, "m519").await.len(), 1);
+    let t12 = open_tasks(&app, "t12").await;
+    assert_eq!(marked(&t12), pairs(&[("policy", "due")]));
+    assert_eq!(t12[0]["owner"]["reference"], "Organization/cc");
+    assert_eq!(
+        t12[0]["restriction"]["period"]["start"],
+        "2026-06-01T00:00:00.000Z"
+    );
+    assert_eq!(
+        t12[0]["restriction"]["period"]["end"],
+        "2028-06-01T00:00:00.000Z"
+    );
+    let t15 = open_tasks(&app, "t15").await;
+    assert_eq!(
+        marked(&t15),
+        pairs(&[("education", "due"), ("readiness", "overdue")])
+    );
+    assert!(open_tasks(&app, "t11").await.is_empty());
+    assert!(open_tasks(&app, "t27").await.is_empty());
+    // the coordinator is told once, in counts, with no name or record in the words
+    let told: Vec<store::Message> = app
+        .store
+        .read(|tx| tx.outbox_list(None, None, 1000))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.kind == "transition-due")
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].recipient, "Organization/cc");
+    assert!(
+        told[0]
+            .payload
+            .contains("2 element(s) newly due and 1 newly overdue"),
+        "{}",
+        told[0].payload
+    );
+    assert!(told[0].payload.contains("transition@cc.example.org"));
+    assert!(!told[0].payload.contains("Quill") && !told[0].payload.contains("t15"));
+    // a second run writes nothing at all
+    let before = app.row_counts().await;
+    let again = app.jobs.run_now("transition:schedule").await.unwrap();
+    assert_eq!(again, None);
+    assert_eq!(app.row_counts().await, before);
+    // the policy recorded by completing its Task (dated by the server): nothing left for t12
+    let mut policy = t12[0].clone();
+    policy["status"] = json!("completed");
+    let r = app
+        .put(&format!("Task/{}", policy["id"].as_str().unwrap()), &policy)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json()["executionPeriod"]["end"],
+        "2026-06-01T12:00:00.000Z"
+    );
+    let reg = app.get_raw("/api/transition/registry?_count=1000").await.json();
+    assert_eq!(state_of(item(&reg, "t12").unwrap(), "policy"), "done");
+    // the assessment recorded on a Task of its own: the open one is closed as recorded
+    let r = app
+        .post("Task", &record("t15", "readiness", "2026-06-01T09:00:00Z"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ran = app.jobs.run_now("transition:schedule").await.unwrap();
+    assert!(ran.as_deref().unwrap_or("").contains("1 closed"), "{ran:?}");
+    let readiness_task = t15.iter().find(|t| element(t) == "readiness").unwrap();
+    let closed = app
+        .get(&format!("Task/{}", readiness_task["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(closed["status"], "cancelled");
+    assert_eq!(closed["statusReason"]["text"], "recorded on another task");
+    assert_eq!(
+        marked(&open_tasks(&app, "t15").await),
+        pairs(&[("education", "due")])
+    );
+    // at 16: the same education Task is marked overdue, the plan and the summary fall due
+    clock.advance(223 * DAY); // 2027-01-10
+    app.jobs.run_now("transition:schedule").await.unwrap();
+    let t15_later = open_tasks(&app, "t15").await;
+    assert_eq!(
+        marked(&t15_later),
+        pairs(&[
+            ("education", "overdue"),
+            ("medical-summary", "due"),
+            ("plan-of-care", "due"),
+        ])
+    );
+    let education =
+        |ts: &[Value]| ts.iter().find(|t| element(t) == "education").unwrap()["id"].clone();
+    assert_eq!(
+        education(&t15_later),
+        education(&t15),
+        "marked anew, not created again"
+    );
+    assert_eq!(app.jobs.run_now("transition:schedule").await.unwrap(), None);
+    // an element Task names a known element, for a Patient
+    for (task, words) in [
+        (
+            record("t15", "graduation", "2027-01-10T10:00:00Z"),
+            "not a transition element",
+        ),
+        (
+            json!({"resourceType": "Task", "status": "completed", "intent": "plan",
+                "code": {"coding": [{"system": SYSTEM, "code": "policy"}]},
+                "for": {"reference": "Organization/cc"}}),
+            "Task.for names a Patient",
+        ),
+    ] {
+        let r = app.post("Task", &task).await;
+        assert_eq!(r.status, 422, "{}", r.text);
+        assert!(r.text.contains(words), "{}", r.text);
+    }
+}
+
+mod scheduler {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(super::Engine::Sqlite)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(
+            super::Engine::Postgres,
+        )
+        .await
+    }
+}
