@@ -65,6 +65,10 @@ pub const TRANSITION_ELEMENT: &str =
 /// Task.businessStatus of an element Task the transition scheduler keeps: `due`, `overdue`
 /// (`care::transition::Mark`).
 pub const TRANSITION_STATE: &str = "http://continuum-alliance.org/fhir/CodeSystem/transition-state";
+/// QuestionnaireResponse: the readiness assessment's score, set by the server (complex:
+/// `total` and each domain, valueInteger 0–100).
+pub const READINESS_SCORE: &str =
+    "http://continuum-alliance.org/fhir/StructureDefinition/readiness-score";
 /// Address: a position (the standard FHIR geolocation extension, not the alliance's own).
 pub const GEOLOCATION: &str = "http://hl7.org/fhir/StructureDefinition/geolocation";
 
@@ -131,6 +135,11 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
         MOTHER_IDENTIFIER,
         "Patient",
         "valueIdentifier: a newborn's mother's identifier (HL7 v2 PID-21); identity linkage links a single birth's records by it and the birth date",
+    ),
+    (
+        READINESS_SCORE,
+        "QuestionnaireResponse",
+        "complex (total, and one per domain — condition, medications, appointments, insurance, self-advocacy, privacy: valueInteger 0–100), set by the server on a completed transition readiness assessment",
     ),
     (
         SERVICE_SENSITIVITY,

@@ -99,6 +99,13 @@ pub async fn app_with_jobs(
         .await
         .unwrap_or_default();
     let auth = auth::Auth::new(store, config.auth.clone()).await?;
+    // the alliance's own definitions every server carries (written only when they changed)
+    if let Err(e) = app::transition::ensure_questionnaire(&api).await {
+        tracing::error!(
+            status = e.status,
+            "the readiness questionnaire could not be stored"
+        );
+    }
     let jobs = jobs::Jobs::standard(api.clone(), &config.jobs);
     jobs.clone().spawn(config.jobs.run_at_start);
     let router = http::router(http::AppState {

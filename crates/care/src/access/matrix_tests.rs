@@ -1,4 +1,5 @@
-//! The policy matrix: role × the patient's age (11y364d, 12y0d, 17y364d, 18y0d) × Consent ×
+//! The policy matrix: role × the patient's age (11y364d, 12y0d, 14y0d, 15y364d, 16y0d,
+//! 17y364d, 18y0d) × Consent ×
 //! label × action → decision. One row per line, read by one `check` helper.
 
 use super::age::{BirthDate, day_ms};
@@ -12,6 +13,9 @@ fn now_for(age: &str) -> i64 {
     match age {
         "11y364d" => day_ms(2022, 6, 14),
         "12y0d" => day_ms(2022, 6, 15),
+        "14y0d" => day_ms(2024, 6, 15),
+        "15y364d" => day_ms(2026, 6, 14),
+        "16y0d" => day_ms(2026, 6, 15),
         "17y364d" => day_ms(2028, 6, 14),
         "18y0d" => day_ms(2028, 6, 15),
         other => panic!("unknown age band {other}"),

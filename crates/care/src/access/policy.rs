@@ -200,6 +200,9 @@ pub struct PolicyConfig {
     pub proxy_ends_at: i32,
     /// A patient sees their own record from this age.
     pub patient_self_from: i32,
+    /// From this birthday a young person's questionnaires are theirs to answer: a parent no
+    /// longer answers them for the young person.
+    pub proxy_answers_until: i32,
     /// How long break-the-glass access lasts.
     pub break_glass_minutes: i64,
 }
@@ -210,6 +213,7 @@ impl Default for PolicyConfig {
             proxy_full_until: 12,
             proxy_ends_at: 18,
             patient_self_from: 12,
+            proxy_answers_until: 16,
             break_glass_minutes: 60,
         }
     }
@@ -327,6 +331,10 @@ pub struct AccessView {
     /// own record from [`PolicyConfig::patient_self_from`]. A Consent that lets a parent
     /// *see* an adult's record does not let them act for the adult.
     pub acts_for: Vec<String>,
+    /// The patients whose own questionnaires (the transition readiness assessment) the caller
+    /// may answer: their own from [`PolicyConfig::patient_self_from`], a child's while younger
+    /// than [`PolicyConfig::proxy_answers_until`] (a guardian's beyond).
+    pub answers_for: Vec<String>,
 }
 
 impl AccessView {
@@ -341,6 +349,7 @@ impl AccessView {
             withheld: Vec::new(),
             audit: AuditAccess::None,
             acts_for: Vec::new(),
+            answers_for: Vec::new(),
         }
     }
 
@@ -472,6 +481,7 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
         if old_enough {
             v.grant(pid, Level::Full, false);
             v.acts_for.push(pid.clone());
+            v.answers_for.push(pid.clone());
             v.audit = match std::mem::replace(&mut v.audit, AuditAccess::None) {
                 AuditAccess::All => AuditAccess::All,
                 AuditAccess::Patients(mut ids) => {
@@ -504,6 +514,13 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
             if acts {
                 v.acts_for.push(link.patient_id.clone());
             }
+            let answers = match link.birth_date.map(|b| age_on(b, ctx.now_ms)) {
+                Some(age) => age < config.proxy_answers_until || link.guardianship,
+                None => link.guardianship,
+            };
+            if answers {
+                v.answers_for.push(link.patient_id.clone());
+            }
         }
     }
     // Consent provisions come before the defaults above
@@ -531,6 +548,8 @@ pub fn view(subject: &Subject, ctx: &Context, config: &PolicyConfig) -> AccessVi
     v.denied_patients.dedup();
     v.acts_for.sort();
     v.acts_for.dedup();
+    v.answers_for.sort();
+    v.answers_for.dedup();
     v
 }
 
@@ -690,7 +709,7 @@ pub fn decide_with(
 /// cancelling, asking for an earlier slot, accepting a waitlist offer. Which changes of an
 /// Appointment a family member may make is the booking rule's
 /// (`care::booking::family_change`).
-pub const FAMILY_WRITE_TYPES: &[&str] = &["Appointment"];
+pub const FAMILY_WRITE_TYPES: &[&str] = &["Appointment", "QuestionnaireResponse"];
 
 /// Whether the caller writes as a family member (a patient or a proxy, caring for no one).
 pub fn is_family(subject: &Subject) -> bool {
@@ -701,8 +720,9 @@ pub fn is_family(subject: &Subject) -> bool {
 
 /// A write by a caller who cares for no one: a family member may create and update the
 /// appointments of each patient they act for ([`AccessView::acts_for`]) and may see (a
-/// 12–17-year-old's sensitive appointment stays theirs alone); nothing else, and never a
-/// deletion.
+/// 12–17-year-old's sensitive appointment stays theirs alone), and the questionnaire
+/// responses of each patient they answer for ([`AccessView::answers_for`]: a young person's
+/// own; a parent's for a child under 16); nothing else, and never a deletion.
 fn decide_family_write(
     v: &AccessView,
     subject: &Subject,
@@ -713,23 +733,45 @@ fn decide_family_write(
     if !family || !FAMILY_WRITE_TYPES.contains(&facts.resource_type.as_str()) {
         return Decision::Deny(if family {
             format!(
-                "a patient or family member may book, cancel and ask for appointments, not change a {}",
+                "a patient or family member may book, cancel and ask for appointments and answer their own questionnaires, not change a {}",
                 facts.resource_type
             )
         } else {
             "this role may read but not change records".into()
         });
     }
+    let answering = facts.resource_type == "QuestionnaireResponse";
     if action == Action::Delete {
-        return Decision::Deny(
-            "an appointment is cancelled, not deleted (set its status to cancelled)".into(),
-        );
+        return Decision::Deny(if answering {
+            "a questionnaire response is not deleted by the family (amend it, or ask the care team to mark it entered in error)".into()
+        } else {
+            "an appointment is cancelled, not deleted (set its status to cancelled)".into()
+        });
     }
     if facts.patients.is_empty() {
-        return Decision::Deny("this appointment names no patient".into());
+        return Decision::Deny(format!(
+            "this {} names no patient",
+            if answering {
+                "questionnaire response"
+            } else {
+                "appointment"
+            }
+        ));
     }
     for p in &facts.patients {
-        if !v.acts_for.contains(p) {
+        if answering {
+            if !v.answers_for.contains(p) {
+                return Decision::Deny(if v.acts_for.contains(p) {
+                    format!(
+                        "Patient/{p}'s questionnaires are their own to answer from 16: a parent cannot fill one in for them"
+                    )
+                } else {
+                    format!(
+                        "the caller does not answer for Patient/{p} (a young person answers for themselves from 12, a parent for a child under 16)"
+                    )
+                });
+            }
+        } else if !v.acts_for.contains(p) {
             return Decision::Deny(format!(
                 "the caller does not act for Patient/{p} (a parent acts for a child until 18, a young person for themselves from 12)"
             ));

@@ -25,6 +25,8 @@
 
 use crate::access::age::{BirthDate, age_on, day_ms};
 
+pub mod readiness;
+
 const DAY: i64 = 86_400_000;
 
 /// One of the tracked items.

@@ -345,3 +345,75 @@ fn the_scheduler_keeps_one_open_task_per_element_due_and_changes_nothing_twice()
         }
     )));
 }
+
+fn answers(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_readiness_assessment_scores_each_domain_and_names_what_to_work_on() {
+    use readiness::*;
+    let all: Vec<&str> = link_ids().collect();
+    assert_eq!(all.len(), 12);
+    // every answer on my own: 100
+    let full: Vec<(String, String)> = all
+        .iter()
+        .map(|q| (q.to_string(), "on-my-own".to_string()))
+        .collect();
+    let s = score(&full, true).unwrap();
+    assert_eq!(s.total, 100);
+    assert!(s.to_work_on.is_empty());
+    // medicines not yet, insurance learning, the rest with help
+    let mixed: Vec<(String, String)> = all
+        .iter()
+        .map(|q| {
+            let a = if q.starts_with("meds-") {
+                "not-yet"
+            } else if q.starts_with("ins-") {
+                "learning"
+            } else {
+                "with-help"
+            };
+            (q.to_string(), a.to_string())
+        })
+        .collect();
+    let s = score(&mixed, true).unwrap();
+    // (0·2 + 1·2 + 2·8) / 36 = 18/36
+    assert_eq!(s.total, 50);
+    assert!(s.domains.contains(&("medications", 0)));
+    assert!(s.domains.contains(&("insurance", 33)));
+    assert!(s.domains.contains(&("condition", 67)));
+    assert_eq!(
+        s.to_work_on,
+        vec!["meds-names", "meds-refill", "ins-card", "ins-change"]
+    );
+    // a completed response answers everything, once, from the scale
+    let problems = score(&answers(&[("meds-names", "yes")]), true).unwrap_err();
+    assert!(problems.contains(&"'condition-explain' is not answered".to_string()));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("'yes' is not an answer to 'meds-names'"))
+    );
+    let twice = score(
+        &answers(&[("meds-names", "learning"), ("meds-names", "not-yet")]),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(
+        twice,
+        vec!["'meds-names' is answered more than once".to_string()]
+    );
+    assert_eq!(
+        score(&answers(&[("favourite-colour", "learning")]), false).unwrap_err(),
+        vec!["'favourite-colour' is not a question of the readiness assessment".to_string()]
+    );
+    // one in progress is scored on what it answers
+    let part = score(&answers(&[("priv-18", "on-my-own")]), false).unwrap();
+    assert_eq!(
+        (part.total, part.domains.clone()),
+        (100, vec![("privacy", 100)])
+    );
+}

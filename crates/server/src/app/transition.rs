@@ -689,3 +689,271 @@ fn tell(
         .create_many(&mut items)?;
     Ok(true)
 }
+
+/// The readiness Questionnaire as a FHIR resource (from `care::transition::readiness`).
+pub fn readiness_questionnaire() -> Value {
+    use care::transition::readiness as r;
+    let options: Vec<Value> = r::SCALE
+        .iter()
+        .map(|(code, words, _)| json!({"valueCoding": {"system": r::ANSWERS, "code": code, "display": words}}))
+        .collect();
+    let groups: Vec<Value> = r::DOMAINS
+        .iter()
+        .map(|d| {
+            json!({
+                "linkId": d.code,
+                "text": d.title,
+                "type": "group",
+                "item": d.questions.iter().map(|(id, words)| json!({
+                    "linkId": id, "text": words, "type": "choice", "required": true,
+                    "answerOption": options,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "Questionnaire",
+        "id": r::ID,
+        "url": r::URL,
+        "version": r::VERSION,
+        "name": "TransitionReadiness",
+        "title": "Getting ready for adult care",
+        "status": "active",
+        "subjectType": ["Patient"],
+        "publisher": "Continuum care alliance",
+        "description": "A young person's own view of how ready they are to manage their health and move to adult care, from 14 and yearly until the transfer: their health, medicines, appointments, insurance, speaking up for themselves and privacy at 18. Each answer from 'not yet' to 'yes, on my own'; the server scores each part from 0 to 100.",
+        "code": [{"system": care::profile::TRANSITION_ELEMENT, "code": "readiness"}],
+        "item": groups,
+    })
+}
+
+/// Keeps the readiness Questionnaire stored as this version of the server defines it (at
+/// start, once: written only when absent or different).
+pub async fn ensure_questionnaire(app: &super::App) -> Result<bool, ApiError> {
+    app.system_job("transition:questionnaire", |tx, ctx| {
+        let want = readiness_questionnaire();
+        let id = care::transition::readiness::ID;
+        let current = tx.current("Questionnaire", id, true)?;
+        if let Some(c) = &current {
+            let mut stored = body(c);
+            if let Some(o) = stored.as_object_mut() {
+                o.remove("meta");
+            }
+            if stored == want {
+                return Ok((false, None));
+            }
+        }
+        let mut q = want;
+        let index = fhir::search::extract(ctx.registry, &q);
+        let written = match &current {
+            Some(c) => tx.update(c, &mut q, &index)?,
+            None => tx.create("Questionnaire", id, &mut q, &index)?,
+        };
+        written.map_err(refused)?;
+        Ok((
+            true,
+            Some("the transition readiness questionnaire stored".to_string()),
+        ))
+    })
+    .await
+}
+
+fn is_readiness(response: &Value) -> bool {
+    response["questionnaire"]
+        .as_str()
+        .map(|q| q.split('|').next() == Some(care::transition::readiness::URL))
+        .unwrap_or(false)
+}
+
+/// Every (linkId, answer code) of a response, at any depth.
+fn answers_of(items: &Value, out: &mut Vec<(String, String)>) {
+    for item in items.as_array().into_iter().flatten() {
+        if let Some(id) = item["linkId"].as_str() {
+            for a in item["answer"].as_array().into_iter().flatten() {
+                let code = a
+                    .pointer("/valueCoding/code")
+                    .or_else(|| a.get("valueString"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                out.push((id.to_string(), code.to_string()));
+                answers_of(&a["item"], out);
+            }
+        }
+        answers_of(&item["item"], out);
+    }
+}
+
+/// The write rule of a QuestionnaireResponse to the readiness assessment (on every write
+/// path): for a Patient, answers from the scale (every question once when completed), scored by
+/// the server (`care::profile::READINESS_SCORE`), the writer stamped as its author when a
+/// family member wrote it, `authored` set when missing.
+pub(crate) fn response_written(tx: &mut CallerTx, response: &mut Value) -> Result<(), ApiError> {
+    if !is_readiness(response) {
+        return Ok(());
+    }
+    let unprocessable = |issues: Vec<(&str, String)>| {
+        ApiError::with_issues(
+            422,
+            issues
+                .into_iter()
+                .map(|(at, why)| fhir::Issue::error(fhir::IssueType::Value, why).at(at))
+                .collect(),
+        )
+    };
+    if !response
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .is_some_and(|r| r.starts_with("Patient/"))
+    {
+        return Err(unprocessable(vec![(
+            "QuestionnaireResponse.subject",
+            "the readiness assessment is about a young person: subject names the Patient".into(),
+        )]));
+    }
+    let complete = matches!(response["status"].as_str(), Some("completed" | "amended"));
+    let mut answers = Vec::new();
+    answers_of(&response["item"], &mut answers);
+    let scored = care::transition::readiness::score(&answers, complete).map_err(|problems| {
+        unprocessable(
+            problems
+                .into_iter()
+                .map(|p| ("QuestionnaireResponse.item", p))
+                .collect(),
+        )
+    })?;
+    let subject = tx.caller().subject.clone();
+    if care::access::is_family(&subject)
+        && let Some((rt, id)) = subject
+            .fhir_users
+            .iter()
+            .find(|(rt, _)| rt == "Patient" || rt == "RelatedPerson")
+    {
+        response["author"] = json!({"reference": format!("{rt}/{id}")});
+    }
+    if response.get("authored").is_none() {
+        response["authored"] = json!(fhir::primitive::format_instant(tx.now()));
+    }
+    let mut kept: Vec<Value> = response["extension"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["url"] != care::profile::READINESS_SCORE)
+        .collect();
+    if complete {
+        let mut parts = vec![json!({"url": "total", "valueInteger": scored.total})];
+        parts.extend(
+            scored
+                .domains
+                .iter()
+                .map(|(d, v)| json!({"url": d, "valueInteger": v})),
+        );
+        kept.push(json!({"url": care::profile::READINESS_SCORE, "extension": parts}));
+    }
+    if kept.is_empty() {
+        if let Some(o) = response.as_object_mut() {
+            o.remove("extension");
+        }
+    } else {
+        response["extension"] = Value::Array(kept);
+    }
+    Ok(())
+}
+
+/// After a completed readiness assessment is stored: the readiness element is recorded — the
+/// young person's open readiness Task completed with it (else a completed Task of its own),
+/// once per response, on the alliance's behalf (a young person writes their answers, not
+/// Tasks).
+pub(crate) fn response_stored(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    response: &Value,
+) -> Result<(), ApiError> {
+    if !is_readiness(response)
+        || !matches!(response["status"].as_str(), Some("completed" | "amended"))
+    {
+        return Ok(());
+    }
+    let Some(pid) = response
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+    else {
+        return Ok(());
+    };
+    let focus = format!("QuestionnaireResponse/{id}");
+    let why = Reader::System(store::OnBehalf::Transition);
+    let tasks = all_matching(
+        tx,
+        ctx.registry,
+        "Task",
+        &[
+            ("patient", format!("Patient/{pid}")),
+            (
+                "code",
+                format!("{}|readiness", care::profile::TRANSITION_ELEMENT),
+            ),
+        ],
+        why,
+    )?;
+    if tasks
+        .iter()
+        .any(|t| body(t).pointer("/focus/reference").and_then(Value::as_str) == Some(&focus))
+    {
+        return Ok(()); // already recorded
+    }
+    let on = response["authored"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| fhir::primitive::format_instant(tx.now()));
+    let score = response["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["url"] == care::profile::READINESS_SCORE)
+        .and_then(|e| e["extension"].as_array())
+        .into_iter()
+        .flatten()
+        .find(|p| p["url"] == "total")
+        .and_then(|p| p["valueInteger"].as_i64());
+    let complete = |task: &mut Value| {
+        task["status"] = json!("completed");
+        task["focus"] = json!({"reference": focus});
+        task["executionPeriod"] = json!({"end": on});
+        task["lastModified"] = json!(fhir::primitive::format_instant(tx.now()));
+        if let Some(s) = score {
+            task["output"] =
+                json!([{"type": {"text": "readiness score (0–100)"}, "valueInteger": s}]);
+        }
+    };
+    let open = tasks.iter().find(|t| is_open(&body(t)));
+    let patients = [pid.clone()];
+    match open {
+        Some(prev) => {
+            let mut task = body(prev);
+            complete(&mut task);
+            let index = fhir::search::extract(ctx.registry, &task);
+            tx.on_behalf(store::OnBehalf::Transition)
+                .update(prev, &mut task, &index)?;
+            tx.trail.add("Task", &prev.id, &patients);
+        }
+        None => {
+            let tid = tx.new_id();
+            let mut task = json!({
+                "resourceType": "Task",
+                "intent": "plan",
+                "code": {"coding": [{"system": care::profile::TRANSITION_ELEMENT, "code": "readiness", "display": Element::Readiness.words()}], "text": Element::Readiness.words()},
+                "for": {"reference": format!("Patient/{pid}")},
+                "authoredOn": fhir::primitive::format_instant(tx.now()),
+            });
+            complete(&mut task);
+            let index = fhir::search::extract(ctx.registry, &task);
+            tx.on_behalf(store::OnBehalf::Transition)
+                .create("Task", &tid, &mut task, &index)?;
+            tx.trail.add("Task", &tid, &patients);
+        }
+    }
+    Ok(())
+}

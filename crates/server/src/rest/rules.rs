@@ -79,6 +79,14 @@ pub const RULES: &[WriteRule] = &[
         deleting: Some(task_deleting),
     },
     WriteRule {
+        resource_type: "QuestionnaireResponse",
+        what: "the transition readiness assessment: answers from its scale, every question answered when completed, scored by the server, the writer stamped as author for a family; a completed one records the readiness element on its Task",
+        before: Some(response_before),
+        before_changes: true,
+        after: Some(response_after),
+        deleting: None,
+    },
+    WriteRule {
         resource_type: "Encounter",
         what: "what references it gets the labels of minor-consented care it now carries",
         before: None,
@@ -239,6 +247,25 @@ fn task_deleting(
     previous: &Value,
 ) -> Result<(), ApiError> {
     crate::app::referrals::task_deleted(tx, previous)
+}
+
+fn response_before(
+    tx: &mut CallerTx,
+    _ctx: &Ctx,
+    _id: &str,
+    _previous: Option<&Value>,
+    resource: &mut Value,
+) -> Result<(), ApiError> {
+    crate::app::transition::response_written(tx, resource)
+}
+
+fn response_after(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    resource: &Value,
+) -> Result<(), ApiError> {
+    crate::app::transition::response_stored(tx, ctx, id, resource)
 }
 
 fn encounter_after(

@@ -20,6 +20,9 @@ fn birth_for(age: &str) -> String {
     let (years, days_short) = match age {
         "11y364d" => (12, 1),
         "12y0d" => (12, 0),
+        "14y0d" => (14, 0),
+        "15y364d" => (16, 1),
+        "16y0d" => (16, 0),
         "17y364d" => (18, 1),
         "18y0d" => (18, 0),
         other => panic!("unknown age band {other}"),
@@ -89,6 +92,15 @@ fn resource(rt: &str, id: &str, patient: &str, label: &str) -> Value {
             json!({"resourceType": "Appointment", "id": id, "status": "waitlist",
                 "participant": [{"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"},
                                 {"actor": {"reference": "HealthcareService/matrix-service"}, "status": "needs-action"}]})
+        }
+        "QuestionnaireResponse" => {
+            // the young person's readiness assessment, every question answered
+            let items: Vec<Value> = care::transition::readiness::link_ids()
+                .map(|q| json!({"linkId": q, "answer": [{"valueCoding": {"system": care::transition::readiness::ANSWERS, "code": "learning"}}]}))
+                .collect();
+            json!({"resourceType": "QuestionnaireResponse", "id": id, "status": "completed",
+                "questionnaire": care::transition::readiness::URL,
+                "subject": {"reference": format!("Patient/{patient}")}, "item": items})
         }
         "Encounter" => {
             json!({"resourceType": "Encounter", "id": id, "status": "in-progress",

@@ -297,7 +297,10 @@ async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: E
         r.json()["executionPeriod"]["end"],
         "2026-06-01T12:00:00.000Z"
     );
-    let reg = app.get_raw("/api/transition/registry?_count=1000").await.json();
+    let reg = app
+        .get_raw("/api/transition/registry?_count=1000")
+        .await
+        .json();
     assert_eq!(state_of(item(&reg, "t12").unwrap(), "policy"), "done");
     // the assessment recorded on a Task of its own: the open one is closed as recorded
     let r = app
@@ -370,3 +373,170 @@ mod scheduler {
         .await
     }
 }
+
+fn readiness_response(patient: &str, status: &str, answer: &str) -> Value {
+    let items: Vec<Value> = care::transition::readiness::link_ids()
+        .map(|q| {
+            let a = if q.starts_with("meds-") { "not-yet" } else { answer };
+            json!({"linkId": q, "answer": [{"valueCoding": {"system": care::transition::readiness::ANSWERS, "code": a}}]})
+        })
+        .collect();
+    json!({"resourceType": "QuestionnaireResponse", "status": status,
+        "questionnaire": care::transition::readiness::URL,
+        "subject": {"reference": format!("Patient/{patient}")}, "item": items})
+}
+
+/// The readiness assessment: the Questionnaire every server carries, a 16-year-old answering it
+/// herself (scored by the server, the readiness element recorded on her open Task), her mother
+/// refused, a 14-year-old's mother allowed, answers off the scale refused in words.
+async fn young_people_answer_the_readiness_assessment(app: TestApp) {
+    let q = app.get("Questionnaire/transition-readiness").await;
+    assert_eq!(q.status, 200, "{}", q.text);
+    let q = q.json();
+    assert_eq!(q["url"], care::transition::readiness::URL);
+    let questions: usize = q["item"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["item"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(questions, 12);
+    app.upsert(
+        json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's"}),
+    )
+    .await;
+    let born = |years: i32| {
+        let t = time::OffsetDateTime::now_utc().date();
+        let d = t.replace_year(t.year() - years).unwrap_or(t);
+        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+    };
+    for (id, years) in [("ava", 16), ("eli", 14)] {
+        app.upsert(
+            json!({"resourceType": "Patient", "id": id, "birthDate": born(years),
+            "managingOrganization": {"reference": "Organization/cc"}}),
+        )
+        .await;
+        app.upsert(json!({"resourceType": "RelatedPerson", "id": format!("{id}-mother"),
+            "patient": {"reference": format!("Patient/{id}")},
+            "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]}))
+            .await;
+    }
+    // the scheduler opens Ava's readiness Task (16: the first assessment overdue)
+    app.jobs.run_now("transition:schedule").await.unwrap();
+    let open = open_tasks(&app, "ava").await;
+    let readiness = open.iter().find(|t| element(t) == "readiness").unwrap();
+    let ava = app.client_with(
+        &app.token_for("patient/*.cruds", &["patient"], &["Patient/ava"])
+            .await,
+    );
+    let ava_mother = app.client_with(
+        &app.token_for("user/*.cruds", &["proxy"], &["RelatedPerson/ava-mother"])
+            .await,
+    );
+    let eli_mother = app.client_with(
+        &app.token_for("user/*.cruds", &["proxy"], &["RelatedPerson/eli-mother"])
+            .await,
+    );
+    let post = |c: &reqwest::Client, body: &Value| {
+        c.post(app.url("QuestionnaireResponse"))
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+    };
+    // her mother cannot fill it in for a 16-year-old
+    let r = app
+        .send(post(
+            &ava_mother,
+            &readiness_response("ava", "completed", "with-help"),
+        ))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("their own to answer from 16"), "{}", r.text);
+    // answers off the scale, or missing, are refused in words
+    let mut bad = readiness_response("ava", "completed", "with-help");
+    bad["item"][0]["answer"][0]["valueCoding"]["code"] = json!("sometimes");
+    bad["item"].as_array_mut().unwrap().pop();
+    let r = app.send(post(&ava, &bad)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.text
+            .contains("'sometimes' is not an answer to 'condition-explain'"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text.contains("'priv-share' is not answered"),
+        "{}",
+        r.text
+    );
+    // Ava answers herself: scored by the server, she is its author
+    let mut mine = readiness_response("ava", "completed", "with-help");
+    mine["author"] = json!({"reference": "RelatedPerson/ava-mother"});
+    let r = app.send(post(&ava, &mine)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let stored = r.json();
+    assert_eq!(stored["author"]["reference"], "Patient/ava");
+    let score = stored["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["url"] == care::profile::READINESS_SCORE)
+        .unwrap();
+    // medicines not yet (0), the rest with help: (2·10) / 36
+    assert_eq!(
+        score["extension"][0],
+        json!({"url": "total", "valueInteger": 56})
+    );
+    // her open readiness Task is completed with it
+    let task = app
+        .get(&format!("Task/{}", readiness["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["focus"]["reference"],
+        format!("QuestionnaireResponse/{}", stored["id"].as_str().unwrap())
+    );
+    assert_eq!(task["output"][0]["valueInteger"], 56);
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(item(&reg, "ava").unwrap(), "readiness"), "done");
+    // amending it records nothing twice
+    let mut amended = stored.clone();
+    amended["status"] = json!("amended");
+    let r = app
+        .send(
+            ava.put(app.url(&format!(
+                "QuestionnaireResponse/{}",
+                stored["id"].as_str().unwrap()
+            )))
+            .header("Content-Type", "application/fhir+json")
+            .body(amended.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let recorded = app
+        .get(&format!(
+            "Task?patient=Patient/ava&code={SYSTEM}|readiness&status=completed"
+        ))
+        .await
+        .json();
+    assert_eq!(recorded["entry"].as_array().unwrap().len(), 1);
+    // a 14-year-old's mother may answer with him; no open Task: one is recorded
+    let r = app
+        .send(post(
+            &eli_mother,
+            &readiness_response("eli", "completed", "learning"),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json()["author"]["reference"], "RelatedPerson/eli-mother");
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(item(&reg, "eli").unwrap(), "readiness"), "done");
+    // in progress: checked, not scored, nothing recorded
+    let mut partial = readiness_response("eli", "in-progress", "learning");
+    partial["item"].as_array_mut().unwrap().truncate(3);
+    let r = app.send(post(&eli_mother, &partial)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(r.json().get("extension").is_none());
+}
+
+both_engines!(young_people_answer_the_readiness_assessment);

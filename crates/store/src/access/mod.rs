@@ -139,6 +139,9 @@ pub enum OnBehalf {
     /// An alliance administrator's change to a console account or an API client (decided by
     /// `care::access::decide_accounts`).
     Accounts,
+    /// Recording the transition element a written resource completes (a young person's own
+    /// readiness assessment records the element on its Task).
+    Transition,
 }
 
 impl OnBehalf {
@@ -156,6 +159,7 @@ impl OnBehalf {
             OnBehalf::Referrals => "referrals",
             OnBehalf::Slots => "slots",
             OnBehalf::Accounts => "accounts",
+            OnBehalf::Transition => "transition",
         }
     }
 }
