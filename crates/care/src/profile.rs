@@ -65,6 +65,10 @@ pub const TRANSITION_ELEMENT: &str =
 /// Task.businessStatus of an element Task the transition scheduler keeps: `due`, `overdue`
 /// (`care::transition::Mark`).
 pub const TRANSITION_STATE: &str = "http://continuum-alliance.org/fhir/CodeSystem/transition-state";
+/// DocumentReference.type (and the transfer package's Composition.type): the transition
+/// documents — `medical-summary`, `emergency-plan`, `transfer-letter`, `transfer-package`.
+pub const TRANSITION_DOCUMENT: &str =
+    "http://continuum-alliance.org/fhir/CodeSystem/transition-document";
 /// QuestionnaireResponse: the readiness assessment's score, set by the server (complex:
 /// `total` and each domain, valueInteger 0–100).
 pub const READINESS_SCORE: &str =

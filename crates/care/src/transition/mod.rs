@@ -542,3 +542,31 @@ pub fn reconcile(states: &[(Element, ElementState)], open: &[OpenTask]) -> Vec<T
     }
     out
 }
+
+/// Who may see and act for a young person from the 18th birthday, in words, for the registry
+/// and the transfer package: the proxy rules of the access policy end on that birthday unless
+/// the young adult grants access by Consent (`granted_to`) or a guardianship is on file.
+pub fn consent_words(age: i32, granted_to: &[String], guardianship: bool) -> String {
+    let granted = (!granted_to.is_empty()).then(|| {
+        format!(
+            "access granted by the young person's Consent to {}",
+            granted_to.join(", ")
+        )
+    });
+    match (age >= 18, guardianship, granted) {
+        (_, true, g) => format!(
+            "a legal guardianship or power of attorney is on file: the guardian keeps acting for the young adult{}",
+            g.map(|g| format!("; {g}")).unwrap_or_default()
+        ),
+        (true, false, Some(g)) => format!("from 18 the young adult decides: {g}"),
+        (true, false, None) => {
+            "from 18 only the young adult sees and decides about their record: no one has been granted access".into()
+        }
+        (false, false, Some(g)) => format!(
+            "a parent's access ends on the 18th birthday; {g} already in place for after it"
+        ),
+        (false, false, None) => {
+            "a parent's access ends on the 18th birthday unless the young person grants it by Consent or a guardianship is recorded".into()
+        }
+    }
+}

@@ -417,3 +417,13 @@ fn the_readiness_assessment_scores_each_domain_and_names_what_to_work_on() {
         (100, vec![("privacy", 100)])
     );
 }
+
+#[test]
+fn the_consent_status_says_who_acts_from_18() {
+    let to = vec!["RelatedPerson/mother".to_string()];
+    assert!(consent_words(17, &[], false).contains("ends on the 18th birthday unless"));
+    assert!(consent_words(17, &to, false).contains("RelatedPerson/mother already in place"));
+    assert!(consent_words(18, &[], false).contains("no one has been granted access"));
+    assert!(consent_words(19, &to, false).starts_with("from 18 the young adult decides"));
+    assert!(consent_words(18, &[], true).contains("guardian keeps acting"));
+}

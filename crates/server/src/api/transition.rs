@@ -4,8 +4,10 @@
 //!
 //! - `GET /api/transition/registry?state=due|overdue|all&element=CODE&as_of=YYYY-MM-DD&_count=N`
 //!   (`state` default `all`: everyone in the registry; `due`: something due or overdue;
-//!   `overdue`: something overdue; `element`: that element due or overdue; `_count` default 200,
-//!   at most 1,000).
+//!   `overdue`: something overdue; `element`: that element due or overdue; `age=12-14`: an age
+//!   band; `organization=ID`: managed by that organisation; `_count` default 200, at most 1,000).
+//!   Each young person's row: the elements' states, what is due and overdue, the transfer (sent,
+//!   first adult visit, who is responsible) and, from 17, who may act for them at 18.
 //!
 //! An element is recorded by writing a Task for the young person, `status: completed`, `code`
 //! in `http://continuum-alliance.org/fhir/CodeSystem/transition-element` (`policy`, `readiness`,
@@ -35,7 +37,7 @@ pub async fn registry(
     query: Vec<(String, String)>,
     address: Option<String>,
 ) -> Result<Value, ApiError> {
-    let known = ["state", "element", "as_of", "_count"];
+    let known = ["state", "element", "as_of", "age", "organization", "_count"];
     if let Some((k, _)) = query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
         return Err(bad(format!(
             "'{k}' is not a parameter here ({})",
@@ -81,10 +83,38 @@ pub async fn registry(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| bad(format!("_count '{c}' is not a number from 1 to 1000")))?,
     };
+    let ages = match get("age") {
+        None => None,
+        Some(a) => {
+            let parsed = a.split_once('-').and_then(|(lo, hi)| {
+                Some((
+                    lo.trim().parse::<i32>().ok()?,
+                    hi.trim().parse::<i32>().ok()?,
+                ))
+            });
+            match parsed {
+                Some((lo, hi)) if lo <= hi => Some((lo, hi)),
+                _ => {
+                    return Err(bad(format!(
+                        "age '{a}' is not an age band such as 12-14 (from-to, in years)"
+                    )));
+                }
+            }
+        }
+    };
+    let organization = get("organization").map(|o| {
+        if o.starts_with("Organization/") {
+            o.to_string()
+        } else {
+            format!("Organization/{o}")
+        }
+    });
     let request = RegistryRequest {
         as_of_ms,
         overdue,
         element,
+        ages,
+        organization,
         count,
     };
     let ctx = app.ctx(String::new(), Prefer::default());

@@ -818,6 +818,10 @@ pub(crate) fn appointment_changed(
         return Ok(());
     }
     for request in requests {
+        if business == BusinessStatus::EventCompleted {
+            // the first visit with the adult clinician a transfer to adult care asked for
+            crate::app::transition::visit_fulfilled(tx, ctx, &request, appointment)?;
+        }
         let req = crate::app::resources::search_request(
             ctx.registry,
             "Task",

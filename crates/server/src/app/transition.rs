@@ -19,6 +19,10 @@ pub struct RegistryRequest {
     pub overdue: Option<bool>,
     /// Only those for whom this element is due or overdue.
     pub element: Option<Element>,
+    /// Only those of these ages (inclusive).
+    pub ages: Option<(i32, i32)>,
+    /// Only those managed by this organisation (`Organization/id`).
+    pub organization: Option<String>,
     pub count: usize,
 }
 
@@ -109,6 +113,54 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
                 .push((e, on));
         }
     }
+    // who may act for those about to turn 18 and beyond: permits by Consent, guardianships
+    let mut granted: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for c in all_matching(
+        tx,
+        ctx.registry,
+        "Consent",
+        &[("status", "active".into())],
+        Reader::Caller,
+    )? {
+        let c = body(&c);
+        if c.pointer("/provision/type").and_then(Value::as_str) == Some("deny") {
+            continue;
+        }
+        let Some(pid) = c
+            .pointer("/patient/reference")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Patient/"))
+        else {
+            continue;
+        };
+        let actors = c
+            .pointer("/provision/actor")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.pointer("/reference/reference").and_then(Value::as_str))
+            .map(str::to_string);
+        granted.entry(pid.to_string()).or_default().extend(actors);
+    }
+    let guardians: std::collections::HashSet<String> = all_matching(
+        tx,
+        ctx.registry,
+        "RelatedPerson",
+        &[(
+            "relationship",
+            "http://terminology.hl7.org/CodeSystem/v3-RoleCode|GUARD,http://terminology.hl7.org/CodeSystem/v3-RoleCode|POWATT,http://terminology.hl7.org/CodeSystem/v3-RoleCode|HPOWATT,http://terminology.hl7.org/CodeSystem/v3-RoleCode|DPOWATT".into(),
+        )],
+        Reader::Caller,
+    )?
+    .iter()
+    .filter_map(|rp| {
+        body(rp)
+            .pointer("/patient/reference")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Patient/"))
+            .map(str::to_string)
+    })
+    .collect();
     let mut rows: Vec<(u8, i64, Value)> = Vec::new();
     for p in &patients {
         let b = body(p);
@@ -119,6 +171,15 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
             continue;
         };
         if !care::transition::in_registry(birth, r.as_of_ms, &config) {
+            continue;
+        }
+        let age = care::access::age_on(birth, r.as_of_ms);
+        let org = b
+            .pointer("/managingOrganization/reference")
+            .and_then(Value::as_str);
+        if r.ages.is_some_and(|(lo, hi)| age < lo || age > hi)
+            || r.organization.as_deref().is_some_and(|o| Some(o) != org)
+        {
             continue;
         }
         let history = histories.remove(&p.id).unwrap_or_default();
@@ -152,10 +213,32 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
             2
         };
         let order = next.and_then(|(_, s)| s.due_ms()).unwrap_or(i64::MAX);
+        let at = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
+        let transfer = history.first(Element::TransferPackage).map(|sent| {
+            let visit = history.first(Element::FirstAdultVisit);
+            json!({
+                "packageSent": at(sent),
+                "firstAdultVisit": visit.map(at),
+                "responsible": if visit.is_some() { "adult" } else { "pediatric" },
+            })
+        });
+        let at18 = (age >= config.legal_due).then(|| {
+            let to = granted.get(&p.id).cloned().unwrap_or_default();
+            let guardian = guardians.contains(&p.id);
+            json!({
+                "proxyEnds": at(care::transition::birthday_ms(birth, 18)),
+                "grantedTo": to,
+                "guardianship": guardian,
+                "words": care::transition::consent_words(age, &to, guardian),
+            })
+        });
         rows.push((rank, order, json!({
             "patient": format!("Patient/{}", p.id),
+            "name": b.get("name").map(|_| person_name(&b)),
             "birthDate": b["birthDate"],
-            "age": care::access::age_on(birth, r.as_of_ms),
+            "age": age,
+            "transfer": transfer,
+            "at18": at18,
             "managingOrganization": b.pointer("/managingOrganization/reference"),
             "next": next.map(|(e, s)| state_json(e, &s)),
             "overdue": overdue.iter().map(|(e, _)| e.code()).collect::<Vec<_>>(),
@@ -883,31 +966,10 @@ pub(crate) fn response_stored(
     else {
         return Ok(());
     };
-    let focus = format!("QuestionnaireResponse/{id}");
-    let why = Reader::System(store::OnBehalf::Transition);
-    let tasks = all_matching(
-        tx,
-        ctx.registry,
-        "Task",
-        &[
-            ("patient", format!("Patient/{pid}")),
-            (
-                "code",
-                format!("{}|readiness", care::profile::TRANSITION_ELEMENT),
-            ),
-        ],
-        why,
-    )?;
-    if tasks
-        .iter()
-        .any(|t| body(t).pointer("/focus/reference").and_then(Value::as_str) == Some(&focus))
-    {
-        return Ok(()); // already recorded
-    }
     let on = response["authored"]
         .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| fhir::primitive::format_instant(tx.now()));
+        .and_then(fhir::json::instant_ms)
+        .unwrap_or_else(|| tx.now());
     let score = response["extension"]
         .as_array()
         .into_iter()
@@ -918,19 +980,62 @@ pub(crate) fn response_stored(
         .flatten()
         .find(|p| p["url"] == "total")
         .and_then(|p| p["valueInteger"].as_i64());
+    let output =
+        score.map(|s| json!([{"type": {"text": "readiness score (0–100)"}, "valueInteger": s}]));
+    record_element(
+        tx,
+        ctx,
+        &pid,
+        Element::Readiness,
+        &format!("QuestionnaireResponse/{id}"),
+        on,
+        output,
+    )
+}
+
+/// Records that an element was done for a young person, by what (`focus`), on the alliance's
+/// behalf: their open Task of that element completed, else a completed Task of its own — once
+/// per `focus` (writing the same thing again records nothing).
+pub(crate) fn record_element(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    pid: &str,
+    element: Element,
+    focus: &str,
+    on_ms: i64,
+    output: Option<Value>,
+) -> Result<(), ApiError> {
+    let tasks = all_matching(
+        tx,
+        ctx.registry,
+        "Task",
+        &[
+            ("patient", format!("Patient/{pid}")),
+            (
+                "code",
+                format!("{}|{}", care::profile::TRANSITION_ELEMENT, element.code()),
+            ),
+        ],
+        Reader::System(store::OnBehalf::Transition),
+    )?;
+    if tasks
+        .iter()
+        .any(|t| body(t).pointer("/focus/reference").and_then(Value::as_str) == Some(focus))
+    {
+        return Ok(()); // already recorded
+    }
+    let now = fhir::primitive::format_instant(tx.now());
     let complete = |task: &mut Value| {
         task["status"] = json!("completed");
         task["focus"] = json!({"reference": focus});
-        task["executionPeriod"] = json!({"end": on});
-        task["lastModified"] = json!(fhir::primitive::format_instant(tx.now()));
-        if let Some(s) = score {
-            task["output"] =
-                json!([{"type": {"text": "readiness score (0–100)"}, "valueInteger": s}]);
+        task["executionPeriod"] = json!({"end": fhir::primitive::format_instant(on_ms)});
+        task["lastModified"] = json!(now);
+        if let Some(o) = &output {
+            task["output"] = o.clone();
         }
     };
-    let open = tasks.iter().find(|t| is_open(&body(t)));
-    let patients = [pid.clone()];
-    match open {
+    let patients = [pid.to_string()];
+    match tasks.iter().find(|t| is_open(&body(t))) {
         Some(prev) => {
             let mut task = body(prev);
             complete(&mut task);
@@ -944,9 +1049,9 @@ pub(crate) fn response_stored(
             let mut task = json!({
                 "resourceType": "Task",
                 "intent": "plan",
-                "code": {"coding": [{"system": care::profile::TRANSITION_ELEMENT, "code": "readiness", "display": Element::Readiness.words()}], "text": Element::Readiness.words()},
+                "code": {"coding": [{"system": care::profile::TRANSITION_ELEMENT, "code": element.code(), "display": element.words()}], "text": element.words()},
                 "for": {"reference": format!("Patient/{pid}")},
-                "authoredOn": fhir::primitive::format_instant(tx.now()),
+                "authoredOn": now,
             });
             complete(&mut task);
             let index = fhir::search::extract(ctx.registry, &task);
@@ -956,4 +1061,572 @@ pub(crate) fn response_stored(
         }
     }
     Ok(())
+}
+
+/// Whether a resource is coded with one of these (system, code) in the array at `pointer`
+/// (CodeableConcepts) or the CodeableConcept at it.
+fn coded(resource: &Value, pointer: &str, codes: &[(&str, &str)]) -> bool {
+    let concepts: Vec<&Value> = match resource.pointer(pointer) {
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+        None => vec![],
+    };
+    concepts.iter().any(|cc| {
+        cc["coding"].as_array().into_iter().flatten().any(|c| {
+            codes
+                .iter()
+                .any(|(s, k)| c["system"] == *s && c["code"] == *k)
+        })
+    })
+}
+
+const SUMMARY_TYPES: &[(&str, &str)] = &[
+    (care::profile::TRANSITION_DOCUMENT, "medical-summary"),
+    ("http://loinc.org", "60591-5"),
+];
+const EMERGENCY_TYPES: &[(&str, &str)] = &[(care::profile::TRANSITION_DOCUMENT, "emergency-plan")];
+
+/// After a CarePlan or DocumentReference is stored: a plan of care coded as the transition's
+/// (`category` plan-of-care in the element code system), or a current medical summary,
+/// records its element for the young person.
+pub(crate) fn artefact_stored(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    rt: &str,
+    id: &str,
+    resource: &Value,
+) -> Result<(), ApiError> {
+    let element = match rt {
+        "CarePlan"
+            if matches!(resource["status"].as_str(), Some("active" | "completed"))
+                && coded(
+                    resource,
+                    "/category",
+                    &[(care::profile::TRANSITION_ELEMENT, "plan-of-care")],
+                ) =>
+        {
+            Element::PlanOfCare
+        }
+        "DocumentReference"
+            if resource["status"] == "current" && coded(resource, "/type", SUMMARY_TYPES) =>
+        {
+            Element::MedicalSummary
+        }
+        _ => return Ok(()),
+    };
+    let Some(pid) = resource
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+    else {
+        return Ok(());
+    };
+    let now = tx.now();
+    record_element(tx, ctx, &pid, element, &format!("{rt}/{id}"), now, None)
+}
+
+/// What a young person's transfer package holds, found under the caller's view.
+pub struct TransferParts {
+    pub patient: Value,
+    pub age: i32,
+    pub readiness: Value,
+    pub care_plan: Value,
+    pub summary: Value,
+    pub emergency: Value,
+    pub consents: Vec<Value>,
+    pub guardians: Vec<Value>,
+    pub consent_words: String,
+}
+
+fn newest<'a>(found: &'a [Value], date: &[&str]) -> Option<&'a Value> {
+    found.iter().max_by_key(|r| {
+        date.iter()
+            .find_map(|p| r.pointer(p).and_then(Value::as_str))
+            .and_then(fhir::json::instant_ms)
+            .unwrap_or(i64::MIN)
+    })
+}
+
+/// Who has been granted access to the young person's record by an active permit Consent, and
+/// the guardianships on file (RelatedPersons coded GUARD or a power of attorney).
+struct ConsentFacts {
+    consents: Vec<Value>,
+    granted_to: Vec<String>,
+    guardians: Vec<Value>,
+}
+
+fn consent_facts(tx: &mut CallerTx, ctx: &Ctx, pid: &str) -> Result<ConsentFacts, ApiError> {
+    let consents: Vec<Value> = all_matching(
+        tx,
+        ctx.registry,
+        "Consent",
+        &[
+            ("patient", format!("Patient/{pid}")),
+            ("status", "active".into()),
+        ],
+        Reader::Caller,
+    )?
+    .iter()
+    .map(body)
+    .collect();
+    let granted: Vec<String> = consents
+        .iter()
+        .filter(|c| c.pointer("/provision/type").and_then(Value::as_str) != Some("deny"))
+        .flat_map(|c| {
+            c.pointer("/provision/actor")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|a| {
+            a.pointer("/reference/reference")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect();
+    let guardians: Vec<Value> = all_matching(
+        tx,
+        ctx.registry,
+        "RelatedPerson",
+        &[("patient", format!("Patient/{pid}"))],
+        Reader::Caller,
+    )?
+    .iter()
+    .map(body)
+    .filter(|r| {
+        coded(
+            r,
+            "/relationship",
+            &[
+                ("http://terminology.hl7.org/CodeSystem/v3-RoleCode", "GUARD"),
+                (
+                    "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                    "POWATT",
+                ),
+                (
+                    "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                    "HPOWATT",
+                ),
+                (
+                    "http://terminology.hl7.org/CodeSystem/v3-RoleCode",
+                    "DPOWATT",
+                ),
+            ],
+        )
+    })
+    .collect();
+    Ok(ConsentFacts {
+        consents,
+        granted_to: granted,
+        guardians,
+    })
+}
+
+fn unprocessable(issues: Vec<(&str, String)>) -> ApiError {
+    ApiError::with_issues(
+        422,
+        issues
+            .into_iter()
+            .map(|(at, why)| fhir::Issue::error(fhir::IssueType::Required, why).at(at))
+            .collect(),
+    )
+}
+
+/// The parts of a transfer package for `pid`, each found or named as missing (422, one issue
+/// per part); refused before the 18th birthday (422) and when a package was already sent
+/// with a referral still open or done (409).
+pub fn transfer_parts(tx: &mut CallerTx, ctx: &Ctx, pid: &str) -> Result<TransferParts, ApiError> {
+    let config = TransitionConfig::default();
+    let Some(patient) = tx.current("Patient", pid, false)? else {
+        return Err(ApiError::not_known("Patient", pid));
+    };
+    let patient = body(&patient);
+    let now = tx.now();
+    let Some(birth) = patient["birthDate"]
+        .as_str()
+        .and_then(care::access::BirthDate::parse)
+    else {
+        return Err(unprocessable(vec![(
+            "Patient.birthDate",
+            format!(
+                "Patient/{pid} has no birth date: the transfer to adult care is from the 18th birthday"
+            ),
+        )]));
+    };
+    let age = care::access::age_on(birth, now);
+    if age < config.transfer_from {
+        let on = fhir::primitive::format_instant(care::transition::birthday_ms(
+            birth,
+            config.transfer_from,
+        ));
+        return Err(unprocessable(vec![(
+            "Patient.birthDate",
+            format!(
+                "Patient/{pid} is {age}: the transfer to adult care is from the {}th birthday ({})",
+                config.transfer_from,
+                &on[..10]
+            ),
+        )]));
+    }
+    // a package already sent, with a referral that is not over
+    let sent = all_matching(
+        tx,
+        ctx.registry,
+        "Task",
+        &[
+            ("patient", format!("Patient/{pid}")),
+            (
+                "code",
+                format!("{}|transfer-package", care::profile::TRANSITION_ELEMENT),
+            ),
+            ("status", "completed".into()),
+        ],
+        Reader::Caller,
+    )?;
+    for s in &sent {
+        let s = body(s);
+        let Some(referral) = s
+            .pointer("/focus/reference")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Task/"))
+        else {
+            continue;
+        };
+        let live = tx
+            .current("Task", referral, false)?
+            .map(|t| body(&t))
+            .is_some_and(|t| {
+                !matches!(
+                    t["status"].as_str(),
+                    Some("cancelled" | "rejected" | "failed" | "entered-in-error")
+                )
+            });
+        if live {
+            let on = s
+                .pointer("/executionPeriod/end")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(ApiError::new(
+                409,
+                fhir::IssueType::Conflict,
+                format!(
+                    "a transfer package was already sent on {} with the referral Task/{referral}: cancel that referral to send another",
+                    on.get(..10).unwrap_or(on)
+                ),
+            ));
+        }
+    }
+    let mut missing: Vec<(&str, String)> = Vec::new();
+    let of = |tx: &mut CallerTx, rt: &str, status: &str| -> Result<Vec<Value>, ApiError> {
+        Ok(all_matching(
+            tx,
+            ctx.registry,
+            rt,
+            &[
+                ("patient", format!("Patient/{pid}")),
+                ("status", status.to_string()),
+            ],
+            Reader::Caller,
+        )?
+        .iter()
+        .map(body)
+        .collect())
+    };
+    let responses: Vec<Value> = of(tx, "QuestionnaireResponse", "completed,amended")?
+        .into_iter()
+        .filter(is_readiness)
+        .collect();
+    let readiness = newest(&responses, &["/authored", "/meta/lastUpdated"]).cloned();
+    match &readiness {
+        None => missing.push((
+            "readiness",
+            "the final readiness assessment: none is recorded (a completed QuestionnaireResponse to Questionnaire/transition-readiness)".into(),
+        )),
+        Some(r) => {
+            let on = r["authored"]
+                .as_str()
+                .and_then(fhir::json::instant_ms)
+                .unwrap_or(i64::MIN);
+            if on < now - config.readiness_every_days * 86_400_000 {
+                missing.push((
+                    "readiness",
+                    format!(
+                        "the final readiness assessment: the latest, of {}, is more than a year old — the young person answers it again",
+                        r["authored"].as_str().and_then(|a| a.get(..10)).unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+    }
+    let plans = of(tx, "CarePlan", "active,completed")?;
+    let care_plan = newest(&plans, &["/period/start", "/created", "/meta/lastUpdated"]).cloned();
+    if care_plan.is_none() {
+        missing.push((
+            "plan-of-care",
+            "the plan of care: no active CarePlan for the young person".into(),
+        ));
+    }
+    let documents = of(tx, "DocumentReference", "current")?;
+    let typed = |types: &[(&str, &str)]| -> Vec<Value> {
+        documents
+            .iter()
+            .filter(|d| coded(d, "/type", types))
+            .cloned()
+            .collect()
+    };
+    let summary = newest(&typed(SUMMARY_TYPES), &["/date", "/meta/lastUpdated"]).cloned();
+    if summary.is_none() {
+        missing.push((
+            "medical-summary",
+            "the medical summary: no current DocumentReference of type medical-summary (or LOINC 60591-5)".into(),
+        ));
+    }
+    let emergency = newest(&typed(EMERGENCY_TYPES), &["/date", "/meta/lastUpdated"]).cloned();
+    if emergency.is_none() {
+        missing.push((
+            "emergency-plan",
+            "the emergency care plan: no current DocumentReference of type emergency-plan".into(),
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(unprocessable(missing));
+    }
+    let ConsentFacts {
+        consents,
+        granted_to,
+        guardians,
+    } = consent_facts(tx, ctx, pid)?;
+    let consent_words = care::transition::consent_words(age, &granted_to, !guardians.is_empty());
+    Ok(TransferParts {
+        patient,
+        age,
+        readiness: readiness.unwrap_or_default(),
+        care_plan: care_plan.unwrap_or_default(),
+        summary: summary.unwrap_or_default(),
+        emergency: emergency.unwrap_or_default(),
+        consents,
+        guardians,
+        consent_words,
+    })
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn narrative(text: &str) -> Value {
+    json!({"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>{}</p></div>", escape(text))})
+}
+
+fn person_name(patient: &Value) -> String {
+    let n = &patient["name"][0];
+    let given: Vec<&str> = n["given"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let full = format!("{} {}", given.join(" "), n["family"].as_str().unwrap_or(""));
+    let full = full.trim();
+    if full.is_empty() {
+        "the young person".into()
+    } else {
+        full.to_string()
+    }
+}
+
+/// The transfer letter, when the clinician wrote none: who, to whom, what is enclosed, who is
+/// responsible until the first visit.
+pub fn default_letter(parts: &TransferParts, recipient: &str) -> String {
+    let name = person_name(&parts.patient);
+    let score = parts.readiness["extension"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["url"] == care::profile::READINESS_SCORE)
+        .and_then(|e| e["extension"][0]["valueInteger"].as_i64());
+    format!(
+        "Transfer of care to adult services\n\n{name} (born {}) is moving from pediatric to adult care, to {recipient}.\n\nEnclosed: the latest readiness and self-care assessment{}, the plan of care, the medical summary and the emergency care plan, and where consent stands: {}.\n\nThe pediatric team stays responsible for {name}'s care until the first visit with you; please confirm that visit.",
+        parts.patient["birthDate"].as_str().unwrap_or("?"),
+        score
+            .map(|s| format!(" (score {s} of 100)"))
+            .unwrap_or_default(),
+        parts.consent_words,
+    )
+}
+
+/// Writes the transfer letter and the package (a document Bundle: a Composition with a section
+/// per part, then the parts), the package kept as a DocumentReference for the young person so
+/// it is read under the same rules as the record. Returns (letter, package) references and the
+/// Bundle.
+pub fn write_package(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    parts: &TransferParts,
+    recipient: &str,
+    requester: &str,
+    letter: &str,
+) -> Result<(String, String, Value), ApiError> {
+    use base64::Engine as _;
+    let pid = parts.patient["id"].as_str().unwrap_or_default().to_string();
+    let now = fhir::primitive::format_instant(tx.now());
+    let doc = |code: &str, words: &str, content_type: &str, data: &[u8], related: Vec<Value>| {
+        let mut d = json!({
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "docStatus": "final",
+            "type": {"coding": [{"system": care::profile::TRANSITION_DOCUMENT, "code": code, "display": words}], "text": words},
+            "subject": {"reference": format!("Patient/{pid}")},
+            "date": now,
+            "author": [{"reference": requester}],
+            "description": words,
+            "content": [{"attachment": {"contentType": content_type, "title": words,
+                "data": base64::engine::general_purpose::STANDARD.encode(data)}}],
+        });
+        if !related.is_empty() {
+            d["context"] = json!({"related": related});
+        }
+        d
+    };
+    let create = |tx: &mut CallerTx, mut r: Value| -> Result<(String, Value), ApiError> {
+        let id = tx.new_id();
+        fhir::validate_resource(&r).map_err(ApiError::invalid)?;
+        let index = fhir::search::extract(ctx.registry, &r);
+        let stored = tx
+            .create("DocumentReference", &id, &mut r, &index)?
+            .map_err(|refusal| {
+                ApiError::new(403, fhir::IssueType::Forbidden, format!("{refusal:?}"))
+            })?;
+        Ok((format!("DocumentReference/{}", stored.id), body(&stored)))
+    };
+    let (letter_ref, letter_doc) = create(
+        tx,
+        doc(
+            "transfer-letter",
+            "Transfer letter",
+            "text/plain; charset=utf-8",
+            letter.as_bytes(),
+            vec![json!({"reference": recipient})],
+        ),
+    )?;
+    let full = |r: &Value| {
+        format!(
+            "{}/{}/{}",
+            ctx.base_url,
+            r["resourceType"].as_str().unwrap_or(""),
+            r["id"].as_str().unwrap_or("")
+        )
+    };
+    let reference = |r: &Value| json!({"reference": format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or(""))});
+    let mut consent_entries: Vec<Value> = parts.consents.iter().map(reference).collect();
+    consent_entries.extend(parts.guardians.iter().map(reference));
+    let mut consent_section =
+        json!({"title": "Consent at 18", "text": narrative(&parts.consent_words)});
+    if !consent_entries.is_empty() {
+        consent_section["entry"] = Value::Array(consent_entries);
+    }
+    let section = |title: &str, r: &Value| json!({"title": title, "text": narrative(title), "entry": [reference(r)]});
+    let composition = json!({
+        "resourceType": "Composition",
+        "id": tx.new_id(),
+        "status": "final",
+        "type": {"coding": [{"system": care::profile::TRANSITION_DOCUMENT, "code": "transfer-package", "display": "Transfer package"}], "text": "Transfer package"},
+        "subject": {"reference": format!("Patient/{pid}")},
+        "date": now,
+        "author": [{"reference": requester}],
+        "title": "Transfer to adult care",
+        "section": [
+            section("Transfer letter", &letter_doc),
+            section("Readiness and self-care assessment", &parts.readiness),
+            section("Plan of care", &parts.care_plan),
+            section("Medical summary", &parts.summary),
+            section("Emergency care plan", &parts.emergency),
+            consent_section,
+        ],
+    });
+    let mut entries = vec![composition, parts.patient.clone(), letter_doc];
+    entries.extend([
+        parts.readiness.clone(),
+        parts.care_plan.clone(),
+        parts.summary.clone(),
+        parts.emergency.clone(),
+    ]);
+    entries.extend(parts.consents.iter().cloned());
+    entries.extend(parts.guardians.iter().cloned());
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{}", uuid::Uuid::new_v4())},
+        "type": "document",
+        "timestamp": now,
+        "entry": entries.iter().map(|r| json!({"fullUrl": full(r), "resource": r})).collect::<Vec<_>>(),
+    });
+    let (package_ref, _) = create(
+        tx,
+        doc(
+            "transfer-package",
+            "Transfer package",
+            "application/fhir+json",
+            bundle.to_string().as_bytes(),
+            vec![
+                json!({"reference": recipient}),
+                json!({"reference": letter_ref}),
+            ],
+        ),
+    )?;
+    Ok((letter_ref, package_ref, bundle))
+}
+
+/// The coding of a transfer to adult care (the ServiceRequest's `code`).
+pub fn transfer_code() -> Value {
+    json!({"system": care::profile::TRANSITION_ELEMENT, "code": "transfer-package", "display": "Transfer to adult care"})
+}
+
+/// An Appointment carrying out a transfer's ServiceRequest (`basedOn`) was fulfilled: the first
+/// adult visit is recorded for the young person, and with it the transfer is complete — the
+/// adult side is responsible from then on; completion and feedback fall due 3–6 months later.
+pub(crate) fn visit_fulfilled(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    request: &str,
+    appointment: &Value,
+) -> Result<(), ApiError> {
+    let sid = request.trim_start_matches("ServiceRequest/");
+    let Some(sr) = tx.current("ServiceRequest", sid, false)? else {
+        return Ok(());
+    };
+    let sr = body(&sr);
+    if !coded(
+        &sr,
+        "/code",
+        &[(care::profile::TRANSITION_ELEMENT, "transfer-package")],
+    ) {
+        return Ok(());
+    }
+    let Some(pid) = sr
+        .pointer("/subject/reference")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+    else {
+        return Ok(());
+    };
+    let on = ["/end", "/start"]
+        .iter()
+        .find_map(|p| appointment.pointer(p).and_then(Value::as_str))
+        .and_then(fhir::json::instant_ms)
+        .unwrap_or_else(|| tx.now())
+        .min(tx.now());
+    let aid = appointment["id"].as_str().unwrap_or_default();
+    record_element(
+        tx,
+        ctx,
+        &pid,
+        Element::FirstAdultVisit,
+        &format!("Appointment/{aid}"),
+        on,
+        None,
+    )
 }

@@ -87,6 +87,22 @@ pub const RULES: &[WriteRule] = &[
         deleting: None,
     },
     WriteRule {
+        resource_type: "CarePlan",
+        what: "a plan of care coded as the transition's (category plan-of-care) records that element for the young person",
+        before: None,
+        before_changes: false,
+        after: Some(artefact_after),
+        deleting: None,
+    },
+    WriteRule {
+        resource_type: "DocumentReference",
+        what: "a current medical summary (type medical-summary, or LOINC 60591-5) records that transition element for the young person",
+        before: None,
+        before_changes: false,
+        after: Some(artefact_after),
+        deleting: None,
+    },
+    WriteRule {
         resource_type: "Encounter",
         what: "what references it gets the labels of minor-consented care it now carries",
         before: None,
@@ -266,6 +282,19 @@ fn response_after(
     resource: &Value,
 ) -> Result<(), ApiError> {
     crate::app::transition::response_stored(tx, ctx, id, resource)
+}
+
+fn artefact_after(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    id: &str,
+    resource: &Value,
+) -> Result<(), ApiError> {
+    let rt = resource["resourceType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    crate::app::transition::artefact_stored(tx, ctx, &rt, id, resource)
 }
 
 fn encounter_after(

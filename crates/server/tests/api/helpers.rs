@@ -97,13 +97,13 @@ impl TestApp {
     }
 
     /// A server whose store (and token checks) read time from `clock`, which the test moves:
-    /// its access tokens last a year, so that moving the clock by days keeps them valid.
+    /// its access tokens last ten years, so that moving the clock by days or years keeps them valid.
     pub async fn spawn_with_clock(
         engine: Engine,
         mut config: server::ServerConfig,
         clock: Arc<dyn care::Clock>,
     ) -> TestApp {
-        config.auth.token_seconds = 366 * 86_400;
+        config.auth.token_seconds = 3660 * 86_400;
         Self::spawn_on(engine, config, clock).await
     }
 

@@ -220,7 +220,14 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
                 {"name": "reason", "valueString": "seen in the emergency department now"}]))),
             )
         },
-        // refusals and failures are audited once too
+        // refusals and failures are audited once too (a transfer for a child is refused)
+        case(
+            "transfer-package",
+            "POST",
+            "Patient/kid/$transfer-package",
+            Some(params(json!([
+            {"name": "recipient", "valueReference": {"reference": "Organization/cc"}}]))),
+        ),
         Case {
             caller: Some(clinician.clone()),
             ..case("read", "GET", "Condition/nonexistent", None)

@@ -540,3 +540,315 @@ async fn young_people_answer_the_readiness_assessment(app: TestApp) {
 }
 
 both_engines!(young_people_answer_the_readiness_assessment);
+
+fn issues_at(r: &crate::helpers::Resp) -> Vec<String> {
+    r.json()["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["expression"][0].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// From a 14-year-old's first assessment to a completed transfer: refused before 18, refused
+/// naming each missing part, the parts written (recording their elements), the package and its
+/// referral sent, refused a second time, the first adult visit fulfilled (the transfer done,
+/// the adult side responsible), completion and feedback due 3 months later.
+async fn a_transfer_from_the_first_assessment_to_the_first_adult_visit(engine: Engine) {
+    let clock = std::sync::Arc::new(care::FixedClock::at(noon("2026-06-01")));
+    let app = TestApp::spawn_with_clock(engine, Default::default(), clock.clone()).await;
+    for r in [
+        json!({"resourceType": "Organization", "id": "cc", "name": "Connecticut Children's"}),
+        json!({"resourceType": "Organization", "id": "hhc", "name": "Hartford HealthCare"}),
+        json!({"resourceType": "HealthcareService", "id": "hhc-adult", "name": "Adult Primary Care",
+            "providedBy": {"reference": "Organization/hhc"}}),
+        json!({"resourceType": "Practitioner", "id": "pr-cc", "name": [{"family": "Okafor", "given": ["Ada"]}]}),
+        json!({"resourceType": "Patient", "id": "ivy", "birthDate": "2012-06-01",
+            "name": [{"family": "Marsh", "given": ["Ivy"]}],
+            "managingOrganization": {"reference": "Organization/cc"}}),
+    ] {
+        app.upsert(r).await;
+    }
+    let ivy = app.client_with(
+        &app.token_for("patient/*.cruds", &["patient"], &["Patient/ivy"])
+            .await,
+    );
+    let clinician = app.client_with(
+        &app.token_for("user/*.cruds", &["clinician@cc"], &["Practitioner/pr-cc"])
+            .await,
+    );
+    let send = |c: &reqwest::Client, method: &str, path: &str, body: &Value| {
+        let url = app.url(path);
+        let b = match method {
+            "PUT" => c.put(url),
+            _ => c.post(url),
+        };
+        b.header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+    };
+    let transfer = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "recipient", "valueReference": {"reference": "HealthcareService/hhc-adult"}}]});
+    let row = |reg: &Value| item(reg, "ivy").cloned().unwrap();
+    // 14: her first assessment, answered herself
+    let r = app
+        .send(send(
+            &ivy,
+            "POST",
+            "QuestionnaireResponse",
+            &readiness_response("ivy", "completed", "learning"),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(&row(&reg), "readiness"), "done");
+    assert!(row(&reg)["at18"].is_null(), "shown from 17");
+    // a transfer before 18 is refused
+    let r = app
+        .send(send(
+            &clinician,
+            "POST",
+            "Patient/ivy/$transfer-package",
+            &transfer,
+        ))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(
+        r.text
+            .contains("is 14: the transfer to adult care is from the 18th birthday (2030-06-01)"),
+        "{}",
+        r.text
+    );
+    // 18 and a month: refused, each missing part named
+    clock.advance(1491 * DAY); // 2030-07-01
+    let r = app
+        .send(send(
+            &clinician,
+            "POST",
+            "Patient/ivy/$transfer-package",
+            &transfer,
+        ))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(
+        issues_at(&r),
+        vec![
+            "readiness",
+            "plan-of-care",
+            "medical-summary",
+            "emergency-plan"
+        ],
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains("the latest, of 2026-06-01, is more than a year old"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("no active CarePlan"), "{}", r.text);
+    // the parts: her final assessment, the plan of care, the summary and the emergency plan
+    let r = app
+        .send(send(
+            &ivy,
+            "POST",
+            "QuestionnaireResponse",
+            &readiness_response("ivy", "completed", "on-my-own"),
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let text = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    for (path, body) in [
+        (
+            "CarePlan",
+            json!({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+            "category": [{"coding": [{"system": SYSTEM, "code": "plan-of-care"}]}],
+            "subject": {"reference": "Patient/ivy"}, "description": "Own her asthma care; move to adult primary care by 19"}),
+        ),
+        (
+            "DocumentReference",
+            json!({"resourceType": "DocumentReference", "status": "current",
+            "type": {"coding": [{"system": care::profile::TRANSITION_DOCUMENT, "code": "medical-summary"}]},
+            "subject": {"reference": "Patient/ivy"},
+            "content": [{"attachment": {"contentType": "text/plain", "data": text("Asthma since 6; controller inhaler")}}]}),
+        ),
+        (
+            "DocumentReference",
+            json!({"resourceType": "DocumentReference", "status": "current",
+            "type": {"coding": [{"system": care::profile::TRANSITION_DOCUMENT, "code": "emergency-plan"}]},
+            "subject": {"reference": "Patient/ivy"},
+            "content": [{"attachment": {"contentType": "text/plain", "data": text("Severe attack: reliever, call 911")}}]}),
+        ),
+    ] {
+        let r = app.send(send(&clinician, "POST", path, &body)).await;
+        assert_eq!(r.status, 201, "{path}: {}", r.text);
+    }
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    for e in ["readiness", "plan-of-care", "medical-summary"] {
+        assert_eq!(state_of(&row(&reg), e), "done", "{e}");
+    }
+    assert_eq!(row(&reg)["transferNeeds"], json!([]));
+    assert!(
+        row(&reg)["at18"]["words"]
+            .as_str()
+            .unwrap()
+            .contains("no one has been granted access")
+    );
+    // the package and its referral
+    let r = app
+        .send(send(
+            &clinician,
+            "POST",
+            "Patient/ivy/$transfer-package",
+            &transfer,
+        ))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let answer = r.json();
+    let package = &answer["entry"][0]["resource"];
+    assert_eq!(package["type"], "document");
+    let composition = &package["entry"][0]["resource"];
+    assert_eq!(composition["resourceType"], "Composition");
+    let titles: Vec<&str> = composition["section"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        vec![
+            "Transfer letter",
+            "Readiness and self-care assessment",
+            "Plan of care",
+            "Medical summary",
+            "Emergency care plan",
+            "Consent at 18"
+        ]
+    );
+    let kinds: Vec<&str> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["Bundle", "ServiceRequest", "Task"]);
+    let sr = answer["entry"][1]["resource"].clone();
+    let task = answer["entry"][2]["resource"].clone();
+    assert_eq!(task["owner"]["reference"], "HealthcareService/hhc-adult");
+    assert_eq!(task["requester"]["reference"], "Practitioner/pr-cc");
+    assert_eq!(task["status"], "requested");
+    let letter = package["entry"][2]["resource"].clone();
+    assert_eq!(letter["type"]["coding"][0]["code"], "transfer-letter");
+    // the package is kept for her, read under the same rules as her record
+    let kept = app
+        .get(&format!(
+            "DocumentReference?patient=Patient/ivy&type={}|transfer-package",
+            care::profile::TRANSITION_DOCUMENT
+        ))
+        .await
+        .json();
+    assert_eq!(kept["entry"].as_array().unwrap().len(), 1);
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(&row(&reg), "transfer-package"), "done");
+    assert_eq!(state_of(&row(&reg), "first-adult-visit"), "due");
+    assert_eq!(row(&reg)["transfer"]["responsible"], "pediatric");
+    // once sent, not again while its referral is open
+    let r = app
+        .send(send(
+            &clinician,
+            "POST",
+            "Patient/ivy/$transfer-package",
+            &transfer,
+        ))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(r.text.contains("already sent on 2030-07-01"), "{}", r.text);
+    // the adult visit, booked on the referral and attended
+    let mut visit = json!({"resourceType": "Appointment", "status": "booked",
+        "basedOn": [{"reference": format!("ServiceRequest/{}", sr["id"].as_str().unwrap())}],
+        "start": "2030-07-10T14:00:00Z", "end": "2030-07-10T14:30:00Z",
+        "participant": [{"actor": {"reference": "Patient/ivy"}, "status": "accepted"},
+                        {"actor": {"reference": "HealthcareService/hhc-adult"}, "status": "accepted"}]});
+    let r = app.post("Appointment", &visit).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    visit = r.json();
+    clock.advance(10 * DAY); // 2030-07-11
+    for status in ["arrived", "fulfilled"] {
+        visit["status"] = json!(status);
+        let r = app
+            .put(
+                &format!("Appointment/{}", visit["id"].as_str().unwrap()),
+                &visit,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{status}: {}", r.text);
+        visit = r.json();
+    }
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(&row(&reg), "first-adult-visit"), "done");
+    assert_eq!(row(&reg)["transfer"]["responsible"], "adult");
+    assert_eq!(row(&reg)["transfer"]["firstAdultVisit"], "2030-07-10");
+    assert_eq!(state_of(&row(&reg), "completion"), "not-yet");
+    // three months on: completion and feedback due
+    clock.advance(92 * DAY);
+    let reg = app.get_raw("/api/transition/registry").await.json();
+    assert_eq!(state_of(&row(&reg), "completion"), "due");
+    assert_eq!(state_of(&row(&reg), "feedback"), "due");
+    // bad requests, in words
+    for (params, status, words) in [
+        (
+            json!({"resourceType": "Parameters"}),
+            422,
+            "needs its recipient",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "recipient", "valueReference": {"reference": "Patient/ivy"}}]}),
+            400,
+            "Organization, HealthcareService or PractitionerRole",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "colour", "valueString": "blue"}]}),
+            400,
+            "has no parameter 'colour'",
+        ),
+    ] {
+        let r = app
+            .send(send(
+                &clinician,
+                "POST",
+                "Patient/ivy/$transfer-package",
+                &params,
+            ))
+            .await;
+        assert_eq!(r.status, status, "{}", r.text);
+        assert!(r.text.contains(words), "{}", r.text);
+    }
+    let r = app
+        .send(send(
+            &clinician,
+            "POST",
+            "Patient/nobody/$transfer-package",
+            &transfer,
+        ))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+mod transfer {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::a_transfer_from_the_first_assessment_to_the_first_adult_visit(super::Engine::Sqlite)
+            .await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::a_transfer_from_the_first_assessment_to_the_first_adult_visit(
+            super::Engine::Postgres,
+        )
+        .await
+    }
+}

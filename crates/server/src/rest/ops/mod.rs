@@ -11,6 +11,7 @@ mod find;
 pub(crate) mod find_care;
 mod match_patient;
 mod refer;
+mod transfer_package;
 
 use serde_json::Value;
 use store::CallerTx;
@@ -82,6 +83,7 @@ pub const OPERATIONS: &[&Operation] = &[
     &book::BOOK,
     &match_patient::MATCH,
     &break_glass::BREAK_GLASS,
+    &transfer_package::TRANSFER_PACKAGE,
 ];
 
 /// The operation invoked as `$code` on `resource_type` (`None`: the system) at `level`.

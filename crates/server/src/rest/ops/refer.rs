@@ -26,7 +26,7 @@ pub const REFER: Operation = Operation {
     precheck: None,
 };
 
-fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {
+pub(super) fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {
     let params = &input.params;
     let parts = parameter_list(
         params,
