@@ -25,6 +25,7 @@
 
 use crate::access::age::{BirthDate, age_on, day_ms};
 
+pub mod metrics;
 pub mod readiness;
 
 const DAY: i64 = 86_400_000;

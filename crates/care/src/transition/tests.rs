@@ -427,3 +427,109 @@ fn the_consent_status_says_who_acts_from_18() {
     assert!(consent_words(19, &to, false).starts_with("from 18 the young adult decides"));
     assert!(consent_words(18, &[], true).contains("guardian keeps acting"));
 }
+
+#[test]
+fn the_measures_count_by_organisation_band_and_recipient() {
+    use metrics::*;
+    let c = TransitionConfig::default();
+    let now = day_ms(2026, 6, 1);
+    let young = |org: &str, b: &str, history: History| {
+        let birth = BirthDate::parse(b).unwrap();
+        Young {
+            organization: org.into(),
+            age: age_on(birth, now),
+            states: status(birth, &history, now, &c),
+            package_ms: history.first(Element::TransferPackage),
+            age_at_package: history
+                .first(Element::TransferPackage)
+                .map(|t| (t - birthday_ms(birth, 0)) as f64 / (365.25 * DAY as f64)),
+            recipient: history
+                .first(Element::TransferPackage)
+                .map(|_| "HealthcareService/adult".to_string()),
+            first_visit_ms: history.first(Element::FirstAdultVisit),
+        }
+    };
+    let people = vec![
+        // 12 and 13 at cc: one with the policy shared, one without
+        young(
+            "cc",
+            "2014-01-01",
+            History {
+                done: vec![(Element::Policy, day_ms(2026, 2, 1))],
+            },
+        ),
+        young("cc", "2013-01-01", History::default()),
+        // 15 at cc: the policy overdue
+        young("cc", "2011-01-01", History::default()),
+        // transferred at 19: one seen in 2 months, one sent 8 months ago and not seen
+        young(
+            "cc",
+            "2006-06-01",
+            History {
+                done: vec![
+                    (Element::TransferPackage, day_ms(2025, 6, 1)),
+                    (Element::FirstAdultVisit, day_ms(2025, 8, 1)),
+                ],
+            },
+        ),
+        young(
+            "cc",
+            "2006-10-01",
+            History {
+                done: vec![(Element::TransferPackage, day_ms(2025, 10, 1))],
+            },
+        ),
+        // hhc: sent a month ago (not yet judged)
+        young(
+            "hhc",
+            "2007-05-01",
+            History {
+                done: vec![(Element::TransferPackage, day_ms(2026, 5, 1))],
+            },
+        ),
+    ];
+    let (groups, transfers) = measure(&people, now, &c);
+    let g = |org: &str, band: &str| {
+        groups
+            .iter()
+            .find(|g| g.organization == org && g.band == band)
+            .unwrap()
+    };
+    let counts =
+        |g: &Group, e: Element| g.elements.iter().find(|(x, _)| *x == e).unwrap().1.clone();
+    let young_cc = g("cc", "12-13");
+    assert_eq!(young_cc.young_people, 2);
+    assert_eq!(
+        counts(young_cc, Element::Policy),
+        ElementCounts {
+            applies: 2,
+            done: 1,
+            overdue: 0
+        }
+    );
+    assert_eq!(counts(young_cc, Element::Policy).share_done(), Some(0.5));
+    assert_eq!(g("cc", "14-15").with_overdue, 1);
+    assert_eq!(g("cc", "all").young_people, 5);
+    assert_eq!(g("all", "all").young_people, 6);
+    assert!(groups.iter().all(|g| g.band != "16-17"), "no empty bands");
+    let t = |org: &str| transfers.iter().find(|t| t.organization == org).unwrap();
+    let cc = t("cc");
+    assert_eq!(
+        (
+            cc.sent,
+            cc.completed,
+            cc.judged,
+            cc.completed_within_6_months
+        ),
+        (2, 1, 2, 1)
+    );
+    assert_eq!(cc.within_6_months_rate(), Some(0.5));
+    let median = cc.median_age_at_transfer.unwrap();
+    assert!((median - 19.0).abs() < 0.01, "{median}");
+    let all = t("all");
+    assert_eq!(
+        (all.sent, all.judged),
+        (3, 2),
+        "the month-old transfer is not judged yet"
+    );
+}

@@ -30,6 +30,124 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(IssueType::Value, msg)
 }
 
+/// `GET /api/metrics/transition?as_of=YYYY-MM-DD&organization=ID&format=json|csv`: per
+/// organisation and age band, the share of young people with each element done (of those it
+/// applies to), the overdue counts; per organisation and adult recipient, the transfers sent,
+/// completed, within six months, and the median age at transfer. JSON, or CSV (`format=csv`:
+/// one line per group and element, then one per transfer group).
+pub async fn metrics(
+    app: &App,
+    caller: Arc<Caller>,
+    query: Vec<(String, String)>,
+    address: Option<String>,
+) -> Result<(&'static str, String), ApiError> {
+    let known = ["as_of", "organization", "format"];
+    if let Some((k, _)) = query.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "'{k}' is not a parameter here ({})",
+            known.join(", ")
+        )));
+    }
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let as_of_ms = match get("as_of") {
+        None => app.store().clock().now_ms(),
+        Some(d) => crate::app::transition::day_noon_ms(d)
+            .ok_or_else(|| bad(format!("as_of '{d}' is not a date (YYYY-MM-DD)")))?,
+    };
+    let csv = match get("format").unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        f => return Err(bad(format!("format '{f}' is not json or csv"))),
+    };
+    let organization = get("organization").map(|o| {
+        if o.starts_with("Organization/") {
+            o.to_string()
+        } else {
+            format!("Organization/{o}")
+        }
+    });
+    let ctx = app.ctx(String::new(), Prefer::default());
+    let (groups, transfers) = app
+        .run(
+            caller,
+            Work::request("transition-metrics", false, address),
+            ctx,
+            move |tx, ctx| crate::app::transition::metrics(tx, ctx, as_of_ms, organization),
+        )
+        .await?;
+    let rate = |v: Option<f64>| v.map(|x| (x * 10_000.0).round() / 10_000.0);
+    if csv {
+        let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_default();
+        let mut out = String::from(
+            "organization,age_band,element,young_people,applies,done,overdue,share_done\n",
+        );
+        for g in &groups {
+            for (e, c) in &g.elements {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{},{}\n",
+                    g.organization,
+                    g.band,
+                    e.code(),
+                    g.young_people,
+                    c.applies,
+                    c.done,
+                    c.overdue,
+                    num(c.share_done())
+                ));
+            }
+        }
+        out.push_str("\norganization,recipient,sent,completed,judged,completed_within_6_months,within_6_months_rate,median_age_at_transfer\n");
+        for t in &transfers {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                t.organization,
+                t.recipient,
+                t.sent,
+                t.completed,
+                t.judged,
+                t.completed_within_6_months,
+                num(t.within_6_months_rate()),
+                t.median_age_at_transfer
+                    .map(|a| format!("{a:.1}"))
+                    .unwrap_or_default()
+            ));
+        }
+        return Ok(("text/csv; charset=utf-8", out));
+    }
+    let body = serde_json::json!({
+        "asOf": fhir::primitive::format_instant(as_of_ms)[..10].to_string(),
+        "groups": groups.iter().map(|g| serde_json::json!({
+            "organization": g.organization,
+            "ageBand": g.band,
+            "youngPeople": g.young_people,
+            "withOverdue": g.with_overdue,
+            "elements": g.elements.iter().map(|(e, c)| serde_json::json!({
+                "element": e.code(),
+                "applies": c.applies,
+                "done": c.done,
+                "overdue": c.overdue,
+                "shareDone": rate(c.share_done()),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "transfers": transfers.iter().map(|t| serde_json::json!({
+            "organization": t.organization,
+            "recipient": t.recipient,
+            "sent": t.sent,
+            "completed": t.completed,
+            "judged": t.judged,
+            "completedWithin6Months": t.completed_within_6_months,
+            "within6MonthsRate": rate(t.within_6_months_rate()),
+            "medianAgeAtTransfer": t.median_age_at_transfer.map(|a| (a * 10.0).round() / 10.0),
+        })).collect::<Vec<_>>(),
+    });
+    Ok(("application/json", body.to_string()))
+}
+
 /// `GET /api/transition/registry?…`.
 pub async fn registry(
     app: &App,

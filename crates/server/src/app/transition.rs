@@ -49,12 +49,25 @@ fn state_json(e: Element, s: &ElementState) -> Value {
     v
 }
 
-/// `GET /api/transition/registry`: the young people, most overdue first.
-pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Value, ApiError> {
-    let config = TransitionConfig::default();
+/// A young person in the registry's window, with what was recorded.
+struct Loaded {
+    id: String,
+    body: Value,
+    birth: care::access::BirthDate,
+    history: History,
+    /// The referral Task the transfer package went with.
+    transfer_referral: Option<String>,
+}
+
+/// The young people the caller may see, born in the registry's window as of `as_of_ms` (a
+/// day's margin each side: the exact ages are counted by the caller), with their histories.
+fn load_young(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    as_of_ms: i64,
+    config: &TransitionConfig,
+) -> Result<Vec<Loaded>, ApiError> {
     let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
-    // born after the day 27 years ago and on or before the day 12 years ago (a day's margin:
-    // the exact ages are counted below)
     let years = |n: i64| n * 36525 / 100 * 86_400_000;
     let patients = all_matching(
         tx,
@@ -65,14 +78,14 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
                 "birthdate",
                 format!(
                     "gt{}",
-                    day(r.as_of_ms - years(config.leaves_at as i64) - 86_400_000)
+                    day(as_of_ms - years(config.leaves_at as i64) - 86_400_000)
                 ),
             ),
             (
                 "birthdate",
                 format!(
                     "le{}",
-                    day(r.as_of_ms - years(config.enters_at as i64) + 86_400_000)
+                    day(as_of_ms - years(config.enters_at as i64) + 86_400_000)
                 ),
             ),
         ],
@@ -89,30 +102,47 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         ],
         Reader::Caller,
     )?;
-    let mut histories: std::collections::HashMap<String, History> = Default::default();
+    let mut histories: std::collections::HashMap<String, (History, Option<String>)> =
+        Default::default();
     for t in &tasks {
         let t = body(t);
-        let Some(pid) = t
-            .pointer("/for/reference")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("Patient/"))
-        else {
-            continue;
-        };
-        let element = t["code"]["coding"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| c["system"] == care::profile::TRANSITION_ELEMENT)
-            .find_map(|c| c["code"].as_str().and_then(Element::parse));
-        if let (Some(e), Some(on)) = (element, done_on(&t)) {
-            histories
-                .entry(pid.to_string())
-                .or_default()
-                .done
-                .push((e, on));
+        let Some(pid) = patient_of(&t) else { continue };
+        if let (Some(e), Some(on)) = (element_of(&t), done_on(&t)) {
+            let entry = histories.entry(pid.to_string()).or_default();
+            entry.0.done.push((e, on));
+            if e == Element::TransferPackage {
+                entry.1 = t
+                    .pointer("/focus/reference")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("Task/"))
+                    .map(str::to_string);
+            }
         }
     }
+    Ok(patients
+        .iter()
+        .filter_map(|p| {
+            let b = body(p);
+            let birth = b["birthDate"]
+                .as_str()
+                .and_then(care::access::BirthDate::parse)?;
+            let (history, transfer_referral) = histories.remove(&p.id).unwrap_or_default();
+            Some(Loaded {
+                id: p.id.clone(),
+                body: b,
+                birth,
+                history,
+                transfer_referral,
+            })
+        })
+        .collect())
+}
+
+/// `GET /api/transition/registry`: the young people, most overdue first.
+pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Value, ApiError> {
+    let config = TransitionConfig::default();
+    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
+    let young = load_young(tx, ctx, r.as_of_ms, &config)?;
     // who may act for those about to turn 18 and beyond: permits by Consent, guardianships
     let mut granted: std::collections::HashMap<String, Vec<String>> = Default::default();
     for c in all_matching(
@@ -162,14 +192,8 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
     })
     .collect();
     let mut rows: Vec<(u8, i64, Value)> = Vec::new();
-    for p in &patients {
-        let b = body(p);
-        let Some(birth) = b["birthDate"]
-            .as_str()
-            .and_then(care::access::BirthDate::parse)
-        else {
-            continue;
-        };
+    for p in &young {
+        let (b, birth) = (&p.body, p.birth);
         if !care::transition::in_registry(birth, r.as_of_ms, &config) {
             continue;
         }
@@ -182,8 +206,8 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         {
             continue;
         }
-        let history = histories.remove(&p.id).unwrap_or_default();
-        let states = care::transition::status(birth, &history, r.as_of_ms, &config);
+        let history = &p.history;
+        let states = care::transition::status(birth, history, r.as_of_ms, &config);
         let overdue: Vec<&(Element, ElementState)> = states
             .iter()
             .filter(|(_, s)| matches!(s, ElementState::Overdue { .. }))
@@ -234,7 +258,7 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         });
         rows.push((rank, order, json!({
             "patient": format!("Patient/{}", p.id),
-            "name": b.get("name").map(|_| person_name(&b)),
+            "name": b.get("name").map(|_| person_name(b)),
             "birthDate": b["birthDate"],
             "age": age,
             "transfer": transfer,
@@ -244,7 +268,7 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
             "overdue": overdue.iter().map(|(e, _)| e.code()).collect::<Vec<_>>(),
             "due": due.iter().map(|(e, _)| e.code()).collect::<Vec<_>>(),
             "elements": states.iter().map(|(e, s)| state_json(*e, s)).collect::<Vec<_>>(),
-            "transferNeeds": care::transition::missing_for_transfer(&history).iter().map(|e| e.code()).collect::<Vec<_>>(),
+            "transferNeeds": care::transition::missing_for_transfer(history).iter().map(|e| e.code()).collect::<Vec<_>>(),
         })));
     }
     rows.sort_by_key(|r| (r.0, r.1));
@@ -1629,4 +1653,61 @@ pub(crate) fn visit_fulfilled(
         on,
         None,
     )
+}
+
+/// `GET /api/metrics/transition`: the measures over the young people the caller may see, as of
+/// a day (`care::transition::metrics`), optionally for one managing organisation.
+pub fn metrics(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    as_of_ms: i64,
+    organization: Option<String>,
+) -> Result<
+    (
+        Vec<care::transition::metrics::Group>,
+        Vec<care::transition::metrics::Transfers>,
+    ),
+    ApiError,
+> {
+    let config = TransitionConfig::default();
+    let young = load_young(tx, ctx, as_of_ms, &config)?;
+    let mut people = Vec::new();
+    for y in young {
+        if !care::transition::in_registry(y.birth, as_of_ms, &config) {
+            continue;
+        }
+        let org = y
+            .body
+            .pointer("/managingOrganization/reference")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+            .to_string();
+        if organization.as_deref().is_some_and(|o| o != org) {
+            continue;
+        }
+        let package_ms = y.history.first(Element::TransferPackage);
+        let recipient = match &y.transfer_referral {
+            Some(t) => tx.current("Task", t, false)?.and_then(|t| {
+                body(&t)
+                    .pointer("/owner/reference")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }),
+            None => None,
+        };
+        people.push(care::transition::metrics::Young {
+            organization: org,
+            age: care::access::age_on(y.birth, as_of_ms),
+            states: care::transition::status(y.birth, &y.history, as_of_ms, &config),
+            package_ms,
+            age_at_package: package_ms.map(|t| {
+                (t - care::transition::birthday_ms(y.birth, 0)) as f64 / (365.25 * 86_400_000.0)
+            }),
+            recipient,
+            first_visit_ms: y.history.first(Element::FirstAdultVisit),
+        });
+    }
+    Ok(care::transition::metrics::measure(
+        &people, as_of_ms, &config,
+    ))
 }

@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/worklists/referrals", get(referral_worklist))
         .route("/api/metrics/referrals", get(referral_metrics))
         .route("/api/transition/registry", get(transition_registry))
+        .route("/api/metrics/transition", get(transition_metrics))
         .route(
             "/api/identity/reviews/{id}/{decision}",
             post(identity_decision),
@@ -462,6 +463,28 @@ async fn transition_registry(State(state): State<AppState>, req: Request) -> Res
         )
         .await,
     )
+}
+
+/// `GET /api/metrics/transition?…` (JSON, or CSV with `format=csv`).
+async fn transition_metrics(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    match crate::api::transition::metrics(
+        &state.api,
+        who.caller.clone(),
+        query_pairs(&parts),
+        client_address(&parts),
+    )
+    .await
+    {
+        Ok((content_type, body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Err(e) => api_answer(Err(e)),
+    }
 }
 
 /// `GET /api/metrics/referrals?…` (JSON, or CSV with `format=csv`).

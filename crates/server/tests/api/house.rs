@@ -267,6 +267,12 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
             None,
         ),
         case(
+            "transition-metrics",
+            "GET",
+            "/api/metrics/transition?format=csv",
+            None,
+        ),
+        case(
             "identity-decision",
             "POST",
             "/api/identity/reviews/house-pair/accept",

@@ -852,3 +852,138 @@ mod transfer {
         .await
     }
 }
+
+/// The measures against answers computed by hand: shares done by organisation and band,
+/// overdue counts, transfers completed within six months, the median age at transfer; CSV;
+/// another organisation's coordinator counts only its own; bad input in words.
+async fn the_measures_match_a_hand_computed_registry(app: TestApp) {
+    for org in ["cc", "hhc"] {
+        app.upsert(json!({"resourceType": "Organization", "id": org, "name": org}))
+            .await;
+    }
+    for (id, birth, org) in [
+        ("m12", "2014-06-01", "cc"),
+        ("m13", "2013-03-01", "cc"),
+        ("m15", "2011-01-10", "cc"),
+        ("m19", "2007-03-01", "hhc"),
+        ("m20", "2006-01-01", "hhc"),
+    ] {
+        app.upsert(
+            json!({"resourceType": "Patient", "id": id, "birthDate": birth,
+            "managingOrganization": {"reference": format!("Organization/{org}")}}),
+        )
+        .await;
+    }
+    for (p, e, on) in [
+        ("m13", "policy", "2025-06-01T10:00:00Z"),
+        ("m19", "transfer-package", "2025-09-01T00:00:00Z"),
+        ("m19", "first-adult-visit", "2025-11-01T10:00:00Z"),
+        ("m20", "transfer-package", "2025-10-01T00:00:00Z"),
+    ] {
+        let r = app
+            .post(
+                "Task",
+                &json!({"resourceType": "Task", "status": "completed", "intent": "plan",
+                    "code": {"coding": [{"system": SYSTEM, "code": e}]},
+                    "for": {"reference": format!("Patient/{p}")}, "executionPeriod": {"end": on}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = app
+        .get_raw("/api/metrics/transition?as_of=2026-06-01")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = r.json();
+    let group = |org: &str, band: &str| {
+        m["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["organization"] == org && g["ageBand"] == band)
+            .unwrap_or_else(|| panic!("no group {org} {band}: {m}"))
+            .clone()
+    };
+    let element = |g: &Value, e: &str| {
+        g["elements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["element"] == e)
+            .unwrap()
+            .clone()
+    };
+    let cc_young = group("Organization/cc", "12-13");
+    assert_eq!(cc_young["youngPeople"], 2);
+    assert_eq!(
+        element(&cc_young, "policy"),
+        json!({"element": "policy", "applies": 2, "done": 1, "overdue": 0, "shareDone": 0.5})
+    );
+    let cc_teen = group("Organization/cc", "14-15");
+    assert_eq!(cc_teen["withOverdue"], 1);
+    assert_eq!(element(&cc_teen, "policy")["overdue"], 1);
+    assert_eq!(element(&cc_teen, "education")["applies"], 1);
+    let hhc = group("Organization/hhc", "18-21");
+    assert_eq!(element(&hhc, "transfer-package")["shareDone"], 1.0);
+    assert_eq!(group("all", "all")["youngPeople"], 5);
+    // transfers: one seen within two months, one sent eight months ago and not seen; the ages
+    // at transfer 18.5 and 19.75
+    let t = m["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["organization"] == "Organization/hhc")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        t,
+        json!({"organization": "Organization/hhc", "recipient": "unknown", "sent": 2, "completed": 1,
+            "judged": 2, "completedWithin6Months": 1, "within6MonthsRate": 0.5, "medianAgeAtTransfer": 19.1})
+    );
+    // CSV: a line per group and element, then the transfers
+    let r = app
+        .get_raw("/api/metrics/transition?as_of=2026-06-01&format=csv")
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(r.text.starts_with(
+        "organization,age_band,element,young_people,applies,done,overdue,share_done\n"
+    ));
+    assert!(
+        r.text
+            .contains("\nOrganization/cc,12-13,policy,2,2,1,0,0.5000\n"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains("\nOrganization/hhc,unknown,2,1,2,1,0.5000,19.1\n"),
+        "{}",
+        r.text
+    );
+    // one organisation's
+    let only = app
+        .get_raw("/api/metrics/transition?as_of=2026-06-01&organization=cc")
+        .await
+        .json();
+    assert_eq!(
+        only["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["organization"] == "all" && g["ageBand"] == "all")
+            .unwrap()["youngPeople"],
+        3
+    );
+    for (q, words) in [
+        ("as_of=soon", "not a date"),
+        ("format=xml", "not json or csv"),
+        ("by=month", "not a parameter here"),
+    ] {
+        let r = app.get_raw(&format!("/api/metrics/transition?{q}")).await;
+        assert_eq!(r.status, 400, "{q}: {}", r.text);
+        assert!(r.text.contains(words), "{q}: {}", r.text);
+    }
+}
+
+both_engines!(the_measures_match_a_hand_computed_registry);
