@@ -510,13 +510,13 @@ pub const DEMO_USERS: &[(&str, &[&str], Option<&str>, &str)] = &[
         "parent",
         &["proxy"],
         Some("RelatedPerson/demo-nora-mother"),
-        "Elena Reyes, mother of Nora (15)",
+        "Elena Reyes, mother of Nora (16)",
     ),
     (
         "nora",
         &["patient"],
         Some("Patient/demo-nora"),
-        "Nora Reyes, 15, her own record",
+        "Nora Reyes, 16, her own record",
     ),
     (
         "demo-admin",

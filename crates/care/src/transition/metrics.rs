@@ -29,7 +29,16 @@ pub struct Young {
     pub package_ms: Option<i64>,
     pub age_at_package: Option<f64>,
     pub recipient: Option<String>,
+    /// Who sent the package (the referring organisation or clinician; by default the managing
+    /// organisation).
+    pub sender: Option<String>,
     pub first_visit_ms: Option<i64>,
+}
+
+impl Young {
+    fn sent_by(&self) -> &str {
+        self.sender.as_deref().unwrap_or(&self.organization)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,7 +66,7 @@ pub struct Group {
     pub elements: Vec<(Element, ElementCounts)>,
 }
 
-/// One organisation × adult recipient's transfers.
+/// One sender (organisation or clinician) × adult recipient's transfers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transfers {
     pub organization: String,
@@ -163,7 +172,7 @@ pub fn measure(
         .filter(|y| y.package_ms.is_some())
         .map(|y| {
             (
-                y.organization.clone(),
+                y.sent_by().to_string(),
                 y.recipient.clone().unwrap_or_else(|| "unknown".into()),
             )
         })
@@ -180,8 +189,7 @@ pub fn measure(
                 .filter(|y| y.package_ms.is_some())
                 .filter(|y| {
                     org == "all"
-                        || (y.organization == org
-                            && y.recipient.as_deref().unwrap_or("unknown") == to)
+                        || (y.sent_by() == org && y.recipient.as_deref().unwrap_or("unknown") == to)
                 })
                 .collect();
             if sent.is_empty() {

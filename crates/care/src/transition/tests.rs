@@ -446,6 +446,7 @@ fn the_measures_count_by_organisation_band_and_recipient() {
             recipient: history
                 .first(Element::TransferPackage)
                 .map(|_| "HealthcareService/adult".to_string()),
+            sender: None,
             first_visit_ms: history.first(Element::FirstAdultVisit),
         }
     };

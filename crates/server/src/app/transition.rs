@@ -55,8 +55,10 @@ struct Loaded {
     body: Value,
     birth: care::access::BirthDate,
     history: History,
-    /// The referral Task the transfer package went with.
-    transfer_referral: Option<String>,
+    /// The adult recipient the transfer package went to and who sent it (its element Task's
+    /// `output`).
+    transfer_to: Option<String>,
+    transfer_from: Option<String>,
 }
 
 /// The young people the caller may see, born in the registry's window as of `as_of_ms` (a
@@ -102,8 +104,8 @@ fn load_young(
         ],
         Reader::Caller,
     )?;
-    let mut histories: std::collections::HashMap<String, (History, Option<String>)> =
-        Default::default();
+    type Transfer = (Option<String>, Option<String>);
+    let mut histories: std::collections::HashMap<String, (History, Transfer)> = Default::default();
     for t in &tasks {
         let t = body(t);
         let Some(pid) = patient_of(&t) else { continue };
@@ -111,11 +113,17 @@ fn load_young(
             let entry = histories.entry(pid.to_string()).or_default();
             entry.0.done.push((e, on));
             if e == Element::TransferPackage {
-                entry.1 = t
-                    .pointer("/focus/reference")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.strip_prefix("Task/"))
-                    .map(str::to_string);
+                let part = |name: &str| {
+                    t["output"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|o| o.pointer("/type/text").and_then(Value::as_str) == Some(name))
+                        .and_then(|o| o.pointer("/valueReference/reference"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                entry.1 = (part("recipient"), part("sender"));
             }
         }
     }
@@ -126,13 +134,15 @@ fn load_young(
             let birth = b["birthDate"]
                 .as_str()
                 .and_then(care::access::BirthDate::parse)?;
-            let (history, transfer_referral) = histories.remove(&p.id).unwrap_or_default();
+            let (history, (transfer_to, transfer_from)) =
+                histories.remove(&p.id).unwrap_or_default();
             Some(Loaded {
                 id: p.id.clone(),
                 body: b,
                 birth,
                 history,
-                transfer_referral,
+                transfer_to,
+                transfer_from,
             })
         })
         .collect())
@@ -1686,15 +1696,7 @@ pub fn metrics(
             continue;
         }
         let package_ms = y.history.first(Element::TransferPackage);
-        let recipient = match &y.transfer_referral {
-            Some(t) => tx.current("Task", t, false)?.and_then(|t| {
-                body(&t)
-                    .pointer("/owner/reference")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            }),
-            None => None,
-        };
+        let recipient = y.transfer_to.clone();
         people.push(care::transition::metrics::Young {
             organization: org,
             age: care::access::age_on(y.birth, as_of_ms),
@@ -1704,6 +1706,7 @@ pub fn metrics(
                 (t - care::transition::birthday_ms(y.birth, 0)) as f64 / (365.25 * 86_400_000.0)
             }),
             recipient,
+            sender: y.transfer_from.clone(),
             first_visit_ms: y.history.first(Element::FirstAdultVisit),
         });
     }

@@ -1,4 +1,4 @@
-//! The console's family (illustrative): **Nora Reyes**, 15, of Norwich, a patient of
+//! The console's family (illustrative): **Nora Reyes**, 16, of Norwich, a patient of
 //! Connecticut Children's followed by pediatric cardiology, and her mother **Elena Reyes**
 //! (`RelatedPerson/demo-nora-mother`), who signs in as the demo user `parent`. Nora was seen
 //! alone for confidential care (labelled, so her mother does not see it). After the demo's
@@ -23,7 +23,7 @@ pub const SERVICE: &str = "cc-peds-cardiology";
 
 /// Nora, her mother and her visits so far (bulk-loaded with the rest of the demo).
 pub(super) fn people(out: &mut Vec<Value>, now_ms: i64) {
-    let birth = now_ms - (15 * 36525 / 100 + 140) * DAY;
+    let birth = now_ms - (16 * 36525 / 100 + 140) * DAY;
     let (y, m, d) = care::slots::civil_from_days(birth.div_euclid(DAY));
     out.push(json!({"resourceType": "Patient", "id": "demo-nora", "meta": tag(),
         "identifier": [{"system": "urn:mrn:cc", "value": "D-NORA"}],

@@ -16,6 +16,7 @@ mod clinical;
 mod data;
 mod family;
 mod referrals;
+mod transition;
 use data::*;
 
 pub use care::profile::DATA_ORIGIN as TAG_SYSTEM;
@@ -438,6 +439,7 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
     clinical::named_people(&mut out, &clinicians, now_ms);
     family::people(&mut out, now_ms);
     referrals::add(&mut out, &mut rng, now_ms);
+    transition::add(&mut out, &mut rng, now_ms);
     // the README's `$match` example: Ana María Núñez, registered at Connecticut Children's and,
     // after her family moved across New London, at Hartford HealthCare as "Ana Nunez"
     out.push(json!({"resourceType": "Patient", "id": "demo-ana", "meta": tag(),
@@ -543,8 +545,8 @@ mod tests {
             })
             .count();
         assert!(children > 1000, "{children}");
-        // a parent per child, and Maya's mother, Leo's guardian and Nora's mother
-        assert_eq!(count("RelatedPerson"), children + 3);
+        // a parent per child, and Maya's mother, Leo's guardian, Nora's mother and Sam's
+        assert_eq!(count("RelatedPerson"), children + 4);
         // clinical life: encounters at both organisations, conditions with onset ages,
         // allergies, care teams, consents, minor-consented care with its labels
         let at = |org: &str| {
@@ -560,9 +562,19 @@ mod tests {
             at("hhc")
         );
         assert!(count("Condition") > 250, "{}", count("Condition"));
-        // referrals in every state, with their ServiceRequests and consult notes
-        assert!(count("Task") >= 300, "{}", count("Task"));
-        assert_eq!(count("ServiceRequest"), count("Task"));
+        // referrals in every state, with their ServiceRequests and consult notes; the transition
+        // elements recorded for the young people (Tasks of their own kind)
+        let element = |r: &&Value| {
+            r["code"]["coding"][0]["system"] == care::profile::TRANSITION_ELEMENT
+        };
+        let elements = a
+            .iter()
+            .filter(|r| r["resourceType"] == "Task")
+            .filter(element)
+            .count();
+        assert!(elements > 3000, "{elements}");
+        assert!(count("Task") - elements >= 300, "{}", count("Task"));
+        assert_eq!(count("ServiceRequest"), count("Task") - elements);
         for status in [
             "requested",
             "accepted",

@@ -177,9 +177,11 @@ fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> 
         care::transition::Element::TransferPackage,
         &format!("Task/{task_id}"),
         now,
-        Some(
-            json!([{"type": {"text": "transfer package"}, "valueReference": {"reference": package_ref}}]),
-        ),
+        Some(json!([
+            {"type": {"text": "transfer package"}, "valueReference": {"reference": package_ref}},
+            {"type": {"text": "recipient"}, "valueReference": {"reference": recipient}},
+            {"type": {"text": "sender"}, "valueReference": {"reference": requester}},
+        ])),
     )?;
     // the package itself (kept as `package_ref`), then the referral
     let full = bundle["identifier"]["value"].clone();
