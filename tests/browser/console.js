@@ -138,7 +138,7 @@ const flows = {
     await check(coord, 'error');
   },
 
-  // a parent sees the appointment and its join button, not the 15-year-old's confidential
+  // a parent sees the appointment and its join button, not the 16-year-old's confidential
   // visit, accepts a waitlist offer and cancels an appointment
   async family(browser) {
     const mom = await newPage(browser);
@@ -147,7 +147,7 @@ const flows = {
     const text = await mom.locator('main').textContent();
     assert.match(text, /Nora Reyes/);
     assert.match(text, /heart murmur evaluation/, 'her normal visits are shown');
-    assert.doesNotMatch(text, /Confidential adolescent health visit/, 'a 15-year-old\'s confidential care is hers');
+    assert.doesNotMatch(text, /Confidential adolescent health visit/, 'a 16-year-old\'s confidential care is hers');
     const join = mom.getByRole('link', { name: 'Join the video visit' });
     assert.equal(await join.count(), 1, 'the video visit can be joined now');
     assert.match(await join.getAttribute('href'), /\/visit\/[0-9a-f]{32}$/);
@@ -170,11 +170,70 @@ const flows = {
     await submit(mom, last.getByRole('button', { name: 'Cancel the appointment' }));
     assert.match(await flash(mom), /appointment was cancelled/);
     assert.equal(await mom.locator('ul.appointments > li').count(), before - 1);
-    // a young person of 15 sees her own record, the confidential visit included
+    // a young person of 16 sees her own record, the confidential visit included
     const nora = await newPage(browser);
     await signIn(nora, 'nora');
     assert.match(await nora.locator('main').textContent(), /Confidential adolescent health visit/);
     await check(nora, 'family-young-person');
+  },
+
+  // transition to adult care: a coordinator finds who is due, records an element, and sends
+  // Sam's transfer package with its referral; Nora (16) answers her readiness assessment
+  // herself; her mother cannot answer it for her
+  async transition(browser) {
+    const coord = await newPage(browser);
+    await signIn(coord, 'coordinator');
+    await submit(coord, coord.getByRole('link', { name: 'Transition', exact: true }));
+    await check(coord, 'transition-registry');
+    await coord.getByLabel('Element').selectOption('policy');
+    await coord.getByLabel('Age').selectOption('12-13');
+    await submit(coord, coord.getByRole('button', { name: 'Show' }));
+    const first = coord.locator('tbody tr').first().getByRole('link');
+    const who = (await first.textContent()).trim();
+    await submit(coord, first);
+    await check(coord, 'transition-person');
+    await coord.getByLabel('Element', { exact: true }).selectOption('policy');
+    await submit(coord, coord.getByRole('button', { name: 'Record it as done today' }));
+    assert.match(await flash(coord), /element was recorded/);
+    const policy = coord.locator('tbody tr', { hasText: 'transition policy shared' });
+    assert.match(await policy.textContent(), /done/, `${who}: the policy is recorded`);
+    // Sam, 18 last week: every part on file; the package goes with the referral
+    await coord.goto(`${BASE}/transition?state=due&age=18-21`);
+    await submit(coord, coord.getByRole('link', { name: 'Sam Whitfield' }));
+    assert.match(await coord.locator('#h-transfer + p').textContent(), /Every part is on file/);
+    assert.match(await coord.getByLabel('Transfer letter').inputValue(), /Sam Whitfield \(born/);
+    await check(coord, 'transition-transfer');
+    const adult = coord.getByLabel('Adult clinician or service');
+    const options = await adult.locator('option').allTextContents();
+    const primary = options.find((o) => /Hartford HealthCare/.test(o));
+    assert.ok(primary, `an adult service of Hartford HealthCare is offered: ${options.join(' | ')}`);
+    await adult.selectOption({ label: primary });
+    await submit(coord, coord.getByRole('button', { name: 'Send the transfer package with the referral' }));
+    assert.match(await flash(coord), /transfer package was sent/);
+    assert.match(await coord.locator('section[aria-labelledby="h-transfer"]').textContent(), /pediatric team stays responsible until the first visit/);
+    await check(coord, 'transition-sent');
+    // Nora answers her own assessment
+    const nora = await newPage(browser);
+    await signIn(nora, 'nora');
+    await submit(nora, nora.getByRole('link', { name: 'Getting ready for adult care' }));
+    await check(nora, 'readiness');
+    const questions = nora.locator('fieldset.question');
+    const n = await questions.count();
+    assert.equal(n, 12, 'twelve questions');
+    for (let i = 0; i < n; i += 1) {
+      await questions.nth(i).getByLabel(i % 3 === 0 ? "I'm learning" : 'Yes, on my own').check();
+    }
+    await submit(nora, nora.getByRole('button', { name: /^Save my answers/ }));
+    assert.match(await flash(nora), /answers were saved/);
+    assert.match(await nora.locator('main').textContent(), /Last answered on/);
+    // her mother cannot answer it for a 16-year-old
+    const mom = await newPage(browser);
+    await signIn(mom, 'parent');
+    await submit(mom, mom.getByRole('link', { name: 'Getting ready for adult care' }));
+    const card = mom.locator('section.card', { hasText: 'Nora Reyes' });
+    assert.match(await card.textContent(), /own to answer: a parent cannot fill it in/);
+    assert.equal(await card.locator('form').count(), 0, 'no form for the parent');
+    await check(mom, 'readiness-parent');
   },
 
   // a coordinator resolves an identity pair (twins: two people)

@@ -82,6 +82,23 @@ impl Element {
         Element::ALL.into_iter().find(|e| e.code() == code)
     }
 
+    /// A short name, for tables.
+    pub fn short(self) -> &'static str {
+        match self {
+            Element::Policy => "policy",
+            Element::Readiness => "assessment",
+            Element::Education => "education",
+            Element::PlanOfCare => "plan of care",
+            Element::MedicalSummary => "summary",
+            Element::ConsentTalk => "changes at 18",
+            Element::DecisionMaking => "decision-making",
+            Element::TransferPackage => "transfer package",
+            Element::FirstAdultVisit => "first adult visit",
+            Element::Completion => "completion",
+            Element::Feedback => "feedback",
+        }
+    }
+
     /// What it is, for a person.
     pub fn words(self) -> &'static str {
         match self {

@@ -564,9 +564,8 @@ mod tests {
         assert!(count("Condition") > 250, "{}", count("Condition"));
         // referrals in every state, with their ServiceRequests and consult notes; the transition
         // elements recorded for the young people (Tasks of their own kind)
-        let element = |r: &&Value| {
-            r["code"]["coding"][0]["system"] == care::profile::TRANSITION_ELEMENT
-        };
+        let element =
+            |r: &&Value| r["code"]["coding"][0]["system"] == care::profile::TRANSITION_ELEMENT;
         let elements = a
             .iter()
             .filter(|r| r["resourceType"] == "Task")

@@ -41,6 +41,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../../web/templates/console/worklist.html"),
     ),
     (
+        "console/transition.html",
+        include_str!("../../../../web/templates/console/transition.html"),
+    ),
+    (
+        "console/transition_person.html",
+        include_str!("../../../../web/templates/console/transition_person.html"),
+    ),
+    (
+        "console/readiness.html",
+        include_str!("../../../../web/templates/console/readiness.html"),
+    ),
+    (
         "console/referral.html",
         include_str!("../../../../web/templates/console/referral.html"),
     ),

@@ -248,6 +248,9 @@ async fn console_pages_are_units_of_work(app: TestApp) {
         "/find-care/slots?service=cardio&location=site&modality=in-person&patient=kid".into(),
         "/identity".into(),
         "/admin".into(),
+        "/transition".into(),
+        "/transition?state=all&age=12-13&element=policy&org=cc".into(),
+        "/transition/kid".into(),
     ];
     for page in &pages {
         let before = audit_events(&app).await;

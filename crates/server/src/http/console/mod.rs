@@ -17,6 +17,7 @@ mod findcare;
 mod identity;
 mod patient;
 mod referral;
+mod transition;
 mod view;
 mod worklist;
 
@@ -56,6 +57,12 @@ pub fn routes() -> Router<AppState> {
         .route("/book", post(findcare::book))
         .route("/family", get(family::page))
         .route("/family/appointments/{id}/{action}", post(family::act))
+        .route("/transition", get(transition::registry))
+        .route("/transition/{id}", get(transition::person))
+        .route("/transition/{id}/record", post(transition::record))
+        .route("/transition/{id}/transfer", post(transition::transfer))
+        .route("/readiness", get(transition::readiness))
+        .route("/readiness/{id}", post(transition::answer))
         .route("/identity", get(identity::page))
         .route("/identity/{id}/{decision}", post(identity::decide))
         .route("/admin", get(admin::page))
@@ -118,6 +125,7 @@ impl Session {
         let mut nav = Vec::new();
         if self.is_family() {
             nav.push(("/family", "My family"));
+            nav.push(("/readiness", "Getting ready for adult care"));
             return nav;
         }
         if !self.organizations().is_empty() || self.is_admin() {
@@ -125,6 +133,9 @@ impl Session {
         }
         nav.push(("/patients", "Patients"));
         nav.push(("/find-care", "Find care"));
+        if !self.organizations().is_empty() || self.is_admin() {
+            nav.push(("/transition", "Transition"));
+        }
         if self.has(Role::Coordinator) || self.is_admin() {
             nav.push(("/identity", "Identity review"));
         }
@@ -442,6 +453,11 @@ pub fn done_words(code: Option<&String>) -> Option<String> {
         "not-linked" => "The pair was marked as two different people.",
         "unlinked" => "The link was undone.",
         "site-added" => "The site was added to the directory.",
+        "element-recorded" => "The element was recorded.",
+        "transfer-sent" => {
+            "The transfer package was sent with the referral; the pediatric team stays responsible until the first adult visit."
+        }
+        "assessment-saved" => "Your answers were saved. Thank you.",
         "user-disabled" => "The account was disabled.",
         "user-enabled" => "The account was enabled.",
         "keys-rotated" => {
