@@ -10,8 +10,8 @@ pub use policy::{
     AccessView, AuditAccess, BreakGlass, ConsentRule, Context, DIRECTORY_TYPES, Decision,
     FAMILY_WRITE_TYPES, Grant, Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role,
     Subject, audit_view, break_glass_reason_ok, decide, decide_accounts, decide_break_glass,
-    decide_identity_review, decide_identity_review_with, decide_organization_reports, decide_with,
-    is_family, permits, view,
+    decide_family_answer, decide_identity_review, decide_identity_review_with,
+    decide_organization_reports, decide_with, is_family, permits, view,
 };
 pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
 

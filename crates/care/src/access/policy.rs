@@ -903,6 +903,38 @@ pub fn decide_organization_reports(
     }
 }
 
+/// What a family member's questionnaire response may be, beyond whom it is for
+/// ([`decide_family_write`]): only the transition readiness assessment (`readiness`), written
+/// as the writer — the young person (`Patient/{subject}`) or a RelatedPerson of theirs
+/// (`writer`, `None` when the caller is neither) — and never a change to a response someone
+/// else (the care team) wrote.
+pub fn decide_family_answer(
+    readiness: bool,
+    writer: Option<&str>,
+    previous_author: Option<&str>,
+    subject: &str,
+) -> Decision {
+    if !readiness {
+        return Decision::Deny(
+            "a family answers the transition readiness assessment, not other questionnaires".into(),
+        );
+    }
+    let Some(writer) = writer else {
+        return Decision::Deny(format!(
+            "the caller is neither Patient/{subject} nor a related person of theirs"
+        ));
+    };
+    if let Some(a) = previous_author
+        && a != writer
+        && a != format!("Patient/{subject}")
+    {
+        return Decision::Deny(format!(
+            "this response was written by {a}: it is not the family's to change"
+        ));
+    }
+    Decision::Permit
+}
+
 /// The console's accounts (users and API clients): listed and enabled or disabled by alliance
 /// administrators only.
 pub fn decide_accounts(subject: &Subject) -> Decision {

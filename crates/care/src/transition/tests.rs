@@ -534,3 +534,40 @@ fn the_measures_count_by_organisation_band_and_recipient() {
         "the month-old transfer is not judged yet"
     );
 }
+
+#[test]
+fn a_family_answers_only_the_readiness_assessment_as_itself() {
+    use crate::access::{Decision, decide_family_answer};
+    let permit = |d: Decision| matches!(d, Decision::Permit);
+    assert!(permit(decide_family_answer(
+        true,
+        Some("Patient/p"),
+        None,
+        "p"
+    )));
+    assert!(permit(decide_family_answer(
+        true,
+        Some("RelatedPerson/m"),
+        Some("Patient/p"),
+        "p"
+    )));
+    assert!(!permit(decide_family_answer(
+        false,
+        Some("Patient/p"),
+        None,
+        "p"
+    )));
+    assert!(!permit(decide_family_answer(true, None, None, "p")));
+    assert!(!permit(decide_family_answer(
+        true,
+        Some("Patient/p"),
+        Some("Practitioner/dr"),
+        "p"
+    )));
+    assert!(!permit(decide_family_answer(
+        true,
+        Some("RelatedPerson/m"),
+        Some("RelatedPerson/other"),
+        "p"
+    )));
+}

@@ -233,6 +233,7 @@ pub async fn registry(
         element,
         ages,
         organization,
+        patient: None,
         count,
     };
     let ctx = app.ctx(String::new(), Prefer::default());

@@ -23,6 +23,8 @@ pub struct RegistryRequest {
     pub ages: Option<(i32, i32)>,
     /// Only those managed by this organisation (`Organization/id`).
     pub organization: Option<String>,
+    /// Only this young person (a Patient id).
+    pub patient: Option<String>,
     pub count: usize,
 }
 
@@ -110,6 +112,9 @@ fn load_young(
         let t = body(t);
         let Some(pid) = patient_of(&t) else { continue };
         if let (Some(e), Some(on)) = (element_of(&t), done_on(&t)) {
+            if on > as_of_ms {
+                continue; // after the day asked about
+            }
             let entry = histories.entry(pid.to_string()).or_default();
             entry.0.done.push((e, on));
             if e == Element::TransferPackage {
@@ -211,7 +216,8 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         let org = b
             .pointer("/managingOrganization/reference")
             .and_then(Value::as_str);
-        if r.ages.is_some_and(|(lo, hi)| age < lo || age > hi)
+        if r.patient.as_deref().is_some_and(|pid| pid != p.id)
+            || r.ages.is_some_and(|(lo, hi)| age < lo || age > hi)
             || r.organization.as_deref().is_some_and(|o| Some(o) != org)
         {
             continue;
@@ -358,6 +364,22 @@ pub(crate) fn element_task_written(tx: &mut CallerTx, task: &mut Value) -> Resul
             "Task.for",
             "a transition element is recorded for the young person: Task.for names a Patient"
                 .into(),
+        ));
+    }
+    let by_itself = codes
+        .iter()
+        .filter_map(|c| Element::parse(c))
+        .find(|e| matches!(e, Element::TransferPackage | Element::FirstAdultVisit));
+    if let Some(e) = by_itself
+        && task["status"] == "completed"
+        && !tx.view().everything
+    {
+        return Err(unprocessable(
+            "Task.code",
+            format!(
+                "'{}' is recorded by what it is: the transfer package by $transfer-package, the first adult visit by its Appointment fulfilled",
+                e.code()
+            ),
         ));
     }
     if task["status"] == "completed" && task.pointer("/executionPeriod/end").is_none() {
@@ -900,13 +922,98 @@ fn answers_of(items: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// Who a family member writes as, for a young person: the young person themselves, or the
+/// caller's RelatedPerson of that young person (read on the alliance's behalf: it is the
+/// caller's own identity); `None` when neither.
+fn family_writer(
+    tx: &mut CallerTx,
+    subject: &care::access::Subject,
+    patient: &str,
+) -> Result<Option<String>, ApiError> {
+    if subject
+        .fhir_users
+        .iter()
+        .any(|(rt, id)| rt == "Patient" && id == patient)
+    {
+        return Ok(Some(format!("Patient/{patient}")));
+    }
+    for (rt, id) in &subject.fhir_users {
+        if rt != "RelatedPerson" {
+            continue;
+        }
+        let of = tx
+            .on_behalf(store::OnBehalf::Transition)
+            .current("RelatedPerson", id, false)?
+            .filter(|r| !r.deleted)
+            .map(|r| body(&r));
+        if of
+            .as_ref()
+            .and_then(|r| r.pointer("/patient/reference"))
+            .and_then(Value::as_str)
+            == Some(format!("Patient/{patient}").as_str())
+        {
+            return Ok(Some(format!("RelatedPerson/{id}")));
+        }
+    }
+    Ok(None)
+}
+
 /// The write rule of a QuestionnaireResponse to the readiness assessment (on every write
 /// path): for a Patient, answers from the scale (every question once when completed), scored by
 /// the server (`care::profile::READINESS_SCORE`), the writer stamped as its author when a
 /// family member wrote it, `authored` set when missing.
-pub(crate) fn response_written(tx: &mut CallerTx, response: &mut Value) -> Result<(), ApiError> {
+pub(crate) fn response_written(
+    tx: &mut CallerTx,
+    previous: Option<&Value>,
+    response: &mut Value,
+) -> Result<(), ApiError> {
+    let subject = tx.caller().subject.clone();
+    let family = care::access::is_family(&subject);
+    if family {
+        // what a family may answer (whom for is decided before: `answers_for`)
+        let patient = response
+            .pointer("/subject/reference")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("Patient/"))
+            .unwrap_or("")
+            .to_string();
+        let writer = family_writer(tx, &subject, &patient)?;
+        let previous_author = previous
+            .and_then(|p| p.pointer("/author/reference"))
+            .and_then(Value::as_str);
+        if let care::access::Decision::Deny(why) = care::access::decide_family_answer(
+            is_readiness(response) && previous.is_none_or(is_readiness),
+            writer.as_deref(),
+            previous_author,
+            &patient,
+        ) {
+            tx.trail.denied = true;
+            return Err(ApiError::new(403, fhir::IssueType::Forbidden, why));
+        }
+        if let Some(w) = writer {
+            response["author"] = json!({"reference": w});
+        }
+        // a family's answers are dated by the server
+        response["authored"] = json!(fhir::primitive::format_instant(tx.now()));
+    }
     if !is_readiness(response) {
         return Ok(());
+    }
+    if let Some(a) = response["authored"]
+        .as_str()
+        .and_then(fhir::json::instant_ms)
+        && a > tx.now() + 5 * 60_000
+    {
+        return Err(ApiError::with_issues(
+            422,
+            vec![
+                fhir::Issue::error(
+                    fhir::IssueType::Value,
+                    "the assessment cannot be answered in the future (authored)",
+                )
+                .at("QuestionnaireResponse.authored"),
+            ],
+        ));
     }
     let unprocessable = |issues: Vec<(&str, String)>| {
         ApiError::with_issues(
@@ -938,15 +1045,6 @@ pub(crate) fn response_written(tx: &mut CallerTx, response: &mut Value) -> Resul
                 .collect(),
         )
     })?;
-    let subject = tx.caller().subject.clone();
-    if care::access::is_family(&subject)
-        && let Some((rt, id)) = subject
-            .fhir_users
-            .iter()
-            .find(|(rt, _)| rt == "Patient" || rt == "RelatedPerson")
-    {
-        response["author"] = json!({"reference": format!("{rt}/{id}")});
-    }
     if response.get("authored").is_none() {
         response["authored"] = json!(fhir::primitive::format_instant(tx.now()));
     }
@@ -1003,7 +1101,8 @@ pub(crate) fn response_stored(
     let on = response["authored"]
         .as_str()
         .and_then(fhir::json::instant_ms)
-        .unwrap_or_else(|| tx.now());
+        .unwrap_or_else(|| tx.now())
+        .min(tx.now());
     let score = response["extension"]
         .as_array()
         .into_iter()
@@ -1272,7 +1371,7 @@ fn unprocessable(issues: Vec<(&str, String)>) -> ApiError {
 /// with a referral still open or done (409).
 pub fn transfer_parts(tx: &mut CallerTx, ctx: &Ctx, pid: &str) -> Result<TransferParts, ApiError> {
     let config = TransitionConfig::default();
-    let Some(patient) = tx.current("Patient", pid, false)? else {
+    let Some(patient) = tx.current("Patient", pid, false)?.filter(|p| !p.deleted) else {
         return Err(ApiError::not_known("Patient", pid));
     };
     let patient = body(&patient);
@@ -1329,6 +1428,7 @@ pub fn transfer_parts(tx: &mut CallerTx, ctx: &Ctx, pid: &str) -> Result<Transfe
         };
         let live = tx
             .current("Task", referral, false)?
+            .filter(|t| !t.deleted)
             .map(|t| body(&t))
             .is_some_and(|t| {
                 !matches!(
@@ -1393,12 +1493,21 @@ pub fn transfer_parts(tx: &mut CallerTx, ctx: &Ctx, pid: &str) -> Result<Transfe
             }
         }
     }
-    let plans = of(tx, "CarePlan", "active,completed")?;
+    let plans: Vec<Value> = of(tx, "CarePlan", "active,completed")?
+        .into_iter()
+        .filter(|p| {
+            coded(
+                p,
+                "/category",
+                &[(care::profile::TRANSITION_ELEMENT, "plan-of-care")],
+            )
+        })
+        .collect();
     let care_plan = newest(&plans, &["/period/start", "/created", "/meta/lastUpdated"]).cloned();
     if care_plan.is_none() {
         missing.push((
             "plan-of-care",
-            "the plan of care: no active CarePlan for the young person".into(),
+            "the plan of care: no active CarePlan for the young person with the category plan-of-care".into(),
         ));
     }
     let documents = of(tx, "DocumentReference", "current")?;
@@ -1536,16 +1645,42 @@ pub fn write_package(
             })?;
         Ok((format!("DocumentReference/{}", stored.id), body(&stored)))
     };
-    let (letter_ref, letter_doc) = create(
-        tx,
-        doc(
-            "transfer-letter",
-            "Transfer letter",
-            "text/plain; charset=utf-8",
-            letter.as_bytes(),
-            vec![json!({"reference": recipient})],
-        ),
-    )?;
+    // the package carries every label its parts carry: it is read as the most protected of them
+    let mut labels: Vec<Value> = Vec::new();
+    for part in [
+        &parts.patient,
+        &parts.readiness,
+        &parts.care_plan,
+        &parts.summary,
+        &parts.emergency,
+    ]
+    .into_iter()
+    .chain(parts.consents.iter())
+    .chain(parts.guardians.iter())
+    {
+        for l in part
+            .pointer("/meta/security")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = |v: &Value| (v["system"].clone(), v["code"].clone());
+            if !labels.iter().any(|x| key(x) == key(l)) {
+                labels.push(json!({"system": l["system"], "code": l["code"]}));
+            }
+        }
+    }
+    let mut letter_doc = doc(
+        "transfer-letter",
+        "Transfer letter",
+        "text/plain; charset=utf-8",
+        letter.as_bytes(),
+        vec![json!({"reference": recipient})],
+    );
+    if !labels.is_empty() {
+        letter_doc["meta"] = json!({"security": labels});
+    }
+    let (letter_ref, letter_doc) = create(tx, letter_doc)?;
     let full = |r: &Value| {
         format!(
             "{}/{}/{}",
@@ -1597,19 +1732,20 @@ pub fn write_package(
         "timestamp": now,
         "entry": entries.iter().map(|r| json!({"fullUrl": full(r), "resource": r})).collect::<Vec<_>>(),
     });
-    let (package_ref, _) = create(
-        tx,
-        doc(
-            "transfer-package",
-            "Transfer package",
-            "application/fhir+json",
-            bundle.to_string().as_bytes(),
-            vec![
-                json!({"reference": recipient}),
-                json!({"reference": letter_ref}),
-            ],
-        ),
-    )?;
+    let mut package = doc(
+        "transfer-package",
+        "Transfer package",
+        "application/fhir+json",
+        bundle.to_string().as_bytes(),
+        vec![
+            json!({"reference": recipient}),
+            json!({"reference": letter_ref}),
+        ],
+    );
+    if !labels.is_empty() {
+        package["meta"] = json!({"security": labels});
+    }
+    let (package_ref, _) = create(tx, package)?;
     Ok((letter_ref, package_ref, bundle))
 }
 
@@ -1628,7 +1764,10 @@ pub(crate) fn visit_fulfilled(
     appointment: &Value,
 ) -> Result<(), ApiError> {
     let sid = request.trim_start_matches("ServiceRequest/");
-    let Some(sr) = tx.current("ServiceRequest", sid, false)? else {
+    let Some(sr) = tx
+        .current("ServiceRequest", sid, false)?
+        .filter(|s| !s.deleted)
+    else {
         return Ok(());
     };
     let sr = body(&sr);

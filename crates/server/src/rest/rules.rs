@@ -269,10 +269,10 @@ fn response_before(
     tx: &mut CallerTx,
     _ctx: &Ctx,
     _id: &str,
-    _previous: Option<&Value>,
+    previous: Option<&Value>,
     resource: &mut Value,
 ) -> Result<(), ApiError> {
-    crate::app::transition::response_written(tx, resource)
+    crate::app::transition::response_written(tx, previous, resource)
 }
 
 fn response_after(

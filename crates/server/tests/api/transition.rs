@@ -531,6 +531,37 @@ async fn young_people_answer_the_readiness_assessment(app: TestApp) {
     assert_eq!(r.json()["author"]["reference"], "RelatedPerson/eli-mother");
     let reg = app.get_raw("/api/transition/registry").await.json();
     assert_eq!(state_of(item(&reg, "eli").unwrap(), "readiness"), "done");
+    // a family answers the readiness assessment only, dated by the server
+    let mut other = readiness_response("eli", "completed", "learning");
+    other["questionnaire"] = json!("http://example.org/Questionnaire/phq-9");
+    let r = app.send(post(&eli_mother, &other)).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("not other questionnaires"), "{}", r.text);
+    let mut early = readiness_response("eli", "completed", "learning");
+    early["authored"] = json!("2099-01-01T00:00:00Z");
+    let r = app.send(post(&eli_mother, &early)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert!(!r.json()["authored"].as_str().unwrap().starts_with("2099"));
+    // nor changes what the care team wrote
+    let mut by_team = readiness_response("eli", "completed", "with-help");
+    by_team["author"] = json!({"reference": "Organization/cc"});
+    let r = app.post("QuestionnaireResponse", &by_team).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut changed = r.json();
+    changed["status"] = json!("amended");
+    let r = app
+        .send(
+            eli_mother
+                .put(app.url(&format!(
+                    "QuestionnaireResponse/{}",
+                    changed["id"].as_str().unwrap()
+                )))
+                .header("Content-Type", "application/fhir+json")
+                .body(changed.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("not the family's to change"), "{}", r.text);
     // in progress: checked, not scored, nothing recorded
     let mut partial = readiness_response("eli", "in-progress", "learning");
     partial["item"].as_array_mut().unwrap().truncate(3);
@@ -756,6 +787,13 @@ async fn a_transfer_from_the_first_assessment_to_the_first_adult_visit(engine: E
     assert_eq!(state_of(&row(&reg), "transfer-package"), "done");
     assert_eq!(state_of(&row(&reg), "first-adult-visit"), "due");
     assert_eq!(row(&reg)["transfer"]["responsible"], "pediatric");
+    // the transfer and the first adult visit are recorded by what they are, not by a bare Task
+    let bare = json!({"resourceType": "Task", "status": "completed", "intent": "plan",
+        "code": {"coding": [{"system": SYSTEM, "code": "first-adult-visit"}]},
+        "for": {"reference": "Patient/ivy"}});
+    let r = app.send(send(&clinician, "POST", "Task", &bare)).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert!(r.text.contains("recorded by what it is"), "{}", r.text);
     // once sent, not again while its referral is open
     let r = app
         .send(send(

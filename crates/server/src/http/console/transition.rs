@@ -98,6 +98,7 @@ pub async fn registry(
         element: element.as_deref().and_then(Element::parse),
         ages,
         organization: org.as_ref().map(|o| format!("Organization/{o}")),
+        patient: None,
         count: 50,
     };
     let result = read(&state, &s, "console-transition", move |tx, ctx| {
@@ -254,7 +255,8 @@ pub async fn person(
                 element: None,
                 ages: None,
                 organization: None,
-                count: 1000,
+                patient: Some(pid.clone()),
+                count: 1,
             },
         )?;
         let row = reg["items"]
@@ -270,7 +272,7 @@ pub async fn person(
             tx,
             ctx.registry,
             "HealthcareService",
-            crate::app::resources::Reader::System(store::OnBehalf::Directory),
+            crate::app::resources::Reader::Caller,
         )? {
             let b = body(&sv);
             // the adult services of another organisation: those whose ages take a young adult
@@ -538,6 +540,7 @@ pub async fn readiness(
             let last = crate::app::resources::all_matching(tx, ctx.registry, "QuestionnaireResponse", &[("patient", format!("Patient/{pid}")), ("status", "completed,amended".into())], crate::app::resources::Reader::Caller)?
                 .iter()
                 .map(body)
+                .filter(|r| r["questionnaire"].as_str().is_some_and(|q| q.starts_with(care::transition::readiness::URL)))
                 .filter_map(|r| r["authored"].as_str().map(|a| a[..10.min(a.len())].to_string()))
                 .max()
                 .unwrap_or_default();
