@@ -197,6 +197,12 @@ const flows = {
     assert.match(await flash(coord), /element was recorded/);
     const policy = coord.locator('tbody tr', { hasText: 'transition policy shared' });
     assert.match(await policy.textContent(), /done/, `${who}: the policy is recorded`);
+    // a medical summary, written in the console, records its element
+    await coord.getByLabel('What').selectOption('medical-summary');
+    await coord.getByLabel('Text').fill('Type 1 diabetes since 8, insulin pump; no admissions this year.');
+    await submit(coord, coord.getByRole('button', { name: 'Write it to the record' }));
+    assert.match(await flash(coord), /written to the record/);
+    assert.match(await coord.locator('tbody tr', { hasText: 'medical summary and emergency' }).textContent(), /done/);
     // Sam, 18 last week: every part on file; the package goes with the referral
     await coord.goto(`${BASE}/transition?state=due&age=18-21`);
     await submit(coord, coord.getByRole('link', { name: 'Sam Whitfield' }));

@@ -353,6 +353,50 @@ async fn console_forms_are_decided_like_the_api(app: TestApp) {
         app.get(&format!("Task/{task}")).await.json()["status"],
         "requested"
     );
+    // transition: the plan of care written in the console records its element; a bare
+    // transfer is refused in words
+    let r = coord
+        .post(
+            &app,
+            "/transition/teen/document",
+            &[
+                ("kind", "plan-of-care"),
+                ("text", "Learn her medicines; adult care by 19"),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let plans = app.get("CarePlan?patient=Patient/teen").await.json();
+    assert_eq!(plans["entry"].as_array().unwrap().len(), 1);
+    let recorded = app
+        .get("Task?patient=Patient/teen&code=http://continuum-alliance.org/fhir/CodeSystem/transition-element|plan-of-care&status=completed")
+        .await
+        .json();
+    assert_eq!(recorded["entry"].as_array().unwrap().len(), 1);
+    let r = coord
+        .post(
+            &app,
+            "/transition/teen/record",
+            &[("element", "policy")],
+            true,
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = coord
+        .post(
+            &app,
+            "/transition/teen/transfer",
+            &[("recipient", "Organization/hhc")],
+            true,
+        )
+        .await;
+    assert!(
+        r.text
+            .contains("the transfer to adult care is from the 18th birthday"),
+        "{}",
+        r.text
+    );
     // with it, the receiver accepts; a reason is asked for a decline
     let r = coord
         .post(&app, &format!("/referrals/{task}/accepted"), &[], true)

@@ -61,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/transition/{id}", get(transition::person))
         .route("/transition/{id}/record", post(transition::record))
         .route("/transition/{id}/transfer", post(transition::transfer))
+        .route("/transition/{id}/document", post(transition::document))
         .route("/readiness", get(transition::readiness))
         .route("/readiness/{id}", post(transition::answer))
         .route("/identity", get(identity::page))
@@ -454,6 +455,7 @@ pub fn done_words(code: Option<&String>) -> Option<String> {
         "unlinked" => "The link was undone.",
         "site-added" => "The site was added to the directory.",
         "element-recorded" => "The element was recorded.",
+        "document-written" => "It was written to the record, and its element recorded.",
         "transfer-sent" => {
             "The transfer package was sent with the referral; the pediatric team stays responsible until the first adult visit."
         }

@@ -628,3 +628,89 @@ pub async fn answer(
         Err(e) => error_page(Some(&s), &e),
     }
 }
+
+/// `POST /transition/{id}/document`: the plan of care (a CarePlan of the category
+/// plan-of-care), the medical summary or the emergency care plan (DocumentReferences), written
+/// in words by the care team — each records its element through the same write rules as the
+/// API.
+pub async fn document(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let back = format!("/transition/{id}");
+    let (s, form) = match posted(&state, req, addr, &back).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let kind = form.get("kind").to_string();
+    let text = form.get("text").trim().to_string();
+    if text.len() < 10 {
+        return error_page(
+            Some(&s),
+            &ApiError::bad_request(
+                fhir::IssueType::Required,
+                "write the plan or the summary itself (at least 10 characters)",
+            ),
+        );
+    }
+    let author = s
+        .caller()
+        .subject
+        .fhir_users
+        .iter()
+        .find(|(rt, _)| rt == "Practitioner" || rt == "PractitionerRole")
+        .map(|(rt, i)| format!("{rt}/{i}"))
+        .or_else(|| {
+            s.organizations()
+                .first()
+                .map(|o| format!("Organization/{o}"))
+        });
+    let pid = id.clone();
+    let done = write(&state, &s, &form, "console-transition-document", move |tx, ctx| {
+        use base64::Engine as _;
+        let now = fhir::primitive::format_instant(tx.now());
+        let subject = json!({"reference": format!("Patient/{pid}")});
+        let (rt, mut resource) = match kind.as_str() {
+            "plan-of-care" => (
+                "CarePlan",
+                json!({"resourceType": "CarePlan", "status": "active", "intent": "plan",
+                    "category": [{"coding": [{"system": care::profile::TRANSITION_ELEMENT, "code": "plan-of-care"}], "text": "Transition plan of care"}],
+                    "title": "Moving to adult care", "subject": subject, "description": text,
+                    "period": {"start": now}}),
+            ),
+            "medical-summary" | "emergency-plan" => {
+                let words = if kind == "medical-summary" { "Medical summary" } else { "Emergency care plan" };
+                (
+                    "DocumentReference",
+                    json!({"resourceType": "DocumentReference", "status": "current", "docStatus": "final",
+                        "type": {"coding": [{"system": care::profile::TRANSITION_DOCUMENT, "code": kind, "display": words}], "text": words},
+                        "subject": subject, "date": now, "description": words,
+                        "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "title": words,
+                            "data": base64::engine::general_purpose::STANDARD.encode(&text)}}]}),
+                )
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    fhir::IssueType::Value,
+                    format!("'{other}' is not a plan of care, a medical summary or an emergency care plan"),
+                ));
+            }
+        };
+        if let Some(a) = &author {
+            if rt == "CarePlan" {
+                resource["author"] = json!({"reference": a});
+            } else {
+                resource["author"] = json!([{"reference": a}]);
+            }
+        }
+        crate::rest::execute::create(tx, ctx, rt, resource, None)?;
+        Ok(())
+    })
+    .await;
+    match done {
+        Ok(()) => see_other(&back, "document-written"),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
