@@ -468,6 +468,8 @@ pub enum Close {
     NotDue,
     /// Another open Task of the same element was kept.
     Duplicate,
+    /// The young person left the registry (the 27th birthday).
+    LeftRegistry,
 }
 
 impl Close {
@@ -477,6 +479,7 @@ impl Close {
             Close::NotNeeded => "no longer needed",
             Close::NotDue => "not due (the birth date or the history changed)",
             Close::Duplicate => "another open task of this element is kept",
+            Close::LeftRegistry => "the young person left the transition registry (27)",
         }
     }
 }

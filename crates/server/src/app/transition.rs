@@ -547,6 +547,26 @@ pub async fn schedule(app: &super::App, as_of_ms: i64) -> Result<ScheduleReport,
             None => break,
         }
     }
+    // those who left the registry in the last year: their open element Tasks are closed
+    let cfg = config.clone();
+    let leavers = app
+        .system_read("transition:schedule", move |tx, ctx| {
+            Ok((plan_leavers(tx, ctx, as_of_ms, &cfg)?, None))
+        })
+        .await?;
+    if !leavers.is_empty() {
+        let (_, _, closed) = app
+            .system_job("transition:schedule", move |tx, ctx| {
+                let done = apply(tx, ctx, leavers)?;
+                let words = format!(
+                    "transition scheduler: {} element tasks of young people who left the registry closed",
+                    done.2
+                );
+                Ok((done, Some(words)))
+            })
+            .await?;
+        report.closed += closed;
+    }
     if !newly.is_empty() {
         let day = fhir::primitive::format_instant(as_of_ms)[..10].to_string();
         report.told = app
@@ -669,6 +689,70 @@ fn plan_batch(
         }
     }
     Ok((planned, young.len(), page.next_cursor))
+}
+
+/// The open element Tasks of young people who turned 27 in the year before `as_of_ms`, to be
+/// closed (the registry no longer follows them).
+fn plan_leavers(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    as_of_ms: i64,
+    config: &TransitionConfig,
+) -> Result<Vec<Planned>, ApiError> {
+    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
+    let years = |n: i64| n * 36525 / 100 * 86_400_000;
+    let left = as_of_ms - years(config.leaves_at as i64);
+    let patients = all_matching(
+        tx,
+        ctx.registry,
+        "Patient",
+        &[
+            ("birthdate", format!("gt{}", day(left - years(1)))),
+            ("birthdate", format!("le{}", day(left + 86_400_000))),
+        ],
+        Reader::Caller,
+    )?;
+    let gone: Vec<String> = patients
+        .iter()
+        .filter(|p| {
+            body(p)["birthDate"]
+                .as_str()
+                .and_then(care::access::BirthDate::parse)
+                .is_some_and(|b| care::access::age_on(b, as_of_ms) >= config.leaves_at)
+        })
+        .map(|p| format!("Patient/{}", p.id))
+        .collect();
+    let mut planned = Vec::new();
+    for chunk in gone.chunks(100) {
+        for t in all_matching(
+            tx,
+            ctx.registry,
+            "Task",
+            &[
+                ("patient", chunk.join(",")),
+                ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
+                (
+                    "status",
+                    "draft,requested,received,accepted,ready,in-progress,on-hold".into(),
+                ),
+            ],
+            Reader::Caller,
+        )? {
+            let b = body(&t);
+            if let (Some(pid), Some(element)) = (patient_of(&b), element_of(&b)) {
+                planned.push(Planned {
+                    patient: pid.to_string(),
+                    owner: None,
+                    change: TaskChange::Close {
+                        id: t.id.clone(),
+                        element,
+                        why: care::transition::Close::LeftRegistry,
+                    },
+                });
+            }
+        }
+    }
+    Ok(planned)
 }
 
 /// Writes one batch's changes: new element Tasks together, the open ones marked or closed —

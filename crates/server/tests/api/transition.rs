@@ -204,6 +204,7 @@ async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: E
         ("t12", "2014-06-01"),
         ("t15", "2011-01-10"),
         ("t27", "1999-06-01"),
+        ("t26", "2000-01-01"), // 27 on the first of January: leaves the registry then
     ] {
         app.upsert(
             json!({"resourceType": "Patient", "id": id, "birthDate": birth,
@@ -237,9 +238,15 @@ async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: E
     // the first run: one open Task per element due or overdue, owned by the organisation
     let ran = app.jobs.run_now("transition:schedule").await.unwrap();
     assert!(
+        ran.as_deref().unwrap_or("").contains("523 young people"),
+        "{ran:?}"
+    );
+    let t26 = open_tasks(&app, "t26").await.len();
+    assert_eq!(t26, 8, "nothing recorded at 26: eight elements overdue");
+    assert!(
         ran.as_deref()
             .unwrap_or("")
-            .contains("522 young people, 523 element tasks created"),
+            .contains(&format!("{} element tasks created", 523 + t26)),
         "{ran:?}"
     );
     assert_eq!(open_tasks(&app, "m519").await.len(), 1);
@@ -275,7 +282,7 @@ async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: E
     assert!(
         told[0]
             .payload
-            .contains("2 element(s) newly due and 1 newly overdue"),
+            .contains("2 element(s) newly due and 9 newly overdue"),
         "{}",
         told[0].payload
     );
@@ -339,6 +346,8 @@ async fn the_scheduler_keeps_element_tasks_and_runs_twice_to_no_effect(engine: E
         education(&t15),
         "marked anew, not created again"
     );
+    // 27 since 1 January: the registry no longer follows him, his open Tasks are closed
+    assert!(open_tasks(&app, "t26").await.is_empty());
     assert_eq!(app.jobs.run_now("transition:schedule").await.unwrap(), None);
     // an element Task names a known element, for a Patient
     for (task, words) in [
