@@ -51,6 +51,39 @@ fn state_json(e: Element, s: &ElementState) -> Value {
     v
 }
 
+/// The statuses of a Task still to be done.
+const OPEN: &[&str] = &[
+    "draft",
+    "requested",
+    "received",
+    "accepted",
+    "ready",
+    "in-progress",
+    "on-hold",
+];
+
+/// The search terms of Patients born so that, on `as_of_ms`, they are at least `young` and
+/// younger than `old` years (a day's margin each side: exact ages are counted by the caller).
+fn born_between(as_of_ms: i64, old: i32, young: i32) -> Vec<(&'static str, String)> {
+    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
+    let years = |n: i32| n as i64 * 36525 / 100 * 86_400_000;
+    vec![
+        (
+            "birthdate",
+            format!("gt{}", day(as_of_ms - years(old) - 86_400_000)),
+        ),
+        (
+            "birthdate",
+            format!("le{}", day(as_of_ms - years(young) + 86_400_000)),
+        ),
+    ]
+}
+
+/// The search term that narrows a search to one young person's resources, when asked for one.
+fn of_patient(only: Option<&str>) -> Option<(&'static str, String)> {
+    only.map(|pid| ("patient", format!("Patient/{pid}")))
+}
+
 /// A young person in the registry's window, with what was recorded.
 struct Loaded {
     id: String,
@@ -70,42 +103,18 @@ fn load_young(
     ctx: &Ctx,
     as_of_ms: i64,
     config: &TransitionConfig,
+    only: Option<&str>,
 ) -> Result<Vec<Loaded>, ApiError> {
-    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
-    let years = |n: i64| n * 36525 / 100 * 86_400_000;
-    let patients = all_matching(
-        tx,
-        ctx.registry,
-        "Patient",
-        &[
-            (
-                "birthdate",
-                format!(
-                    "gt{}",
-                    day(as_of_ms - years(config.leaves_at as i64) - 86_400_000)
-                ),
-            ),
-            (
-                "birthdate",
-                format!(
-                    "le{}",
-                    day(as_of_ms - years(config.enters_at as i64) + 86_400_000)
-                ),
-            ),
-        ],
-        Reader::Caller,
-    )?;
+    let mut who = born_between(as_of_ms, config.leaves_at, config.enters_at);
+    who.extend(only.map(|pid| ("_id", pid.to_string())));
+    let patients = all_matching(tx, ctx.registry, "Patient", &who, Reader::Caller)?;
     // the elements recorded, for everyone at once
-    let tasks = all_matching(
-        tx,
-        ctx.registry,
-        "Task",
-        &[
-            ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
-            ("status", "completed".into()),
-        ],
-        Reader::Caller,
-    )?;
+    let mut recorded = vec![
+        ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
+        ("status", "completed".into()),
+    ];
+    recorded.extend(of_patient(only));
+    let tasks = all_matching(tx, ctx.registry, "Task", &recorded, Reader::Caller)?;
     type Transfer = (Option<String>, Option<String>);
     let mut histories: std::collections::HashMap<String, (History, Transfer)> = Default::default();
     for t in &tasks {
@@ -157,14 +166,18 @@ fn load_young(
 pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Value, ApiError> {
     let config = TransitionConfig::default();
     let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
-    let young = load_young(tx, ctx, r.as_of_ms, &config)?;
+    let only = r.patient.as_deref();
+    let young = load_young(tx, ctx, r.as_of_ms, &config, only)?;
     // who may act for those about to turn 18 and beyond: permits by Consent, guardianships
     let mut granted: std::collections::HashMap<String, Vec<String>> = Default::default();
     for c in all_matching(
         tx,
         ctx.registry,
         "Consent",
-        &[("status", "active".into())],
+        &[Some(("status", "active".into())), of_patient(only)]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
         Reader::Caller,
     )? {
         let c = body(&c);
@@ -191,10 +204,13 @@ pub fn registry(tx: &mut CallerTx, ctx: &Ctx, r: RegistryRequest) -> Result<Valu
         tx,
         ctx.registry,
         "RelatedPerson",
-        &[(
+        &[Some((
             "relationship",
             "http://terminology.hl7.org/CodeSystem/v3-RoleCode|GUARD,http://terminology.hl7.org/CodeSystem/v3-RoleCode|POWATT,http://terminology.hl7.org/CodeSystem/v3-RoleCode|HPOWATT,http://terminology.hl7.org/CodeSystem/v3-RoleCode|DPOWATT".into(),
-        )],
+        )), of_patient(only)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>(),
         Reader::Caller,
     )?
     .iter()
@@ -405,10 +421,7 @@ const BATCH: usize = 500;
 
 /// The statuses of a Task still to be done.
 fn is_open(task: &Value) -> bool {
-    matches!(
-        task["status"].as_str(),
-        Some("draft" | "requested" | "received" | "accepted" | "ready" | "in-progress" | "on-hold")
-    )
+    task["status"].as_str().is_some_and(|s| OPEN.contains(&s))
 }
 
 /// The element a Task is coded with.
@@ -594,29 +607,9 @@ fn plan_batch(
     as_of_ms: i64,
     config: &TransitionConfig,
 ) -> Result<(Vec<Planned>, usize, Option<String>), ApiError> {
-    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
-    let years = |n: i64| n * 36525 / 100 * 86_400_000;
-    let mut req = super::resources::search_request(
-        ctx.registry,
-        "Patient",
-        &[
-            (
-                "birthdate",
-                format!(
-                    "gt{}",
-                    day(as_of_ms - years(config.leaves_at as i64) - 86_400_000)
-                ),
-            ),
-            (
-                "birthdate",
-                format!(
-                    "le{}",
-                    day(as_of_ms - years(config.enters_at as i64) + 86_400_000)
-                ),
-            ),
-            ("_count", BATCH.to_string()),
-        ],
-    )?;
+    let mut params = born_between(as_of_ms, config.leaves_at, config.enters_at);
+    params.push(("_count", BATCH.to_string()));
+    let mut req = super::resources::search_request(ctx.registry, "Patient", &params)?;
     req.cursor = after;
     req.total = fhir::search::TotalMode::None;
     let page = tx.search(&req)?;
@@ -699,17 +692,11 @@ fn plan_leavers(
     as_of_ms: i64,
     config: &TransitionConfig,
 ) -> Result<Vec<Planned>, ApiError> {
-    let day = |ms: i64| fhir::primitive::format_instant(ms)[..10].to_string();
-    let years = |n: i64| n * 36525 / 100 * 86_400_000;
-    let left = as_of_ms - years(config.leaves_at as i64);
     let patients = all_matching(
         tx,
         ctx.registry,
         "Patient",
-        &[
-            ("birthdate", format!("gt{}", day(left - years(1)))),
-            ("birthdate", format!("le{}", day(left + 86_400_000))),
-        ],
+        &born_between(as_of_ms, config.leaves_at + 1, config.leaves_at),
         Reader::Caller,
     )?;
     let gone: Vec<String> = patients
@@ -731,10 +718,7 @@ fn plan_leavers(
             &[
                 ("patient", chunk.join(",")),
                 ("code", format!("{}|", care::profile::TRANSITION_ELEMENT)),
-                (
-                    "status",
-                    "draft,requested,received,accepted,ready,in-progress,on-hold".into(),
-                ),
+                ("status", OPEN.join(",")),
             ],
             Reader::Caller,
         )? {
@@ -1903,7 +1887,7 @@ pub fn metrics(
     ApiError,
 > {
     let config = TransitionConfig::default();
-    let young = load_young(tx, ctx, as_of_ms, &config)?;
+    let young = load_young(tx, ctx, as_of_ms, &config, None)?;
     let mut people = Vec::new();
     for y in young {
         if !care::transition::in_registry(y.birth, as_of_ms, &config) {

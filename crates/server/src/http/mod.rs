@@ -465,6 +465,17 @@ async fn transition_registry(State(state): State<AppState>, req: Request) -> Res
     )
 }
 
+/// A JSON API answer of its own content type (JSON or CSV), or its error as an
+/// OperationOutcome.
+fn typed_answer(r: Result<(&'static str, String), crate::error::ApiError>) -> Response {
+    match r {
+        Ok((content_type, body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Err(e) => api_answer(Err(e)),
+    }
+}
+
 /// `GET /api/metrics/transition?…` (JSON, or CSV with `format=csv`).
 async fn transition_metrics(State(state): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
@@ -472,19 +483,15 @@ async fn transition_metrics(State(state): State<AppState>, req: Request) -> Resp
         Ok(w) => w,
         Err(r) => return r,
     };
-    match crate::api::transition::metrics(
-        &state.api,
-        who.caller.clone(),
-        query_pairs(&parts),
-        client_address(&parts),
+    typed_answer(
+        crate::api::transition::metrics(
+            &state.api,
+            who.caller.clone(),
+            query_pairs(&parts),
+            client_address(&parts),
+        )
+        .await,
     )
-    .await
-    {
-        Ok((content_type, body)) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
-        Err(e) => api_answer(Err(e)),
-    }
 }
 
 /// `GET /api/metrics/referrals?…` (JSON, or CSV with `format=csv`).
@@ -494,19 +501,15 @@ async fn referral_metrics(State(state): State<AppState>, req: Request) -> Respon
         Ok(w) => w,
         Err(r) => return r,
     };
-    match crate::api::referrals::metrics(
-        &state.api,
-        who.caller.clone(),
-        query_pairs(&parts),
-        client_address(&parts),
+    typed_answer(
+        crate::api::referrals::metrics(
+            &state.api,
+            who.caller.clone(),
+            query_pairs(&parts),
+            client_address(&parts),
+        )
+        .await,
     )
-    .await
-    {
-        Ok((content_type, body)) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
-        Err(e) => api_answer(Err(e)),
-    }
 }
 
 /// `GET /api/identity/reviews[?state=…]`.

@@ -26,6 +26,23 @@ pub const REFER: Operation = Operation {
     precheck: None,
 };
 
+/// Who refers when the caller names no one: the caller's Practitioner(Role), else its
+/// organisation.
+pub(super) fn default_requester(subject: &care::access::Subject) -> Option<String> {
+    subject
+        .fhir_users
+        .iter()
+        .find(|(rt, _)| rt == "PractitionerRole" || rt == "Practitioner")
+        .map(|(rt, id)| format!("{rt}/{id}"))
+        .or_else(|| {
+            subject
+                .grants
+                .iter()
+                .find_map(|g| g.organization.as_ref())
+                .map(|o| format!("Organization/{o}"))
+        })
+}
+
 pub(super) fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> {
     let params = &input.params;
     let parts = parameter_list(
@@ -188,21 +205,9 @@ pub(super) fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome,
             v.to_string()
         }
     };
-    let subject = tx.caller().subject.clone();
     let requester = match one("requester")? {
         Some(p) => Some(reference_of(p, "requester")?),
-        None => subject
-            .fhir_users
-            .iter()
-            .find(|(rt, _)| rt == "PractitionerRole" || rt == "Practitioner")
-            .map(|(rt, id)| format!("{rt}/{id}"))
-            .or_else(|| {
-                subject
-                    .grants
-                    .iter()
-                    .find_map(|g| g.organization.as_ref())
-                    .map(|o| format!("Organization/{o}"))
-            }),
+        None => default_requester(&tx.caller().subject),
     };
     if requester.is_none() {
         need(

@@ -93,26 +93,12 @@ fn run(tx: &mut CallerTx, ctx: &Ctx, input: Input) -> Result<Outcome, ApiError> 
     let priority = one("priority")?.cloned();
     // every part, or each missing one named
     let found = crate::app::transition::transfer_parts(tx, ctx, &pid)?;
-    let subject = tx.caller().subject.clone();
     let requester = requester_param
         .as_ref()
         .and_then(|p| p.pointer("/valueReference/reference"))
         .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| {
-            subject
-                .fhir_users
-                .iter()
-                .find(|(rt, _)| rt == "PractitionerRole" || rt == "Practitioner")
-                .map(|(rt, id)| format!("{rt}/{id}"))
-        })
-        .or_else(|| {
-            subject
-                .grants
-                .iter()
-                .find_map(|g| g.organization.as_ref())
-                .map(|o| format!("Organization/{o}"))
-        })
+        .or_else(|| super::refer::default_requester(&tx.caller().subject))
         .or_else(|| {
             found
                 .patient
