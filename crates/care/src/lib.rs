@@ -6,6 +6,7 @@ pub mod booking;
 pub mod clock;
 pub mod findcare;
 pub mod geo;
+pub mod hl7;
 pub mod identity;
 pub mod labels;
 pub mod notify;
