@@ -84,6 +84,13 @@ pub const PROGRAM: &str = "http://continuum-alliance.org/fhir/CodeSystem/program
 pub const IDENTITY: &str = "http://continuum-alliance.org/fhir/CodeSystem/identity";
 /// Communication.category: which notification a message is.
 pub const NOTIFICATION: &str = "http://continuum-alliance.org/fhir/CodeSystem/notification";
+/// Organization.identifier: the HL7 v2 facility name (MSH-4) a hospital sends under.
+pub const HL7_FACILITY: &str = "http://continuum-alliance.org/fhir/NamingSystem/hl7-facility";
+/// Provenance.entity.what.identifier: an HL7 v2 message received (`sender|MSH-10`).
+pub const HL7_MESSAGE: &str = "http://continuum-alliance.org/fhir/NamingSystem/hl7-message";
+/// The notification code of hospital event alerts — a Consent denying it (category or
+/// provision.purpose… coded so) is a patient's opt-out.
+pub const HOSPITAL_EVENTS: &str = "hospital-events";
 /// The video service channel of a join link.
 pub const VIRTUAL_SERVICE_CHANNEL: &str =
     "http://continuum-alliance.org/fhir/CodeSystem/virtual-service";

@@ -52,6 +52,16 @@ pub enum Command {
         /// Load the illustrative demo alliance first (once) and a demo API client.
         #[arg(long)]
         demo: bool,
+        /// Listen for HL7 v2 ADT messages over MLLP on this address (off by default), e.g.
+        /// 127.0.0.1:2575.
+        #[arg(long, value_name = "HOST:PORT")]
+        mllp: Option<String>,
+        /// MLLP over TLS: the PEM certificate chain (with --mllp-tls-key).
+        #[arg(long, value_name = "FILE", requires = "mllp_tls_key")]
+        mllp_tls_cert: Option<String>,
+        /// MLLP over TLS: the certificate's PEM private key.
+        #[arg(long, value_name = "FILE", requires = "mllp_tls_cert")]
+        mllp_tls_key: Option<String>,
     },
     /// The illustrative demo alliance.
     Demo {
@@ -185,12 +195,18 @@ pub fn run(cli: Cli) -> Result<()> {
         listen,
         public_url,
         max_body_bytes,
+        mllp,
+        mllp_tls_cert,
+        mllp_tls_key,
         ..
     } = &cli.command
     {
         flags.listen = listen.clone();
         flags.public_base_url = public_url.clone();
         flags.max_body_bytes = *max_body_bytes;
+        flags.mllp_listen = mllp.clone();
+        flags.mllp_tls_cert = mllp_tls_cert.clone();
+        flags.mllp_tls_key = mllp_tls_key.clone();
     }
     let config = Config::load(cli.config.as_deref(), &env, &flags)?;
     // before the first resource is validated: this process's size limits
@@ -451,6 +467,20 @@ async fn serve(config: Config, store: Store, demo_users: Option<(PathBuf, String
         placeholder_names: config.placeholder_names.clone(),
         search_limits: config.search_limits,
         request_budget: std::time::Duration::from_secs(config.request_budget_seconds as u64),
+        mllp: match &config.mllp {
+            None => None,
+            Some(m) => {
+                let mut c = server::mllp::MllpConfig::new(m.listen);
+                c.max_message_bytes = m.max_message_bytes;
+                if let Some((cert, key)) = &m.tls {
+                    c.tls = Some(
+                        server::mllp::tls_config(cert, key)
+                            .map_err(|e| anyhow::anyhow!("MLLP over TLS: {e}"))?,
+                    );
+                }
+                Some(c)
+            }
+        },
         // slot generation, the release of lapsed holds and notification delivery (the
         // library's scheduler, the same jobs the tests run)
         jobs: server::jobs::JobsConfig {
@@ -462,14 +492,25 @@ async fn serve(config: Config, store: Store, demo_users: Option<(PathBuf, String
     let (listener, addr) = server::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let app = server::app(store.clone(), &server_config)
+    let started = server::start(store.clone(), &server_config)
         .await
-        .context("cannot load the token signing keys")?;
+        .context("cannot start")?;
+    let app = started.router;
     tracing::info!(database = %store.description(), %addr, "listening");
     eprintln!(
         "Continuum is listening on http://{addr}/fhir  (database: {})",
         store.description()
     );
+    if let Some(mllp) = started.mllp {
+        eprintln!(
+            "HL7 v2 (MLLP{}) is listening on {mllp}",
+            if server_config.mllp.as_ref().is_some_and(|m| m.tls.is_some()) {
+                " over TLS"
+            } else {
+                ""
+            }
+        );
+    }
     // (stderr may already be closed by whoever started the server: these lines are not worth a
     // failure)
     use std::io::Write as _;

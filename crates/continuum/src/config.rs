@@ -69,6 +69,11 @@ pub struct FileConfig {
     pub referral_service_levels: Option<std::collections::BTreeMap<String, Vec<u32>>>,
     /// Days that are not business days (`YYYY-MM-DD`), beyond weekends.
     pub referral_holidays: Option<Vec<String>>,
+    /// The HL7 v2 listener (MLLP): its address, largest message, TLS certificate and key.
+    pub mllp_listen: Option<String>,
+    pub mllp_max_message_bytes: Option<usize>,
+    pub mllp_tls_cert: Option<String>,
+    pub mllp_tls_key: Option<String>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -78,6 +83,18 @@ pub struct FlagConfig {
     pub listen: Option<String>,
     pub public_base_url: Option<String>,
     pub max_body_bytes: Option<usize>,
+    pub mllp_listen: Option<String>,
+    pub mllp_tls_cert: Option<String>,
+    pub mllp_tls_key: Option<String>,
+}
+
+/// The HL7 v2 listener's settings.
+#[derive(Debug, Clone)]
+pub struct MllpSettings {
+    pub listen: SocketAddr,
+    pub max_message_bytes: usize,
+    /// PEM certificate chain and private key, for MLLP over TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// The resolved configuration.
@@ -87,6 +104,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_base_url: Option<String>,
     pub max_body_bytes: usize,
+    /// The HL7 v2 listener, when configured (`--mllp`, `CONTINUUM_MLLP_LISTEN`).
+    pub mllp: Option<MllpSettings>,
     pub db_connections: usize,
     pub log: String,
     pub log_json: bool,
@@ -287,6 +306,46 @@ impl Config {
             file.max_body_bytes,
             16 * 1024 * 1024,
         )?;
+        let mllp = match pick(
+            &flags.mllp_listen,
+            "CONTINUUM_MLLP_LISTEN",
+            &file.mllp_listen,
+        ) {
+            None => None,
+            Some(text) => {
+                let listen: SocketAddr = text.parse().with_context(|| {
+                    format!("MLLP listen address '{text}' is not HOST:PORT (e.g. 127.0.0.1:2575)")
+                })?;
+                let max_message_bytes = number(
+                    None,
+                    "CONTINUUM_MLLP_MAX_MESSAGE_BYTES",
+                    file.mllp_max_message_bytes,
+                    1024 * 1024,
+                )?;
+                let cert = pick(
+                    &flags.mllp_tls_cert,
+                    "CONTINUUM_MLLP_TLS_CERT",
+                    &file.mllp_tls_cert,
+                );
+                let key = pick(
+                    &flags.mllp_tls_key,
+                    "CONTINUUM_MLLP_TLS_KEY",
+                    &file.mllp_tls_key,
+                );
+                let tls = match (cert, key) {
+                    (Some(c), Some(k)) => Some((c.into(), k.into())),
+                    (None, None) => None,
+                    _ => bail!(
+                        "MLLP over TLS needs both a certificate (mllp_tls_cert) and its key (mllp_tls_key)"
+                    ),
+                };
+                Some(MllpSettings {
+                    listen,
+                    max_message_bytes,
+                    tls,
+                })
+            }
+        };
         let db_connections = number(None, "CONTINUUM_DB_CONNECTIONS", file.db_connections, 4)?;
         if db_connections == 0 {
             bail!("db_connections must be at least 1");
@@ -520,6 +579,7 @@ impl Config {
             listen,
             public_base_url,
             max_body_bytes,
+            mllp,
             db_connections,
             log,
             log_json,

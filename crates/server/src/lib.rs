@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod mllp;
 pub mod rest;
 
 pub use app::{notify, slots};
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     pub search_limits: fhir::search::SearchLimits,
     /// How long one request's unit of work may run (503 with Retry-After beyond it).
     pub request_budget: std::time::Duration,
+    /// The HL7 v2 listener (MLLP), off unless configured.
+    pub mllp: Option<mllp::MllpConfig>,
 }
 
 impl Default for ServerConfig {
@@ -62,16 +65,14 @@ impl Default for ServerConfig {
             placeholder_names: Vec::new(),
             search_limits: Default::default(),
             request_budget: std::time::Duration::from_secs(30),
+            mllp: None,
         }
     }
 }
 
 /// Builds the axum application over a store (loading or creating the token signing key) and
 /// starts its background jobs.
-pub async fn app(
-    store: Store,
-    config: &ServerConfig,
-) -> Result<axum::Router, auth::tokens::KeyRingError> {
+pub async fn app(store: Store, config: &ServerConfig) -> Result<axum::Router, StartError> {
     Ok(app_with_jobs(store, config).await?.0)
 }
 
@@ -79,7 +80,30 @@ pub async fn app(
 pub async fn app_with_jobs(
     store: Store,
     config: &ServerConfig,
-) -> Result<(axum::Router, jobs::Jobs), auth::tokens::KeyRingError> {
+) -> Result<(axum::Router, jobs::Jobs), StartError> {
+    let started = start(store, config).await?;
+    Ok((started.router, started.jobs))
+}
+
+/// What [`start`] started.
+pub struct Started {
+    pub router: axum::Router,
+    pub jobs: jobs::Jobs,
+    /// The address the HL7 v2 listener listens on, when configured.
+    pub mllp: Option<SocketAddr>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] auth::tokens::KeyRingError),
+    #[error("cannot listen for HL7 v2 (MLLP) on {0}: {1}")]
+    Mllp(SocketAddr, std::io::Error),
+}
+
+/// Builds the application, starts its jobs and (when configured) its HL7 v2 listener.
+pub async fn start(store: Store, config: &ServerConfig) -> Result<Started, StartError> {
     let api = FhirApi::new(
         store.clone(),
         RestConfig {
@@ -108,6 +132,16 @@ pub async fn app_with_jobs(
     }
     let jobs = jobs::Jobs::standard(api.clone(), &config.jobs);
     jobs.clone().spawn(config.jobs.run_at_start);
+    let mllp = match &config.mllp {
+        Some(m) => {
+            let (listener, addr) = mllp::bind(m)
+                .await
+                .map_err(|e| StartError::Mllp(m.listen, e))?;
+            tokio::spawn(mllp::serve(listener, api.clone(), m.clone()));
+            Some(addr)
+        }
+        None => None,
+    };
     let router = http::router(http::AppState {
         api,
         auth: Arc::new(auth),
@@ -115,7 +149,7 @@ pub async fn app_with_jobs(
         max_body_bytes: config.max_body_bytes,
         database,
     });
-    Ok((router, jobs))
+    Ok(Started { router, jobs, mllp })
 }
 
 /// Binds the listener (port 0 picks a free port) and returns it with its address.

@@ -431,6 +431,30 @@ CREATE INDEX referrals_due ON referrals (next_due_ms);
 "#,
         data: Some(crate::referrals::backfill),
     },
+    Migration {
+        version: 14,
+        name: "the register of HL7 v2 messages received",
+        // one row per message applied or held (store::hospital_events), unique on the sender
+        // and its control id so a resent message changes nothing; the text kept for replay
+        sql: r#"
+CREATE TABLE hl7_message (
+    id {text_c} PRIMARY KEY,
+    sender {text_c} NOT NULL,
+    control_id {text_c} NOT NULL,
+    received_ms BIGINT NOT NULL,
+    event {text_c} NOT NULL,
+    state {text_c} NOT NULL,
+    patient_id {text_c},
+    encounter_id {text_c},
+    detail TEXT NOT NULL,
+    raw TEXT NOT NULL
+);
+CREATE UNIQUE INDEX hl7_message_key ON hl7_message (sender, control_id);
+CREATE INDEX hl7_message_state ON hl7_message (state, patient_id, received_ms);
+CREATE INDEX hl7_message_received ON hl7_message (received_ms);
+"#,
+        data: None,
+    },
 ];
 
 fn name_the_database(conn: &mut dyn Conn) -> Result<(), StoreError> {

@@ -991,6 +991,26 @@ impl<'c> Tx<'c> {
             .unwrap_or_default())
     }
 
+    /// The care relationships `(patient, organisation)` recorded for these patients (to decide
+    /// what someone other than the caller would see, e.g. who an alert may go to).
+    pub fn care_relationships_of(
+        &mut self,
+        patients: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; patients.len()].join(", ");
+        let params: Vec<SqlValue> = patients.iter().map(|p| p.as_str().into()).collect();
+        let rows = self.conn.query(
+            &format!(
+                "SELECT DISTINCT patient_id, organization_id FROM care_relationships WHERE patient_id IN ({marks})"
+            ),
+            &params,
+        )?;
+        Ok(crate::db::text_pairs(rows))
+    }
+
     /// Row counts of every data table (diagnostics, and tests that prove nothing was written).
     /// The audit trail (a store of its own, and `audit_pending`) is left out: a refused request
     /// is recorded there, and that is not data.
@@ -1007,6 +1027,7 @@ impl<'c> Tx<'c> {
                 "video_visit",
                 "break_glass",
                 "referrals",
+                "hl7_message",
             ]
             .iter(),
         ) {

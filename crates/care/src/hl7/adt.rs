@@ -759,8 +759,9 @@ pub fn next_status(
 pub struct Refs<'a> {
     /// `Patient/…`.
     pub patient: &'a str,
-    /// `Organization/…` of the sending facility, when the directory has it.
+    /// `Organization/…` of the sending facility, when the directory has it, and its name.
     pub service_provider: Option<&'a str>,
+    pub institution: &'a str,
     /// `Practitioner/…` of the attending clinician, when the directory has them.
     pub attending: Option<&'a str>,
     /// The patient is a minor (under 18) — a sensitive visit is then minor-consented care.
@@ -895,8 +896,8 @@ pub fn encounter(adt: &Adt, prior: Option<&Value>, refs: &Refs) -> Result<Value,
         }
     }
     e["serviceProvider"] = match refs.service_provider {
-        Some(r) => json!({"reference": r, "display": adt.facility()}),
-        None => json!({"display": adt.facility()}),
+        Some(r) => json!({"reference": r, "display": refs.institution}),
+        None => json!({"display": refs.institution}),
     };
     // sensitivity: a sensitive service (minor-consented care for a minor), PD1-12's restriction
     let mut labels: Vec<(String, String)> = Vec::new();
@@ -946,4 +947,28 @@ pub fn alert_text(adt: &Adt, patient_name: &str, institution: &str) -> String {
         adt.event.words(),
         adt.event.code()
     )
+}
+
+/// Whether a patient's Consents opt them out of hospital event alerts: an active Consent whose
+/// `provision.type` is `deny`, coded (in `category` or `provision.code`) with the alliance's
+/// notification code `hospital-events`.
+pub fn opted_out(consents: &[Value]) -> bool {
+    let coded = |v: Option<&Value>| {
+        v.and_then(Value::as_array).into_iter().flatten().any(|cc| {
+            cc.get("coding")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.get("system").and_then(Value::as_str) == Some(crate::profile::NOTIFICATION)
+                        && c.get("code").and_then(Value::as_str)
+                            == Some(crate::profile::HOSPITAL_EVENTS)
+                })
+        })
+    };
+    consents.iter().any(|c| {
+        c.get("status").and_then(Value::as_str) == Some("active")
+            && c.pointer("/provision/type").and_then(Value::as_str) == Some("deny")
+            && (coded(c.get("category")) || coded(c.pointer("/provision/code")))
+    })
 }

@@ -414,6 +414,7 @@ fn admission_transfer_and_discharge_make_one_encounter() {
     let refs = Refs {
         patient: "Patient/nora",
         service_provider: Some("Organization/cc"),
+        institution: "Connecticut Children's",
         attending: None,
         minor: true,
     };
@@ -483,6 +484,7 @@ fn a_sensitive_service_for_a_minor_is_minor_consented_care() {
     let refs = Refs {
         patient: "Patient/nora",
         service_provider: None,
+        institution: "CC",
         attending: None,
         minor: true,
     };
@@ -567,7 +569,7 @@ proptest! {
         flipped[at] = byte;
         let (_, r) = read(&flipped);
         if let Ok(a) = r {
-            let refs = Refs { patient: "Patient/x", service_provider: None, attending: None, minor: true };
+            let refs = Refs { patient: "Patient/x", service_provider: None, institution: "X", attending: None, minor: true };
             let _ = adt::encounter(&a, None, &refs);
             let _ = adt::alert_text(&a, "X", "Y");
         }
@@ -585,4 +587,22 @@ proptest! {
     fn any_time_text_is_read_or_refused(s in "[0-9+\\-.]{0,25}") {
         let _ = dtm(&s);
     }
+}
+
+#[test]
+fn a_denying_consent_coded_for_hospital_events_opts_out() {
+    let code =
+        json!([{"coding": [{"system": crate::profile::NOTIFICATION, "code": "hospital-events"}]}]);
+    let deny = json!({"resourceType": "Consent", "status": "active", "category": code, "provision": {"type": "deny"}});
+    assert!(adt::opted_out(&[deny.clone()]));
+    let mut permit = deny.clone();
+    permit["provision"]["type"] = json!("permit");
+    assert!(!adt::opted_out(&[permit]));
+    let mut inactive = deny.clone();
+    inactive["status"] = json!("inactive");
+    assert!(!adt::opted_out(&[inactive]));
+    let other = json!({"resourceType": "Consent", "status": "active", "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}], "provision": {"type": "deny"}});
+    assert!(!adt::opted_out(&[other]));
+    let in_provision = json!({"resourceType": "Consent", "status": "active", "category": [{"text": "alerts"}], "provision": {"type": "deny", "code": code}});
+    assert!(adt::opted_out(&[in_provision]));
 }

@@ -66,13 +66,37 @@ pub async fn decision(
     }
     let review = review.to_string();
     let ctx = app.ctx(String::new(), Prefer::default());
-    app.run(
-        caller,
-        Work::request("update", true, address),
-        ctx,
-        move |tx, ctx| decide(tx, ctx, &review, decision),
-    )
-    .await
+    let decided = app
+        .run(
+            caller,
+            Work::request("update", true, address),
+            ctx,
+            move |tx, ctx| decide(tx, ctx, &review, decision),
+        )
+        .await?;
+    release_held(app, decision, &decided).await;
+    Ok(decided)
+}
+
+/// After a pair is linked or rejected, the hospital messages held for either record are
+/// applied (`app::adt::release_held`), each as the hospital that sent it.
+pub async fn release_held(app: &App, decision: Decision, decided: &Value) {
+    if !matches!(decision, Decision::Accept | Decision::Reject) {
+        return;
+    }
+    let patients: Vec<String> = ["left", "right"]
+        .iter()
+        .filter_map(|side| decided.pointer(&format!("/{side}/reference")))
+        .filter_map(Value::as_str)
+        .filter_map(|r| r.strip_prefix("Patient/"))
+        .map(str::to_string)
+        .collect();
+    if let Err(e) = crate::app::adt::release_held(app, patients).await {
+        tracing::error!(
+            status = e.status,
+            "held hospital messages could not be released"
+        );
+    }
 }
 
 /// The queue is for coordinators and administrators whose scopes allow reading Patients (and,

@@ -5,6 +5,7 @@
 //! comes in bound), one transaction, audit exactly once. It depends on the store and the pure
 //! crates, never on the FHIR router (`rest`), the JSON API (`api`) or HTTP.
 
+pub mod adt;
 pub mod appointments;
 pub mod booking;
 pub mod directory;

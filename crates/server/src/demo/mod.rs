@@ -36,7 +36,10 @@ pub fn alliance(seed: u64, patients: usize, now_ms: i64) -> Result<Vec<Value>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out: Vec<Value> = Vec::new();
     for (id, name) in MEMBERS {
+        // the facility name its HL7 v2 messages are sent under (MSH-4), and its record numbers'
+        // assigning authority (PID-3.4): CC → urn:mrn:cc
         out.push(json!({"resourceType": "Organization", "id": id, "meta": tag(), "active": true, "name": name,
+            "identifier": [{"system": care::profile::HL7_FACILITY, "value": id.to_ascii_uppercase()}],
             "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": "prov", "display": "Healthcare Provider"}]}],
             "address": [{"state": "CT", "country": "US"}]}));
     }

@@ -17,6 +17,8 @@ pub enum Engine {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The HL7 v2 listener's address, when the config turned it on.
+    pub mllp: Option<std::net::SocketAddr>,
     pub base: String,
     /// Sends the default identity's token (a backend service with full access).
     pub client: reqwest::Client,
@@ -141,15 +143,18 @@ impl TestApp {
         .expect("open store");
         config.listen = "127.0.0.1:0".parse().unwrap();
         let (listener, addr) = server::bind(config.listen).await.expect("bind");
-        let (app, jobs) = server::app_with_jobs(store.clone(), &config)
-            .await
-            .expect("app");
+        if let Some(m) = config.mllp.as_mut() {
+            m.listen = "127.0.0.1:0".parse().unwrap();
+        }
+        let started = server::start(store.clone(), &config).await.expect("app");
+        let (app, jobs) = (started.router, started.jobs);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, app, async move {
             let _ = rx.await;
         }));
         let mut app = TestApp {
             addr,
+            mllp: started.mllp,
             base: format!("http://{addr}/fhir"),
             client: reqwest::Client::new(),
             anonymous: reqwest::Client::new(),
@@ -164,6 +169,29 @@ impl TestApp {
         let token = app.token_for("system/*.cruds", &[], &[]).await;
         app.client = app.client_with(&token);
         app
+    }
+
+    /// A server with the HL7 v2 listener on.
+    pub async fn spawn_with_mllp(engine: Engine) -> TestApp {
+        let config = server::ServerConfig {
+            mllp: Some(server::mllp::MllpConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+            )),
+            ..Default::default()
+        };
+        Self::spawn_with(engine, config).await
+    }
+
+    /// Sends one HL7 v2 message over MLLP on a new connection; the acknowledgement's text.
+    pub async fn send_hl7(&self, message: &str) -> String {
+        let mut conn = self.mllp_connect().await;
+        mllp_exchange(&mut conn, message.as_bytes()).await
+    }
+
+    pub async fn mllp_connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.mllp.expect("the MLLP listener is on"))
+            .await
+            .expect("connect to the MLLP listener")
     }
 
     /// Registers an API client with these scopes, roles (`clinician@org`) and FHIR identities,
@@ -357,4 +385,31 @@ macro_rules! both_engines {
             }
         )*
     };
+}
+
+/// Writes one MLLP frame and reads the acknowledgement frame back (its text, CRs as they are).
+pub async fn mllp_exchange(conn: &mut tokio::net::TcpStream, message: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message);
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    conn.write_all(&frame).await.expect("send the frame");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(20), conn.read(&mut buf))
+            .await
+            .expect("an acknowledgement in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "the listener closed the connection without an acknowledgement"
+        );
+        got.extend_from_slice(&buf[..n]);
+        if got.ends_with(&[0x1c, 0x0d]) {
+            break;
+        }
+    }
+    assert_eq!(got[0], 0x0b, "the acknowledgement is framed");
+    String::from_utf8(got[1..got.len() - 2].to_vec()).expect("UTF-8 acknowledgement")
 }

@@ -142,6 +142,9 @@ pub enum OnBehalf {
     /// Recording the transition element a written resource completes (a young person's own
     /// readiness assessment records the element on its Task).
     Transition,
+    /// Applying a hospital's HL7 v2 message: its register, the hospital's own record of a
+    /// patient it could not place, and the alerts it sends.
+    HospitalEvents,
 }
 
 impl OnBehalf {
@@ -160,6 +163,7 @@ impl OnBehalf {
             OnBehalf::Slots => "slots",
             OnBehalf::Accounts => "accounts",
             OnBehalf::Transition => "transition",
+            OnBehalf::HospitalEvents => "hospital-events",
         }
     }
 }

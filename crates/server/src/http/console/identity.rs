@@ -185,7 +185,10 @@ pub async fn decide(
         _ => "unlinked",
     };
     match done {
-        Ok(_) => see_other("/identity", code),
+        Ok(decided) => {
+            crate::api::identity_reviews::release_held(&state.api, d, &decided).await;
+            see_other("/identity", code)
+        }
         Err(e) => error_page(Some(&s), &e),
     }
 }
