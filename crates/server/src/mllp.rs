@@ -6,8 +6,9 @@
 //! - a message bigger than `max_message_bytes` is not read into memory: its first bytes are
 //!   kept (for the header the ACK echoes), the rest skipped to the frame's end, and it is
 //!   answered AR;
-//! - a frame must arrive whole within `frame_timeout` of its first byte (a slow or half-open
-//!   sender is disconnected), and a connection with no frame for `idle_timeout` is closed;
+//! - a frame must arrive whole within `frame_timeout` of its first byte (noticed within half
+//!   of it: a slow or half-open sender is disconnected), and a connection with no frame for
+//!   `idle_timeout` is closed;
 //! - at most `max_connections` at once; bytes outside a frame are ignored.
 
 use std::net::SocketAddr;
@@ -241,21 +242,25 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, Mllp::new(config.max_message_bytes));
+    // checked every half frame timeout: a frame begun is noticed within that, so a frame
+    // that does not arrive whole is cut off within one and a half frame timeouts
+    let step = (config.frame_timeout / 2).max(Duration::from_millis(10));
+    let mut idle_since = tokio::time::Instant::now();
     let mut frame_started: Option<tokio::time::Instant> = None;
     loop {
-        let wait = match frame_started {
-            Some(at) => config.frame_timeout.saturating_sub(at.elapsed()),
-            None => config.idle_timeout,
-        };
-        let next = tokio::time::timeout(wait, framed.next()).await;
-        let frame = match next {
-            Err(_) if framed.codec().in_frame() || frame_started.is_some() => {
-                tracing::info!(%peer, "MLLP connection closed: a frame did not arrive in time");
-                return;
-            }
+        let frame = match tokio::time::timeout(step, framed.next()).await {
             Err(_) => {
-                tracing::debug!(%peer, "MLLP connection closed: idle");
-                return;
+                if framed.codec().in_frame() {
+                    let at = *frame_started.get_or_insert_with(tokio::time::Instant::now);
+                    if at.elapsed() >= config.frame_timeout {
+                        tracing::info!(%peer, "MLLP connection closed: a frame did not arrive in time");
+                        return;
+                    }
+                } else if idle_since.elapsed() >= config.idle_timeout {
+                    tracing::debug!(%peer, "MLLP connection closed: idle");
+                    return;
+                }
+                continue;
             }
             Ok(None) => return,
             Ok(Some(Err(e))) => {
@@ -287,10 +292,7 @@ where
             Ok(Ok(())) => {}
             _ => return,
         }
-        // a frame begun in the bytes already read is timed from now
-        if framed.codec().in_frame() {
-            frame_started = Some(tokio::time::Instant::now());
-        }
+        idle_since = tokio::time::Instant::now();
     }
 }
 

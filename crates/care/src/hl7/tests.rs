@@ -594,7 +594,7 @@ fn a_denying_consent_coded_for_hospital_events_opts_out() {
     let code =
         json!([{"coding": [{"system": crate::profile::NOTIFICATION, "code": "hospital-events"}]}]);
     let deny = json!({"resourceType": "Consent", "status": "active", "category": code, "provision": {"type": "deny"}});
-    assert!(adt::opted_out(&[deny.clone()]));
+    assert!(adt::opted_out(std::slice::from_ref(&deny)));
     let mut permit = deny.clone();
     permit["provision"]["type"] = json!("permit");
     assert!(!adt::opted_out(&[permit]));

@@ -472,10 +472,15 @@ fn resolve(
     {
         return Ok(Ok(Resolution::Found(p)));
     }
-    if uncertain.is_empty() {
-        Ok(Ok(Resolution::Unknown))
-    } else {
+    // only a probable (or a second certain) candidate is worth a reviewer's time: a merely
+    // possible one (a shared birth date) is nobody
+    if uncertain
+        .iter()
+        .any(|(_, grade)| matches!(grade.as_str(), "probable" | "certain"))
+    {
         Ok(Ok(Resolution::Uncertain(uncertain)))
+    } else {
+        Ok(Ok(Resolution::Unknown))
     }
 }
 

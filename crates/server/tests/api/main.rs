@@ -13,6 +13,7 @@ mod crud;
 mod examples;
 mod findcare;
 mod fuzz;
+mod hl7;
 mod house;
 mod identity;
 mod leaks;
