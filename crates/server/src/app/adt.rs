@@ -461,9 +461,20 @@ fn resolve(
             .pointer("/search/extension/0/valueCode")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if grade == "certain" {
+        // certain by the score is not enough to act on without a review: the family name and
+        // the birth date must be the message's too (a same-named classmate born the same day is
+        // not the patient; a step-parent's name is a question for a reviewer)
+        let agrees = e
+            .get("resource")
+            .is_some_and(|r| same_person_details(&adt.person, r));
+        if grade == "certain" && agrees {
             certain.push(id.to_string());
         }
+        let grade = if grade == "certain" && !agrees {
+            "probable"
+        } else {
+            grade
+        };
         uncertain.push((format!("Patient/{id}"), grade.to_string()));
     }
     if certain.len() == 1
@@ -482,6 +493,26 @@ fn resolve(
     } else {
         Ok(Ok(Resolution::Unknown))
     }
+}
+
+/// Whether a stored Patient has the message's family name (letters compared, case aside) and
+/// birth date.
+fn same_person_details(person: &care::hl7::adt::Person, patient: &Value) -> bool {
+    let letters = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let family = letters(&person.name.family);
+    let same_family = !family.is_empty()
+        && patient["name"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.get("family").and_then(Value::as_str))
+            .any(|f| letters(f) == family);
+    same_family && patient.get("birthDate").and_then(Value::as_str) == person.birth_date.as_deref()
 }
 
 /// Holds a message whose patient is not certain: the hospital's own record of the patient is
