@@ -87,8 +87,13 @@ fn token(base: &str, id: &str, secret: &str) -> String {
 
 impl Server {
     fn start(database: &str) -> Server {
+        Self::start_with(database, &[])
+    }
+
+    fn start_with(database: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .args(extra)
             .env("CONTINUUM_LOG", "info")
             .env("CONTINUUM_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::null())
@@ -1010,4 +1015,143 @@ fn import_is_all_or_nothing_per_transaction_and_reports_in_order() {
     );
     // only the one good NDJSON line: nothing of the refused transaction
     assert_eq!(count(&file, "Patient"), 1);
+}
+
+/// Sends one framed HL7 v2 message and reads its acknowledgement's MSA-1 (None when the
+/// connection failed).
+fn mllp_send(conn: &mut std::net::TcpStream, message: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(message.as_bytes());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    conn.write_all(&frame).ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(&[0x1c, 0x0d]) {
+        let n = conn.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_string();
+    let msa = text.split('\r').find(|s| s.starts_with("MSA|"))?.to_string();
+    msa.split('|').nth(1).map(str::to_string)
+}
+
+fn kill_admission(i: usize) -> String {
+    format!(
+        "MSH|^~\\&|EPIC|KC|CONTINUUM|ALLIANCE|20261202101500||ADT^A01^ADT_A01|K-{i}|P|2.5.1\r\
+         EVN|A01|20261202101500\r\
+         PID|1||K-1^^^KC^MR||Kill^Kim||20120101|F\r\
+         PV1|1|I|4N^1^A||||||||||||||||KV-{i}^^^KC^VN\r"
+    )
+}
+
+/// SIGKILL while messages stream over MLLP: every message acknowledged AA is there after the
+/// restart, and none is applied twice (a resend of each is known and changes nothing).
+fn acknowledged_messages_survive_sigkill(database: &str) {
+    let (id, secret) = add_client(database, "system/*.cruds");
+    let started = |db: &str| {
+        let server = Server::start_with(db, &["--mllp", "127.0.0.1:0"]);
+        let mut mllp = None;
+        while mllp.is_none() {
+            let line = server
+                .log
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server prints where MLLP listens");
+            if let Some(rest) = line.strip_prefix("HL7 v2 (MLLP) is listening on ") {
+                mllp = Some(rest.trim().to_string());
+            }
+        }
+        (server, mllp.unwrap())
+    };
+    let (mut server, mllp) = started(database);
+    let t = token(&server.base, &id, &secret);
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/Organization/kc", server.base),
+        Some(r#"{"resourceType":"Organization","id":"kc","name":"Kill Children's","identifier":[{"system":"http://continuum-alliance.org/fhir/NamingSystem/hl7-facility","value":"KC"}]}"#),
+        &t,
+    );
+    assert!(status < 300, "{body}");
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/Patient/kim", server.base),
+        Some(r#"{"resourceType":"Patient","id":"kim","name":[{"family":"Kill","given":["Kim"]}],"birthDate":"2012-01-01","gender":"female","identifier":[{"system":"urn:mrn:kc","value":"K-1"}]}"#),
+        &t,
+    );
+    assert!(status < 300, "{body}");
+    // two senders stream admissions; the server is killed while they do
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
+    let mut senders = Vec::new();
+    for lane in 0..2 {
+        let (acked, addr) = (acked.clone(), mllp.clone());
+        senders.push(std::thread::spawn(move || {
+            let Ok(mut conn) = std::net::TcpStream::connect(&addr) else {
+                return;
+            };
+            for i in (lane..100_000).step_by(2) {
+                match mllp_send(&mut conn, &kill_admission(i)).as_deref() {
+                    Some("AA") => acked.lock().unwrap().push(i),
+                    Some(other) => panic!("message {i} answered {other}"),
+                    None => return,
+                }
+            }
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 60 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.child.kill().expect("SIGKILL the server");
+    server.child.wait().unwrap();
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 60, "only {} acknowledged", acked.len());
+    drop(server);
+    let (server, mllp) = started(database);
+    let t = token(&server.base, &id, &secret);
+    let total = |query: &str| -> i64 {
+        let (status, body) = http(
+            "GET",
+            &format!("{}/Encounter?{query}&_total=accurate&_count=1", server.base),
+            None,
+            &t,
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["total"]
+            .as_i64()
+            .unwrap()
+    };
+    for i in &acked {
+        assert_eq!(
+            total(&format!("identifier=urn:visit:kc|KV-{i}")),
+            1,
+            "acknowledged message K-{i} is there once"
+        );
+    }
+    let before = total("subject=Patient/kim");
+    assert!(before >= acked.len() as i64 && before <= acked.len() as i64 + 2);
+    let mut conn = std::net::TcpStream::connect(&mllp).unwrap();
+    for i in acked.iter().take(20) {
+        assert_eq!(mllp_send(&mut conn, &kill_admission(*i)).as_deref(), Some("AA"));
+    }
+    assert_eq!(total("subject=Patient/kim"), before, "a resend applies nothing twice");
+}
+
+#[test]
+fn acknowledged_messages_survive_sigkill_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    acknowledged_messages_survive_sigkill(&format!(
+        "sqlite://{}",
+        dir.path().join("k.db").display()
+    ));
+}
+
+#[test]
+fn acknowledged_messages_survive_sigkill_postgres() {
+    acknowledged_messages_survive_sigkill(&postgres_url());
 }
