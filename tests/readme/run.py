@@ -8,7 +8,8 @@ block's caller is wrong) or 5xx, or when the server logged a panic.
     tests/readme/run.py [PATH/TO/continuum]    (default: target/release/continuum)
     README_OUT=FILE keeps what the blocks printed in FILE.
 
-The only edit made to the blocks: the port, 127.0.0.1:8080 → a free one.
+The only edits made to the blocks: the ports, 127.0.0.1:8080 and the MLLP port 2575 → free ones
+(the server is started with CONTINUUM_MLLP_LISTEN, as the README's restart with --mllp does).
 """
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
@@ -51,9 +52,11 @@ def main():
     # the clone's directory, as far as the blocks can tell: `$PWD/target/release/continuum`
     os.makedirs(os.path.join(work, "target", "release"))
     os.symlink(BIN, os.path.join(work, "target", "release", "continuum"))
-    port = free_port()
+    port, mllp_port = free_port(), free_port()
     log = open(os.path.join(work, "server.log"), "w")
-    env = dict(os.environ, CONTINUUM_LISTEN=f"127.0.0.1:{port}")
+    # the README restarts the demo server with `--mllp 127.0.0.1:2575` (a ```sh block, not run
+    # here): this server listens for HL7 v2 from the start instead
+    env = dict(os.environ, CONTINUUM_LISTEN=f"127.0.0.1:{port}", CONTINUUM_MLLP_LISTEN=f"127.0.0.1:{mllp_port}")
     for k in ("CONTINUUM_DATABASE_URL", "CONTINUUM_CONFIG", "CONTINUUM_ADMIN_PASSWORD"):
         env.pop(k, None)
     ok = False
@@ -73,7 +76,7 @@ def main():
         script = ["set -eu", "shopt -s expand_aliases"]
         for n, (line, text) in enumerate(found, 1):
             script.append(f"echo '>>> README block {n} (line {line})' >&2")
-            script.append(text.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+            script.append(text.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("--port 2575", f"--port {mllp_port}"))
         path = os.path.join(work, "readme.sh")
         open(path, "w").write("\n".join(script) + "\n")
         t0 = time.time()

@@ -45,7 +45,8 @@ pub(super) fn add(out: &mut Vec<Value>, rng: &mut impl RngCore, now_ms: i64) {
         "name": [{"family": "Rivera", "given": ["Mateo"]}], "gender": "male",
         "birthDate": format!("{y:04}-{m:02}-{d:02}"),
         "address": [{"use": "home", "line": ["14 Main Street"], "city": "Old Saybrook", "state": "CT", "postalCode": "06475", "country": "US"}],
-        "managingOrganization": {"reference": "Organization/shoreline-peds"}}));
+        "managingOrganization": {"reference": "Organization/shoreline-peds"},
+        "generalPractitioner": [{"reference": "Organization/shoreline-peds", "display": "Shoreline Pediatrics"}]}));
     let services: Vec<(String, String, String)> = out
         .iter()
         .filter(|r| r["resourceType"] == "HealthcareService")
