@@ -212,6 +212,10 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_MAX_ARRAY_ITEMS",
     "CONTINUUM_MAX_INDEX_ENTRIES",
     "CONTINUUM_MAX_BUNDLE_ENTRIES",
+    "CONTINUUM_MLLP_LISTEN",
+    "CONTINUUM_MLLP_MAX_MESSAGE_BYTES",
+    "CONTINUUM_MLLP_TLS_CERT",
+    "CONTINUUM_MLLP_TLS_KEY",
 ];
 
 /// Variables the project's scripts and tests read, not the server: never warned about.
@@ -221,6 +225,7 @@ const TOOL_KEYS: &[&str] = &[
     "CONTINUUM_FHIR_URL",
     "CONTINUUM_CLIENT_ID",
     "CONTINUUM_CLIENT_SECRET",
+    "CONTINUUM_MLLP_PORT",
 ];
 
 impl Config {
