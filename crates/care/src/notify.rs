@@ -95,6 +95,25 @@ pub fn retry_after_ms(attempts: u32) -> Option<i64> {
 /// Deliveries tried before a message is marked failed.
 pub const MAX_ATTEMPTS: u32 = 12;
 
+/// How long a Subscription's notification is retried by default before the Subscription is
+/// put in `error`: a day (a receiver down overnight still gets everything).
+pub const REST_HOOK_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// When to try a failed rest-hook notification again: 30 s after the first failure, doubling
+/// up to an hour, for as long as the next try falls within `window_ms` of the notification's
+/// creation (`created_ms`); `None` once it would not — the notification is then failed and its
+/// Subscription put in `error`, never dropped silently.
+pub fn rest_hook_retry_after_ms(
+    attempts: u32,
+    created_ms: i64,
+    now_ms: i64,
+    window_ms: i64,
+) -> Option<i64> {
+    let exp = attempts.saturating_sub(1).min(20);
+    let wait = (30_000i64 << exp).min(3_600_000);
+    (now_ms + wait <= created_ms + window_ms).then_some(wait)
+}
+
 /// What a message says about a visit.
 #[derive(Debug, Clone)]
 pub struct Visit<'a> {
@@ -230,6 +249,31 @@ mod tests {
             Kind::WaitlistOffer.event_key("a1", 5, "s9"),
             "waitlist-offer:a1:s9"
         );
+    }
+
+    #[test]
+    fn rest_hooks_are_retried_for_the_whole_window_then_given_up() {
+        let day = REST_HOOK_WINDOW_MS;
+        // a receiver that never answers: tried until the day is over, then given up
+        let (mut now, mut attempts, mut waits) = (0i64, 1u32, Vec::new());
+        while let Some(wait) = rest_hook_retry_after_ms(attempts, 0, now, day) {
+            waits.push(wait);
+            now += wait;
+            attempts += 1;
+        }
+        assert_eq!(&waits[..4], &[30_000, 60_000, 120_000, 240_000]);
+        assert!(waits.iter().all(|w| *w <= 3_600_000));
+        assert!(
+            now <= day && now > day - 3_600_000,
+            "retried to the end of the day: {now}"
+        );
+        assert!(
+            attempts > MAX_ATTEMPTS,
+            "more tries than a message gets: {attempts}"
+        );
+        // a shorter window (configured) gives up sooner
+        assert_eq!(rest_hook_retry_after_ms(1, 0, 0, 10_000), None);
+        assert_eq!(rest_hook_retry_after_ms(1, 0, 0, 30_000), Some(30_000));
     }
 
     #[test]

@@ -370,7 +370,9 @@ fn notifier(config: &Config) -> Result<server::notify::Notifier> {
             server::notify::Transport::smtp(url.expose(), from).map_err(anyhow::Error::msg)?
         }
     };
-    Ok(server::notify::Notifier::new(transport))
+    let mut notifier = server::notify::Notifier::new(transport);
+    notifier.rest_hook_window_ms = config.subscription_retry_hours as i64 * 3_600_000;
+    Ok(notifier)
 }
 
 /// Loads the demo alliance once (then tops up its slots).

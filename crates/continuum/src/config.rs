@@ -55,6 +55,9 @@ pub struct FileConfig {
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
     pub notify_interval_seconds: Option<usize>,
+    /// How long a Subscription's notification is retried before the Subscription is put in
+    /// `error` (hours, default 24).
+    pub subscription_retry_hours: Option<usize>,
     pub signing_key_secret: Option<String>,
     pub signing_key_file: Option<String>,
     pub placeholder_names: Option<Vec<String>>,
@@ -120,6 +123,7 @@ pub struct Config {
     /// How notifications leave the server.
     pub notify: NotifySettings,
     pub notify_interval_seconds: usize,
+    pub subscription_retry_hours: usize,
     /// What seals the token signing keys at rest.
     pub signing_key_seal: KeySealSource,
     /// Given-name words that mark an unnamed newborn, beyond the built-in list (Baby, Boy,
@@ -212,6 +216,7 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_MAX_ARRAY_ITEMS",
     "CONTINUUM_MAX_INDEX_ENTRIES",
     "CONTINUUM_MAX_BUNDLE_ENTRIES",
+    "CONTINUUM_SUBSCRIPTION_RETRY_HOURS",
     "CONTINUUM_MLLP_LISTEN",
     "CONTINUUM_MLLP_MAX_MESSAGE_BYTES",
     "CONTINUUM_MLLP_TLS_CERT",
@@ -526,6 +531,13 @@ impl Config {
             DEFAULT_NOTIFY_INTERVAL_SECONDS,
         )?
         .max(1);
+        let subscription_retry_hours = number(
+            None,
+            "CONTINUUM_SUBSCRIPTION_RETRY_HOURS",
+            file.subscription_retry_hours,
+            24,
+        )?
+        .max(1);
         let signing_key_seal = match (
             text_setting("CONTINUUM_SIGNING_KEY_SECRET", &file.signing_key_secret),
             text_setting("CONTINUUM_SIGNING_KEY_FILE", &file.signing_key_file),
@@ -558,6 +570,7 @@ impl Config {
             referrals,
             notify,
             notify_interval_seconds,
+            subscription_retry_hours,
             secure_cookies,
             admin_password: env.get("CONTINUUM_ADMIN_PASSWORD").cloned().map(Secret),
             oidc: {

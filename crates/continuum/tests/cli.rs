@@ -1035,7 +1035,10 @@ fn mllp_send(conn: &mut std::net::TcpStream, message: &str) -> Option<String> {
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&got).to_string();
-    let msa = text.split('\r').find(|s| s.starts_with("MSA|"))?.to_string();
+    let msa = text
+        .split('\r')
+        .find(|s| s.starts_with("MSA|"))?
+        .to_string();
     msa.split('|').nth(1).map(str::to_string)
 }
 
@@ -1071,14 +1074,18 @@ fn acknowledged_messages_survive_sigkill(database: &str) {
     let (status, body) = http(
         "PUT",
         &format!("{}/Organization/kc", server.base),
-        Some(r#"{"resourceType":"Organization","id":"kc","name":"Kill Children's","identifier":[{"system":"http://continuum-alliance.org/fhir/NamingSystem/hl7-facility","value":"KC"}]}"#),
+        Some(
+            r#"{"resourceType":"Organization","id":"kc","name":"Kill Children's","identifier":[{"system":"http://continuum-alliance.org/fhir/NamingSystem/hl7-facility","value":"KC"}]}"#,
+        ),
         &t,
     );
     assert!(status < 300, "{body}");
     let (status, body) = http(
         "PUT",
         &format!("{}/Patient/kim", server.base),
-        Some(r#"{"resourceType":"Patient","id":"kim","name":[{"family":"Kill","given":["Kim"]}],"birthDate":"2012-01-01","gender":"female","identifier":[{"system":"urn:mrn:kc","value":"K-1"}]}"#),
+        Some(
+            r#"{"resourceType":"Patient","id":"kim","name":[{"family":"Kill","given":["Kim"]}],"birthDate":"2012-01-01","gender":"female","identifier":[{"system":"urn:mrn:kc","value":"K-1"}]}"#,
+        ),
         &t,
     );
     assert!(status < 300, "{body}");
@@ -1137,9 +1144,16 @@ fn acknowledged_messages_survive_sigkill(database: &str) {
     assert!(before >= acked.len() as i64 && before <= acked.len() as i64 + 2);
     let mut conn = std::net::TcpStream::connect(&mllp).unwrap();
     for i in acked.iter().take(20) {
-        assert_eq!(mllp_send(&mut conn, &kill_admission(*i)).as_deref(), Some("AA"));
+        assert_eq!(
+            mllp_send(&mut conn, &kill_admission(*i)).as_deref(),
+            Some("AA")
+        );
     }
-    assert_eq!(total("subject=Patient/kim"), before, "a resend applies nothing twice");
+    assert_eq!(
+        total("subject=Patient/kim"),
+        before,
+        "a resend applies nothing twice"
+    );
 }
 
 #[test]

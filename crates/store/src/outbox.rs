@@ -48,9 +48,11 @@ pub struct Message {
     pub state: String,
     pub last_error: Option<String>,
     pub sent_ms: Option<i64>,
+    /// When it was written (or last resent).
+    pub created_ms: i64,
 }
 
-const COLUMNS: &str = "id, event_key, recipient, kind, channel, target, communication_id, payload, due_ms, attempts, state, last_error, sent_ms";
+const COLUMNS: &str = "id, event_key, recipient, kind, channel, target, communication_id, payload, due_ms, attempts, state, last_error, sent_ms, created_ms";
 
 fn message(row: Vec<SqlValue>) -> Option<Message> {
     let mut it = row.into_iter();
@@ -70,6 +72,7 @@ fn message(row: Vec<SqlValue>) -> Option<Message> {
     let state = it.next().and_then(SqlValue::into_string)?;
     let last_error = it.next().and_then(SqlValue::into_string);
     let sent_ms = it.next().and_then(|v| v.as_i64());
+    let created_ms = it.next().and_then(|v| v.as_i64()).unwrap_or(0);
     Some(Message {
         id,
         event_key,
@@ -84,6 +87,7 @@ fn message(row: Vec<SqlValue>) -> Option<Message> {
         state,
         last_error,
         sent_ms,
+        created_ms,
     })
 }
 
@@ -231,6 +235,26 @@ impl Tx<'_> {
             .into_iter()
             .filter_map(message)
             .collect())
+    }
+
+    /// A message by its id.
+    pub fn outbox_message(&mut self, id: &str) -> Result<Option<Message>, StoreError> {
+        let rows = self.conn().query(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?"),
+            &[id.into()],
+        )?;
+        Ok(rows.into_iter().next().and_then(message))
+    }
+
+    /// Puts a message back to be delivered now, with fresh attempts and a fresh retry window
+    /// (a resend asked for by an administrator).
+    pub fn outbox_resend(&mut self, id: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        let n = self.conn().execute(
+            "UPDATE outbox SET state = 'pending', due_ms = ?, attempts = 0, created_ms = ?, sent_ms = NULL WHERE id = ?",
+            &[now.into(), now.into(), id.into()],
+        )?;
+        Ok(n == 1)
     }
 
     /// How many messages went to a recipient (a Subscription's event count).

@@ -4,4 +4,5 @@
 
 pub mod identity_reviews;
 pub mod referrals;
+pub mod subscriptions;
 pub mod transition;

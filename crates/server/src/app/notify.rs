@@ -316,6 +316,9 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub struct Notifier {
     pub transport: Transport,
     pub http: reqwest::Client,
+    /// How long a Subscription's notification is retried before the Subscription is put in
+    /// `error` (`subscription_retry_hours`, default 24 h).
+    pub rest_hook_window_ms: i64,
 }
 
 impl Notifier {
@@ -326,7 +329,22 @@ impl Notifier {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .expect("an HTTP client"),
+            rest_hook_window_ms: care::notify::REST_HOOK_WINDOW_MS,
         }
+    }
+}
+
+/// When a failed message is tried again (`None`: given up).
+fn retry_after(m: &store::Message, now_ms: i64, rest_hook_window_ms: i64) -> Option<i64> {
+    if m.channel == "rest-hook" {
+        care::notify::rest_hook_retry_after_ms(
+            m.attempts as u32,
+            m.created_ms,
+            now_ms,
+            rest_hook_window_ms,
+        )
+    } else {
+        care::notify::retry_after_ms(m.attempts as u32)
     }
 }
 
@@ -365,7 +383,12 @@ pub async fn deliver_due(api: &App, notifier: &Notifier) -> Result<DeliveryRepor
                 }
             }
             for m in &stale {
-                settle(tx, m, Settled::Skipped("the appointment changed".into()))?;
+                settle(
+                    tx,
+                    m,
+                    Settled::Skipped("the appointment changed".into()),
+                    care::notify::REST_HOOK_WINDOW_MS,
+                )?;
             }
             let described = (!stale.is_empty())
                 .then(|| format!("skipped {} reminders of changed appointments", stale.len()));
@@ -385,22 +408,23 @@ pub async fn deliver_due(api: &App, notifier: &Notifier) -> Result<DeliveryRepor
         let result = send(notifier, &m).await;
         outcomes.push((m, result));
     }
+    let window = notifier.rest_hook_window_ms;
     let counts = api
         .system_job("notify:deliver", move |tx, _ctx| {
             let mut r = DeliveryReport::default();
             for (m, result) in outcomes {
                 match result {
                     Ok(()) => {
-                        settle(tx, &m, Settled::Sent)?;
+                        settle(tx, &m, Settled::Sent, window)?;
                         r.sent += 1;
                     }
                     Err(e) => {
-                        if care::notify::retry_after_ms(m.attempts as u32).is_some() {
+                        if retry_after(&m, tx.now(), window).is_some() {
                             r.retrying += 1;
                         } else {
                             r.failed += 1;
                         }
-                        settle(tx, &m, Settled::Failed(e))?;
+                        settle(tx, &m, Settled::Failed(e), window)?;
                     }
                 }
             }
@@ -448,12 +472,17 @@ fn reminder_still_true(tx: &mut CallerTx, m: &store::Message) -> Result<bool, Ap
 
 /// Records a message's outcome and its Communication's status (`completed` with `sent`,
 /// `not-done` when skipped, `stopped` when given up; still `preparation` while retrying).
-fn settle(tx: &mut CallerTx, m: &store::Message, how: Settled) -> Result<(), ApiError> {
+fn settle(
+    tx: &mut CallerTx,
+    m: &store::Message,
+    how: Settled,
+    rest_hook_window_ms: i64,
+) -> Result<(), ApiError> {
     let now = tx.now();
     let (state, retry_at, error, status, reason) = match &how {
         Settled::Sent => ("sent", None, None, Some("completed"), None),
         Settled::Skipped(why) => ("skipped", None, None, Some("not-done"), Some(why.clone())),
-        Settled::Failed(e) => match care::notify::retry_after_ms(m.attempts as u32) {
+        Settled::Failed(e) => match retry_after(m, now, rest_hook_window_ms) {
             Some(wait) => ("pending", Some(now + wait), Some(e.clone()), None, None),
             None => (
                 "failed",
@@ -470,6 +499,19 @@ fn settle(tx: &mut CallerTx, m: &store::Message, how: Settled) -> Result<(), Api
         retry_at,
         error.as_deref(),
     )?;
+    if state == "failed"
+        && m.channel == "rest-hook"
+        && let Some(sub) = m.recipient.strip_prefix("Subscription/")
+    {
+        let why = format!(
+            "notifications to {} failed for {} hours ({} attempts; the last: {}); set the status back to active once the endpoint answers, and resend what failed (POST /api/subscriptions/{sub}/deliveries/{{id}}/resend)",
+            m.target.as_deref().unwrap_or("the endpoint"),
+            (now - m.created_ms).max(0) / 3_600_000,
+            m.attempts,
+            error.as_deref().unwrap_or("unknown")
+        );
+        super::subscriptions::put_in_error(tx, sub, &why)?;
+    }
     if let (Some(status), Some(cid)) = (status, &m.communication_id)
         && let Some(prev) =
             tx.on_behalf(store::OnBehalf::Notifications)

@@ -249,3 +249,28 @@ pub(crate) fn notify_written(tx: &mut CallerTx, ctx: &Ctx) -> Result<(), ApiErro
     }
     Ok(())
 }
+
+/// Puts a Subscription in `error` with the reason (its notifications could not be delivered
+/// within the retry window): it is no longer matched until someone sets it active again.
+pub(crate) fn put_in_error(tx: &mut CallerTx, id: &str, why: &str) -> Result<(), ApiError> {
+    let Some(prev) =
+        tx.on_behalf(store::OnBehalf::Subscriptions)
+            .current("Subscription", id, false)?
+    else {
+        return Ok(());
+    };
+    if prev.deleted {
+        return Ok(());
+    }
+    let mut sub = body(&prev);
+    if sub["status"] == json!("off") {
+        return Ok(());
+    }
+    sub["status"] = json!("error");
+    sub["error"] = json!(why);
+    let index = fhir::search::extract(fhir::search::registry(), &sub);
+    tx.on_behalf(store::OnBehalf::Subscriptions)
+        .update(&prev, &mut sub, &index)?;
+    tx.trail.add("Subscription", id, &[]);
+    Ok(())
+}

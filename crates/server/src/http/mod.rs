@@ -87,6 +87,14 @@ pub fn router(state: AppState) -> axum::Router {
             "/api/identity/reviews/{id}/{decision}",
             post(identity_decision),
         )
+        .route(
+            "/api/subscriptions/{id}/deliveries",
+            get(subscription_deliveries),
+        )
+        .route(
+            "/api/subscriptions/{id}/deliveries/{delivery}/resend",
+            post(subscription_resend),
+        )
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))
@@ -529,6 +537,60 @@ async fn identity_reviews(State(state): State<AppState>, req: Request) -> Respon
             &state.api,
             who.caller.clone(),
             wanted.as_deref(),
+            client_address(&parts),
+        )
+        .await,
+    )
+}
+
+/// `GET /api/subscriptions/{id}/deliveries`.
+async fn subscription_deliveries(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    api_answer(
+        crate::api::subscriptions::deliveries(
+            &state.api,
+            who.caller.clone(),
+            &id,
+            client_address(&parts),
+        )
+        .await,
+    )
+}
+
+/// `POST /api/subscriptions/{id}/deliveries/{delivery}/resend`.
+async fn subscription_resend(
+    State(state): State<AppState>,
+    axum::extract::Path((id, delivery)): axum::extract::Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    if !who
+        .may_write(header_str(&parts.headers, HeaderName::from_static("x-csrf-token")).as_deref())
+    {
+        return outcome_response(
+            403,
+            IssueType::Forbidden,
+            "a signed-in console session must send its CSRF token in the X-CSRF-Token header to change data",
+        );
+    }
+    api_answer(
+        crate::api::subscriptions::resend(
+            &state.api,
+            who.caller.clone(),
+            &id,
+            &delivery,
             client_address(&parts),
         )
         .await,

@@ -278,6 +278,18 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
             "/api/identity/reviews/house-pair/accept",
             None,
         ),
+        case(
+            "subscription-deliveries",
+            "GET",
+            "/api/subscriptions/house-sub/deliveries",
+            None,
+        ),
+        case(
+            "subscription-resend",
+            "POST",
+            "/api/subscriptions/house-sub/deliveries/nothing/resend",
+            None,
+        ),
     ];
     let mut covered: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.of).collect();
     // metadata is the one interaction that is not audited: it discloses nothing

@@ -1087,6 +1087,133 @@ both_engines!(
     subscriptions_notify_rest_hooks_with_ids_only,
 );
 
+/// A rest-hook Subscription whose endpoint is down is retried with backoff for a day, then
+/// put in `error` with the reason — its deliveries visible, a failed one resent once the
+/// endpoint answers; never dropped silently.
+async fn subscriptions_retry_for_a_day_then_error_and_resend(engine: Engine) {
+    let clock = Arc::new(care::FixedClock::at(now_ms()));
+    let app = TestApp::spawn_with_clock(engine, Default::default(), clock.clone()).await;
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (u, g) = (up.clone(), got.clone());
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (u, g) = (u.clone(), g.clone());
+            async move {
+                if u.load(std::sync::atomic::Ordering::SeqCst) {
+                    g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    axum::http::StatusCode::NO_CONTENT
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let r = app
+        .post(
+            "Subscription",
+            &json!({"resourceType": "Subscription", "status": "active", "reason": "new girls",
+                "criteria": "Patient?gender=female",
+                "channel": {"type": "rest-hook", "endpoint": url, "payload": "application/fhir+json"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sub = r.json()["id"].as_str().unwrap().to_string();
+    app.create(json!({"resourceType": "Patient", "gender": "female", "birthDate": "2015-01-01"}))
+        .await;
+    let notifier = server::notify::Notifier::new(server::notify::Transport::Log);
+    let api = api(&app);
+    let started = care::Clock::now_ms(clock.as_ref());
+    let mut tries = 0;
+    let mut failed = 0;
+    for _ in 0..200 {
+        let r = server::notify::deliver_due(&api, &notifier).await.unwrap();
+        tries += r.retrying + r.failed;
+        failed += r.failed;
+        if failed > 0 {
+            break;
+        }
+        clock.advance(3_600_000 + 1_000);
+    }
+    let elapsed = care::Clock::now_ms(clock.as_ref()) - started;
+    assert_eq!(failed, 1, "given up once");
+    assert!(
+        tries > 12,
+        "retried beyond a message's 12 attempts: {tries}"
+    );
+    assert!(
+        (23 * 3_600_000..=25 * 3_600_000).contains(&elapsed),
+        "retried for a day: {elapsed} ms"
+    );
+    let s = app.get(&format!("Subscription/{sub}")).await.json();
+    assert_eq!(s["status"], "error");
+    let why = s["error"].as_str().unwrap();
+    assert!(why.contains(&url) && why.contains("503"), "{why}");
+    let d = app
+        .get(&format!("/api/subscriptions/{sub}/deliveries"))
+        .await
+        .json();
+    assert_eq!(
+        (d["failed"].as_i64(), d["sent"].as_i64()),
+        (Some(1), Some(0)),
+        "{d}"
+    );
+    let delivery = d["deliveries"][0].clone();
+    assert_eq!(delivery["state"], "failed");
+    assert_eq!(delivery["attempts"].as_u64(), Some(tries as u64));
+    assert!(delivery["lastError"].as_str().unwrap().contains("503"));
+    assert!(delivery["focus"].as_str().unwrap().contains("Patient/"));
+    // in error, it is not matched
+    app.create(json!({"resourceType": "Patient", "gender": "female", "birthDate": "2016-01-01"}))
+        .await;
+    let d = app
+        .get(&format!("/api/subscriptions/{sub}/deliveries"))
+        .await
+        .json();
+    assert_eq!(d["deliveries"].as_array().unwrap().len(), 1);
+    // who may not change Subscriptions may not see or resend deliveries
+    let clinician = app.client_with(
+        &app.token_for("user/*.cruds", &["clinician@vorg"], &[])
+            .await,
+    );
+    let id = delivery["id"].as_str().unwrap();
+    let path = format!("/api/subscriptions/{sub}/deliveries/{id}/resend");
+    assert_eq!(app.send(clinician.post(app.url(&path))).await.status, 404);
+    assert_eq!(
+        app.send(app.client.post(app.url(&format!(
+            "/api/subscriptions/{sub}/deliveries/nothing/resend"
+        ))))
+        .await
+        .status,
+        404
+    );
+    // the endpoint is back: resent, delivered
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = app.send(app.client.post(app.url(&path))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["deliveries"][0]["state"], "pending");
+    let again = app.send(app.client.post(app.url(&path))).await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    let r = server::notify::deliver_due(&api, &notifier).await.unwrap();
+    assert_eq!(r.sent, 1, "{r:?}");
+    assert_eq!(got.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+mod subscriptions_with_a_moving_clock {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::subscriptions_retry_for_a_day_then_error_and_resend(super::Engine::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::subscriptions_retry_for_a_day_then_error_and_resend(super::Engine::Postgres).await
+    }
+}
+
 mod outbox_with_a_moving_clock {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
