@@ -116,38 +116,69 @@ pub async fn resend(
         caller,
         Work::request("subscription-resend", true, address),
         app.ctx(String::new(), Prefer::default()),
-        move |tx, ctx| {
-            let sub = subscription(tx, &id)?;
-            // who may change the Subscription may resend its notifications (the policy's
-            // decision on the Subscription as it stands)
-            let stored = tx
-                .current("Subscription", &id, false)?
-                .ok_or_else(|| not_found(&id))?;
-            let index = fhir::search::extract(ctx.registry, &sub);
-            tx.permit_update(&stored, &sub, &index)?
-                .map_err(|r| ApiError::refused(r, "Subscription", &id))?;
-            let Some(m) = tx
-                .on_behalf(store::OnBehalf::Subscriptions)
-                .outbox_message(&delivery_id)?
-                .filter(|m| m.recipient == format!("Subscription/{id}"))
-            else {
-                return Err(ApiError::not_found(format!(
-                    "Subscription/{id} has no delivery {delivery_id}"
-                )));
-            };
-            if m.state == "pending" {
-                return Err(ApiError::new(
-                    409,
-                    IssueType::Conflict,
-                    "this notification is still being delivered (pending); it needs no resend",
-                ));
-            }
-            tx.on_behalf(store::OnBehalf::Subscriptions)
-                .outbox_resend(&m.id)?;
-            tx.trail.add("Subscription", &id, &[]);
-            tx.trail.description = Some(format!("notification {} resent", m.id));
-            deliveries_of(tx, &id, &sub)
-        },
+        move |tx, ctx| resend_in(tx, ctx, &id, &delivery_id),
     )
     .await
+}
+
+/// Resends one of a Subscription's notifications, in the caller's unit of work (the JSON API
+/// and the console's admin page): who may change the Subscription may resend.
+pub(crate) fn resend_in(
+    tx: &mut CallerTx,
+    ctx: &crate::app::Ctx,
+    id: &str,
+    delivery_id: &str,
+) -> Result<Value, ApiError> {
+    let sub = subscription(tx, id)?;
+    // the policy's decision on the Subscription as it stands
+    let stored = tx
+        .current("Subscription", id, false)?
+        .ok_or_else(|| not_found(id))?;
+    let index = fhir::search::extract(ctx.registry, &sub);
+    tx.permit_update(&stored, &sub, &index)?
+        .map_err(|r| ApiError::refused(r, "Subscription", id))?;
+    let Some(m) = tx
+        .on_behalf(store::OnBehalf::Subscriptions)
+        .outbox_message(delivery_id)?
+        .filter(|m| m.recipient == format!("Subscription/{id}"))
+    else {
+        return Err(ApiError::not_found(format!(
+            "Subscription/{id} has no delivery {delivery_id}"
+        )));
+    };
+    if m.state == "pending" {
+        return Err(ApiError::new(
+            409,
+            IssueType::Conflict,
+            "this notification is still being delivered (pending); it needs no resend",
+        ));
+    }
+    tx.on_behalf(store::OnBehalf::Subscriptions)
+        .outbox_resend(&m.id)?;
+    tx.trail.add("Subscription", id, &[]);
+    tx.trail.description = Some(format!("notification {} resent", m.id));
+    deliveries_of(tx, id, &sub)
+}
+
+/// What the console's admin page shows of the Subscriptions the caller may read: each one's
+/// status and error, its counts, and its notifications that failed (the newest 10).
+pub(crate) fn overview(tx: &mut CallerTx, ctx: &crate::app::Ctx) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::new();
+    for s in crate::app::resources::search(tx, ctx, "Subscription", &[])? {
+        let sub = body(&s);
+        let mut d = deliveries_of(tx, &s.id, &sub)?;
+        let failed: Vec<Value> = d["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["state"] == "failed")
+            .take(10)
+            .cloned()
+            .collect();
+        d["deliveries"] = json!(failed);
+        d["id"] = json!(s.id);
+        d["criteria"] = sub.get("criteria").cloned().unwrap_or(Value::Null);
+        out.push(d);
+    }
+    Ok(out)
 }

@@ -689,8 +689,66 @@ async fn the_family_page_follows_the_policy(app: TestApp) {
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+/// The admin page shows the Subscriptions with their failed notifications and resends one;
+/// a coordinator sees none and may resend none; the hospital messages are listed.
+async fn the_admin_page_shows_deliveries_and_resends(app: TestApp) {
+    world(&app).await;
+    let r = app
+        .post(
+            "Subscription",
+            &json!({"resourceType": "Subscription", "status": "active", "reason": "patients",
+                "criteria": "Patient?gender=female",
+                "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:9/hook"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let sub = r.json()["id"].as_str().unwrap().to_string();
+    app.create(json!({"resourceType": "Patient", "gender": "female", "birthDate": "2014-01-01"}))
+        .await;
+    let recipient = format!("Subscription/{sub}");
+    let m = app
+        .store
+        .write(move |tx| {
+            let m = tx.outbox_list(Some(&recipient), None, 10)?.remove(0);
+            tx.outbox_settle(&m.id, "failed", None, Some("the receiver answered 503"))?;
+            Ok::<_, store::StoreError>(m)
+        })
+        .await
+        .unwrap();
+    let admin = sign_in(&app, "ada", &["alliance-admin"], &[]).await;
+    let page = admin.get(&app, "/admin").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("Patient?gender=female"),
+        "the Subscription is listed"
+    );
+    assert!(page.text.contains("the receiver answered 503"));
+    let action = format!("/admin/subscriptions/{sub}/deliveries/{}/resend", m.id);
+    assert!(page.text.contains(&action), "a Resend button");
+    let coordinator = sign_in(&app, "cora", &["coordinator@cc"], &[]).await;
+    let theirs = coordinator.get(&app, "/admin").await;
+    assert!(!theirs.text.contains("Patient?gender=female"));
+    let refused = coordinator.post(&app, &action, &[], true).await;
+    assert!(refused.status >= 400, "{}", refused.status);
+    let done = admin.post(&app, &action, &[], true).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(
+        done.header("location").as_deref(),
+        Some("/admin?done=resent")
+    );
+    let id = m.id.clone();
+    let again = app
+        .store
+        .read(move |tx| tx.outbox_message(&id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.state.as_str(), again.attempts), ("pending", 0));
+}
+
 both_engines!(
     console_pages_are_units_of_work,
     console_forms_are_decided_like_the_api,
     the_family_page_follows_the_policy,
+    the_admin_page_shows_deliveries_and_resends,
 );

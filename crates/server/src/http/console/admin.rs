@@ -339,12 +339,49 @@ pub async fn page(
         }
         clinicians
             .sort_by(|a, b| (&a.organization_id, &a.name).cmp(&(&b.organization_id, &b.name)));
-        Ok((orgs, sites, templates, accounts, service_rows, clinicians))
+        // the Subscriptions the caller may read, with their failed notifications; the hospital
+        // messages received lately (for administrators: the register names patients' records)
+        let subscriptions = crate::api::subscriptions::overview(tx, ctx)?;
+        let hospital = if manages_accounts(tx) {
+            tx.on_behalf(store::OnBehalf::HospitalEvents)
+                .hl7_messages(None, None, 20)?
+                .into_iter()
+                .map(|m| HospitalMessage {
+                    received: care::notify::eastern(m.received_ms),
+                    sender: m.sender.replace('|', " · "),
+                    control_id: m.control_id,
+                    event: m.event,
+                    state: m.state,
+                    detail: m.detail,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((
+            orgs,
+            sites,
+            templates,
+            accounts,
+            service_rows,
+            clinicians,
+            subscriptions,
+            hospital,
+        ))
     })
     .await;
     let may_edit = s.is_admin() || s.has(care::access::Role::Coordinator);
     match result {
-        Ok((orgs, sites, templates, accounts, service_rows, clinicians)) => render_flash(
+        Ok((
+            orgs,
+            sites,
+            templates,
+            accounts,
+            service_rows,
+            clinicians,
+            subscriptions,
+            hospital,
+        )) => render_flash(
             &s,
             "/admin",
             "console/admin.html",
@@ -353,10 +390,48 @@ pub async fn page(
                 orgs => tpl(&orgs), sites => tpl(&sites), schedules => tpl(&templates),
                 services => tpl(&service_rows), clinicians => tpl(&clinicians),
                 accounts => accounts.map(|a| tpl(&a)), may_edit => may_edit,
-                me_name => s.user.clone(),
+                me_name => s.user.clone(), subscriptions => subscriptions,
+                hospital => tpl(&hospital),
             },
             flash,
         ),
+        Err(e) => error_page(Some(&s), &e),
+    }
+}
+
+/// A hospital message as the admin page lists it.
+#[derive(serde::Serialize)]
+struct HospitalMessage {
+    received: String,
+    sender: String,
+    control_id: String,
+    event: String,
+    state: String,
+    detail: String,
+}
+
+/// `POST /admin/subscriptions/{id}/deliveries/{delivery}/resend`: one failed notification
+/// delivered again (the same rule as the JSON API's).
+pub async fn resend_delivery(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path((id, delivery)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (s, form) = match posted(&state, req, addr, "/admin").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let done = write(
+        &state,
+        &s,
+        &form,
+        "console-subscription-resend",
+        move |tx, ctx| crate::api::subscriptions::resend_in(tx, ctx, &id, &delivery).map(|_| ()),
+    )
+    .await;
+    match done {
+        Ok(()) => see_other("/admin", "resent"),
         Err(e) => error_page(Some(&s), &e),
     }
 }

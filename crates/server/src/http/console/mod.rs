@@ -72,6 +72,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/clients", post(admin::add_client))
         .route("/admin/keys/rotate", post(admin::rotate_keys))
         .route("/admin/users/{name}/{action}", post(admin::user_action))
+        .route(
+            "/admin/subscriptions/{id}/deliveries/{delivery}/resend",
+            post(admin::resend_delivery),
+        )
 }
 
 /// The signed-in user of a console request.
@@ -461,6 +465,7 @@ pub fn done_words(code: Option<&String>) -> Option<String> {
         }
         "assessment-saved" => "Your answers were saved. Thank you.",
         "user-disabled" => "The account was disabled.",
+        "resent" => "The notification will be delivered again now.",
         "user-enabled" => "The account was enabled.",
         "keys-rotated" => {
             "A new signing key signs tokens from now on; tokens signed by the old one stay valid until they expire."
