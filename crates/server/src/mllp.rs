@@ -285,7 +285,14 @@ where
             }
             Frame::TooLarge { head, size } => {
                 tracing::info!(bytes = size, "HL7 message refused: too large");
-                too_large(&app, &head, size, config.max_message_bytes)
+                crate::app::adt::oversized(
+                    &app,
+                    &head,
+                    size,
+                    config.max_message_bytes,
+                    Some(peer.ip().to_string()),
+                )
+                .await
             }
         };
         match tokio::time::timeout(config.frame_timeout, framed.send(ack)).await {
@@ -294,25 +301,6 @@ where
         }
         idle_since = tokio::time::Instant::now();
     }
-}
-
-/// The AR of a message over the limit (its header read from its first bytes).
-fn too_large(app: &App, head: &[u8], size: usize, max: usize) -> String {
-    let text = String::from_utf8_lossy(head);
-    let header = care::hl7::message::header(&text);
-    let error = care::hl7::Hl7Error::new(
-        care::hl7::ErrorCode::SegmentSequence,
-        None,
-        format!("the message is {size} bytes; at most {max} are taken"),
-    );
-    care::hl7::ack(
-        header.as_ref(),
-        care::hl7::AckCode::Rejected,
-        &error.message,
-        Some(&error),
-        &uuid::Uuid::new_v4().simple().to_string()[..20],
-        &care::hl7::dtm_of(app.store().clock().now_ms()),
-    )
 }
 
 #[cfg(test)]

@@ -159,6 +159,44 @@ pub async fn receive(app: &App, bytes: &[u8], peer: Option<String>) -> (Received
     (received, ack)
 }
 
+/// The AR of a message over the listener's limit (its header read from its first bytes),
+/// audited as a refusal like any other message.
+pub async fn oversized(
+    app: &App,
+    head: &[u8],
+    size: usize,
+    max: usize,
+    peer: Option<String>,
+) -> String {
+    let text = String::from_utf8_lossy(head);
+    let header = care::hl7::message::header(&text);
+    let caller = hospital_caller(
+        header
+            .as_ref()
+            .map(|h| h.sending_facility.as_str())
+            .unwrap_or(""),
+    );
+    if let Err(e) = app
+        .audit_refusal(&caller, &Work::request("hl7-message", false, peer), 413)
+        .await
+    {
+        tracing::error!(status = e.status, "could not record the refused message");
+    }
+    let error = Hl7Error::new(
+        ErrorCode::SegmentSequence,
+        None,
+        format!("the message is {size} bytes; at most {max} are taken"),
+    );
+    care::hl7::ack(
+        header.as_ref(),
+        AckCode::Rejected,
+        &error.message,
+        Some(&error),
+        &uuid::Uuid::new_v4().simple().to_string()[..20],
+        &care::hl7::dtm_of(app.store().clock().now_ms()),
+    )
+}
+
 /// How the patient of a message was resolved.
 enum Resolution {
     Found(Stored),

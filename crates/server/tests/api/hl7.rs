@@ -386,8 +386,15 @@ async fn bad_messages_are_refused_and_write_nothing(app: TestApp) {
         (good.replacen("|20110314|", "|20111399|", 1), "AE", "102"),
     ];
     let mut conn = app.mllp_connect().await;
+    let audited = || async { app.store.read(store::audit::count).await.unwrap() };
     for (text, ack, err) in &cases {
+        let before_audit = audited().await;
         let answer = mllp_exchange(&mut conn, text.as_bytes()).await;
+        assert_eq!(
+            audited().await - before_audit,
+            1,
+            "one AuditEvent per message: {text:?}"
+        );
         let (code, control, words, e) = msa(&answer);
         assert_eq!(&code, ack, "{text:?} → {answer:?}");
         let e = e.unwrap_or_else(|| panic!("an ERR segment: {answer:?}"));
@@ -401,13 +408,32 @@ async fn bad_messages_are_refused_and_write_nothing(app: TestApp) {
     }
     // 10 MB in one frame: AR, and the connection still answers the next message
     let huge = format!("{good}NTE|1||{}\r", "x".repeat(10 * 1024 * 1024));
+    let before_audit = audited().await;
     let answer = mllp_exchange(&mut conn, huge.as_bytes()).await;
+    assert_eq!(
+        audited().await - before_audit,
+        1,
+        "the oversized one is audited too"
+    );
     let (code, control, words, _) = msa(&answer);
     assert_eq!((code.as_str(), control.as_str()), ("AR", "B-0"), "{words}");
     assert!(words.contains("at most"), "{words}");
     assert_eq!(app.row_counts().await, before, "nothing written");
+    let before_audit = audited().await;
     let (code, _, _, _) = msa(&mllp_exchange(&mut conn, good.as_bytes()).await);
     assert_eq!(code, "AA");
+    assert_eq!(
+        audited().await - before_audit,
+        1,
+        "one AuditEvent for an applied message"
+    );
+    let (code, _, _, _) = msa(&mllp_exchange(&mut conn, good.as_bytes()).await);
+    assert_eq!(code, "AA");
+    assert_eq!(
+        audited().await - before_audit,
+        2,
+        "and one for a message known again"
+    );
     // bytes that are not HL7 at all, framed: AR, no crash
     let answer = mllp_exchange(&mut conn, &[0xff, 0x00, 0x1c, 0x41]).await;
     assert_eq!(msa(&answer).0, "AR");
