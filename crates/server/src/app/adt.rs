@@ -412,9 +412,43 @@ fn register(
     Ok(id)
 }
 
+/// The sending facilities' Organizations found so far, valid for one directory version (an
+/// Organization write bumps it).
+#[derive(Debug, Default)]
+pub struct FacilityCache(
+    Mutex<(
+        i64,
+        std::collections::HashMap<String, Option<(String, String)>>,
+    )>,
+);
+
 /// The Organization registered under the sending facility's name (MSH-4) — an identifier of
 /// the system `care::profile::HL7_FACILITY` — or under its universal id; with its name.
 fn facility_organization(
+    tx: &mut CallerTx,
+    ctx: &Ctx,
+    adt: &Adt,
+) -> Result<Option<(String, String)>, ApiError> {
+    let version = tx.on_behalf(OnBehalf::Directory).directory_version()?;
+    let key = format!("{:?}", adt.sending_facility);
+    {
+        let cache = ctx.facilities.0.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 == version
+            && let Some(found) = cache.1.get(&key)
+        {
+            return Ok(found.clone());
+        }
+    }
+    let found = facility_lookup(tx, ctx, adt)?;
+    let mut cache = ctx.facilities.0.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.0 != version {
+        *cache = (version, Default::default());
+    }
+    cache.1.insert(key, found.clone());
+    Ok(found)
+}
+
+fn facility_lookup(
     tx: &mut CallerTx,
     ctx: &Ctx,
     adt: &Adt,
@@ -664,7 +698,10 @@ fn write(
     prior: Option<&Stored>,
     mut resource: Value,
 ) -> Result<Stored, ApiError> {
-    super::labels::apply_automatic_labels(tx, &mut resource)?;
+    // a Provenance carries the labels of the Encounter it is about, copied when it is made
+    if rt != "Provenance" {
+        super::labels::apply_automatic_labels(tx, &mut resource)?;
+    }
     let index = extract(ctx.registry, &resource);
     let stored = match prior {
         Some(prev) => {
@@ -985,6 +1022,7 @@ fn alert(
     let words = care::hl7::adt::alert_text(adt, &name, institution);
     let security = encounter.pointer("/meta/security").cloned();
     let mut written = 0;
+    let mut communications: Vec<(String, Value)> = Vec::new();
     for (recipient, why) in recipients(tx, ctx, &patients, &patient_body)? {
         let Some(caller) = recipient_caller(tx, ctx, &recipient)? else {
             continue;
@@ -1034,21 +1072,31 @@ fn alert(
         if let Some(s) = &security {
             communication["meta"] = json!({"security": s});
         }
-        let index = extract(ctx.registry, &communication);
-        let mut items = [store::NewResource {
+        communications.push((communication_id, communication));
+        written += 1;
+    }
+    // the Communications of every alert, stored together (one multi-row write)
+    let indexes: Vec<Vec<fhir::search::IndexEntry>> = communications
+        .iter()
+        .map(|(_, c)| extract(ctx.registry, c))
+        .collect();
+    let mut items: Vec<store::NewResource> = communications
+        .iter_mut()
+        .zip(&indexes)
+        .map(|((id, c), index)| store::NewResource {
             resource_type: "Communication",
-            id: communication_id.clone(),
-            resource: &mut communication,
-            index: &index,
-        }];
+            id: id.clone(),
+            resource: c,
+            index,
+        })
+        .collect();
+    if !items.is_empty() {
         tx.on_behalf(OnBehalf::Notifications)
             .create_many(&mut items)?;
-        tx.trail.add(
-            "Communication",
-            &communication_id,
-            std::slice::from_ref(&patient.id),
-        );
-        written += 1;
+    }
+    for (id, _) in &communications {
+        tx.trail
+            .add("Communication", id, std::slice::from_ref(&patient.id));
     }
     Ok(written)
 }

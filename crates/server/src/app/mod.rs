@@ -83,6 +83,8 @@ pub struct AppConfig {
     pub booking: Arc<booking::BookingConfig>,
     /// The active subscriptions, shared by every request.
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
+    /// The sending facilities' Organizations, for HL7 v2 messages.
+    pub facilities: Arc<adt::FacilityCache>,
     /// The identity model `$match` scores with.
     pub match_model: Arc<matching::MatchModel>,
     /// How large one search may be (every path a query arrives by).
@@ -115,6 +117,7 @@ pub struct Ctx {
     pub directory: Arc<directory::DirectoryCache>,
     pub booking: Arc<booking::BookingConfig>,
     pub subscriptions: Arc<subscriptions::SubscriptionCache>,
+    pub facilities: Arc<adt::FacilityCache>,
     pub match_model: Arc<matching::MatchModel>,
     pub search_limits: fhir::search::SearchLimits,
     pub referrals: Arc<referrals::ReferralConfig>,
@@ -153,6 +156,7 @@ impl App {
             directory: self.config.directory.clone(),
             booking: self.config.booking.clone(),
             subscriptions: self.config.subscriptions.clone(),
+            facilities: self.config.facilities.clone(),
             match_model: self.config.match_model.clone(),
             search_limits: self.config.search_limits,
             referrals: self.config.referrals.clone(),
