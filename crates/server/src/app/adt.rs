@@ -415,12 +415,10 @@ fn register(
 /// The sending facilities' Organizations found so far, valid for one directory version (an
 /// Organization write bumps it).
 #[derive(Debug, Default)]
-pub struct FacilityCache(
-    Mutex<(
-        i64,
-        std::collections::HashMap<String, Option<(String, String)>>,
-    )>,
-);
+pub struct FacilityCache(Mutex<(i64, Facilities)>);
+
+/// A facility's key → its Organization (id, name), or none.
+type Facilities = std::collections::HashMap<String, Option<(String, String)>>;
 
 /// The Organization registered under the sending facility's name (MSH-4) — an identifier of
 /// the system `care::profile::HL7_FACILITY` — or under its universal id; with its name.
