@@ -475,3 +475,71 @@ async fn an_unfinished_frame_times_out() {
         .unwrap_or(0);
     assert_eq!(n, 0, "the half-sent frame's connection is closed");
 }
+
+/// MLLP over TLS: a client that trusts the server's certificate is answered; a plain-TCP
+/// sender on the TLS port gets no acknowledgement (the handshake fails, the connection closes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mllp_over_tls() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+    std::fs::write(&key_path, certified.key_pair.serialize_pem()).unwrap();
+    let mut mllp = server::mllp::MllpConfig::new("127.0.0.1:0".parse().unwrap());
+    mllp.tls = Some(server::mllp::tls_config(&cert_path, &key_path).expect("the PEM files load"));
+    let app = TestApp::spawn_with(
+        Engine::Sqlite,
+        server::ServerConfig {
+            mllp: Some(mllp),
+            ..Default::default()
+        },
+    )
+    .await;
+    world(&app).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = app.mllp_connect().await;
+    let mut tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .expect("the TLS handshake");
+    let mut frame = vec![0x0b];
+    frame.extend_from_slice(adt("A01", "TLS-1", "V700", "CARD").as_bytes());
+    frame.extend_from_slice(&[0x1c, 0x0d]);
+    tls.write_all(&frame).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !got.ends_with(&[0x1c, 0x0d]) {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed without an acknowledgement");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let ack = String::from_utf8_lossy(&got[1..got.len() - 2]).to_string();
+    assert_eq!(msa(&ack).0, "AA", "{ack}");
+    assert_eq!(encounters(&app, "V700").await.len(), 1);
+    // plain bytes on the TLS port: no acknowledgement, the connection is closed
+    let mut plain = app.mllp_connect().await;
+    plain.write_all(&frame).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(40), plain.read(&mut buf))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    assert!(
+        n == 0 || !String::from_utf8_lossy(&buf[..n]).contains("MSA|"),
+        "no acknowledgement over plain TCP"
+    );
+}
