@@ -126,15 +126,17 @@ pub async fn receive(app: &App, bytes: &[u8], peer: Option<String>) -> (Received
                         .unwrap_or_else(|p| p.into_inner())
                         .take()
                         .unwrap_or_else(|| {
-                            refusal(
-                                AckCode::Error,
-                                ErrorCode::Internal,
-                                None,
-                                format!(
-                                    "the message could not be applied now ({}); nothing was stored — send it again",
-                                    e.issues.first().map(|i| i.diagnostics.as_str()).unwrap_or("an error")
-                                ),
-                            )
+                            let why = e
+                                .issues
+                                .first()
+                                .map(|i| i.diagnostics.as_str())
+                                .unwrap_or("an error");
+                            let words = if e.status >= 500 {
+                                format!("the message could not be applied now ({why}); nothing was stored — send it again")
+                            } else {
+                                format!("the message could not be applied: {why}; nothing was stored")
+                            };
+                            refusal(AckCode::Error, ErrorCode::Internal, None, words)
                         });
                     Received {
                         code: r.ack,
@@ -227,6 +229,15 @@ fn apply(
             ),
             message_id: m.id,
         }));
+    }
+    if let Some((_, why)) = care::plausible::future_date("Patient", &adt.person.patient(), tx.now())
+    {
+        return Ok(Err(refusal(
+            AckCode::Error,
+            ErrorCode::DataType,
+            Some(Location::field("PID", 7)),
+            why,
+        )));
     }
     let organization = facility_organization(tx, ctx, adt)?;
     let patient = match resolve(tx, ctx, adt)? {
@@ -700,6 +711,8 @@ fn write(
     if rt != "Provenance" {
         super::labels::apply_automatic_labels(tx, &mut resource)?;
     }
+    // what a message makes is held to the same rules as what a client sends
+    fhir::validate_resource(&resource).map_err(|issues| ApiError::with_issues(422, issues))?;
     let index = extract(ctx.registry, &resource);
     let stored = match prior {
         Some(prev) => {
@@ -711,12 +724,13 @@ fn write(
         }
         None => {
             let id = tx.new_id();
-            if rt == "Patient" {
-                super::linkage::on_write(tx, ctx, &id, &resource)?;
-            }
             let permit = tx
                 .permit_create(rt, &id, &resource, &index)?
                 .map_err(|r| ApiError::refused(r, rt, &id))?;
+            // the write rule after the decision, as on every write path
+            if rt == "Patient" {
+                super::linkage::on_write(tx, ctx, &id, &resource)?;
+            }
             tx.create_permitted(permit, rt, &id, &mut resource, &index)?
                 .map_err(|r| ApiError::refused(r, rt, &id))?
         }

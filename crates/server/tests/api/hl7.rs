@@ -384,6 +384,7 @@ async fn bad_messages_are_refused_and_write_nothing(app: TestApp) {
             "204",
         ),
         (good.replacen("|20110314|", "|20111399|", 1), "AE", "102"),
+        (good.replacen("|20110314|", "|20990101|", 1), "AE", "102"),
     ];
     let mut conn = app.mllp_connect().await;
     let audited = || async { app.store.read(store::audit::count).await.unwrap() };
