@@ -516,13 +516,13 @@ pub fn read(message: &Message) -> Result<Adt, Refusal> {
             ),
         ));
     }
-    if !matches!(h.processing_id.as_str(), "P" | "T" | "D") {
+    if h.processing_id != "P" {
         return Err(refuse(
             AckCode::Rejected,
             ErrorCode::UnsupportedProcessingId,
             Some(Location::field("MSH", 11)),
             format!(
-                "processing id '{}' is not P (production), T (training) or D (debugging)",
+                "processing id '{}' is not taken: this server keeps real records and takes production messages (P) only; send training (T) and debugging (D) messages to a test system",
                 h.processing_id
             ),
         ));
@@ -595,7 +595,14 @@ pub fn read(message: &Message) -> Result<Adt, Refusal> {
             }
         })
         .unwrap_or_default();
-    let birth_date = time(pid, "PID", 7)?.map(|d| d.fhir.chars().take(10).collect::<String>());
+    // the birth date as written (a time of day, or a zone, does not move it to another day)
+    let birth_date = time(pid, "PID", 7)?.map(|d| {
+        let digits: String = pid.get(7, 1).trim().chars().take(8).collect();
+        match digits.len() {
+            8 => format!("{}-{}-{}", &digits[..4], &digits[4..6], &digits[6..]),
+            _ => d.fhir.chars().take(10).collect(),
+        }
+    });
     let gender = match pid.get(8, 1).trim() {
         "" => None,
         "M" => Some("male"),

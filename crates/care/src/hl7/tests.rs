@@ -45,6 +45,11 @@ fn a_typical_admission_is_read_field_by_field() {
     assert_eq!(adt.person.name.family, "Reyes");
     assert_eq!(adt.person.name.given, vec!["Nora", "Isabel"]);
     assert_eq!(adt.person.birth_date.as_deref(), Some("2010-03-14"));
+    // a birth time late in the evening is still that day
+    let late = read(A01.replacen("|20100314|", "|201003142230|", 1).as_bytes())
+        .1
+        .unwrap();
+    assert_eq!(late.person.birth_date.as_deref(), Some("2010-03-14"));
     assert_eq!(adt.person.gender, Some("female"));
     assert_eq!(adt.person.phone.as_deref(), Some("8605550100"));
     assert!(!adt.person.protected);
@@ -195,6 +200,12 @@ fn bad_messages_are_refused_with_the_code_and_the_place() {
         ),
         (
             swap("|MSG0001|P|", "|MSG0001|X|"),
+            AckCode::Rejected,
+            ErrorCode::UnsupportedProcessingId,
+            "MSH-11",
+        ),
+        (
+            swap("|MSG0001|P|", "|MSG0001|T|"),
             AckCode::Rejected,
             ErrorCode::UnsupportedProcessingId,
             "MSH-11",

@@ -131,12 +131,22 @@ pub async fn receive(app: &App, bytes: &[u8], peer: Option<String>) -> (Received
                                 .first()
                                 .map(|i| i.diagnostics.as_str())
                                 .unwrap_or("an error");
-                            let words = if e.status >= 500 {
-                                format!("the message could not be applied now ({why}); nothing was stored — send it again")
+                            if e.status >= 500 || e.status == 409 {
+                                // not the message's fault: AR, which senders resend
+                                refusal(
+                                    AckCode::Rejected,
+                                    ErrorCode::Internal,
+                                    None,
+                                    format!("the message could not be applied now ({why}); nothing was stored — send it again"),
+                                )
                             } else {
-                                format!("the message could not be applied: {why}; nothing was stored")
-                            };
-                            refusal(AckCode::Error, ErrorCode::Internal, None, words)
+                                refusal(
+                                    AckCode::Error,
+                                    ErrorCode::Internal,
+                                    None,
+                                    format!("the message could not be applied: {why}; nothing was stored"),
+                                )
+                            }
                         });
                     Received {
                         code: r.ack,
@@ -217,6 +227,12 @@ fn apply(
     held: Option<&Hl7Message>,
 ) -> Result<Result<Applied, Refusal>, ApiError> {
     let sender = sender_of(adt);
+    // one message per sender and control id at a time, and one per visit (on PostgreSQL,
+    // servers and connections run side by side)
+    tx.lock_condition(&format!("hl7:{sender}|{}", adt.control_id))?;
+    if let Some(n) = &adt.visit.number {
+        tx.lock_condition(&format!("hl7-visit:{}|{}", adt.visit_system(), n.value))?;
+    }
     if held.is_none()
         && let Some(m) = tx
             .on_behalf(OnBehalf::HospitalEvents)
@@ -257,6 +273,15 @@ fn apply(
                     ErrorCode::UnknownKey,
                     Some(Location::field("PID", 3)),
                     "the patient is still not certain".into(),
+                )));
+            }
+            if adt.person.identifiers.iter().all(|c| c.system().is_none()) {
+                // a record without an authority could not be told apart from the next one
+                return Ok(Err(refusal(
+                    AckCode::Error,
+                    ErrorCode::UnknownKey,
+                    Some(Location::component("PID", 3, 4)),
+                    "the patient is not certain, and PID-3 names no assigning authority to keep the hospital's record by; send PID-3.4".into(),
                 )));
             }
             return hold(
@@ -300,7 +325,7 @@ fn apply(
     }
     let patient_body = body(&patient);
     let patient_ref = format!("Patient/{}", patient.id);
-    let prior = match prior_encounter(tx, ctx, adt, &patient_ref)? {
+    let prior = match prior_encounter(tx, ctx, adt, &patient_ref, organization.as_ref())? {
         Ok(p) => p,
         Err(r) => return Ok(Err(r)),
     };
@@ -647,6 +672,7 @@ fn prior_encounter(
     ctx: &Ctx,
     adt: &Adt,
     patient_ref: &str,
+    organization: Option<&(String, String)>,
 ) -> Result<Result<Option<Stored>, Refusal>, ApiError> {
     let found = match &adt.visit.number {
         Some(n) => search(
@@ -657,12 +683,22 @@ fn prior_encounter(
         )?,
         None if matches!(adt.event, Event::A01 | Event::A04) => Vec::new(),
         None => {
+            // without a visit number: the patient's open visit at this facility
+            let Some((org, _)) = organization else {
+                return Ok(Err(refusal(
+                    AckCode::Error,
+                    ErrorCode::RequiredField,
+                    Some(Location::field("PV1", 19)),
+                    "PV1-19 (the visit number) is required to find the visit: the sending facility is not in the directory".into(),
+                )));
+            };
             let mut open = search(
                 tx,
                 ctx,
                 "Encounter",
                 &[
                     ("subject", patient_ref.to_string()),
+                    ("service-provider", format!("Organization/{org}")),
                     ("status", "in-progress,arrived".to_string()),
                     ("_sort", "-date".to_string()),
                 ],
@@ -994,13 +1030,15 @@ fn alert(
             patients.push(p);
         }
     }
-    let consents = search(
-        tx,
-        ctx,
-        "Consent",
-        &[("patient", format!("Patient/{}", patient.id))],
-    )?;
-    let consents: Vec<Value> = consents.iter().map(body).collect();
+    // an opt-out recorded on any of the person's records counts
+    let mut consents: Vec<Value> = Vec::new();
+    for pid in &patients {
+        consents.extend(
+            search(tx, ctx, "Consent", &[("patient", format!("Patient/{pid}"))])?
+                .iter()
+                .map(body),
+        );
+    }
     if care::hl7::adt::opted_out(&consents) {
         tx.trail.description = Some("hospital event alerts: the patient opted out".into());
         return Ok(0);
@@ -1061,7 +1099,7 @@ fn alert(
             payload: json!({
                 "patient": patient.id,
                 "email": email,
-                "subject": format!("Hospital event: {} {}", name, adt.event.words()),
+                "subject": "Hospital event alert",
                 "text": text,
                 "encounter": encounter_id,
             })
@@ -1129,14 +1167,34 @@ pub async fn release_held(app: &App, patients: Vec<String>) -> Result<usize, Api
     let mut applied = 0;
     for m in held {
         let (_, read) = care::hl7::read(m.raw.as_bytes());
-        let Ok(adt) = read else { continue };
-        let caller = Arc::new(hospital_caller(adt.facility()));
+        let adt = read.ok();
+        let caller = Arc::new(hospital_caller(
+            adt.as_ref().map(|a| a.facility()).unwrap_or("unknown"),
+        ));
         let work = Work {
             alone: true,
             ..Work::request("hl7-release", true, None)
         };
         let result = app
             .run(caller, work, app.job_ctx(), move |tx, ctx| {
+                // still held? (another decision may have released it meanwhile)
+                let Some(m) = tx
+                    .on_behalf(OnBehalf::HospitalEvents)
+                    .hl7_message_by_id(&m.id)?
+                    .filter(|m| m.state == "held")
+                else {
+                    return Ok(false);
+                };
+                let Some(adt) = adt else {
+                    tx.on_behalf(OnBehalf::HospitalEvents).hl7_message_settle(
+                        &m.id,
+                        "refused",
+                        m.patient_id.as_deref(),
+                        None,
+                        "released, then refused: the stored message can no longer be read",
+                    )?;
+                    return Ok(false);
+                };
                 let raw = m.raw.clone();
                 match apply(tx, ctx, &adt, &raw, Some(&m))? {
                     Ok(_) => Ok(true),
@@ -1155,9 +1213,15 @@ pub async fn release_held(app: &App, patients: Vec<String>) -> Result<usize, Api
                     }
                 }
             })
-            .await?;
-        if result {
-            applied += 1;
+            .await;
+        match result {
+            Ok(true) => applied += 1,
+            Ok(false) => {}
+            // one message that cannot be applied now does not keep the others waiting
+            Err(e) => tracing::error!(
+                status = e.status,
+                "a held hospital message could not be released"
+            ),
         }
     }
     Ok(applied)

@@ -629,7 +629,10 @@ fn communication_json(m: &store::Message, payload: &Value) -> Value {
         "status": "in-progress",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": m.kind}]}],
         "subject": {"reference": format!("Patient/{}", payload.get("patient").and_then(Value::as_str).unwrap_or(""))},
-        "about": [{"reference": format!("Appointment/{}", payload.get("appointment").and_then(Value::as_str).unwrap_or(""))}],
+        "about": [{"reference": match payload.get("encounter").and_then(Value::as_str) {
+            Some(e) => format!("Encounter/{e}"),
+            None => format!("Appointment/{}", payload.get("appointment").and_then(Value::as_str).unwrap_or("")),
+        }}],
         "recipient": [{"reference": m.recipient}],
         "payload": [{"contentString": payload.get("text").cloned().unwrap_or(Value::Null)}],
     })

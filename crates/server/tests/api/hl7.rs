@@ -440,7 +440,33 @@ async fn bad_messages_are_refused_and_write_nothing(app: TestApp) {
     assert_eq!(msa(&answer).0, "AR");
 }
 
+/// Without a visit number, a discharge finds the patient's open visit at the sending facility
+/// only: another organisation's open visit is left alone.
+async fn a_discharge_without_a_visit_number_stays_at_its_facility(app: TestApp) {
+    world(&app).await;
+    let other = app
+        .create(json!({"resourceType": "Encounter", "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "Patient/nora"}, "serviceProvider": {"reference": "Organization/shore"}}))
+        .await;
+    let (code, _, text, _) = msa(&app.send_hl7(&adt("A01", "N-1", "V800", "CARD")).await);
+    assert_eq!(code, "AA", "{text}");
+    let a03 = adt("A03", "N-2", "V800", "CARD").replace("V800^^^CC^VN", "");
+    let (code, _, text, _) = msa(&app.send_hl7(&a03).await);
+    assert_eq!(code, "AA", "{text}");
+    assert_eq!(encounters(&app, "V800").await[0]["status"], "finished");
+    let still = app
+        .get(&format!("Encounter/{}", other["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(
+        still["status"], "in-progress",
+        "another organisation's visit is untouched"
+    );
+}
+
 both_engines_mllp!(
+    a_discharge_without_a_visit_number_stays_at_its_facility,
     admission_update_discharge_make_one_encounter_and_tell_the_carers,
     a_sensitive_admission_never_reaches_a_parent,
     a_patient_who_opted_out_is_not_announced,
