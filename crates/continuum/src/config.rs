@@ -724,6 +724,48 @@ mod tests {
     }
 
     #[test]
+    fn the_mllp_listener_is_off_unless_configured_and_tls_needs_both_files() {
+        let c = Config::load(None, &env(&[]), &FlagConfig::default()).unwrap();
+        assert!(c.mllp.is_none());
+        assert_eq!(c.subscription_retry_hours, 24);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "mllp_listen = \"127.0.0.1:2575\"\nmllp_max_message_bytes = 2048\nsubscription_retry_hours = 48\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &env(&[]), &FlagConfig::default()).unwrap();
+        let m = c.mllp.unwrap();
+        assert_eq!((m.listen.port(), m.max_message_bytes), (2575, 2048));
+        assert!(m.tls.is_none());
+        assert_eq!(c.subscription_retry_hours, 48);
+        // the flag wins over the file; TLS with a certificate and no key is refused
+        let flags = FlagConfig {
+            mllp_listen: Some("127.0.0.1:2600".into()),
+            mllp_tls_cert: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(Some(&file), &env(&[]), &flags).is_err());
+        let flags = FlagConfig {
+            mllp_tls_key: Some("key.pem".into()),
+            ..flags
+        };
+        let c = Config::load(Some(&file), &env(&[]), &flags).unwrap();
+        let m = c.mllp.unwrap();
+        assert_eq!(m.listen.port(), 2600);
+        assert!(m.tls.is_some());
+        assert!(
+            Config::load(
+                None,
+                &env(&[("CONTINUUM_MLLP_LISTEN", "nowhere")]),
+                &FlagConfig::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
