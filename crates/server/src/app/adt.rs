@@ -956,32 +956,18 @@ fn recipient_caller(
                 .collect();
             (grants, vec![(rt, id)])
         }
-        "HealthcareService" => {
-            let Some(svc) = tx.current("HealthcareService", id, false)? else {
+        // a service or a role acts for the organisation that provides it
+        "HealthcareService" | "PractitionerRole" => {
+            let Some(r) = tx.current(rt, id, false)? else {
                 return Ok(None);
             };
-            let org = body(&svc)
-                .pointer("/providedBy/reference")
-                .and_then(Value::as_str)
-                .and_then(|o| o.strip_prefix("Organization/"))
-                .map(str::to_string);
-            (
-                vec![Grant {
-                    role: Role::Clinician,
-                    organization: org,
-                }],
-                vec![],
-            )
-        }
-        "PractitionerRole" => {
-            let Some(r) = tx.current("PractitionerRole", id, false)? else {
-                return Ok(None);
+            let field = if rt == "HealthcareService" {
+                "providedBy"
+            } else {
+                "organization"
             };
-            let org = body(&r)
-                .pointer("/organization/reference")
-                .and_then(Value::as_str)
-                .and_then(|o| o.strip_prefix("Organization/"))
-                .map(str::to_string);
+            let org =
+                fhir::json::reference_id(&body(&r)[field], "Organization").map(str::to_string);
             (
                 vec![Grant {
                     role: Role::Clinician,
