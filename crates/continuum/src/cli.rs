@@ -483,6 +483,12 @@ async fn serve(config: Config, store: Store, demo_users: Option<(PathBuf, String
                 Some(c)
             }
         },
+        export: std::sync::Arc::new({
+            let mut e = server::app::export::ExportConfig::new(config.export_dir.clone());
+            e.retention =
+                std::time::Duration::from_secs(config.export_retention_hours as u64 * 3600);
+            e
+        }),
         // slot generation, the release of lapsed holds and notification delivery (the
         // library's scheduler, the same jobs the tests run)
         jobs: server::jobs::JobsConfig {

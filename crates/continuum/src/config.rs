@@ -77,6 +77,10 @@ pub struct FileConfig {
     pub mllp_max_message_bytes: Option<usize>,
     pub mllp_tls_cert: Option<String>,
     pub mllp_tls_key: Option<String>,
+    /// Bulk Data export: the folder of its files, and how long a finished export's files are
+    /// kept (hours, default 24).
+    pub export_dir: Option<String>,
+    pub export_retention_hours: Option<usize>,
 }
 
 /// Flags given on the command line (`None` when not given).
@@ -124,6 +128,9 @@ pub struct Config {
     pub notify: NotifySettings,
     pub notify_interval_seconds: usize,
     pub subscription_retry_hours: usize,
+    /// Bulk Data export files: their folder and how long they are kept (hours).
+    pub export_dir: PathBuf,
+    pub export_retention_hours: usize,
     /// What seals the token signing keys at rest.
     pub signing_key_seal: KeySealSource,
     /// Given-name words that mark an unnamed newborn, beyond the built-in list (Baby, Boy,
@@ -221,6 +228,8 @@ const ENV_KEYS: &[&str] = &[
     "CONTINUUM_MLLP_MAX_MESSAGE_BYTES",
     "CONTINUUM_MLLP_TLS_CERT",
     "CONTINUUM_MLLP_TLS_KEY",
+    "CONTINUUM_EXPORT_DIR",
+    "CONTINUUM_EXPORT_RETENTION_HOURS",
 ];
 
 /// Variables the project's scripts and tests read, not the server: never warned about.
@@ -538,6 +547,16 @@ impl Config {
             24,
         )?
         .max(1);
+        let export_retention_hours = number(
+            None,
+            "CONTINUUM_EXPORT_RETENTION_HOURS",
+            file.export_retention_hours,
+            24,
+        )?
+        .max(1);
+        let export_dir = text_setting("CONTINUUM_EXPORT_DIR", &file.export_dir)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_export_dir(&database));
         let signing_key_seal = match (
             text_setting("CONTINUUM_SIGNING_KEY_SECRET", &file.signing_key_secret),
             text_setting("CONTINUUM_SIGNING_KEY_FILE", &file.signing_key_file),
@@ -571,6 +590,8 @@ impl Config {
             notify,
             notify_interval_seconds,
             subscription_retry_hours,
+            export_dir,
+            export_retention_hours,
             secure_cookies,
             admin_password: env.get("CONTINUUM_ADMIN_PASSWORD").cloned().map(Secret),
             oidc: {
@@ -607,6 +628,18 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// The default folder of Bulk Data export files: `exports` beside the SQLite file; for
+/// PostgreSQL, beside the database's default sealing-key file in the user's data folder.
+fn default_export_dir(database: &str) -> PathBuf {
+    let key = default_seal_file(database);
+    let stem = key
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("signing-key")
+        .replacen("signing-key", "exports", 1);
+    key.with_file_name(stem)
 }
 
 /// The default sealing-key file: beside the SQLite file; for PostgreSQL, one file per database

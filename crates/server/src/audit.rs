@@ -151,6 +151,7 @@ pub fn audit_event(f: &AuditFacts) -> Value {
             | "history-type"
             | "history-system"
             | "import"
+            | "export"
             | "find-care"
             | "find-appointments"
     );

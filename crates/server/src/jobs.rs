@@ -122,6 +122,20 @@ impl Jobs {
                     Ok(n.map(crate::app::matching::model_estimated))
                 },
             ),
+            // Bulk Data export: waiting jobs (kick-off starts the worker at once; this takes
+            // up what a restart left), and finished jobs' files past their retention
+            Job::new(
+                "bulk-export",
+                Duration::from_secs(5),
+                |app: App| async move {
+                    let ran = crate::app::export::run_pending(&app).await?;
+                    let expired = crate::app::export::expire(&app).await?;
+                    Ok(match (ran, expired) {
+                        (None, None) => None,
+                        (a, b) => Some(a.into_iter().chain(b).collect::<Vec<_>>().join("; ")),
+                    })
+                },
+            ),
         ];
         if let Some(notifier) = config.notifier.clone() {
             jobs.push(Job::new(
@@ -134,6 +148,11 @@ impl Jobs {
             ));
         }
         Jobs { app, jobs }
+    }
+
+    /// The application the jobs run in.
+    pub fn app(&self) -> &App {
+        &self.app
     }
 
     /// The registered jobs' names.

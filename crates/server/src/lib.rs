@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub request_budget: std::time::Duration,
     /// The HL7 v2 listener (MLLP), off unless configured.
     pub mllp: Option<mllp::MllpConfig>,
+    /// Bulk Data export: the folder of its files and how long they are kept.
+    pub export: Arc<app::export::ExportConfig>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             search_limits: Default::default(),
             request_budget: std::time::Duration::from_secs(30),
             mllp: None,
+            export: Default::default(),
         }
     }
 }
@@ -115,6 +118,7 @@ pub async fn start(store: Store, config: &ServerConfig) -> Result<Started, Start
             search_limits: config.search_limits,
             request_budget: Some(config.request_budget),
             referrals: Arc::new(config.referrals.clone()),
+            export: config.export.clone(),
             ..Default::default()
         },
     );

@@ -455,6 +455,31 @@ CREATE INDEX hl7_message_received ON hl7_message (received_ms);
 "#,
         data: None,
     },
+    Migration {
+        version: 15,
+        name: "the register of Bulk Data export jobs",
+        // one row per $export kick-off (store::exports): who asked, what, where it stands and
+        // the files written so far, so that a job survives a restart
+        sql: r#"
+CREATE TABLE bulk_export (
+    id {text_c} PRIMARY KEY,
+    owner {text_c} NOT NULL,
+    caller TEXT NOT NULL,
+    request_url TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status {text_c} NOT NULL,
+    transaction_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    lease_ms BIGINT NOT NULL,
+    output TEXT NOT NULL,
+    message TEXT
+);
+CREATE INDEX bulk_export_status ON bulk_export (status, created_ms);
+CREATE INDEX bulk_export_owner ON bulk_export (owner, status);
+"#,
+        data: None,
+    },
 ];
 
 fn name_the_database(conn: &mut dyn Conn) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ pub mod adt;
 pub mod appointments;
 pub mod booking;
 pub mod directory;
+pub mod export;
 pub mod findcare;
 pub mod import;
 pub mod labels;
@@ -94,6 +95,8 @@ pub struct AppConfig {
     /// How long one request's unit of work may run before it is stopped and rolled back (503
     /// with Retry-After); `None`: unbounded.
     pub request_budget: Option<std::time::Duration>,
+    /// Bulk Data export: where its files go, how long they are kept, its worker.
+    pub export: Arc<export::ExportConfig>,
 }
 
 /// The application: the store, the search registry and the alliance's settings. Every entry

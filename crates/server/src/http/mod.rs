@@ -16,6 +16,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Auth;
 mod console;
+mod export;
 mod login;
 pub mod pages;
 
@@ -95,6 +96,20 @@ pub fn router(state: AppState) -> axum::Router {
             "/api/subscriptions/{id}/deliveries/{delivery}/resend",
             post(subscription_resend),
         )
+        .route("/fhir/$export", get(export::system).post(export::system))
+        .route(
+            "/fhir/Patient/$export",
+            get(export::patient).post(export::patient),
+        )
+        .route(
+            "/fhir/Group/{id}/$export",
+            get(export::group).post(export::group),
+        )
+        .route(
+            "/fhir/$export-status/{id}",
+            get(export::status).delete(export::status),
+        )
+        .route("/fhir/$export-file/{id}/{name}", get(export::file))
         .route("/fhir", any(fhir_handler))
         .route("/fhir/", any(fhir_handler))
         .route("/fhir/{*rest}", any(fhir_handler))

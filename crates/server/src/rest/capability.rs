@@ -115,6 +115,15 @@ pub fn capability_statement(
                     json!({"name": op.code, "definition": op.definition, "documentation": op.documentation})
                 })
                 .collect();
+            let mut operations = operations;
+            let export = match rt {
+                "Patient" => Some(("patient-export", "export (Bulk Data Access IG: every patient's compartment the caller may read; GET or POST with Prefer: respond-async)")),
+                "Group" => Some(("group-export", "export (Bulk Data Access IG: the compartments of the group's members; GET or POST with Prefer: respond-async)")),
+                _ => None,
+            };
+            if let Some((def, doc)) = export {
+                operations.push(json!({"name": "export", "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{def}"), "documentation": doc}));
+            }
             if !operations.is_empty() {
                 entry["operation"] = Value::Array(operations);
             }
@@ -129,6 +138,7 @@ pub fn capability_statement(
         "kind": "instance",
         "software": {"name": "Continuum", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Continuum care-coordination server", "url": base_url},
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "rest": [{
@@ -142,6 +152,11 @@ pub fn capability_statement(
                 {"code": "batch"},
                 {"code": "history-system"},
             ],
+            "operation": [{
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                "documentation": "Bulk Data export (Bulk Data Access IG 2.0.0) of everything the caller may read: GET or POST [base]/$export with Prefer: respond-async; _type, _since, _typeFilter, _outputFormat (application/fhir+ndjson, application/ndjson, ndjson). Answered 202 with Content-Location, the status URL: 202 with X-Progress and Retry-After while it runs, 200 with the manifest when done, DELETE to cancel. Files are NDJSON, downloaded with the same access token; every resource in them passed the caller's access rights.",
+            }],
         }],
     })
 }

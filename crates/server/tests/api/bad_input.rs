@@ -162,7 +162,7 @@ fn cases() -> Vec<Case> {
         saying(at(case("a birth date in the future", "POST", "Patient", patient(json!({"birthDate": "2099-01-01"})), 400, "value"), "Patient.birthDate"), "in the future"),
         saying(at(case("a parent born in the future, in a transaction", "POST", "", json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"request": {"method": "POST", "url": "RelatedPerson"}, "resource": {"resourceType": "RelatedPerson", "patient": {"reference": "Patient/x"}, "birthDate": "2100"}}]}).to_string(), 400, "value"), "Bundle.entry[0].resource.birthDate"), "in the future"),
         saying(allowing(case("an operation by GET", "GET", "HealthcareService/$find-care", "", 405, "not-supported"), "POST"), "invoked with POST"),
-        saying(case("an operation that does not exist at the system level", "GET", "$export", "", 404, "not-found"), "no operation $export on the system level"),
+        saying(case("an operation that does not exist at the system level", "GET", "$frobnicate", "", 404, "not-found"), "no operation $frobnicate on the system level"),
         saying(case("an operation that does not exist on a type", "POST", "Patient/$everything", json!({"resourceType": "Parameters"}).to_string(), 404, "not-found"), "the operations there are POST Patient/$match"),
         saying(case("an operation on the wrong level", "POST", "Patient/$break-glass", json!({"resourceType": "Parameters"}).to_string(), 404, "not-found"), "invoked as POST Patient/{id}/$break-glass"),
         allowing(case("DELETE on the base", "DELETE", "", "", 405, "not-supported"), "POST"),

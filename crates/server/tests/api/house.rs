@@ -246,6 +246,8 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
             {"name": "slot", "valueReference": {"reference": "Slot/slot1"}},
             {"name": "patient", "valueReference": {"reference": "Patient/kid"}}]))),
         ),
+        // a Bulk Data kick-off refused (no Prefer: respond-async) is on the record too
+        case("export", "GET", "$export", None),
         // the JSON API beside FHIR
         case("identity-reviews", "GET", "/api/identity/reviews", None),
         case(

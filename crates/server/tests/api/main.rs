@@ -11,6 +11,7 @@ mod conformance;
 mod console;
 mod crud;
 mod examples;
+mod export;
 mod findcare;
 mod fuzz;
 mod hl7;

@@ -92,6 +92,13 @@ pub struct AuditTrail {
 }
 
 impl AuditTrail {
+    /// Forgets the resources touched, keeping the patients (a bulk export's AuditEvent names
+    /// the patients, and its memory stays bounded by them).
+    pub fn keep_patients_only(&mut self) {
+        self.resources.clear();
+        self.seen.retain(|k| k.starts_with("patient:"));
+    }
+
     /// Records a resource touched and the patients it belongs to (each once).
     pub fn add(&mut self, rtype: &str, id: &str, patients: &[String]) {
         let r = format!("{rtype}/{id}");
@@ -145,6 +152,8 @@ pub enum OnBehalf {
     /// Applying a hospital's HL7 v2 message: its register, the hospital's own record of a
     /// patient it could not place, and the alerts it sends.
     HospitalEvents,
+    /// The register of Bulk Data export jobs: a caller's own jobs, and the worker taking them.
+    BulkExport,
 }
 
 impl OnBehalf {
@@ -164,6 +173,7 @@ impl OnBehalf {
             OnBehalf::Accounts => "accounts",
             OnBehalf::Transition => "transition",
             OnBehalf::HospitalEvents => "hospital-events",
+            OnBehalf::BulkExport => "bulk-export",
         }
     }
 }
@@ -371,7 +381,7 @@ impl<'a, 'c> CallerTx<'a, 'c> {
     }
 
     /// The compartment patients of many resources at once.
-    fn patients_of_rids(
+    pub fn patients_of_rids(
         &mut self,
         rids: &[i64],
     ) -> Result<std::collections::HashMap<i64, Vec<String>>, StoreError> {
