@@ -9,6 +9,7 @@ pub mod geo;
 pub mod hl7;
 pub mod identity;
 pub mod labels;
+pub mod measures;
 pub mod notify;
 pub mod plausible;
 pub mod profile;

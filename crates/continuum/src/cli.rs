@@ -84,6 +84,33 @@ pub enum Command {
         #[command(subcommand)]
         command: TransitionCommand,
     },
+    /// The alliance's access and quality measures (the catalogue in `care::measures::catalog`):
+    /// CSV or JSON on stdout, computed as the alliance itself (in full unless --public).
+    Measures {
+        #[command(flatten)]
+        db: DatabaseArg,
+        /// The first day (YYYY-MM-DD; default the first of the month eleven months ago).
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// The day after the last (YYYY-MM-DD; default the first of next month).
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// The dimensions: month, organization, service, age_band (comma-separated; none for one cell).
+        #[arg(long, default_value = "month")]
+        by: String,
+        /// One organisation's measures (an Organization id).
+        #[arg(long)]
+        organization: Option<String>,
+        /// Only these measures (comma-separated ids).
+        #[arg(long)]
+        measure: Option<String>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Suppress cells of fewer than 11, as for publication outside the alliance.
+        #[arg(long)]
+        public: bool,
+    },
     /// Load FHIR data: NDJSON (.ndjson), Bundles (transaction, batch, collection) or resources.
     /// A transaction Bundle is all or nothing; refusals are reported in file order.
     Import {
@@ -143,6 +170,7 @@ impl Command {
             | Command::Slots { db, .. }
             | Command::Transition { db, .. }
             | Command::Import { db, .. }
+            | Command::Measures { db, .. }
             | Command::Migrate { db }
             | Command::Users { db, .. }
             | Command::Clients { db, .. }
@@ -251,6 +279,50 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "{} schedules: {} slots created, {} already there ({weeks} weeks)",
                 report.schedules, report.created, report.existing
+            );
+            Ok(())
+        }
+        Command::Measures {
+            from,
+            to,
+            by,
+            organization,
+            measure,
+            format,
+            public,
+            ..
+        } => {
+            let store = open_store(&config, true)?;
+            let mut query: Vec<(String, String)> =
+                vec![("by".into(), by), ("format".into(), format)];
+            for (k, v) in [
+                ("from", from),
+                ("to", to),
+                ("organization", organization),
+                ("measure", measure),
+            ] {
+                if let Some(v) = v {
+                    query.push((k.into(), v));
+                }
+            }
+            if public {
+                query.push(("audience".into(), "public".into()));
+            }
+            let (mut request, csv) = server::api::measures::request(&query, store.clock().now_ms())
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            request.operator = true;
+            let api = rest_api(&config, store);
+            let r = request.clone();
+            let measured = runtime
+                .block_on(api.system_read("measures", move |tx, ctx| {
+                    let m = server::app::measures::measures(tx, ctx, &r)?;
+                    let words = tx.trail.description.clone();
+                    Ok((m, words))
+                }))
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            print!(
+                "{}",
+                server::api::measures::render(&request, &measured, csv).1
             );
             Ok(())
         }

@@ -13,6 +13,7 @@ mod filter;
 mod hospital_events;
 mod identity_links;
 mod index_rows;
+pub mod measures;
 pub mod migrations;
 mod outbox;
 mod pool;

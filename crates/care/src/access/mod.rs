@@ -11,7 +11,7 @@ pub use policy::{
     FAMILY_WRITE_TYPES, Grant, Level, PatientAccess, PolicyConfig, ProxyLink, ResourceFacts, Role,
     Subject, audit_view, break_glass_reason_ok, decide, decide_accounts, decide_break_glass,
     decide_family_answer, decide_identity_review, decide_identity_review_with,
-    decide_organization_reports, decide_with, is_family, permits, view,
+    decide_organization_reports, decide_with, is_family, permits, reports_in_full, view,
 };
 pub use scopes::{Action, Scope, ScopeContext, ScopeError, Scopes};
 

@@ -903,6 +903,17 @@ pub fn decide_organization_reports(
     }
 }
 
+/// Whether the measures a caller may read are shown in full: to the alliance's own people (an
+/// administrator, or someone holding a care role at a member organisation). Anyone else — a
+/// backend service of a research partner, an auditor — gets them as public reporting does, with
+/// small cells suppressed (`care::measures::suppress`).
+pub fn reports_in_full(subject: &Subject) -> bool {
+    subject
+        .grants
+        .iter()
+        .any(|g| g.role == Role::AllianceAdmin || (g.role.cares() && g.organization.is_some()))
+}
+
 /// What a family member's questionnaire response may be, beyond whom it is for
 /// ([`decide_family_write`]): only the transition readiness assessment (`readiness`), written
 /// as the writer — the young person (`Patient/{subject}`) or a RelatedPerson of theirs

@@ -3,6 +3,7 @@
 //! transaction bound to the caller, one AuditEvent).
 
 pub mod identity_reviews;
+pub mod measures;
 pub mod referrals;
 pub mod subscriptions;
 pub mod transition;

@@ -15,6 +15,7 @@ pub mod import;
 pub mod labels;
 pub mod linkage;
 pub mod matching;
+pub mod measures;
 pub mod notify;
 pub mod params;
 pub mod referrals;

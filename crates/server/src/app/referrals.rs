@@ -871,7 +871,7 @@ pub(crate) fn appointment_changed(
 
 /// Whether the caller may read an organisation's (or, `None`, the alliance's) worklists and
 /// measures: `care::access::decide_organization_reports`.
-fn may_see_reports(tx: &CallerTx, organization: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn may_see_reports(tx: &CallerTx, organization: Option<&str>) -> Result<(), ApiError> {
     match care::access::decide_organization_reports(
         &tx.caller().subject,
         tx.view().everything,

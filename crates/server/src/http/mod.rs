@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/metrics/referrals", get(referral_metrics))
         .route("/api/transition/registry", get(transition_registry))
         .route("/api/metrics/transition", get(transition_metrics))
+        .route("/api/measures", get(measures))
         .route(
             "/api/identity/reviews/{id}/{decision}",
             post(identity_decision),
@@ -497,6 +498,24 @@ fn typed_answer(r: Result<(&'static str, String), crate::error::ApiError>) -> Re
         }
         Err(e) => api_answer(Err(e)),
     }
+}
+
+/// `GET /api/measures?…` (JSON, or CSV with `format=csv`).
+async fn measures(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let who = match api_caller(&state, &parts.headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    typed_answer(
+        crate::api::measures::measures(
+            &state.api,
+            who.caller.clone(),
+            query_pairs(&parts),
+            client_address(&parts),
+        )
+        .await,
+    )
 }
 
 /// `GET /api/metrics/transition?…` (JSON, or CSV with `format=csv`).

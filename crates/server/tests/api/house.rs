@@ -250,6 +250,7 @@ async fn every_interaction_and_operation_is_audited_exactly_once(app: TestApp) {
         case("export", "GET", "$export", None),
         // the JSON API beside FHIR
         case("identity-reviews", "GET", "/api/identity/reviews", None),
+        case("measures", "GET", "/api/measures?by=month", None),
         case(
             "referral-worklist",
             "GET",

@@ -18,6 +18,7 @@ mod hl7;
 mod house;
 mod identity;
 mod leaks;
+mod measures;
 mod ops;
 mod policy_matrix;
 mod referrals;

@@ -576,6 +576,63 @@ impl<'a, 'c> CallerTx<'a, 'c> {
         crate::referrals::records(self.tx.conn(), from_ms, to_ms, organization)
     }
 
+    /// The measures' extracts (`store::measures`), after the reporting decision: alliance-wide
+    /// only for those who see everything.
+    fn measures_allowed(&self, organization: Option<&str>) -> Result<(), StoreError> {
+        if organization.is_none() && !self.view.everything {
+            return Err(StoreError::Forbidden(
+                "the alliance-wide measures are for administrators".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The JSON of the Appointments starting in `[from_ms, to_ms)`, for the measures.
+    pub fn measure_appointments(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        organization: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.measures_allowed(organization)?;
+        crate::measures::appointments(self.tx.conn(), from_ms, to_ms)
+    }
+
+    /// Every Patient's birth date and home postal code, for the measures' age bands and
+    /// distances.
+    pub fn measure_patients(
+        &mut self,
+        organization: Option<&str>,
+    ) -> Result<crate::measures::PatientFacts, StoreError> {
+        self.measures_allowed(organization)?;
+        crate::measures::patients(self.tx.conn())
+    }
+
+    /// Each schedule's next free slots, for the third next available appointment.
+    pub fn measure_free_slots(
+        &mut self,
+        from_ms: i64,
+        organization: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        self.measures_allowed(organization)?;
+        crate::measures::next_free_slots(self.tx.conn(), from_ms, 3)
+    }
+
+    /// The directory's resources of a type (services, sites, schedules), for the measures.
+    pub fn measure_directory(
+        &mut self,
+        rtype: &str,
+        organization: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.measures_allowed(organization)?;
+        if !["HealthcareService", "Location", "Organization", "Schedule"].contains(&rtype) {
+            return Err(StoreError::Forbidden(format!(
+                "{rtype} is not a directory type"
+            )));
+        }
+        crate::measures::all_of_type(self.tx.conn(), rtype)
+    }
+
     pub fn history(
         &mut self,
         scope: &HistoryScope,
