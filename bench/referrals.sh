@@ -64,6 +64,14 @@ measure() { # NAME TOKEN QUERY
 measure metrics-cc-month "$COORD" "organization=cc&group_by=month"
 measure metrics-all-org "$ADMIN" "group_by=organization"
 measure metrics-all-service-csv "$ADMIN" "group_by=service&format=csv"
+# every measure of the catalogue (issue 22: referrals, visits, free slots, the transition registry)
+measures() { # NAME TOKEN QUERY
+  for _ in $(seq 1 10); do
+    curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $2" "$API/measures?from=$from&to=$to&$3"
+  done >"$OUT/$1.txt"
+}
+measures measures-cc-month "$COORD" "organization=cc&by=month"
+measures measures-all-month-service-age "$ADMIN" "by=month,organization,service,age_band"
 # the demo
 kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true
 DPORT=$(free_port)
@@ -100,7 +108,7 @@ measure demo-metrics-all-org "$DADMIN" "group_by=organization"
   echo
   echo "| measures for a year | median | slowest (of 10) |"
   echo "|---|---|---|"
-  for m in metrics-cc-month metrics-all-org metrics-all-service-csv demo-metrics-cc-month demo-metrics-all-org; do
+  for m in metrics-cc-month metrics-all-org metrics-all-service-csv measures-cc-month measures-all-month-service-age demo-metrics-cc-month demo-metrics-all-org; do
     echo "| $m | $(python3 -c 'import sys,statistics; v=[float(l)*1000 for l in open(sys.argv[1])]; print(f"{statistics.median(v):.0f} ms | {max(v):.0f} ms")' "$OUT/$m.txt") |"
   done
 } >"$OUT/summary.md"

@@ -6,7 +6,7 @@
 //   CONTINUUM_URL=http://127.0.0.1:PORT CONTINUUM_DEMO_USERS=…/demo-users \
 //   SCREENSHOTS=target/screenshots/sqlite FLOWS=all node tests/browser/console.js
 //
-// FLOWS: "all", or a comma-separated list of flow names (refer, family, identity, site).
+// FLOWS: "all", or a comma-separated list of flow names (refer, family, identity, measures, site).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -259,6 +259,37 @@ const flows = {
     assert.equal(await coord.locator('section.card[aria-labelledby^="pair-"]').count(), n - 1);
     await coord.goto(`${BASE}/identity?state=rejected`);
     assert.equal(await coord.locator('section.card[aria-labelledby^="pair-"]').count(), 1);
+  },
+
+  // the dashboards: the coordinator's organisation by month, charts with data and a table
+  // under each; the CSV downloads; the administrator sees the whole alliance and filters
+  async measures(browser) {
+    const coord = await newPage(browser);
+    await signIn(coord, 'coordinator');
+    await coord.goto(`${BASE}/measures`);
+    const volume = coord.locator('#m-referral-volume');
+    assert.equal(await volume.locator('svg.chart').count(), 1, 'the referral volume is charted');
+    assert.ok(await volume.locator('svg.chart circle').count() >= 3, 'months with referrals are points');
+    assert.ok(await volume.locator('tbody tr').count() >= 3, 'and rows of the table under it');
+    assert.match(await coord.locator('#m-loop-closure').textContent(), /CMS50/);
+    assert.ok(await coord.locator('section.measure svg.chart').count() >= 5, 'most measures have a chart');
+    await check(coord, 'measures');
+    const [download] = await Promise.all([
+      coord.waitForEvent('download'),
+      coord.getByRole('link', { name: 'Download the figures (CSV)' }).click(),
+    ]);
+    const file = await download.path();
+    const csv = fs.readFileSync(file, 'utf8').split('\n');
+    assert.equal(csv[0], 'month,organization,service,age_band,measure,detail,value,numerator,denominator,n,suppressed');
+    assert.ok(csv.some((l) => l.includes(',referral-volume,')), 'the CSV holds the referral volume');
+    const admin = await newPage(browser);
+    await signIn(admin, 'demo-admin');
+    await admin.goto(`${BASE}/measures`);
+    assert.equal(await admin.getByLabel('Organisation').inputValue(), '', 'the whole alliance');
+    await admin.getByLabel('Age').selectOption('5-11');
+    await submit(admin, admin.getByRole('button', { name: 'Show' }));
+    assert.ok(admin.url().includes('age=5-11'));
+    await check(admin, 'measures-admin');
   },
 
   // an administrator adds a clinic site

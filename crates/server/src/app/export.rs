@@ -1049,8 +1049,14 @@ pub async fn expire(app: &App) -> Result<Option<String>, ApiError> {
             Ok((old.into_iter().map(|j| j.id).collect::<Vec<_>>(), None))
         })
         .await?;
+    let config = &app.config().export;
     for id in &gone {
-        let _ = std::fs::remove_dir_all(app.config().export.job_dir(id));
+        let _ = std::fs::remove_dir_all(config.job_dir(id));
+    }
+    if let Ok(mut c) = config.cancelled.lock() {
+        for id in &gone {
+            c.remove(id);
+        }
     }
     Ok((!gone.is_empty()).then(|| format!("{} expired exports deleted", gone.len())))
 }

@@ -101,7 +101,10 @@ pub fn measures(tx: &mut CallerTx, ctx: &Ctx, r: &MeasuresRequest) -> Result<Mea
     };
     let keep = |o: &str| org.is_none_or(|want| want == o);
 
-    let referrals: Vec<_> = tx.referral_records(r.from_ms, r.to_ms, org)?;
+    // an organisation's referral measures are those it received (the register also gives
+    // those it sent)
+    let mut referrals: Vec<_> = tx.referral_records(r.from_ms, r.to_ms, org)?;
+    referrals.retain(|f| keep(&f.owner_org));
 
     // each appointment: its patient, its service (a HealthcareService participant), the
     // organisation providing it, its site (a Location participant, else the service's)

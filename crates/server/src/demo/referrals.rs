@@ -65,6 +65,17 @@ pub(super) fn add(out: &mut Vec<Value>, rng: &mut impl RngCore, now_ms: i64) {
         })
         .filter(|(id, _, _)| !id.ends_with("psychiatry"))
         .collect();
+    // each service's first site, for the visits
+    let sites: std::collections::HashMap<String, String> = out
+        .iter()
+        .filter(|r| r["resourceType"] == "HealthcareService")
+        .filter_map(|s| {
+            Some((
+                s["id"].as_str()?.to_string(),
+                s["location"][0]["reference"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
     let children: Vec<(String, String, i64)> = out
         .iter()
         .filter(|r| r["resourceType"] == "Patient")
@@ -147,6 +158,8 @@ pub(super) fn add(out: &mut Vec<Value>, rng: &mut impl RngCore, now_ms: i64) {
                 .max(authored + 60_000)
         };
         let stuck = fate < 6; // never answered: overdue once its time has passed
+        // the visit a booked referral leads to: held (or missed), or still ahead
+        let mut visit: Option<(i64, &str)> = None;
         if !stuck {
             // answered within the level mostly, sometimes late
             let answer = at(
@@ -181,6 +194,16 @@ pub(super) fn add(out: &mut Vec<Value>, rng: &mut impl RngCore, now_ms: i64) {
                         let seen = (booked + i64::from(rng.random_range(3..20)) * DAY)
                             .min(due.seen_ms + if fate > 92 { 5 * DAY } else { 0 })
                             .max(booked + DAY);
+                        visit = Some((
+                            seen,
+                            if seen > now_ms {
+                                "booked"
+                            } else if fate > 96 {
+                                "noshow"
+                            } else {
+                                "fulfilled"
+                            },
+                        ));
                         if seen <= now_ms {
                             if fate > 96 {
                                 business = BusinessStatus::Unattended;
@@ -257,5 +280,27 @@ pub(super) fn add(out: &mut Vec<Value>, rng: &mut impl RngCore, now_ms: i64) {
         due.write_into(&mut task);
         progress.write_into(&mut task);
         out.push(task);
+        // the visit, at the service's site or (three in ten) by video
+        if let Some((start, visit_status)) = visit {
+            let video = k % 10 < 3;
+            let mut participants = vec![
+                json!({"actor": {"reference": format!("Patient/{patient}")}, "status": "accepted"}),
+                json!({"actor": {"reference": format!("HealthcareService/{service}")}, "status": "accepted"}),
+            ];
+            if let (false, Some(site)) = (video, sites.get(&service)) {
+                participants.push(json!({"actor": {"reference": site}, "status": "accepted"}));
+            }
+            let mut appointment = json!({"resourceType": "Appointment", "id": format!("demo-visit-{k}"), "meta": tag(),
+                "status": visit_status,
+                "serviceType": [{"text": specialty}],
+                "start": fhir::primitive::format_instant(start),
+                "end": fhir::primitive::format_instant(start + 30 * 60_000),
+                "participant": participants});
+            if video {
+                appointment["extension"] =
+                    json!([{"url": care::profile::MODALITY, "valueCode": "video"}]);
+            }
+            out.push(appointment);
+        }
     }
 }

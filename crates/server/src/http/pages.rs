@@ -41,6 +41,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../../web/templates/console/worklist.html"),
     ),
     (
+        "console/measures.html",
+        include_str!("../../../../web/templates/console/measures.html"),
+    ),
+    (
         "console/transition.html",
         include_str!("../../../../web/templates/console/transition.html"),
     ),

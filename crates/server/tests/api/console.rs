@@ -251,6 +251,8 @@ async fn console_pages_are_units_of_work(app: TestApp) {
         "/transition".into(),
         "/transition?state=all&age=12-13&element=policy&org=cc".into(),
         "/transition/kid".into(),
+        "/measures".into(),
+        "/measures?from=2026-01&to=2026-12&service=cardio&age=5-11&org=cc".into(),
     ];
     for page in &pages {
         let before = audit_events(&app).await;
@@ -274,6 +276,17 @@ async fn console_pages_are_units_of_work(app: TestApp) {
                 .contains("script-src 'self'")
         );
     }
+    // the dashboards: a chart for what has figures, a table under it, the definitions, the
+    // CSV of the same; another organisation's are refused
+    let r = coord.get(&app, "/measures").await;
+    assert!(r.text.contains("<svg class=\"chart\""), "{}", r.text);
+    assert!(r.text.contains("How it is counted") && r.text.contains("CMS50"));
+    assert!(
+        r.text.contains("measures?") && r.text.contains("format=csv"),
+        "the CSV link"
+    );
+    assert_eq!(coord.get(&app, "/measures?org=hhc").await.status, 403);
+    assert_eq!(coord.get(&app, "/measures?from=nonsense").await.status, 400);
     // the pages show what the records say
     let r = coord.get(&app, &format!("/referrals/{task}")).await;
     assert!(

@@ -412,6 +412,65 @@ async fn a_limited_caller_exports_only_what_they_may_see(app: TestApp) {
     assert_eq!(r.status, 403, "{}", r.text);
 }
 
+/// A parent exporting their teenager's record gets the record without the confidential care
+/// (and nobody else's): the same as their own searches.
+async fn a_proxys_export_leaves_out_confidential_care(app: TestApp) {
+    seed(&app).await;
+    let fifteen = {
+        let t = time::OffsetDateTime::now_utc().date();
+        let d = t.replace_year(t.year() - 15).unwrap_or(t);
+        format!("{:04}-{:02}-{:02}", d.year(), d.month() as u8, d.day())
+    };
+    app.upsert(
+        json!({"resourceType": "Patient", "id": "teen", "birthDate": fifteen,
+        "managingOrganization": {"reference": "Organization/cc"}}),
+    )
+    .await;
+    app.upsert(json!({"resourceType": "RelatedPerson", "id": "mom", "patient": {"reference": "Patient/teen"},
+        "relationship": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH"}]}]}))
+        .await;
+    for (id, label) in [("plain", None), ("psy", Some("PSY"))] {
+        let mut c = json!({"resourceType": "Condition", "id": id, "subject": {"reference": "Patient/teen"},
+            "code": {"text": format!("condition {id}")}});
+        if let Some(l) = label {
+            c["meta"] = json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": l}]});
+        }
+        app.upsert(c).await;
+    }
+    let mom = app.client_with(
+        &app.token_for("user/*.rs", &["proxy"], &["RelatedPerson/mom"])
+            .await,
+    );
+    let m = export(
+        &app,
+        &mom,
+        "Patient/$export?_type=Patient,Condition,Observation",
+    )
+    .await;
+    let ids = ids_of(&app, &mom, &m).await;
+    assert_eq!(of(&ids, "Patient"), vec!["teen"]);
+    assert_eq!(
+        of(&ids, "Condition"),
+        vec!["plain"],
+        "the confidential Condition is not in the file"
+    );
+    assert!(
+        of(&ids, "Observation").is_empty(),
+        "nobody else's observations"
+    );
+    for (rt, got) in &ids {
+        assert_eq!(got, &searched(&app, &mom, rt).await, "{rt}");
+    }
+    // and the counts say so too
+    let conditions = m["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "Condition")
+        .unwrap();
+    assert_eq!(conditions["count"], 1);
+}
+
 async fn group_and_post_kick_offs(app: TestApp) {
     seed(&app).await;
     // the active members only
@@ -491,6 +550,7 @@ both_engines!(
     a_system_export_round_trips_into_a_fresh_server,
     since_and_type_filters_select_exactly,
     a_limited_caller_exports_only_what_they_may_see,
+    a_proxys_export_leaves_out_confidential_care,
     group_and_post_kick_offs,
     cancel_deletes_the_job_and_its_files,
 );

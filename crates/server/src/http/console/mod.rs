@@ -15,6 +15,7 @@ mod admin;
 mod family;
 mod findcare;
 mod identity;
+mod measures;
 mod patient;
 mod referral;
 mod transition;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/book", post(findcare::book))
         .route("/family", get(family::page))
         .route("/family/appointments/{id}/{action}", post(family::act))
+        .route("/measures", get(measures::page))
         .route("/transition", get(transition::registry))
         .route("/transition/{id}", get(transition::person))
         .route("/transition/{id}/record", post(transition::record))
@@ -140,6 +142,7 @@ impl Session {
         nav.push(("/find-care", "Find care"));
         if !self.organizations().is_empty() || self.is_admin() {
             nav.push(("/transition", "Transition"));
+            nav.push(("/measures", "Measures"));
         }
         if self.has(Role::Coordinator) || self.is_admin() {
             nav.push(("/identity", "Identity review"));
