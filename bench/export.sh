@@ -7,7 +7,8 @@
 # downloaded (MB/s); the server's resident memory before and its peak (VmHWM) after; a
 # Patient/$export of the same data as a coordinator of one organisation (the access filter on
 # every row). Median of RUNS exports per engine.
-# Usage: bench/export.sh [--quick] [PATIENTS]   (--quick: 1 run; default 64000 patients)
+# Usage: bench/export.sh [--quick] [PATIENTS]   (--quick: 1 run; default 64000 patients;
+#        ENGINES="sqlite postgres" by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -67,7 +68,7 @@ print(n, f"{t1 - t0:.2f}", size, f"{t2 - t1:.2f}")
 PY
 }
 
-for engine in sqlite postgres; do
+for engine in ${ENGINES:-sqlite postgres}; do
   if [ "$engine" = sqlite ]; then DB="sqlite://$WORK/export.db"; else
     continuum_start_postgres
     name="bench_export_$$"; psql "$CONTINUUM_TEST_POSTGRES_URL" -qc "CREATE DATABASE $name"; DB="${CONTINUUM_TEST_POSTGRES_URL%/*}/$name"
@@ -81,7 +82,9 @@ for engine in sqlite postgres; do
   SERVER=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   tok() { curl -s -u "$1" -d grant_type=client_credentials "http://127.0.0.1:$PORT/auth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'; }
+  sleep 30   # the start-up jobs (slot generation, the transition scheduler, the identity model) first
   before=$(rss_kb VmRSS)
+  echo 5 >"/proc/$SERVER/clear_refs"   # the peak from here on: the exports' own
   for _ in $(seq 1 "$RUNS"); do export_once "$PORT" "$(tok "$admin")" '/$export' >>"$OUT/system-$engine.txt"; done
   export_once "$PORT" "$(tok "$coord")" '/Patient/$export' >>"$OUT/coordinator-$engine.txt"
   peak=$(rss_kb VmHWM)
@@ -96,7 +99,7 @@ size = int(rows[0][2]); dl = statistics.median(float(r[3]) for r in rows)
 c = open(coord).read().split()
 print(f"- {engine}: system $export of {n} resources in {secs:.1f} s = {n / secs:,.0f} resources/s (median of {len(rows)}); "
       f"{size / 1e6:.0f} MB of NDJSON downloaded at {size / 1e6 / dl:.0f} MB/s; a coordinator's Patient/$export: {int(c[0])} resources in {float(c[1]):.1f} s; "
-      f"server memory {int(before) / 1024:.0f} MB before, peak {int(peak) / 1024:.0f} MB")
+      f"server memory {int(before) / 1024:.0f} MB before the exports, peak {int(peak) / 1024:.0f} MB during them")
 PY
 done
 echo "results in $OUT"
