@@ -371,7 +371,7 @@ fn visit_rows(inputs: &Inputs, dims: Dimensions, cells: &mut BTreeMap<Key, Vec<R
         rows.push(row(
             &k,
             "distance-miles",
-            median_f64(c.miles),
+            crate::transition::metrics::median(c.miles),
             None,
             Some(with_distance),
             with_distance,
@@ -401,19 +401,6 @@ fn visit_rows(inputs: &Inputs, dims: Dimensions, cells: &mut BTreeMap<Key, Vec<R
             c.attended_or_missed,
         ));
     }
-}
-
-fn median_f64(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
 }
 
 /// The third next available appointment: calendar days (US Eastern) from today to the day of

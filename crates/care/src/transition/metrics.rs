@@ -86,7 +86,8 @@ impl Transfers {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The median of some values (the mean of the middle two for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -34,7 +34,8 @@ fn error(e: ApiError) -> Response {
     r
 }
 
-/// The FHIR base URL of a request (the configured public one first).
+/// The FHIR base URL of a request (the configured public one first): the FHIR router's and
+/// the export routes' alike.
 pub(super) fn fhir_base(state: &AppState, parts: &axum::http::request::Parts) -> String {
     if let Some(base) = &state.api.config().public_base_url {
         return base.trim_end_matches('/').to_string();

@@ -329,12 +329,6 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
                 .into_owned()
         })
         .collect();
-    let host = header_str(&parts.headers, header::HOST).unwrap_or_else(|| "localhost".into());
-    let scheme = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
     let pretty = query.iter().any(|(k, v)| k == "_pretty" && v == "true");
     let fhir_req = FhirRequest {
         method: Method::parse(parts.method.as_str()),
@@ -361,7 +355,7 @@ async fn fhir_handler(State(state): State<AppState>, req: Request) -> Response {
         if_none_match: header_str(&parts.headers, header::IF_NONE_MATCH),
         if_none_exist: header_str(&parts.headers, HeaderName::from_static("if-none-exist")),
         body: bytes.to_vec(),
-        base_url: format!("{scheme}://{host}/fhir"),
+        base_url: export::fhir_base(&state, &parts),
     };
     let authorization = header_str(&parts.headers, header::AUTHORIZATION);
     let session = cookie_value(&parts.headers, crate::auth::SESSION_COOKIE);
